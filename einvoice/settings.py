@@ -1,0 +1,219 @@
+"""Process settings, read once from the environment (and an optional ``.env`` file).
+
+The variable names are a public contract (seed 002 "Configuración de Credenciales" and the
+Celery / 12-factor conventions); other tools set them:
+
+==========================  =========================================================  =====================
+variable                    meaning                                                    default
+==========================  =========================================================  =====================
+DATABASE_URL                PostgreSQL URL (``postgresql://``, ``postgres://`` or      required to touch the
+                            ``postgresql+psycopg://``); always driven by psycopg 3      database
+REDIS_URL                   Redis URL (locks, rate limit, token cache)                 redis://localhost:6379/0
+CELERY_BROKER_URL           Celery broker                                              REDIS_URL
+FACTUS_ENVIRONMENT          ``sandbox`` or ``production``                              sandbox
+FACTUS_BASE_URL             Factus API root                                            the environment's URL
+FACTUS_CLIENT_ID            OAuth client id of the default Factus account              none
+FACTUS_CLIENT_SECRET        OAuth client secret of the default account                 none
+FACTUS_USERNAME             account e-mail of the default account                      none
+FACTUS_PASSWORD             account password of the default account                    none
+EINVOICE_SECRET_KEY         Fernet key that encrypts credentials and tokens at rest    required to store or
+                            (``einvoice secrets generate-key`` prints a new one)       read secrets
+==========================  =========================================================  =====================
+
+Tuning knobs (all optional) are the other fields of :class:`Settings`; each field's name in upper
+case is its variable.
+
+Use :func:`get_settings` (cached) or :func:`load_settings`; both raise
+:class:`einvoice.errors.ConfigError` with one line naming the variable when a value is missing or
+malformed, never a traceback full of pydantic internals.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from einvoice.errors import ConfigError
+
+FACTUS_URLS: dict[str, str] = {
+    # FACTUS_API.md "Evidence" intro: sandbox and production bases.
+    "sandbox": "https://api-sandbox.factus.com.co",
+    "production": "https://api.factus.com.co",
+}
+
+_PG_SCHEMES = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgresql+psycopg3": "postgresql+psycopg",
+}
+
+
+def normalize_database_url(url: str) -> str:
+    """Return ``url`` rewritten to the SQLAlchemy psycopg 3 form ``postgresql+psycopg://...``.
+
+    Accepts ``postgresql://``, ``postgres://`` (Heroku/Supabase style) and
+    ``postgresql+psycopg://``. Raises ``ValueError`` for anything else (for example a
+    ``postgresql+psycopg2://`` URL, since the project only ships psycopg 3).
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or not rest:
+        raise ValueError("expected a URL like postgresql://user:password@host:5432/dbname")
+    target = _PG_SCHEMES.get(scheme.lower())
+    if target is None:
+        raise ValueError(
+            f"unsupported scheme {scheme!r}; use postgresql://, postgres:// or postgresql+psycopg://"
+        )
+    return f"{target}://{rest}"
+
+
+def libpq_url(sqlalchemy_url: str) -> str:
+    """Return the plain libpq form (``postgresql://...``) of a normalized SQLAlchemy URL.
+
+    Used where psycopg is called directly (``LISTEN``), not through SQLAlchemy.
+    """
+    return "postgresql://" + sqlalchemy_url.split("://", 1)[1]
+
+
+class Settings(BaseSettings):
+    """All settings of one ``einvoice`` process. Build it with :func:`load_settings`.
+
+    Times are seconds (float or int), rates are per minute. Secrets are ``SecretStr`` so that
+    ``repr()`` and logs never show them.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str | None = None
+    redis_url: str = "redis://localhost:6379/0"
+    celery_broker_url: str | None = None
+
+    factus_environment: Literal["sandbox", "production"] = "sandbox"
+    factus_base_url: str | None = None
+    factus_client_id: str | None = None
+    factus_client_secret: SecretStr | None = None
+    factus_username: str | None = None
+    factus_password: SecretStr | None = None
+    einvoice_secret_key: SecretStr | None = None
+
+    # --- Factus transport (FACTUS_API.md Decisions 5 and 6) ---
+    factus_rate_limit_per_minute: int = Field(default=80, ge=1)
+    factus_connect_timeout: float = Field(default=5.0, gt=0)
+    factus_read_timeout: float = Field(default=15.0, gt=0)
+    factus_validate_timeout: float = Field(default=30.0, gt=0)
+    factus_token_margin_seconds: int = Field(default=120, ge=0)
+    factus_max_connections: int = Field(default=100, ge=1)
+
+    # --- Job pipeline (issue 4) ---
+    einvoice_max_attempts: int = Field(default=8, ge=1, le=32767)
+    einvoice_retry_base_seconds: float = Field(default=2.0, gt=0)
+    einvoice_retry_cap_seconds: float = Field(default=300.0, gt=0)
+    einvoice_lease_seconds: int = Field(default=120, ge=10)
+    einvoice_dian_slow_recheck_seconds: float = Field(default=20.0, gt=0)
+    einvoice_redispatch_seconds: int = Field(default=60, ge=1)
+    einvoice_dispatch_batch: int = Field(default=500, ge=1)
+    einvoice_org_dispatch_share: int = Field(default=100, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_db(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        return normalize_database_url(value)
+
+    @field_validator("redis_url", "celery_broker_url")
+    @classmethod
+    def _check_redis(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
+            raise ValueError("expected a URL like redis://host:6379/0")
+        return value
+
+    @field_validator("einvoice_secret_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                "expected a Fernet key (32 url-safe base64 bytes); "
+                "create one with `einvoice secrets generate-key`"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "Settings":
+        if self.celery_broker_url is None:
+            self.celery_broker_url = self.redis_url
+        if not self.factus_base_url:
+            self.factus_base_url = FACTUS_URLS[self.factus_environment]
+        self.factus_base_url = self.factus_base_url.rstrip("/")
+        return self
+
+    # -- accessors that fail with one clear line --------------------------------------------
+
+    def require_database_url(self) -> str:
+        """Return ``DATABASE_URL`` in SQLAlchemy form. Raises ``ConfigError`` if it is unset."""
+        if not self.database_url:
+            raise ConfigError(
+                "DATABASE_URL is not set: export a PostgreSQL URL, for example from "
+                "`einvoice dev services up`",
+                reason="config_missing",
+            )
+        return self.database_url
+
+    def require_secret_key(self) -> bytes:
+        """Return ``EINVOICE_SECRET_KEY`` as bytes. Raises ``ConfigError`` if it is unset."""
+        if self.einvoice_secret_key is None:
+            raise ConfigError(
+                "EINVOICE_SECRET_KEY is not set: it encrypts Factus credentials and tokens at "
+                "rest; create one with `einvoice secrets generate-key`",
+                reason="config_missing",
+            )
+        return self.einvoice_secret_key.get_secret_value().encode()
+
+    def has_default_factus_account(self) -> bool:
+        """True when all four ``FACTUS_*`` credentials of the default account are set."""
+        return bool(
+            self.factus_client_id
+            and self.factus_client_secret
+            and self.factus_username
+            and self.factus_password
+        )
+
+
+def _env_name(loc: tuple[object, ...]) -> str:
+    return str(loc[0]).upper() if loc else "settings"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings` from the environment, ``.env`` and keyword ``overrides``.
+
+    Raises:
+        ConfigError: one line naming the first bad variable and why, for example
+            ``DATABASE_URL: unsupported scheme 'mysql'; use postgresql://...``.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigError(f"{_env_name(first.get('loc', ()))}: {msg}", reason="config_invalid") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use (never at import time)."""
+    return load_settings()
