@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     factus_max_connections: int = Field(default=100, ge=1)
 
     # --- Job pipeline (issue 4) ---
-    einvoice_max_attempts: int = Field(default=8, ge=1, le=32767)
+    einvoice_max_attempts: int = Field(default=5, ge=1, le=32767)
     einvoice_retry_base_seconds: float = Field(default=2.0, gt=0)
     einvoice_retry_cap_seconds: float = Field(default=300.0, gt=0)
     einvoice_lease_seconds: int = Field(default=120, ge=10)

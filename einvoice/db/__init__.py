@@ -1,0 +1,1 @@
+"""Persistence: engine and session factory, typed models, repositories, unit of work."""

@@ -1,0 +1,520 @@
+"""SQLAlchemy 2 typed models of the ERP tables and of einvoice's own tables.
+
+Source: seed 002 ("Análisis de Tablas Existentes", "Campos FALTANTES", "Tablas NUEVAS Requeridas").
+Table and column names and types are the seed's. Where einvoice adds a column, its comment says
+why; where the seed contradicts Factus, Factus wins and the comment says so.
+
+The nine ERP tables (``organizations``, ``branches``, ``customers``, ``products``,
+``invoice_sales``, ``invoice_items``, ``invoice_sequences``, ``electronic_invoicing_jobs``,
+``electronic_invoicing_events``) may already exist in the ERP's database (the seed's Supabase case):
+the migration ``0001`` creates them only when absent and otherwise adds the missing columns.
+These models describe the schema after that migration; ``tests/integration/db`` checks that the
+models and the migrated database agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CHAR,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TIMESTAMPTZ = TIMESTAMP(timezone=True)
+
+#: Job statuses (seed 002 ``electronic_invoicing_jobs.status``).
+JOB_STATUSES = ("pending", "processing", "sent", "accepted", "rejected", "failed", "cancelled")
+#: Statuses a job can still leave; at most one such job per (invoice, document type).
+NON_FINAL_JOB_STATUSES = ("pending", "processing", "sent")
+#: Providers allowed by the seed's ``electronic_invoicing_jobs_provider_check`` (step 7).
+PROVIDERS = ("carvajal", "facturatech", "siigo", "alegra", "world_office", "factus", "other")
+#: Document types (seed 002 ``electronic_invoicing_jobs.document_type``).
+DOCUMENT_TYPES = ("invoice", "credit_note", "debit_note", "support_document")
+
+#: SQL default of ``electronic_invoicing_jobs.reference_code``: "EI" + 18 upper-case hex chars
+#: (20 characters: FACTUS_API.md §9 advises staying within about 20). Random, not sequential,
+#: because the Factus sandbox is shared by every user (§1) and a counter would collide there.
+REFERENCE_CODE_DEFAULT = "('EI' || upper(substr(replace(gen_random_uuid()::text, '-', ''), 1, 18)))"
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every einvoice model."""
+
+    type_annotation_map = {datetime: TIMESTAMPTZ, dict[str, Any]: JSONB}
+
+
+# --------------------------------------------------------------------------------------------
+# ERP tables (exist in the ERP; created here only on an empty database)
+# --------------------------------------------------------------------------------------------
+
+
+class Organization(Base):
+    """``organizations``: the issuing company (one Factus account each, or the default one)."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String)
+    legal_name: Mapped[str | None] = mapped_column(Text)
+    nit: Mapped[str | None] = mapped_column(Text)
+    tax_id: Mapped[str | None] = mapped_column(String)
+    email: Mapped[str | None] = mapped_column(String)
+    phone: Mapped[str | None] = mapped_column(String)
+    address: Mapped[str | None] = mapped_column(Text)
+    city: Mapped[str | None] = mapped_column(Text)
+    country_code: Mapped[str | None] = mapped_column(String)
+    logo_url: Mapped[str | None] = mapped_column(Text)
+    # Campos FALTANTES §2
+    dv: Mapped[int | None] = mapped_column(Integer)
+    registration_code: Mapped[str | None] = mapped_column(Text)
+    economic_activity: Mapped[str | None] = mapped_column(Text)
+    municipality_id: Mapped[int | None] = mapped_column(Integer)
+    graphic_representation_name: Mapped[str | None] = mapped_column(Text)
+    fiscal_responsibilities: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+
+
+class Branch(Base):
+    """``branches``: an establishment of an organization (Factus ``establishment``)."""
+
+    __tablename__ = "branches"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String)
+    address: Mapped[str | None] = mapped_column(Text)
+    city: Mapped[str | None] = mapped_column(String)
+    phone: Mapped[str | None] = mapped_column(String)
+    email: Mapped[str | None] = mapped_column(String)
+    # Campos FALTANTES §3
+    municipality_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Customer(Base):
+    """``customers``: the buyer (Factus ``customer``)."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    organization_id: Mapped[int | None] = mapped_column(Integer)
+    email: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    identification_type: Mapped[str | None] = mapped_column(Text)
+    identification_number: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    city: Mapped[str | None] = mapped_column(Text)
+    # Campos FALTANTES §1 (defaults from "Implementación Paso a Paso", step 2)
+    dv: Mapped[int | None] = mapped_column(Integer)
+    company_name: Mapped[str | None] = mapped_column(Text)
+    trade_name: Mapped[str | None] = mapped_column(Text)
+    legal_organization_id: Mapped[int | None] = mapped_column(Integer, server_default=text("2"))
+    tribute_id: Mapped[int | None] = mapped_column(Integer, server_default=text("21"))
+    municipality_id: Mapped[int | None] = mapped_column(Integer)
+    fiscal_responsibilities: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+
+
+class Product(Base):
+    """``products``: the catalogue item behind an invoice line."""
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(Integer)
+    sku: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    unit_code: Mapped[str | None] = mapped_column(CHAR)
+    tax_id: Mapped[int | None] = mapped_column(Integer)
+    barcode: Mapped[str | None] = mapped_column(Text)
+
+
+class InvoiceSale(Base):
+    """``invoice_sales``: an invoice (or a credit/debit note) of the ERP.
+
+    Money columns are COP ``Decimal``. After acceptance einvoice writes ``xml_uuid`` (the CUFE or,
+    for a credit note, the CUDE), ``number``, ``qr_image``, ``validated_at`` and status
+    ``validated`` (issue 4, "Outcomes").
+    """
+
+    __tablename__ = "invoice_sales"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    organization_id: Mapped[int | None] = mapped_column(Integer)
+    branch_id: Mapped[int | None] = mapped_column(Integer)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    sale_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    number: Mapped[str | None] = mapped_column(Text)
+    issue_date: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    due_date: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    currency: Mapped[str | None] = mapped_column(CHAR(3))
+    subtotal: Mapped[Decimal | None] = mapped_column(Numeric)
+    tax_total: Mapped[Decimal | None] = mapped_column(Numeric)
+    total: Mapped[Decimal | None] = mapped_column(Numeric)
+    balance: Mapped[Decimal | None] = mapped_column(Numeric)
+    status: Mapped[str | None] = mapped_column(Text)
+    xml_uuid: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+    payment_method: Mapped[str | None] = mapped_column(Text)
+    tax_included: Mapped[bool | None] = mapped_column(Boolean)
+    payment_terms: Mapped[int | None] = mapped_column(Integer)
+    document_type: Mapped[str | None] = mapped_column(Text)
+    related_invoice_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Campos FALTANTES §5
+    reference_code: Mapped[str | None] = mapped_column(Text)
+    operation_type: Mapped[str | None] = mapped_column(Text, server_default=text("'10'"))
+    payment_form: Mapped[str | None] = mapped_column(Text, server_default=text("'1'"))
+    payment_method_code: Mapped[str | None] = mapped_column(Text, server_default=text("'10'"))
+    send_email: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
+    validated_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    qr_image: Mapped[str | None] = mapped_column(Text)
+    allowance_charges: Mapped[list[Any] | None] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    billing_period: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # einvoice: the DIAN correction concept of a credit note (FACTUS_API.md §7.1, 1..6; 2 =
+    # anulación). NULL on invoices; a credit note without it is sent as 2 (full reversal).
+    correction_concept_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class InvoiceItem(Base):
+    """``invoice_items``: one line of an invoice (Factus ``items[]``)."""
+
+    __tablename__ = "invoice_items"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    product_id: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
+    qty: Mapped[Decimal | None] = mapped_column(Numeric)
+    unit_price: Mapped[Decimal | None] = mapped_column(Numeric)
+    tax_code: Mapped[str | None] = mapped_column(Text)
+    tax_rate: Mapped[Decimal | None] = mapped_column(Numeric)
+    total_line: Mapped[Decimal | None] = mapped_column(Numeric)
+    discount_amount: Mapped[Decimal | None] = mapped_column(Numeric)
+    tax_included: Mapped[bool | None] = mapped_column(Boolean)
+    # Campos FALTANTES §4 (defaults from "Implementación Paso a Paso", step 5)
+    code_reference: Mapped[str | None] = mapped_column(Text)
+    discount_rate: Mapped[Decimal | None] = mapped_column(Numeric(5, 2), server_default=text("0"))
+    unit_measure_id: Mapped[int | None] = mapped_column(Integer, server_default=text("70"))
+    standard_code_id: Mapped[int | None] = mapped_column(Integer, server_default=text("1"))
+    is_excluded: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    tribute_id: Mapped[int | None] = mapped_column(Integer, server_default=text("1"))
+    withholding_taxes: Mapped[list[Any] | None] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class InvoiceSequence(Base):
+    """``invoice_sequences``: a DIAN numbering range (resolution) and its Factus id."""
+
+    __tablename__ = "invoice_sequences"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(Integer)
+    branch_id: Mapped[int | None] = mapped_column(Integer)
+    document_type: Mapped[str | None] = mapped_column(Text)
+    resolution_number: Mapped[str | None] = mapped_column(String)
+    resolution_date: Mapped[date | None] = mapped_column(Date)
+    prefix: Mapped[str | None] = mapped_column(String)
+    range_start: Mapped[int | None] = mapped_column(Integer)
+    range_end: Mapped[int | None] = mapped_column(Integer)
+    current_number: Mapped[int | None] = mapped_column(Integer)
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    technical_key: Mapped[str | None] = mapped_column(Text)
+    test_set_id: Mapped[str | None] = mapped_column(Text)
+    is_active: Mapped[bool | None] = mapped_column(Boolean)
+    alert_threshold: Mapped[int | None] = mapped_column(Integer)
+    # Campos FALTANTES §6
+    factus_numbering_range_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        # einvoice: the range sync upserts on (organization, Factus range id).
+        Index(
+            "ix_invoice_sequences_org_factus_range",
+            "organization_id",
+            "factus_numbering_range_id",
+            unique=True,
+            postgresql_where=text("factus_numbering_range_id IS NOT NULL"),
+        ),
+    )
+
+
+class ElectronicInvoicingJob(Base):
+    """``electronic_invoicing_jobs``: one request to get one document validated; the source of truth.
+
+    Status machine (issue 4): ``pending`` (due at ``next_retry_at``) → ``processing`` (claimed,
+    under a lease) → ``accepted`` | ``rejected`` | ``failed`` | back to ``pending`` (retry) |
+    ``sent`` (DIAN slow, re-checked at ``next_retry_at``); ``cancelled`` by an operator.
+    ``accepted``, ``rejected``, ``failed`` and ``cancelled`` are final.
+
+    Columns after ``updated_at`` are einvoice's additions; each comment says why.
+    """
+
+    __tablename__ = "electronic_invoicing_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    organization_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    document_type: Mapped[str] = mapped_column(Text, server_default=text("'invoice'"))
+    provider: Mapped[str] = mapped_column(Text, server_default=text("'factus'"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempt_count: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("5"))
+    # einvoice: NOT NULL with default now() so that a plain SQL insert is due at once and the
+    # dispatcher's partial index covers every due row (no "IS NULL OR" in the hot query).
+    next_retry_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    request_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    response_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    cufe: Mapped[str | None] = mapped_column(String(100))
+    qr_code: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+    # -- einvoice additions ------------------------------------------------------------------
+    # The document's key at Factus (FACTUS_API.md Decision 3): fixed at insert, never changes
+    # across attempts, so a re-send after an unknown outcome cannot create a second document.
+    reference_code: Mapped[str] = mapped_column(
+        Text, nullable=False, server_default=text(REFERENCE_CODE_DEFAULT)
+    )
+    # Claim lease: a worker owns a ``processing`` job until this instant; the sweeper recovers
+    # jobs whose lease expired (worker killed) and reconciles them before any re-send.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    # Who holds the lease ("hostname:pid:thread"), for operators.
+    leased_by: Mapped[str | None] = mapped_column(Text)
+    # Set (and committed) just before the validate POST, cleared when its outcome is known: a job
+    # found with it set may have reached Factus and is looked up by reference before a re-send.
+    outcome_unknown: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # When a wake-up message was last published for this job; the dispatcher re-publishes only
+    # when it is older than the redispatch interval (a Redis that lost its queue gets repaired).
+    dispatched_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    # The Factus environment and account this job was (last) sent with (issue 4, multi-tenant).
+    factus_environment: Mapped[str | None] = mapped_column(Text)
+    factus_account: Mapped[str | None] = mapped_column(Text)
+    # The accepted document's number (e.g. SETP990000001) and Factus internal id (a credit
+    # note's ``bill_id``, FACTUS_API.md §7.1).
+    document_number: Mapped[str | None] = mapped_column(Text)
+    factus_document_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", JOB_STATUSES), name="electronic_invoicing_jobs_status_check"),
+        CheckConstraint(
+            _in("provider", PROVIDERS), name="electronic_invoicing_jobs_provider_check"
+        ),
+        # The dispatcher's query: due pending/sent jobs, oldest first.
+        # (The table is shared with the ERP's other providers: einvoice only takes 'factus'.)
+        Index(
+            "ix_ei_jobs_due",
+            "next_retry_at",
+            postgresql_where=text("status IN ('pending', 'sent') AND provider = 'factus'"),
+        ),
+        # The sweeper's query: processing jobs whose lease expired.
+        Index(
+            "ix_ei_jobs_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'processing' AND provider = 'factus'"),
+        ),
+        # At most one non-final job per (invoice, document type): enqueueing twice is a no-op.
+        Index(
+            "ux_ei_jobs_one_active_per_invoice",
+            "invoice_id",
+            "document_type",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'processing', 'sent')"),
+        ),
+        Index("ux_ei_jobs_reference_code", "reference_code", unique=True),
+        Index("ix_ei_jobs_org_status", "organization_id", "status"),
+        Index("ix_ei_jobs_invoice", "invoice_id"),
+    )
+
+
+class ElectronicInvoicingEvent(Base):
+    """``electronic_invoicing_events``: one row per step of a job's life (issue 4, "Event history").
+
+    ``event_code`` is an HTTP status, a DIAN rule or einvoice's reason code; ``metadata`` holds
+    attempt, latency_ms, from/to status, number, ... and never a secret or token.
+    """
+
+    __tablename__ = "electronic_invoicing_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("electronic_invoicing_jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+    event_type: Mapped[str] = mapped_column(Text, nullable=False)
+    event_code: Mapped[str | None] = mapped_column(String)
+    event_message: Mapped[str | None] = mapped_column(Text)
+    # "metadata" is reserved on declarative classes, hence the attribute name.
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+    __table_args__ = (Index("ix_ei_events_job_created", "job_id", "created_at"),)
+
+
+# --------------------------------------------------------------------------------------------
+# New tables (seed 002 "Tablas NUEVAS Requeridas")
+# --------------------------------------------------------------------------------------------
+
+
+class FactusCredential(Base):
+    """``factus_credentials``: an organization's own Factus account.
+
+    Every secret column holds Fernet ciphertext made with ``EINVOICE_SECRET_KEY``
+    (:mod:`einvoice.crypto`), never plain text: ``client_secret``, ``password_encrypted``,
+    ``access_token`` and ``refresh_token``.
+    """
+
+    __tablename__ = "factus_credentials"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    organization_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    )
+    environment: Mapped[str] = mapped_column(Text, nullable=False)
+    client_id: Mapped[str] = mapped_column(Text, nullable=False)
+    client_secret: Mapped[str] = mapped_column(Text, nullable=False)
+    username: Mapped[str] = mapped_column(Text, nullable=False)
+    password_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    # einvoice: overrides FACTUS_BASE_URL for this account (a proxy, or the simulator in tests).
+    base_url: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "environment IN ('sandbox', 'production')",
+            name="factus_credentials_environment_check",
+        ),
+        UniqueConstraint("organization_id", "environment"),
+        Index("idx_factus_credentials_org", "organization_id"),
+    )
+
+
+class DianMunicipality(Base):
+    """``dian_municipalities``: Colombian municipalities with their Factus ids.
+
+    ``id`` is Factus's ``municipality_id`` (FACTUS_API.md §8.2; San Gil = 980, Bogotá 11001 = 169),
+    ``code`` the 5-digit DANE code, ``department_id`` the DANE department code as an integer.
+    Seeded from ``einvoice/data/municipalities.csv`` and refreshed by the municipalities sync.
+    """
+
+    __tablename__ = "dian_municipalities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    department_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    department_code: Mapped[str] = mapped_column(String(5), nullable=False)
+    department_name: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+    __table_args__ = (Index("idx_dian_municipalities_department", "department_id"),)
+
+
+class DianUnitMeasure(Base):
+    """``dian_unit_measures``: units of measure with Factus ids.
+
+    The seed's ids 71–79 are not Factus ids; Factus has 70 unidad (code 94), 414 KGM, 449 LBR,
+    512 MTR, 874 GLL (FACTUS_API.md §8.2), so the migration seeds Factus's and the sync adds the rest.
+    """
+
+    __tablename__ = "dian_unit_measures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+
+class DianTribute(Base):
+    """``dian_tributes``: product, customer and withholding tributes with Factus ids.
+
+    The seed declares ``code`` UNIQUE but then inserts code ``01`` twice (IVA as product tribute 1
+    and as customer tribute 18), and Factus lists several product tributes under one code
+    (FACTUS_API.md §8.2), so ``code`` is not unique here; ``id`` (the Factus id) is the key.
+    """
+
+    __tablename__ = "dian_tributes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(String(10), nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint(
+            "type IN ('product', 'customer', 'withholding')", name="dian_tributes_type_check"
+        ),
+        Index("ix_dian_tributes_code", "code"),
+    )
+
+
+class DianIdentificationType(Base):
+    """``dian_identification_types``: identity document types (Factus id, DIAN code, name)."""
+
+    __tablename__ = "dian_identification_types"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+
+class DianPaymentMethod(Base):
+    """``dian_payment_methods``: DIAN payment means (``payment_method_code`` values)."""
+
+    __tablename__ = "dian_payment_methods"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
