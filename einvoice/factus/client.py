@@ -1,0 +1,776 @@
+"""The synchronous Factus client: every HTTP call ``einvoice`` makes to Factus goes through here.
+
+One :class:`FactusClient` per account, all sharing one pooled ``httpx.Client``, one rate limiter
+and one token store per process. Workers build a :class:`FactusClients` once per process with
+:func:`create_factus_clients` (on ``worker_process_init``, never at import time) and ask it for
+the client of the job's account.
+
+What each call does (FACTUS_API.md §1, Decisions 2–6):
+
+1. takes a slot from the account's rate limiter (every call, token calls and retries included);
+2. sends with ``Accept: application/json``, the Bearer token, a JSON or form body, and a timeout:
+   ``factus_validate_timeout`` (≥ 30 s) for validate, ``factus_read_timeout`` for everything
+   else, ``factus_connect_timeout`` to connect;
+3. logs method, path, status, latency and Factus' message on logger ``einvoice.factus`` (never a
+   header, token, password or secret);
+4. on 401 renews the token once and repeats the call once;
+5. maps any failure to a typed :mod:`einvoice.factus.errors` error;
+6. retries with tenacity (exponential backoff with full jitter, ``Retry-After`` honoured), but
+   only where repeating is harmless: reads (GET, password grant) on any transient error; creates
+   and other writes (validate, delete, send e-mail, refresh grant) only when the request certainly
+   did not reach Factus (a connect error) or was refused unprocessed (429). A validate whose
+   outcome is unknown (read timeout, 5xx, dropped connection, unreadable body) is never re-sent
+   here: the error is raised and the job layer reconciles by reference code (Decision 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import httpx
+import redis
+from pydantic import BaseModel
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base, wait_random_exponential
+
+from einvoice.crypto import SecretBox
+from einvoice.factus import v1
+from einvoice.factus.errors import (
+    FactusError,
+    NotFoundError,
+    PendingDocumentConflict,
+    RateLimitedError,
+    ResponseDecodingError,
+    ServerError,
+    TransportError,
+    error_from_response,
+    factus_message,
+    response_json,
+)
+from einvoice.factus.ratelimit import RateLimiter, RedisRateLimiter
+from einvoice.factus.schemas import (
+    BillListItem,
+    BillResult,
+    Company,
+    CreditNoteListItem,
+    CreditNoteResult,
+    DownloadedFile,
+    MeasurementUnit,
+    Municipality,
+    NumberingRange,
+    Page,
+    ProductTribute,
+    TokenResponse,
+)
+from einvoice.factus.tokens import (
+    FactusAccount,
+    InMemoryTokenStore,
+    RedisRenewalLocks,
+    RedisTokenStore,
+    RenewalLocks,
+    ThreadRenewalLocks,
+    TokenManager,
+    TokenStore,
+)
+from einvoice.settings import Settings
+
+logger = logging.getLogger("einvoice.factus")
+
+Payload = BaseModel | Mapping[str, Any]
+ItemT = TypeVar("ItemT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-call timeouts in seconds (Decision 6; settings ``factus_*_timeout``).
+
+    Attributes:
+        connect: to open a connection (and to wait for a pooled one).
+        read: read/write of every call but validate.
+        validate: read/write of ``POST .../validate``, synchronous with DIAN (≥ 30 s).
+    """
+
+    connect: float = 5.0
+    read: float = 15.0
+    validate: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Timeouts:
+        """From ``FACTUS_CONNECT_TIMEOUT``, ``FACTUS_READ_TIMEOUT``, ``FACTUS_VALIDATE_TIMEOUT``."""
+        return cls(
+            connect=settings.factus_connect_timeout,
+            read=settings.factus_read_timeout,
+            validate=settings.factus_validate_timeout,
+        )
+
+    def for_read(self) -> httpx.Timeout:
+        """The ``httpx.Timeout`` of ordinary calls."""
+        return httpx.Timeout(self.read, connect=self.connect, pool=self.connect)
+
+    def for_validate(self) -> httpx.Timeout:
+        """The ``httpx.Timeout`` of validate calls."""
+        return httpx.Timeout(self.validate, connect=self.connect, pool=self.connect)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often the client itself repeats a call (small: the job layer has its own retries).
+
+    Attributes:
+        attempts: total tries of a call (1 = never repeat).
+        backoff_initial: seconds; the n-th wait is random in ``[0, min(backoff_max,
+            backoff_initial * 2**n)]`` ("full jitter").
+        backoff_max: cap of one backoff wait, seconds.
+        max_retry_after: the longest ``Retry-After`` the client sleeps through; a longer one is
+            raised at once so the job is rescheduled instead of holding a worker.
+    """
+
+    attempts: int = 3
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+    max_retry_after: float = 30.0
+
+
+class _FactusWait(wait_base):
+    """Wait ``retry_after`` when the error carries one (429, 503 + Retry-After), else backoff."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._backoff = wait_random_exponential(
+            multiplier=policy.backoff_initial, max=policy.backoff_max
+        )
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        hinted = getattr(error, "retry_after", None)
+        if isinstance(hinted, (int, float)) and hinted > 0:
+            return float(hinted)
+        return float(self._backoff(retry_state))
+
+
+def _transport_error(method: str, path: str, exc: httpx.TransportError) -> TransportError:
+    where = f"{method} {path}"
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return TransportError(
+            f"could not connect to Factus for {where}: {type(exc).__name__}",
+            reason="connect_error",
+            may_have_reached=False,
+        )
+    if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout)):
+        return TransportError(
+            f"Factus did not answer {where} in time; the request may have been processed",
+            reason="timeout_unknown_outcome",
+            may_have_reached=True,
+        )
+    if isinstance(
+        exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.CloseError)
+    ):
+        return TransportError(
+            f"the connection to Factus broke during {where} ({type(exc).__name__}); "
+            "the request may have been processed",
+            reason="connection_lost",
+            may_have_reached=True,
+        )
+    # Proxy, unsupported protocol, local protocol errors: failed before anything was sent.
+    return TransportError(
+        f"could not send {where} to Factus: {type(exc).__name__}",
+        reason="connect_error",
+        may_have_reached=False,
+    )
+
+
+class FactusClient:
+    """Calls Factus v1 for one account. Thread-safe; share one per account within a process.
+
+    Args:
+        account: whose credentials, base URL, token, lock and rate limit to use.
+        http: the process's pooled ``httpx.Client`` (the client does not close it).
+        limiter: the shared :class:`RateLimiter` (``NoRateLimit`` only in tests and benchmarks).
+        token_store: where tokens live (Redis in workers; in memory by default).
+        renewal_locks: single-flight token renewal (Redis in workers; threads by default).
+        timeouts: per-call timeouts.
+        retry: the client's own retry policy.
+        token_margin_seconds: renew this long before the token expires (Decision 2).
+        sleep: injectable ``time.sleep`` for retry waits.
+
+    Every method raises :class:`~einvoice.factus.errors.FactusError` subclasses only (plus
+    ``redis.RedisError`` if Redis, which holds tokens and the rate limit, is down).
+    """
+
+    def __init__(
+        self,
+        account: FactusAccount,
+        *,
+        http: httpx.Client,
+        limiter: RateLimiter,
+        token_store: TokenStore | None = None,
+        renewal_locks: RenewalLocks | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        token_margin_seconds: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.account = account
+        self._http = http
+        self._limiter = limiter
+        self._timeouts = timeouts or Timeouts()
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._wait = _FactusWait(self._retry)
+        self.tokens = TokenManager(
+            account.key,
+            grants=self,
+            store=token_store if token_store is not None else InMemoryTokenStore(),
+            locks=renewal_locks if renewal_locks is not None else ThreadRenewalLocks(),
+            margin_seconds=token_margin_seconds,
+        )
+
+    def __repr__(self) -> str:
+        return f"FactusClient(account={self.account.key!r}, base_url={self.account.base_url!r})"
+
+    # --- OAuth (§2) ------------------------------------------------------------------------
+
+    def password_grant(self) -> TokenResponse:
+        """``POST /oauth/token`` with the password grant (form-urlencoded, §2).
+
+        Returns the new token pair. Used by the token manager; callers normally never need it.
+
+        Raises:
+            AuthenticationError: bad client id/secret, user or password.
+            FactusError: transient errors after the client's retries.
+        """
+        form = v1.password_grant_form(
+            self.account.client_id,
+            self.account.client_secret.get_secret_value(),
+            self.account.username,
+            self.account.password.get_secret_value(),
+        )
+        return v1.parse_token(self._token_call(form, resend_safe=True))
+
+    def refresh_grant(self, refresh_token: str) -> TokenResponse:
+        """``POST /oauth/token`` with the refresh grant (§2); Factus rotates the refresh token.
+
+        Not re-sent after an unknown outcome: the first try may already have spent the refresh
+        token, and the token manager falls back to the password grant anyway.
+
+        Raises:
+            AuthenticationError: the refresh token is invalid, revoked or expired.
+            FactusError: transient errors.
+        """
+        form = v1.refresh_grant_form(
+            self.account.client_id, self.account.client_secret.get_secret_value(), refresh_token
+        )
+        return v1.parse_token(self._token_call(form, resend_safe=False))
+
+    # --- bills (§3, §4, §6) ----------------------------------------------------------------
+
+    def validate_bill(self, payload: Payload) -> BillResult:
+        """``POST /v1/bills/validate``: create the bill and have DIAN validate it (§3, §4).
+
+        Input: a :class:`einvoice.factus.v1.BillRequest` or a mapping already shaped like the v1
+        body. Output: the bill; ``is_validated`` (status 1, CUFE present) or ``is_pending``
+        (status 0 without a rejection: DIAN is slow, re-send the same payload later).
+
+        Raises:
+            PayloadValidationError, DianRejectionError, PendingDocumentConflict,
+            AuthenticationError, ForbiddenError: see Decision 4.
+            TransportError / ServerError / ResponseDecodingError with ``may_have_reached``:
+                outcome unknown, reconcile with :meth:`find_bill_by_reference` first.
+            RateLimitedError: 429 with a long ``Retry-After`` (or after the retries).
+        """
+        body = self._call(
+            "POST", v1.BILLS_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False
+        )
+        return v1.parse_bill(body)
+
+    def bills_page(self, page: int = 1, **filters: Any) -> Page[BillListItem]:
+        """One page of ``GET /v1/bills`` (§6.1), 10 rows per page.
+
+        Filters (``filter[...]``): ``identification``, ``names``, ``number``, ``prefix``,
+        ``reference_code`` (a partial match on Factus, inferred), ``status`` (1 validated,
+        0 pending). Raises ``ValueError`` for another name, FactusError on failure.
+        """
+        body = self._call(
+            "GET", v1.BILLS_PATH, params=v1.list_params(filters, v1.BILL_FILTERS, page=page)
+        )
+        return v1.parse_bill_page(body)
+
+    def iter_bills(self, **filters: Any) -> Iterator[BillListItem]:
+        """Every row of ``GET /v1/bills`` matching ``filters``, fetching page after page lazily.
+
+        Filters as :meth:`bills_page`. Raises FactusError on failure.
+        """
+        return self._iter_pages(lambda page: self.bills_page(page, **filters))
+
+    def list_bills(self, **filters: Any) -> list[BillListItem]:
+        """All rows of ``GET /v1/bills`` matching ``filters`` (every page). See :meth:`bills_page`."""
+        return list(self.iter_bills(**filters))
+
+    def show_bill(self, number: str) -> BillResult:
+        """``GET /v1/bills/show/{number}`` (§6.2): the bill with CUFE, QR and status.
+
+        Raises:
+            NotFoundError: no bill with that number. FactusError otherwise.
+        """
+        return v1.parse_bill(self._call("GET", v1.bill_show_path(number)))
+
+    def find_bill_by_reference(self, reference_code: str) -> BillResult | None:
+        """The bill created with ``reference_code``, or ``None`` if Factus has none (Decision 3).
+
+        ``GET /v1/bills?filter[reference_code]=`` then ``GET /v1/bills/show/{number}`` (§6.3).
+        Only rows whose reference equals ``reference_code`` exactly count, because the list
+        filter may match partially (``INV-1`` would also find ``INV-10``; inferred from the
+        Laravel query builder behind Factus). If several match, the newest (highest id) wins.
+
+        Raises:
+            FactusError: when a call fails (a transient error means "unknown", not "absent").
+        """
+        matches = [
+            row
+            for row in self.iter_bills(reference_code=reference_code)
+            if row.reference_code == reference_code and row.number
+        ]
+        if not matches:
+            return None
+        newest = max(matches, key=lambda row: row.id or 0)
+        assert newest.number is not None
+        try:
+            return self.show_bill(newest.number)
+        except NotFoundError:
+            return None  # deleted between the list and the show
+
+    def download_bill_pdf(self, number: str) -> DownloadedFile:
+        """``GET /v1/bills/download-pdf/{number}`` (§6.4): the PDF bytes and DIAN file name.
+
+        Raises:
+            NotFoundError: unknown number. ConflictError: bill not validated (§5.3, inferred for
+            bills). FactusError otherwise.
+        """
+        return v1.parse_download(self._call("GET", v1.bill_pdf_path(number)), "pdf")
+
+    def download_bill_xml(self, number: str) -> DownloadedFile:
+        """``GET /v1/bills/download-xml/{number}`` (§6.4): the XML bytes. Errors as the PDF."""
+        return v1.parse_download(self._call("GET", v1.bill_xml_path(number)), "xml")
+
+    def delete_bill(self, reference_code: str) -> str:
+        """``DELETE /v1/bills/destroy/reference/{reference_code}`` (§6.6): remove a bill that
+        DIAN did not validate (a rejected one blocks every later create: Decision 4).
+
+        Returns Factus' confirmation message.
+
+        Raises:
+            NotFoundError: no document with that reference. ConflictError: it is validated.
+            FactusError otherwise.
+        """
+        body = self._call("DELETE", v1.bill_delete_path(reference_code), resend_safe=False)
+        return factus_message(body)
+
+    def send_bill_email(self, number: str, email: str | None = None) -> str:
+        """``POST /v1/bills/send-email/{number}`` (§6.5): e-mail the bill to ``email`` (or to the
+        customer's address when ``None``). Returns Factus' message. Not repeated on an unknown
+        outcome (Factus limits e-mails per bill per day, per an SDK comment).
+
+        Raises:
+            NotFoundError, FactusError.
+        """
+        body = self._call(
+            "POST",
+            v1.bill_send_email_path(number),
+            payload=v1.send_email_body(email),
+            resend_safe=False,
+        )
+        return factus_message(body)
+
+    # --- credit notes (§7.1) ---------------------------------------------------------------
+
+    def validate_credit_note(self, payload: Payload) -> CreditNoteResult:
+        """``POST /v1/credit-notes/validate`` (§7.1). Input: a
+        :class:`einvoice.factus.v1.CreditNoteRequest` or a v1-shaped mapping. Output and errors
+        as :meth:`validate_bill` (the note's code is ``cude``)."""
+        body = self._call(
+            "POST", v1.CREDIT_NOTES_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False
+        )
+        return v1.parse_credit_note(body)
+
+    def credit_notes_page(self, page: int = 1, **filters: Any) -> Page[CreditNoteListItem]:
+        """One page of ``GET /v1/credit-notes``; filters as :meth:`bills_page` (§7.1)."""
+        body = self._call(
+            "GET",
+            v1.CREDIT_NOTES_PATH,
+            params=v1.list_params(filters, v1.CREDIT_NOTE_FILTERS, page=page),
+        )
+        return v1.parse_credit_note_page(body)
+
+    def list_credit_notes(self, **filters: Any) -> list[CreditNoteListItem]:
+        """All rows of ``GET /v1/credit-notes`` matching ``filters`` (every page)."""
+        return list(self._iter_pages(lambda page: self.credit_notes_page(page, **filters)))
+
+    def show_credit_note(self, number: str) -> CreditNoteResult:
+        """``GET /v1/credit-notes/{number}`` (§7.1). Raises NotFoundError, FactusError."""
+        return v1.parse_credit_note(self._call("GET", v1.credit_note_show_path(number)))
+
+    def find_credit_note_by_reference(self, reference_code: str) -> CreditNoteResult | None:
+        """The credit note created with ``reference_code``, or ``None``; same method and exact
+        matching as :meth:`find_bill_by_reference`."""
+        matches = [
+            row
+            for row in self._iter_pages(
+                lambda page: self.credit_notes_page(page, reference_code=reference_code)
+            )
+            if row.reference_code == reference_code and row.number
+        ]
+        if not matches:
+            return None
+        newest = max(matches, key=lambda row: row.id or 0)
+        assert newest.number is not None
+        try:
+            return self.show_credit_note(newest.number)
+        except NotFoundError:
+            return None
+
+    def delete_credit_note(self, reference_code: str) -> str:
+        """``DELETE /v1/credit-notes/reference/{reference_code}`` (§7.1). Returns the message.
+        Raises NotFoundError, ConflictError (validated), FactusError."""
+        body = self._call("DELETE", v1.credit_note_delete_path(reference_code), resend_safe=False)
+        return factus_message(body)
+
+    def download_credit_note_pdf(self, number: str) -> DownloadedFile:
+        """``GET /v1/credit-notes/download-pdf/{number}`` (§7.1). Raises NotFoundError,
+        ConflictError (not validated: "El documento NC82 no ha sido validado"), FactusError."""
+        return v1.parse_download(self._call("GET", v1.credit_note_pdf_path(number)), "pdf")
+
+    def download_credit_note_xml(self, number: str) -> DownloadedFile:
+        """``GET /v1/credit-notes/download-xml/{number}`` (§7.1). Errors as the PDF."""
+        return v1.parse_download(self._call("GET", v1.credit_note_xml_path(number)), "xml")
+
+    # --- reference data (§8) ---------------------------------------------------------------
+
+    def numbering_ranges_page(self, page: int = 1, **filters: Any) -> Page[NumberingRange]:
+        """One page of ``GET /v1/numbering-ranges`` (§8.1). Filters: ``id``, ``document`` (code,
+        e.g. 21 invoice, 22 credit note), ``resolution_number``, ``technical_key``,
+        ``is_active`` (bool or 1/0). Raises ``ValueError`` for another name, FactusError."""
+        body = self._call(
+            "GET",
+            v1.NUMBERING_RANGES_PATH,
+            params=v1.list_params(filters, v1.NUMBERING_RANGE_FILTERS, page=page),
+        )
+        return v1.parse_numbering_range_page(body)
+
+    def list_numbering_ranges(self, **filters: Any) -> list[NumberingRange]:
+        """All numbering ranges matching ``filters`` (every page). See :meth:`numbering_ranges_page`."""
+        return list(self._iter_pages(lambda page: self.numbering_ranges_page(page, **filters)))
+
+    def municipalities(self, name: str | None = None) -> list[Municipality]:
+        """``GET /v1/municipalities[?name=]`` (§8.2; not paginated). Raises FactusError."""
+        return v1.parse_municipalities(
+            self._call("GET", v1.MUNICIPALITIES_PATH, params=_name(name))
+        )
+
+    def measurement_units(self, name: str | None = None) -> list[MeasurementUnit]:
+        """``GET /v1/measurement-units[?name=]`` (§8.2). Raises FactusError."""
+        return v1.parse_measurement_units(
+            self._call("GET", v1.MEASUREMENT_UNITS_PATH, params=_name(name))
+        )
+
+    def product_tributes(self, name: str | None = None) -> list[ProductTribute]:
+        """``GET /v1/tributes/products[?name=]`` (§8.2). Raises FactusError."""
+        return v1.parse_product_tributes(
+            self._call("GET", v1.PRODUCT_TRIBUTES_PATH, params=_name(name))
+        )
+
+    def company(self) -> Company:
+        """``GET /v1/company`` (§8.2): the issuing company of the account. Raises FactusError."""
+        return v1.parse_company(self._call("GET", v1.COMPANY_PATH))
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @staticmethod
+    def _iter_pages(fetch: Callable[[int], Page[ItemT]]) -> Iterator[ItemT]:
+        page_number = 1
+        while True:
+            page = fetch(page_number)
+            yield from page.items
+            if not page.items or page_number >= page.last_page:
+                return
+            page_number += 1
+
+    def _token_call(self, form: dict[str, str], *, resend_safe: bool) -> Any:
+        def attempt() -> Any:
+            response, body = self._send(
+                "POST", v1.TOKEN_PATH, timeout=self._timeouts.for_read(), form=form
+            )
+            return self._body_or_raise(response, body)
+
+        return self._retrying(resend_safe)(attempt)
+
+    def _call(
+        self,
+        method: Literal["GET", "POST", "DELETE"],
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        payload: Payload | None = None,
+        validate: bool = False,
+        resend_safe: bool = True,
+    ) -> Any:
+        content = v1.encode_body(payload) if payload is not None else None
+        timeout = self._timeouts.for_validate() if validate else self._timeouts.for_read()
+
+        def attempt() -> Any:
+            token = self.tokens.access_token()
+            response, body = self._send(
+                method, path, timeout=timeout, token=token, params=params, content=content
+            )
+            if response.status_code == 401:
+                # Decision 2: renew once and retry once; a second 401 is an AuthenticationError.
+                token = self.tokens.renew_after_rejection(token)
+                response, body = self._send(
+                    method, path, timeout=timeout, token=token, params=params, content=content
+                )
+            return self._body_or_raise(response, body)
+
+        return self._retrying(resend_safe)(attempt)
+
+    @staticmethod
+    def _body_or_raise(response: httpx.Response, body: Any) -> Any:
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        if not isinstance(body, (dict, list)):
+            raise ResponseDecodingError(
+                f"Factus {response.status_code} on {response.request.method} "
+                f"{response.request.url.path}: the body is not JSON",
+                status_code=response.status_code,
+            )
+        return body
+
+    def _retrying(self, resend_safe: bool) -> Retrying:
+        policy = self._retry
+
+        def should_retry(error: BaseException) -> bool:
+            if not isinstance(error, FactusError) or not error.transient:
+                return False
+            if isinstance(error, PendingDocumentConflict) or error.reason in {
+                "rate_limit_wait",
+                "token_lock_timeout",
+            }:
+                return False  # repeating at once cannot help; the job layer settles these
+            hinted = getattr(error, "retry_after", None)
+            if isinstance(hinted, (int, float)) and hinted > policy.max_retry_after:
+                return False
+            if resend_safe:
+                return isinstance(
+                    error, (TransportError, ServerError, RateLimitedError, ResponseDecodingError)
+                )
+            # A write is repeated only when Factus certainly did not process it.
+            return isinstance(error, RateLimitedError) or (
+                isinstance(error, TransportError) and not error.may_have_reached
+            )
+
+        return Retrying(
+            stop=stop_after_attempt(max(policy.attempts, 1)),
+            wait=self._wait,
+            retry=retry_if_exception(should_retry),
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.warning(
+            "factus retry %d for account %s after %s; waiting %.2f s",
+            state.attempt_number,
+            self.account.key,
+            getattr(error, "reason", type(error).__name__),
+            wait,
+        )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout: httpx.Timeout,
+        token: str | None = None,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        form: dict[str, str] | None = None,
+    ) -> tuple[httpx.Response, Any]:
+        self._limiter.acquire(self.account.key)
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        try:
+            response = self._http.request(
+                method,
+                self.account.base_url + path,
+                params=params,
+                content=content,
+                data=form,
+                headers=headers,
+                timeout=timeout,
+            )
+        except httpx.TransportError as exc:
+            error = _transport_error(method, path, exc)
+            logger.warning(
+                "factus %s %s -> %s after %.0f ms (account %s)",
+                method,
+                path,
+                error.reason,
+                (time.perf_counter() - started) * 1000,
+                self.account.key,
+                extra={"factus_account": self.account.key, "factus_reason": error.reason},
+            )
+            raise error from exc
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        body = response_json(response)
+        message = (
+            "" if path == v1.TOKEN_PATH and response.is_success else factus_message(body, response)
+        )
+        logger.log(
+            logging.INFO if response.is_success else logging.WARNING,
+            "factus %s %s -> %d in %.0f ms (account %s)%s",
+            method,
+            path,
+            response.status_code,
+            elapsed_ms,
+            self.account.key,
+            f": {message}" if message else "",
+            extra={
+                "factus_account": self.account.key,
+                "factus_method": method,
+                "factus_path": path,
+                "factus_status": response.status_code,
+                "factus_latency_ms": round(elapsed_ms, 1),
+            },
+        )
+        return response, body
+
+
+def _name(name: str | None) -> dict[str, str] | None:
+    return {v1.CATALOG_NAME_PARAM: name} if name else None
+
+
+# --- per-process wiring ------------------------------------------------------------------------
+
+
+def build_http_client(settings: Settings) -> httpx.Client:
+    """The process's pooled ``httpx.Client`` for Factus.
+
+    ``factus_max_connections`` connections (all kept alive, so a thread pool of that size never
+    reconnects), a default timeout from the settings (every call passes its own anyway), and
+    ``Accept: application/json``. Call once per process (after fork), never at import time.
+    """
+    timeouts = Timeouts.from_settings(settings)
+    size = settings.factus_max_connections
+    return httpx.Client(
+        timeout=timeouts.for_read(),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        headers={"Accept": "application/json", "User-Agent": "einvoice-factus/1"},
+    )
+
+
+class FactusClients:
+    """The Factus resources of one process: one ``httpx.Client``, one limiter, one token store
+    and lock set, and one :class:`FactusClient` per account, made on first use.
+
+    Build it with :func:`create_factus_clients`; close it when the process ends.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: httpx.Client,
+        limiter: RateLimiter,
+        token_store: TokenStore,
+        renewal_locks: RenewalLocks,
+        retry: RetryPolicy | None = None,
+        owns_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.http = http
+        self.limiter = limiter
+        self.token_store = token_store
+        self.renewal_locks = renewal_locks
+        self._retry = retry
+        self._owns_http = owns_http
+        self._clients: dict[FactusAccount, FactusClient] = {}
+        self._guard = threading.Lock()
+
+    def for_account(self, account: FactusAccount) -> FactusClient:
+        """The client of ``account`` (the same object for equal accounts)."""
+        with self._guard:
+            client = self._clients.get(account)
+            if client is None:
+                client = FactusClient(
+                    account,
+                    http=self.http,
+                    limiter=self.limiter,
+                    token_store=self.token_store,
+                    renewal_locks=self.renewal_locks,
+                    timeouts=Timeouts.from_settings(self.settings),
+                    retry=self._retry,
+                    token_margin_seconds=self.settings.factus_token_margin_seconds,
+                )
+                self._clients[account] = client
+            return client
+
+    def default(self) -> FactusClient:
+        """The client of the ``FACTUS_*`` account. Raises ``ConfigError`` if it is not set."""
+        return self.for_account(FactusAccount.from_settings(self.settings))
+
+    def close(self) -> None:
+        """Close the HTTP pool (if this object created it)."""
+        if self._owns_http:
+            self.http.close()
+
+
+def create_factus_clients(
+    settings: Settings,
+    *,
+    redis_client: redis.Redis | None = None,
+    http: httpx.Client | None = None,
+    limiter: RateLimiter | None = None,
+    token_store: TokenStore | None = None,
+    renewal_locks: RenewalLocks | None = None,
+    retry: RetryPolicy | None = None,
+) -> FactusClients:
+    """Build the process's :class:`FactusClients` (call once per worker process).
+
+    Defaults: Redis from ``REDIS_URL``; tokens in Redis encrypted with ``EINVOICE_SECRET_KEY``;
+    Redis renewal locks; a Redis moving-window limiter of ``factus_rate_limit_per_minute`` per
+    account; a pooled ``httpx.Client`` from :func:`build_http_client`. Each can be passed in.
+
+    Raises:
+        ConfigError: ``EINVOICE_SECRET_KEY`` unset or malformed when the Redis token store is built.
+    """
+    needs_redis = token_store is None or renewal_locks is None or limiter is None
+    if redis_client is None and needs_redis:
+        redis_client = redis.Redis.from_url(settings.redis_url)
+    if token_store is None:
+        assert redis_client is not None
+        token_store = RedisTokenStore(redis_client, SecretBox.from_settings(settings))
+    if renewal_locks is None:
+        assert redis_client is not None
+        renewal_locks = RedisRenewalLocks(redis_client)
+    if limiter is None:
+        assert redis_client is not None
+        limiter = RedisRateLimiter.per_minute(redis_client, settings.factus_rate_limit_per_minute)
+    return FactusClients(
+        settings,
+        http=http if http is not None else build_http_client(settings),
+        limiter=limiter,
+        token_store=token_store,
+        renewal_locks=renewal_locks,
+        retry=retry,
+        owns_http=http is None,
+    )

@@ -1,0 +1,134 @@
+"""Client-side rate limit per Factus account, shared by every worker process through Redis.
+
+FACTUS_API.md Decision 5 and §9: Factus allows 80 requests per minute per user and answers 429
+beyond that; every call counts, token calls included. A 429 should be rare, not the throttle, so
+each request first takes a slot here, and **waits** for one when the window is full instead of
+failing.
+
+Built on the ``limits`` library: :class:`limits.strategies.MovingWindowRateLimiter` over
+:class:`limits.storage.RedisStorage`. Its Redis Lua script checks and records a hit atomically, so
+processes cannot both take the last slot; the moving window (a list of hit timestamps) guarantees
+no 60-second span ever holds more than the limit, which a fixed window does not (80 at 0:59 and
+80 at 1:01 would pass). ``limits`` has no blocking acquire, so :meth:`RedisRateLimiter.acquire`
+loops: try a hit; when refused, read the window (``get_window_stats`` gives the time the oldest
+hit leaves it) and sleep until then, plus a little jitter so waiting processes do not all retry
+in the same millisecond.
+
+Caveat: ``limits`` stamps hits with each client's clock (``time.time()``), so the hosts of the
+workers need synchronised clocks (NTP); skew of a second lets a few extra calls through at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from einvoice.factus.errors import RateLimitedError
+
+logger = logging.getLogger("einvoice.factus")
+
+
+class RateLimiter(Protocol):
+    """Something that lets a request for an account go ahead, waiting if needed."""
+
+    def acquire(self, account_key: str) -> None:
+        """Return when one request for ``account_key`` may be sent.
+
+        Raises:
+            RateLimitedError: when no slot frees up within the limiter's maximum wait.
+        """
+        ...
+
+
+class NoRateLimit:
+    """A :class:`RateLimiter` that never waits (unit tests, benchmarks of raw throughput)."""
+
+    def acquire(self, account_key: str) -> None:
+        """Return at once."""
+
+
+class RedisRateLimiter:
+    """At most ``limit`` requests per ``window_seconds`` per account key, across processes.
+
+    Args:
+        client: a ``redis.Redis`` client; its connection pool is reused.
+        limit: requests allowed per window (``factus_rate_limit_per_minute``, default 80).
+        window_seconds: the window length in whole seconds (60 for "per minute").
+        max_wait_seconds: the longest :meth:`acquire` waits before raising
+            :class:`RateLimitedError` (transient), so a worker does not sit on a job forever
+            when the account is saturated; 2 windows by default.
+        key_prefix: Redis key prefix of the windows.
+        sleep, clock: injectable for tests (``time.sleep``, ``time.time``).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        limit: int = 80,
+        window_seconds: int = 60,
+        max_wait_seconds: float | None = None,
+        key_prefix: str = "einvoice:factus:ratelimit",
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if limit < 1 or window_seconds < 1:
+            raise ValueError("limit and window_seconds must be at least 1")
+        self._storage = RedisStorage(
+            "redis://", connection_pool=client.connection_pool, key_prefix=key_prefix
+        )
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._item = RateLimitItemPerSecond(limit, window_seconds, namespace="factus")
+        self._max_wait = 2.0 * window_seconds if max_wait_seconds is None else max_wait_seconds
+        self._sleep = sleep
+        self._clock = clock
+        self.limit = limit
+        self.window_seconds = window_seconds
+
+    @classmethod
+    def per_minute(cls, client: redis.Redis, per_minute: int, **kwargs: object) -> RedisRateLimiter:
+        """The Factus limit: ``per_minute`` requests per 60 s (§9)."""
+        return cls(client, limit=per_minute, window_seconds=60, **kwargs)  # type: ignore[arg-type]
+
+    def acquire(self, account_key: str) -> None:
+        """Take one slot for ``account_key``, sleeping until the window has room.
+
+        Raises:
+            RateLimitedError: (``reason="rate_limit_wait"``, ``may_have_reached=False``) when no
+                slot frees within ``max_wait_seconds``.
+            redis.RedisError: when Redis is unreachable.
+        """
+        started = self._clock()
+        while True:
+            if self._limiter.hit(self._item, account_key):
+                waited = self._clock() - started
+                if waited > 1.0:
+                    logger.info(
+                        "Factus rate limit: waited %.1f s for account %s", waited, account_key
+                    )
+                return
+            reset_at, _remaining = self._limiter.get_window_stats(self._item, account_key)
+            now = self._clock()
+            # Another process may take the freed slot first; the loop then waits again.
+            delay = max(reset_at - now, 0.0) + random.uniform(0.005, 0.05)
+            if now + delay - started > self._max_wait:
+                raise RateLimitedError(
+                    f"no Factus request slot for account {account_key} within "
+                    f"{self._max_wait:.0f} s (limit {self.limit} per {self.window_seconds} s)",
+                    reason="rate_limit_wait",
+                    retry_after=max(reset_at - now, 0.0),
+                    may_have_reached=False,
+                )
+            self._sleep(delay)
+
+    def reset(self, account_key: str) -> None:
+        """Forget the recorded hits of ``account_key`` (tests, operator tools)."""
+        self._limiter.clear(self._item, account_key)
