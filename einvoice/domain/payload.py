@@ -357,8 +357,8 @@ def _numbering_range_id(
             field="invoice_sequences.document_type",
             value=numbering_range.document_type,
             detail=(
-                f"a {expected.value} needs a range of type {expected.value!r} (Factus document "
-                f"code {expected.numbering_range_document_code})"
+                f"a document of type {expected.value!r} needs a range of that type (Factus "
+                f"document code {expected.numbering_range_document_code})"
             ),
         )
     if numbering_range.factus_numbering_range_id is None:
@@ -686,7 +686,7 @@ def _establishment_payload(
                 "incomplete_establishment",
                 field=f"branches.{column}",
                 value=getattr(branch, column),
-                detail=f"neither the branch nor organization {organization.id} has a {column}",
+                detail=f"neither the branch nor organization {organization.id} has {column} set",
             )
         payload[key] = value.strip()
     municipality_id = branch.municipality_id
@@ -699,7 +699,9 @@ def _establishment_payload(
             "incomplete_establishment",
             field="branches.municipality_id",
             value=None,
-            detail=f"neither the branch nor organization {organization.id} has a municipality_id",
+            detail=(
+                f"neither the branch nor organization {organization.id} has municipality_id set"
+            ),
         )
     _check_municipality(municipality_id, field, known_municipality_ids)
     payload["municipality_id"] = municipality_id
@@ -1139,9 +1141,9 @@ def _check_total(invoice: InvoiceData, payload: Mapping[str, Any]) -> None:
             field="invoice_sales.total",
             value=erp_total,
             detail=(
-                f"Factus would compute a total of {factus_total} from the items and surcharges "
-                f"(§4.2), {factus_total - erp_total:+} away, beyond the rounding tolerance "
-                f"{tolerance}; the items do not add up to the invoice"
+                f"the items and surcharges add up to {factus_total} as Factus computes them "
+                f"(§4.2), {factus_total - erp_total:+} from this total, beyond the rounding "
+                f"tolerance {tolerance}"
             ),
         )
 
