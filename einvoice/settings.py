@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     einvoice_redispatch_seconds: int = Field(default=60, ge=1)
     einvoice_dispatch_batch: int = Field(default=500, ge=1)
     einvoice_org_dispatch_share: int = Field(default=100, ge=1)
+    # Workers LISTEN for plain SQL inserts (PostgreSQL NOTIFY) for instant pickup.
+    einvoice_listen: bool = True
 
     @field_validator("database_url")
     @classmethod

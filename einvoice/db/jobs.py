@@ -258,3 +258,20 @@ def events_for(session: Session, job_id: uuid.UUID) -> list[ElectronicInvoicingE
 def db_now(session: Session) -> datetime:
     """PostgreSQL's ``now()`` (UTC), the clock every worker agrees on."""
     return session.execute(select(func.now())).scalar_one()
+
+
+def job_by_reference(session: Session, reference_code: str) -> Job | None:
+    """The job whose Factus ``reference_code`` is ``reference_code``, or None (not ours)."""
+    return session.scalars(select(Job).where(Job.reference_code == reference_code)).one_or_none()
+
+
+def mark_dispatched_if_new(session: Session, job_id: uuid.UUID) -> bool:
+    """Compare-and-set ``dispatched_at`` on a pending job that has none; True if this call won."""
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "pending", Job.provider == "factus",
+               Job.dispatched_at.is_(None))
+        .values(dispatched_at=func.now())
+        .returning(Job.id)
+    ).first()
+    return row is not None

@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,19 +50,19 @@ def dispatch_due_jobs(
 
 
 def dispatch_one(
-    session_factory: sessionmaker[Session], publisher: Publisher, job_id: uuid.UUID, settings: Settings
+    session_factory: sessionmaker[Session], publisher: Publisher, job_id: uuid.UUID
 ) -> bool:
     """Publish the wake-up of one freshly inserted job unless one is already in flight.
 
-    Used by the ``LISTEN einvoice_jobs`` listener for instant pickup of plain SQL inserts.
-    Returns True if a message was published.
+    Used by the ``LISTEN einvoice_jobs`` listener for instant pickup of plain SQL inserts. A
+    compare-and-set on ``dispatched_at`` makes sure that of several listening workers only one
+    publishes. Returns True if this call published the message.
     """
     with UnitOfWork(session_factory) as uow:
-        job = job_repo.get_job(uow.session, job_id)
-        if job is None or job.status != "pending" or job.dispatched_at is not None:
-            return False
-        job_repo.mark_dispatched(uow.session, [job_id])
+        won = job_repo.mark_dispatched_if_new(uow.session, job_id)
         uow.commit()
+    if not won:
+        return False
     publisher.publish_submit(job_id)
     return True
 
@@ -81,3 +83,38 @@ def recover_expired_leases(session_factory: sessionmaker[Session], limit: int = 
     if released:
         log.warning("recovered %d jobs with expired leases", len(released))
     return len(released)
+
+
+def listen_for_new_jobs(
+    dsn: str,
+    on_job: Callable[[uuid.UUID], None],
+    stop: threading.Event,
+    *,
+    poll_seconds: float = 1.0,
+) -> None:
+    """Block, calling ``on_job(job_id)`` for every ``NOTIFY einvoice_jobs`` until ``stop`` is set.
+
+    The migration's trigger notifies on every insert of a pending factus job, so plain SQL
+    producers are picked up in milliseconds instead of at the next dispatcher tick. A lost
+    connection (PostgreSQL restarted) is re-opened after a pause; notifications sent meanwhile are
+    not lost work, because the beat dispatcher finds those jobs anyway.
+
+    Args:
+        dsn: a libpq URL (``postgresql://...``).
+        on_job: called with each new job id; its exceptions are logged and swallowed.
+    """
+    import psycopg  # noqa: PLC0415 - only the listener talks to psycopg directly
+
+    while not stop.is_set():
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+                conn.execute("LISTEN einvoice_jobs")
+                while not stop.is_set():
+                    for note in conn.notifies(timeout=poll_seconds, stop_after=1000):
+                        try:
+                            on_job(uuid.UUID(note.payload))
+                        except Exception:  # noqa: BLE001 - the dispatcher repairs any miss
+                            log.exception("could not dispatch job %s", note.payload)
+        except psycopg.OperationalError as exc:
+            log.warning("job listener lost PostgreSQL (%s); reconnecting", exc)
+            stop.wait(2.0)

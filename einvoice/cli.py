@@ -1,0 +1,407 @@
+"""The ``einvoice`` command line (typer + rich).
+
+Groups: ``db`` (migrations), ``dev`` (embedded PostgreSQL/Redis), ``secrets``, ``sandbox`` (the
+Factus simulator), ``jobs`` (producers and operator actions), ``sync`` (DIAN reference data),
+``ranges`` and ``demo``. Each command is a thin layer over :mod:`einvoice.services`; errors that
+``einvoice`` raises on purpose are printed as one red line and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from einvoice.errors import EinvoiceError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(no_args_is_help=True, help="einvoice: DIAN e-invoicing through Factus, as a job queue.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+dev_app = typer.Typer(no_args_is_help=True, help="Development helpers.")
+services_app = typer.Typer(no_args_is_help=True, help="Embedded PostgreSQL and Redis (no Docker).")
+secrets_app = typer.Typer(no_args_is_help=True, help="Encryption key for credentials at rest.")
+app.add_typer(db_app, name="db")
+app.add_typer(dev_app, name="dev")
+dev_app.add_typer(services_app, name="services")
+app.add_typer(secrets_app, name="secrets")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn an :class:`EinvoiceError` into one red line on stderr and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EinvoiceError as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _database_url() -> str:
+    from einvoice.settings import get_settings  # noqa: PLC0415 - settings load on use
+
+    return get_settings().require_database_url()
+
+
+# ------------------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Create the schema on an empty database, or complete an ERP's existing one."""
+    from einvoice.db import migrate  # noqa: PLC0415
+
+    migrate.upgrade(_database_url(), revision)
+    console.print(f"[green]database at revision {revision}[/green]")
+
+
+@db_app.command("downgrade")
+@friendly_errors
+def db_downgrade(revision: str = typer.Argument("base")) -> None:
+    """Undo migrations (ERP tables and columns that existed before are kept)."""
+    from einvoice.db import migrate  # noqa: PLC0415
+
+    migrate.downgrade(_database_url(), revision)
+    console.print(f"[green]database at revision {revision}[/green]")
+
+
+@db_app.command("current")
+@friendly_errors
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from einvoice.db import migrate  # noqa: PLC0415
+
+    migrate.current(_database_url())
+
+
+# ------------------------------------------------------------------------------ dev services
+
+
+def _services(base_dir: Path | None) -> Any:
+    from einvoice.devservices import DevServices  # noqa: PLC0415
+
+    return DevServices.load(base_dir)
+
+
+@services_app.command("up")
+@friendly_errors
+def services_up(
+    base_dir: Path = typer.Option(None, help="Folder for data and logs (default .einvoice/)."),
+    pg_port: int = typer.Option(None, help="PostgreSQL port (default 55432)."),
+    redis_port: int = typer.Option(None, help="Redis port (default 56379)."),
+    redis_persistence: bool = typer.Option(False, help="Redis append-only file on."),
+) -> None:
+    """Start PostgreSQL and Redis and print the variables to export (eval-able)."""
+    svc = _services(base_dir)
+    if pg_port:
+        svc.pg_port = pg_port
+    if redis_port:
+        svc.redis_port = redis_port
+    svc.redis_persistence = redis_persistence or svc.redis_persistence
+    env = svc.up()
+    for key, value in env.items():
+        print(f"export {key}={value}")
+    err_console.print(f"[green]services up[/green]; the same lines are in {svc.base_dir / 'env'}")
+
+
+@services_app.command("down")
+@friendly_errors
+def services_down(
+    base_dir: Path = typer.Option(None, help="Folder given to `up`."),
+    purge: bool = typer.Option(False, help="Also delete the data folder."),
+) -> None:
+    """Stop PostgreSQL and Redis (and with --purge delete their data)."""
+    _services(base_dir).down(purge=purge)
+    err_console.print("[green]services down[/green]")
+
+
+@services_app.command("status")
+@friendly_errors
+def services_status(base_dir: Path = typer.Option(None, help="Folder given to `up`.")) -> None:
+    """Show whether PostgreSQL and Redis run, on which ports."""
+    print(json.dumps(_services(base_dir).status(), indent=2))
+
+
+@services_app.command("env")
+@friendly_errors
+def services_env(base_dir: Path = typer.Option(None, help="Folder given to `up`.")) -> None:
+    """Print the variables to export for services started with `up`."""
+    for key, value in _services(base_dir).env().items():
+        print(f"export {key}={value}")
+
+
+# ------------------------------------------------------------------------------------ secrets
+
+
+@secrets_app.command("generate-key")
+def secrets_generate_key() -> None:
+    """Print a new EINVOICE_SECRET_KEY (a Fernet key)."""
+    from cryptography.fernet import Fernet  # noqa: PLC0415
+
+    print(Fernet.generate_key().decode())
+
+
+
+# --------------------------------------------------------------------------------------- jobs
+
+jobs_app = typer.Typer(no_args_is_help=True, help="Enqueue, watch and steer jobs.")
+app.add_typer(jobs_app, name="jobs")
+
+
+def _session_factory() -> Any:
+    from einvoice.db.engine import make_engine, make_session_factory  # noqa: PLC0415
+
+    return make_session_factory(make_engine(_database_url(), pool_size=2))
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _job_dict(job: Any) -> dict[str, Any]:
+    return {
+        "id": str(job.id), "organization_id": job.organization_id,
+        "invoice_id": str(job.invoice_id), "document_type": job.document_type,
+        "status": job.status, "attempt_count": job.attempt_count,
+        "max_attempts": job.max_attempts, "reference_code": job.reference_code,
+        "number": job.document_number, "cufe": job.cufe, "qr_code": job.qr_code,
+        "error_code": job.error_code, "error_message": job.error_message,
+        "next_retry_at": job.next_retry_at, "created_at": job.created_at,
+        "processed_at": job.processed_at, "factus_environment": job.factus_environment,
+        "factus_account": job.factus_account,
+    }
+
+
+@jobs_app.command("enqueue")
+@friendly_errors
+def jobs_enqueue(
+    invoice: list[str] = typer.Option(None, "--invoice", help="invoice_sales.id (repeatable)."),
+    all_unsent: bool = typer.Option(False, "--all-unsent", help="Every invoice with no job yet."),
+    org: int = typer.Option(None, "--org", help="Organization for --all-unsent."),
+    document_type: str = typer.Option("invoice", help="invoice or credit_note."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Create jobs for invoices (the Python producer), published after each commit."""
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from einvoice.db.models import Organization  # noqa: PLC0415
+    from einvoice.services.enqueue import enqueue_invoice, invoices_without_job  # noqa: PLC0415
+
+    factory = _session_factory()
+    with factory() as session:
+        ids = list(invoice or [])
+        if all_unsent:
+            orgs = [org] if org is not None else list(session.scalars(
+                __import__("sqlalchemy").select(Organization.id)))
+            for org_id in orgs:
+                ids += [str(i) for i in invoices_without_job(session, org_id, document_type)]
+    if not ids:
+        raise typer.BadParameter("give --invoice ID or --all-unsent")
+    created = []
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("enqueueing", total=len(ids))
+        for invoice_id in ids:
+            with factory() as session:
+                job = enqueue_invoice(session, invoice_id, document_type)
+                session.commit()
+                created.append(_job_dict(job))
+            progress.advance(task)
+    if as_json:
+        _print_json(created)
+    else:
+        console.print(f"[green]{len(created)} job(s) enqueued[/green]")
+
+
+@jobs_app.command("status")
+@friendly_errors
+def jobs_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Counts by status and organization, oldest pending age, failures in the last hour."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from einvoice.services.operator import status_report  # noqa: PLC0415
+
+    with _session_factory()() as session:
+        report = status_report(session)
+    if as_json:
+        _print_json(report)
+        return
+    statuses = ["pending", "processing", "sent", "accepted", "rejected", "failed", "cancelled"]
+    table = Table(title="jobs by organization")
+    table.add_column("organization")
+    for status in statuses:
+        table.add_column(status, justify="right")
+    for org, counts in sorted(report["by_organization"].items()):
+        table.add_row(org, *[str(counts.get(s, 0)) for s in statuses])
+    table.add_row("[b]all[/b]", *[f"[b]{report['by_status'].get(s, 0)}[/b]" for s in statuses])
+    console.print(table)
+    age = report["oldest_pending_age_s"]
+    console.print(f"oldest unfinished job: {age:.0f} s" if age is not None else "no unfinished job")
+    console.print(f"failed in the last hour: {report['failed_last_hour']}, "
+                  f"rejected: {report['rejected_last_hour']}")
+
+
+@jobs_app.command("list")
+@friendly_errors
+def jobs_list(
+    status: str = typer.Option(None, "--status"),
+    org: int = typer.Option(None, "--org"),
+    limit: int = typer.Option(50, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Newest jobs, filtered by status and organization."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from einvoice.services.operator import list_jobs  # noqa: PLC0415
+
+    with _session_factory()() as session:
+        jobs = [_job_dict(j) for j in list_jobs(session, status=status, organization_id=org,
+                                                limit=limit)]
+    if as_json:
+        _print_json(jobs)
+        return
+    table = Table()
+    for col in ("id", "org", "type", "status", "tries", "number", "error"):
+        table.add_column(col)
+    for j in jobs:
+        table.add_row(j["id"], str(j["organization_id"]), j["document_type"], j["status"],
+                      f"{j['attempt_count']}/{j['max_attempts']}", j["number"] or "",
+                      (j["error_code"] or "")[:40])
+    console.print(table)
+
+
+@jobs_app.command("show")
+@friendly_errors
+def jobs_show(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The job, its payload summary and its event timeline."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from einvoice.services.operator import job_detail  # noqa: PLC0415
+
+    with _session_factory()() as session:
+        detail = job_detail(session, job_id)
+        data = _job_dict(detail.job)
+        events = [{"at": e.created_at, "type": e.event_type, "code": e.event_code,
+                   "message": e.event_message, "metadata": e.metadata_} for e in detail.events]
+    if as_json:
+        _print_json({"job": data, "payload": detail.payload_summary, "events": events})
+        return
+    for key, value in data.items():
+        if value is not None:
+            console.print(f"[b]{key}[/b]: {value}")
+    console.print(f"[b]payload[/b]: {detail.payload_summary}")
+    table = Table(title="events")
+    for col in ("at", "type", "code", "message"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(str(e["at"])[:23], e["type"], e["code"] or "", (e["message"] or "")[:90])
+    console.print(table)
+
+
+@jobs_app.command("retry")
+@friendly_errors
+def jobs_retry(
+    job_id: str = typer.Argument(None),
+    failed: bool = typer.Option(False, "--failed", help="Retry every failed job."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-queue a failed or rejected job (after fixing its data), keeping its reference code."""
+    from einvoice.queueing import default_publisher  # noqa: PLC0415
+    from einvoice.services.operator import failed_job_ids, retry_job  # noqa: PLC0415
+
+    factory = _session_factory()
+    with factory() as session:
+        ids = failed_job_ids(session) if failed else ([job_id] if job_id else [])
+    if not ids:
+        raise typer.BadParameter("give a JOB_ID or --failed")
+    done = []
+    for key in ids:
+        with factory() as session:
+            job = retry_job(session, key)
+            session.commit()
+            default_publisher().publish_submit(job.id)
+            done.append(str(job.id))
+    if as_json:
+        _print_json({"retried": done})
+    else:
+        console.print(f"[green]{len(done)} job(s) re-queued[/green]")
+
+
+@jobs_app.command("cancel")
+@friendly_errors
+def jobs_cancel(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Cancel a job not yet accepted (deleting its unvalidated document at Factus if any)."""
+    from einvoice.factus.client import create_factus_clients  # noqa: PLC0415
+    from einvoice.services.operator import cancel_job  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    clients = create_factus_clients(settings)
+    try:
+        message = cancel_job(_session_factory(), clients, settings, job_id, actor="cli")
+    finally:
+        clients.close()
+    if as_json:
+        _print_json({"result": message})
+    else:
+        console.print(f"[green]{message}[/green]")
+
+
+@app.command("ranges")
+@friendly_errors
+def ranges(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Numbering ranges with remaining numbers and days to expiry."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from rich.table import Table  # noqa: PLC0415
+
+    from einvoice.services.operator import ranges_report  # noqa: PLC0415
+
+    with _session_factory()() as session:
+        views = ranges_report(session, datetime.now(UTC))
+        rows = [{"organization_id": v.sequence.organization_id, "document_type": v.sequence.document_type,
+                 "prefix": v.sequence.prefix, "factus_id": v.sequence.factus_numbering_range_id,
+                 "current": v.sequence.current_number, "to": v.sequence.range_end,
+                 "remaining": v.remaining, "valid_until": v.sequence.valid_until,
+                 "days_to_expiry": v.days_to_expiry, "active": v.sequence.is_active,
+                 "warning": v.warning} for v in views]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="numbering ranges")
+    for col in ("org", "type", "prefix", "factus id", "current", "to", "remaining", "days left",
+                "active", "warning"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[k]) if r[k] is not None else "" for k in
+                        ("organization_id", "document_type", "prefix", "factus_id", "current",
+                         "to", "remaining", "days_to_expiry", "active", "warning")))
+    console.print(table)
+
+
+def _mount_optional_groups() -> None:
+    """Mount the command groups that live beside their features."""
+    from einvoice.sandbox.cli import app as sandbox_app  # noqa: PLC0415
+
+    app.add_typer(sandbox_app, name="sandbox", help="The Factus sandbox simulator.")
+
+
+def main() -> None:
+    """Entry point of the ``einvoice`` console script."""
+    try:
+        _mount_optional_groups()
+    except ImportError as exc:  # pragma: no cover - a broken install
+        err_console.print(f"[yellow]warning:[/yellow] the sandbox commands are unavailable: {exc}")
+    app()

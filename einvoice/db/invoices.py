@@ -1,0 +1,225 @@
+"""Invoice repository: reads the ERP's rows and writes the validation outcome back.
+
+:func:`load_invoice` turns ``invoice_sales`` + ``customers`` + ``invoice_items``/``products`` +
+``branches`` + ``organizations`` + ``invoice_sequences`` into the domain's plain
+:class:`~einvoice.domain.invoices.InvoiceData` (seed 002 "Mapeo de Datos"), so that payload
+building stays pure.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from einvoice.db.models import (
+    Branch,
+    Customer,
+    DianMunicipality,
+    ElectronicInvoicingJob,
+    InvoiceItem,
+    InvoiceSale,
+    InvoiceSequence,
+    Organization,
+    Product,
+)
+from einvoice.domain.errors import PayloadError
+from einvoice.domain.invoices import (
+    BranchData,
+    CustomerData,
+    InvoiceData,
+    ItemData,
+    NumberingRangeData,
+    OrganizationData,
+    allowance_charges_from_json,
+    billing_period_from_json,
+    withholding_taxes_from_json,
+)
+
+#: ``invoice_sales.status`` after DIAN validated the document (issue 4, "Outcomes").
+VALIDATED = "validated"
+
+
+def _date(value: datetime | None) -> object:
+    return value.date() if value is not None else None
+
+
+def _numbering_range(
+    session: Session, invoice: InvoiceSale, document_type: str
+) -> NumberingRangeData | None:
+    """The best candidate range: same branch first, active first, latest validity first."""
+    row = session.scalars(
+        select(InvoiceSequence)
+        .where(
+            InvoiceSequence.organization_id == invoice.organization_id,
+            InvoiceSequence.document_type == document_type,
+            InvoiceSequence.factus_numbering_range_id.is_not(None),
+        )
+        .order_by(
+            case((InvoiceSequence.branch_id == invoice.branch_id, 0), else_=1),
+            InvoiceSequence.is_active.desc().nulls_last(),
+            InvoiceSequence.valid_until.desc().nulls_last(),
+            InvoiceSequence.id,
+        )
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return NumberingRangeData(
+        id=row.id, factus_numbering_range_id=row.factus_numbering_range_id,
+        document_type=row.document_type or document_type, is_active=bool(row.is_active),
+        prefix=row.prefix, range_start=row.range_start, range_end=row.range_end,
+        current_number=row.current_number, valid_from=row.valid_from,
+        valid_until=row.valid_until, resolution_number=row.resolution_number,
+    )
+
+
+def _items(session: Session, invoice_id: uuid.UUID) -> tuple[ItemData, ...]:
+    rows = session.execute(
+        select(InvoiceItem, Product.sku)
+        .outerjoin(Product, Product.id == InvoiceItem.product_id)
+        .where(InvoiceItem.invoice_id == invoice_id)
+        .order_by(InvoiceItem.id)
+    ).all()
+    items = []
+    for index, (item, sku) in enumerate(rows):
+        items.append(
+            ItemData(
+                id=str(item.id), description=item.description,
+                qty=item.qty if item.qty is not None else Decimal("0"),
+                unit_price=item.unit_price if item.unit_price is not None else Decimal("0"),
+                tax_rate=item.tax_rate if item.tax_rate is not None else Decimal("0"),
+                tax_included=item.tax_included, discount_rate=item.discount_rate,
+                discount_amount=item.discount_amount, code_reference=item.code_reference,
+                product_sku=sku, product_id=item.product_id,
+                unit_measure_id=item.unit_measure_id, standard_code_id=item.standard_code_id,
+                is_excluded=bool(item.is_excluded), tribute_id=item.tribute_id,
+                withholding_taxes=withholding_taxes_from_json(
+                    item.withholding_taxes, item_index=index
+                ),
+                note=item.note,
+            )
+        )
+    return tuple(items)
+
+
+def _related(session: Session, invoice: InvoiceSale) -> dict[str, object]:
+    """For a credit note: the original's Factus bill id, total, and what was already credited."""
+    if invoice.related_invoice_id is None:
+        return {}
+    original = session.get(InvoiceSale, invoice.related_invoice_id)
+    bill_id = session.scalar(
+        select(ElectronicInvoicingJob.factus_document_id).where(
+            ElectronicInvoicingJob.invoice_id == invoice.related_invoice_id,
+            ElectronicInvoicingJob.document_type == "invoice",
+            ElectronicInvoicingJob.status == "accepted",
+        )
+    )
+    credited = session.scalar(
+        select(func.coalesce(func.sum(InvoiceSale.total), 0))
+        .join(ElectronicInvoicingJob, ElectronicInvoicingJob.invoice_id == InvoiceSale.id)
+        .where(
+            InvoiceSale.related_invoice_id == invoice.related_invoice_id,
+            InvoiceSale.id != invoice.id,
+            ElectronicInvoicingJob.document_type == "credit_note",
+            ElectronicInvoicingJob.status.in_(("accepted", "pending", "processing", "sent")),
+        )
+    )
+    return {
+        "related_bill_id": bill_id,
+        "related_invoice_total": original.total if original is not None else None,
+        "related_invoice_credited_total": Decimal(credited or 0),
+    }
+
+
+def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str) -> InvoiceData:
+    """Read one ERP invoice and everything its payload needs.
+
+    Returns:
+        :class:`InvoiceData` (money as ``Decimal`` COP, rates in percent, dates as ``date``).
+    Raises:
+        PayloadError: ``invoice_not_found``, ``missing_organization``, or ``malformed_json`` for a
+            JSON column (withholding taxes, allowance charges, billing period) that does not parse.
+    """
+    invoice = session.get(InvoiceSale, invoice_id)
+    if invoice is None:
+        raise PayloadError("invoice_not_found", field="invoice_sales.id", value=str(invoice_id),
+                           detail="the invoice row does not exist")
+    org = session.get(Organization, invoice.organization_id) if invoice.organization_id else None
+    if org is None:
+        raise PayloadError("missing_organization", field="invoice_sales.organization_id",
+                           value=invoice.organization_id, detail="no such organization")
+    customer = session.get(Customer, invoice.customer_id) if invoice.customer_id else None
+    branch = session.get(Branch, invoice.branch_id) if invoice.branch_id else None
+    return InvoiceData(
+        id=str(invoice.id),
+        organization=OrganizationData(
+            id=org.id, name=org.name or org.legal_name or "", legal_name=org.legal_name,
+            nit=org.nit, dv=org.dv, email=org.email, phone=org.phone, address=org.address,
+            city=org.city, municipality_id=org.municipality_id,
+        ),
+        customer=None if customer is None else CustomerData(
+            id=str(customer.id), identification_type=customer.identification_type,
+            identification_number=customer.identification_number, dv=customer.dv,
+            first_name=customer.first_name, last_name=customer.last_name,
+            company_name=customer.company_name, trade_name=customer.trade_name,
+            legal_organization_id=customer.legal_organization_id,
+            tribute_id=customer.tribute_id, municipality_id=customer.municipality_id,
+            email=customer.email, phone=customer.phone, address=customer.address,
+            city=customer.city,
+        ),
+        items=_items(session, invoice.id),
+        numbering_range=_numbering_range(session, invoice, document_type),
+        branch=None if branch is None else BranchData(
+            id=branch.id, name=branch.name, address=branch.address, city=branch.city,
+            phone=branch.phone, email=branch.email, municipality_id=branch.municipality_id,
+        ),
+        document_type=document_type,
+        number=invoice.number,
+        issue_date=_date(invoice.issue_date),  # type: ignore[arg-type]
+        due_date=_date(invoice.due_date),  # type: ignore[arg-type]
+        currency=invoice.currency,
+        notes=invoice.notes,
+        payment_form=invoice.payment_form,
+        payment_method_code=invoice.payment_method_code,
+        send_email=invoice.send_email,
+        tax_included=invoice.tax_included,
+        operation_type=invoice.operation_type,
+        allowance_charges=allowance_charges_from_json(invoice.allowance_charges),
+        billing_period=billing_period_from_json(invoice.billing_period),
+        subtotal=invoice.subtotal, tax_total=invoice.tax_total, total=invoice.total,
+        related_invoice_id=str(invoice.related_invoice_id) if invoice.related_invoice_id else None,
+        correction_concept_code=invoice.correction_concept_code,
+        **_related(session, invoice),  # type: ignore[arg-type]
+    )
+
+
+def known_municipality_ids(session: Session) -> frozenset[int]:
+    """Every Factus municipality id in ``dian_municipalities`` (about 1,122 ints)."""
+    return frozenset(session.scalars(select(DianMunicipality.id)))
+
+
+def mark_validated(
+    session: Session,
+    invoice_id: uuid.UUID,
+    *,
+    cufe: str,
+    number: str,
+    qr_image: str | None,
+    validated_at: datetime,
+) -> None:
+    """Write DIAN's answer onto ``invoice_sales`` (issue 4, "Outcomes", accepted).
+
+    ``xml_uuid`` takes the CUFE (or a credit note's CUDE), ``number`` the Factus number,
+    ``qr_image`` the data-URI PNG, ``validated_at`` DIAN's validation time (UTC), ``status``
+    becomes ``validated``.
+    """
+    session.execute(
+        update(InvoiceSale)
+        .where(InvoiceSale.id == invoice_id)
+        .values(xml_uuid=cufe, number=number, qr_image=qr_image, validated_at=validated_at,
+                status=VALIDATED)
+    )

@@ -1,0 +1,260 @@
+"""Operator actions and views over jobs (issue 5, "Operator CLI"). Every action is an event.
+
+Functions take a session and never commit; the CLI commits. Times are UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from einvoice.db import jobs as job_repo
+from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSequence
+from einvoice.errors import JobError
+
+Job = ElectronicInvoicingJob
+
+
+def _job(session: Session, job_id: uuid.UUID | str) -> Job:
+    try:
+        key = uuid.UUID(str(job_id))
+    except ValueError:
+        raise JobError(f"{job_id!r} is not a job id (a UUID)", reason="bad_job_id") from None
+    job = job_repo.get_job(session, key, for_update=True)
+    if job is None:
+        raise JobError(f"no job {key}", reason="job_not_found")
+    return job
+
+
+def status_report(session: Session) -> dict[str, Any]:
+    """Counts by status and organization, oldest due pending age (s), failures in the last hour.
+
+    Returns ``{"by_status": {status: n}, "by_organization": {org: {status: n}},
+    "oldest_pending_age_s": float | None, "failed_last_hour": n, "rejected_last_hour": n}``.
+    """
+    rows = session.execute(
+        select(Job.organization_id, Job.status, func.count()).group_by(Job.organization_id, Job.status)
+    ).all()
+    by_status: dict[str, int] = {}
+    by_org: dict[str, dict[str, int]] = {}
+    for org, status, count in rows:
+        by_status[status] = by_status.get(status, 0) + count
+        by_org.setdefault(str(org), {})[status] = count
+    oldest = session.scalar(
+        select(func.extract("epoch", func.now() - func.min(Job.created_at))).where(
+            Job.status.in_(("pending", "processing", "sent")))
+    )
+    recent = func.now() - func.make_interval(0, 0, 0, 0, 1)
+    failed = session.scalar(select(func.count()).where(Job.status == "failed", Job.updated_at >= recent))
+    rejected = session.scalar(
+        select(func.count()).where(Job.status == "rejected", Job.updated_at >= recent))
+    return {
+        "by_status": by_status, "by_organization": by_org,
+        "oldest_pending_age_s": float(oldest) if oldest is not None else None,
+        "failed_last_hour": failed or 0, "rejected_last_hour": rejected or 0,
+    }
+
+
+def list_jobs(session: Session, *, status: str | None = None, organization_id: int | None = None,
+              limit: int = 50) -> list[Job]:
+    """Newest jobs first, optionally filtered by status and organization."""
+    stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if organization_id is not None:
+        stmt = stmt.where(Job.organization_id == organization_id)
+    return list(session.scalars(stmt))
+
+
+@dataclass
+class JobDetail:
+    """A job, a short summary of its payload, and its event timeline."""
+
+    job: Job
+    payload_summary: dict[str, Any]
+    events: list[ElectronicInvoicingEvent]
+
+
+def job_detail(session: Session, job_id: uuid.UUID | str) -> JobDetail:
+    """The job, its payload summary (customer, items, total) and events. Raises ``JobError``."""
+    job = _job(session, job_id)
+    payload = job.request_payload or {}
+    customer = payload.get("customer") or {}
+    summary = {
+        "reference_code": payload.get("reference_code", job.reference_code),
+        "numbering_range_id": payload.get("numbering_range_id"),
+        "customer": customer.get("company") or customer.get("names"),
+        "identification": customer.get("identification"),
+        "items": len(payload.get("items") or []),
+        "payment_form": payload.get("payment_form"),
+    }
+    return JobDetail(job=job, payload_summary=summary, events=job_repo.events_for(session, job.id))
+
+
+def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operator") -> Job:
+    """Re-queue a ``failed`` or ``rejected`` job after its data was fixed.
+
+    Keeps the row, its ``reference_code`` and its history; resets ``attempt_count`` and makes it
+    due now. Raises ``JobError`` for any other status, or when the invoice meanwhile got another
+    non-final job.
+    """
+    job = _job(session, job_id)
+    if job.status not in ("failed", "rejected"):
+        raise JobError(f"job {job.id} is {job.status}; only failed or rejected jobs can be retried",
+                       reason="not_retryable")
+    other = job_repo.active_job_for_invoice(session, job.invoice_id, job.document_type)
+    if other is not None:
+        raise JobError(f"invoice {job.invoice_id} already has job {other.id} ({other.status})",
+                       reason="active_job_exists")
+    previous = job.status
+    job.status = "pending"
+    job.attempt_count = 0
+    job.next_retry_at = func.now()  # type: ignore[assignment]
+    job.dispatched_at = None
+    job.lease_expires_at = None
+    job.processed_at = None
+    job.updated_at = func.now()  # type: ignore[assignment]
+    job_repo.add_event(session, job.id, "operator_retry", code=job.error_code,
+                       message=f"re-queued by {actor} (was {previous}: {job.error_message or ''})",
+                       metadata={"from": previous, "to": "pending", "actor": actor})
+    job.error_code = None
+    job.error_message = None
+    session.flush()
+    return job
+
+
+def failed_job_ids(session: Session) -> list[uuid.UUID]:
+    """Ids of every ``failed`` job (for ``einvoice jobs retry --failed``)."""
+    return list(session.scalars(select(Job.id).where(Job.status == "failed").order_by(Job.created_at)))
+
+
+def prepare_cancel(session: Session, job_id: uuid.UUID | str) -> Job:
+    """Check that a job may be cancelled; returns it (row-locked). Raises ``JobError``.
+
+    An accepted job cannot be cancelled: DIAN validated the document, so the way back is a credit
+    note. A ``processing`` job is in flight: wait for its attempt to end.
+    """
+    job = _job(session, job_id)
+    if job.status == "accepted":
+        raise JobError(f"job {job.id} is accepted (document {job.document_number} validated by "
+                       "DIAN): it cannot be cancelled; issue a credit note instead",
+                       reason="cannot_cancel_accepted")
+    if job.status == "cancelled":
+        raise JobError(f"job {job.id} is already cancelled", reason="already_cancelled")
+    if job.status == "processing":
+        raise JobError(f"job {job.id} is being submitted right now; try again in a minute",
+                       reason="in_flight")
+    return job
+
+
+def mark_cancelled(session: Session, job: Job, *, actor: str, deleted_at_factus: str | None) -> None:
+    """Set the job ``cancelled`` with an event saying whether a Factus document was deleted."""
+    previous = job.status
+    job.status = "cancelled"
+    job.processed_at = func.now()  # type: ignore[assignment]
+    job.outcome_unknown = False
+    job.updated_at = func.now()  # type: ignore[assignment]
+    job_repo.add_event(session, job.id, "cancelled", code=previous,
+                       message=f"cancelled by {actor}"
+                       + (f"; {deleted_at_factus}" if deleted_at_factus else ""),
+                       metadata={"from": previous, "to": "cancelled", "actor": actor})
+
+
+@dataclass
+class RangeView:
+    """A numbering range with what an operator needs to know."""
+
+    sequence: InvoiceSequence
+    remaining: int | None
+    days_to_expiry: int | None
+    warning: str | None
+
+
+def ranges_report(session: Session, today: datetime) -> list[RangeView]:
+    """Every numbering range with remaining numbers and days to expiry, with warnings."""
+    views = []
+    for seq in session.scalars(select(InvoiceSequence).order_by(InvoiceSequence.organization_id,
+                                                                InvoiceSequence.id)):
+        remaining = (seq.range_end - seq.current_number + 1
+                     if seq.range_end is not None and seq.current_number is not None else None)
+        days = (seq.valid_until - today.date()).days if seq.valid_until else None
+        warning = None
+        if days is not None and days < 0:
+            warning = "expired"
+        elif remaining is not None and seq.alert_threshold is not None and remaining < seq.alert_threshold:
+            warning = f"only {remaining} numbers left"
+        elif days is not None and days <= 30:
+            warning = f"expires in {days} days"
+        views.append(RangeView(seq, remaining, days, warning))
+    return views
+
+
+def bring_forward(session: Session, job_ids: list[uuid.UUID]) -> None:
+    """Make pending jobs due now (used after an operator fixed something)."""
+    session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == "pending")
+                    .values(next_retry_at=func.now(), dispatched_at=None))
+
+
+def cancel_job(
+    session_factory: Any,
+    clients: Any,
+    settings: Any,
+    job_id: uuid.UUID | str,
+    *,
+    actor: str = "operator",
+) -> str:
+    """Cancel a job that is not accepted; delete its unvalidated document at Factus if one exists.
+
+    A job that may have a document at Factus (``sent``: DIAN slow, or an unknown outcome) gets
+    ``DELETE /v1/bills/destroy/reference/{ref}`` (or the credit-note path) first; a 404 means
+    there was none. If Factus answers 409 because the document was validated meanwhile, the job
+    is not cancelled: it is made due so that reconciliation records the acceptance.
+
+    Args:
+        session_factory: a ``sessionmaker``; clients: :class:`einvoice.factus.client.FactusClients`.
+    Returns:
+        A one-line description of what was done.
+    Raises:
+        JobError: the job cannot be cancelled (accepted, in flight, already cancelled, unknown).
+    """
+    from einvoice.factus.errors import ConflictError, NotFoundError  # noqa: PLC0415
+    from einvoice.services.accounts import account_for_organization  # noqa: PLC0415
+
+    with session_factory() as session:
+        job = prepare_cancel(session, job_id)
+        may_exist = job.status == "sent" or bool(job.outcome_unknown)
+        reference, doc_type, key = job.reference_code, job.document_type, job.id
+        account = (account_for_organization(session, job.organization_id, settings, None)
+                   if may_exist else None)
+        session.rollback()
+    deleted = None
+    if may_exist and account is not None:
+        client = clients.for_account(account)
+        try:
+            if doc_type == "credit_note":
+                client.delete_credit_note(reference)
+            else:
+                client.delete_bill(reference)
+            deleted = f"deleted unvalidated document {reference} at Factus"
+        except NotFoundError:
+            deleted = f"no document {reference} at Factus"
+        except ConflictError:
+            with session_factory() as session:
+                bring_forward(session, [key])
+                job_repo.add_event(session, key, "cancel_refused", code="409",
+                                   message=f"cancel by {actor} refused: document {reference} "
+                                   "is validated at Factus; reconciling")
+                session.commit()
+            raise JobError(f"document {reference} was validated by DIAN meanwhile; the job will "
+                           "record it; issue a credit note to reverse it",
+                           reason="cannot_cancel_accepted") from None
+    with session_factory() as session:
+        job = prepare_cancel(session, key)
+        mark_cancelled(session, job, actor=actor, deleted_at_factus=deleted)
+        session.commit()
+    return f"job {key} cancelled" + (f"; {deleted}" if deleted else "")

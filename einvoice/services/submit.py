@@ -1,0 +1,596 @@
+"""Submit one job to Factus, exactly once, and record the outcome (issue 4, "The worker").
+
+The flow of :func:`submit_job`, in three short steps with no transaction open during HTTP
+(STYLE.md habit 4; saleor's "attempt row written before the call, updated after"):
+
+1. **Claim** (one transaction): compare-and-set the job to ``processing`` with a lease; build and
+   validate the payload from the ERP's rows (a bad invoice ends ``rejected`` here, with no HTTP
+   call); store ``request_payload``; set ``outcome_unknown`` before calling Factus.
+2. **Call Factus** (no transaction): if the previous attempt's outcome is unknown (a timeout after
+   sending, a killed worker, an expired lease), first look the reference code up at Factus and
+   adopt what is there (FACTUS_API.md Decision 3); otherwise, or when nothing is there, validate.
+3. **Record** (one transaction, retried while PostgreSQL restarts): the outcome per Decision 4:
+   accepted, DIAN slow (``sent``), rejected (payload or DIAN; a stored rejected document is
+   deleted so it does not block the account), retry with backoff, or ``failed``.
+
+Outcomes are written only while this worker still holds the lease (same ``leased_by`` and
+attempt), so a worker that lost its lease never overwrites a newer attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from einvoice.crypto import SecretBox
+from einvoice.db import invoices as invoice_repo
+from einvoice.db import jobs as job_repo
+from einvoice.db.models import ElectronicInvoicingJob
+from einvoice.db.uow import UnitOfWork
+from einvoice.domain.errors import PayloadError
+from einvoice.domain.jobs import backoff_delay
+from einvoice.domain.payload import (
+    build_bill_payload,
+    build_credit_note_payload,
+    factus_payload_total,
+)
+from einvoice.errors import ConfigError, EinvoiceError
+from einvoice.factus.client import FactusClient, FactusClients
+from einvoice.factus.errors import (
+    AuthenticationError,
+    DianRejectionError,
+    FactusError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadValidationError,
+    PendingDocumentConflict,
+    RateLimitedError,
+)
+from einvoice.factus.schemas import BillResult, CreditNoteResult
+from einvoice.factus.tokens import FactusAccount
+from einvoice.services.accounts import account_for_organization
+from einvoice.settings import Settings
+
+log = logging.getLogger(__name__)
+BOGOTA = ZoneInfo("America/Bogota")
+
+Document = BillResult | CreditNoteResult
+
+
+@dataclass
+class SubmitContext:
+    """Per-process resources of the submission service (built once per worker process).
+
+    Attributes:
+        session_factory: sessions on ``DATABASE_URL``.
+        clients: the process's Factus clients (one per account).
+        settings: process settings (retry policy, lease, DIAN-slow re-check interval).
+        worker_id: identifies this worker in ``leased_by`` ("host:pid").
+        secret_box: decrypts ``factus_credentials`` rows (None if no key is configured).
+        rng: jitter source (seed it in tests).
+    """
+
+    session_factory: sessionmaker[Session]
+    clients: FactusClients
+    settings: Settings
+    worker_id: str
+    secret_box: SecretBox | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    _municipalities: frozenset[int] | None = None
+
+    def municipalities(self, session: Session) -> frozenset[int]:
+        """Factus municipality ids, read once per process."""
+        if self._municipalities is None:
+            self._municipalities = invoice_repo.known_municipality_ids(session)
+        return self._municipalities
+
+
+@dataclass
+class _Claimed:
+    job_id: uuid.UUID
+    attempt: int
+    max_attempts: int
+    document_type: str
+    reference_code: str
+    invoice_id: uuid.UUID
+    payload: dict[str, Any]
+    account: FactusAccount
+    reconcile_first: bool
+
+
+@dataclass
+class _Outcome:
+    """What step 2 learned; step 3 writes it."""
+
+    kind: str  # accepted | dian_slow | rejected | retry | failed | wait
+    code: str | None = None
+    message: str | None = None
+    document: Document | None = None
+    delay: float | None = None
+    count_attempt: bool = True
+    outcome_unknown: bool = False
+    latency_ms: int | None = None
+    http_status: int | None = None
+    events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------
+# Step 1: claim and build
+# ------------------------------------------------------------------------------------------
+
+
+def _thread_worker_id(ctx: SubmitContext) -> str:
+    import threading  # noqa: PLC0415
+
+    return f"{ctx.worker_id}:{threading.get_ident() % 100000}"
+
+
+def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str:
+    """Claim the job and build its payload; return a _Claimed, or a short reason string."""
+    with UnitOfWork(ctx.session_factory) as uow:
+        session = uow.session
+        job = job_repo.claim(session, job_id, lease_seconds=ctx.settings.einvoice_lease_seconds,
+                             worker=worker)
+        if job is None:
+            return "not_due"  # already claimed, final, not due, or unknown: nothing to do
+        previous = "sent" if job.error_code == "dian_slow" else "pending"
+        job_repo.add_event(session, job.id, "claimed", message=f"claimed by {worker}",
+                           metadata={"attempt": job.attempt_count, "from": previous,
+                                     "to": "processing", "worker": worker})
+        if job.attempt_count > job.max_attempts:
+            _finish(session, job, "failed", code="attempts_exhausted",
+                    message=f"gave up after {job.max_attempts} attempts; last error: "
+                    f"{job.error_code or 'none'}: {job.error_message or ''}".strip())
+            uow.commit()
+            return "failed"
+        try:
+            account = account_for_organization(session, job.organization_id, ctx.settings,
+                                               ctx.secret_box)
+            payload = _build_payload(ctx, session, job)
+        except PayloadError as exc:
+            _finish(session, job, "rejected", code=exc.reason, message=exc.message,
+                    metadata={"field": exc.field, "value": _jsonable(exc.value)})
+            uow.commit()
+            return "rejected"
+        except _WaitForInvoice as wait:
+            _reschedule(session, job, delay=wait.delay, code="waiting_for_invoice",
+                        message=wait.message, count_attempt=False, event_type="waiting")
+            uow.commit()
+            return "waiting"
+        except ConfigError as exc:
+            _finish(session, job, "failed", code="no_factus_account", message=exc.message)
+            uow.commit()
+            return "failed"
+        reconcile_first = bool(job.outcome_unknown)
+        job.request_payload = payload
+        job.factus_environment = account.environment
+        job.factus_account = account.username
+        job.outcome_unknown = True
+        job.updated_at = func.now()  # type: ignore[assignment]
+        claimed = _Claimed(
+            job_id=job.id, attempt=job.attempt_count, max_attempts=job.max_attempts,
+            document_type=job.document_type, reference_code=job.reference_code,
+            invoice_id=job.invoice_id, payload=payload, account=account,
+            reconcile_first=reconcile_first,
+        )
+        uow.commit()
+        return claimed
+
+
+class _WaitForInvoice(EinvoiceError):
+    """A credit note whose invoice is not validated yet: try again later (issue 7)."""
+
+    reason = "waiting_for_invoice"
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+def _build_payload(ctx: SubmitContext, session: Session, job: ElectronicInvoicingJob) -> dict[str, Any]:
+    today = datetime.now(BOGOTA).date()
+    if job.document_type == "invoice":
+        invoice = invoice_repo.load_invoice(session, job.invoice_id, "invoice")
+        return build_bill_payload(invoice, reference_code=job.reference_code, today=today,
+                                  known_municipality_ids=ctx.municipalities(session))
+    if job.document_type == "credit_note":
+        invoice = invoice_repo.load_invoice(session, job.invoice_id, "credit_note")
+        if invoice.related_invoice_id and invoice.related_bill_id is None:
+            _check_related_invoice(session, uuid.UUID(invoice.related_invoice_id), ctx)
+        return build_credit_note_payload(invoice, reference_code=job.reference_code, today=today,
+                                         known_municipality_ids=ctx.municipalities(session))
+    raise PayloadError("unsupported_document_type", field="electronic_invoicing_jobs.document_type",
+                       value=job.document_type,
+                       detail="only invoice and credit_note are sent to Factus v1")
+
+
+def _check_related_invoice(session: Session, related_id: uuid.UUID, ctx: SubmitContext) -> None:
+    """A credit note waits while its invoice's job is in flight; is rejected if it cannot come."""
+    jobs = session.query(ElectronicInvoicingJob).filter(
+        ElectronicInvoicingJob.invoice_id == related_id,
+        ElectronicInvoicingJob.document_type == "invoice",
+    ).all()
+    if any(j.status in ("pending", "processing", "sent") for j in jobs):
+        raise _WaitForInvoice(
+            f"invoice {related_id} is not validated yet; the credit note waits for it",
+            delay=max(ctx.settings.einvoice_dian_slow_recheck_seconds, 5.0),
+        )
+    statuses = sorted({j.status for j in jobs}) or ["no job"]
+    raise PayloadError("related_invoice_not_validated", field="invoice_sales.related_invoice_id",
+                       value=str(related_id),
+                       detail=f"the credited invoice is not validated ({', '.join(statuses)})")
+
+
+def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------
+# Step 2: talk to Factus
+# ------------------------------------------------------------------------------------------
+
+
+def _is_credit_note(claimed: _Claimed) -> bool:
+    return claimed.document_type == "credit_note"
+
+
+def _lookup(client: FactusClient, claimed: _Claimed) -> Document | None:
+    if _is_credit_note(claimed):
+        return client.find_credit_note_by_reference(claimed.reference_code)
+    return client.find_bill_by_reference(claimed.reference_code)
+
+
+def _validate(client: FactusClient, claimed: _Claimed) -> Document:
+    if _is_credit_note(claimed):
+        return client.validate_credit_note(claimed.payload)
+    return client.validate_bill(claimed.payload)
+
+
+def _delete(client: FactusClient, claimed: _Claimed, reference_code: str) -> None:
+    if _is_credit_note(claimed):
+        client.delete_credit_note(reference_code)
+    else:
+        client.delete_bill(reference_code)
+
+
+def _matches_payload(document: Document, claimed: _Claimed) -> tuple[bool, str]:
+    """Does a document found at Factus carry this job's totals and customer? (Decision 3)."""
+    expected = factus_payload_total(claimed.payload)
+    found = document.totals.total
+    if found is not None and abs(Decimal(found) - expected) > Decimal("0.01"):
+        return False, f"total at Factus {found} differs from the payload's {expected}"
+    customer = claimed.payload.get("customer") or {}
+    raw_customer = (document.raw or {}).get("customer") or {}
+    ident_found = str(raw_customer.get("identification") or "").strip()
+    ident_expected = str(customer.get("identification") or "").strip()
+    if ident_found and ident_expected and ident_found != ident_expected:
+        return False, f"customer at Factus {ident_found} differs from the payload's {ident_expected}"
+    return True, "totals and customer match"
+
+
+def _document_outcome(document: Document, claimed: _Claimed, latency_ms: int,
+                      client: FactusClient, ctx: SubmitContext) -> _Outcome:
+    """Turn a validate answer (or a document found by reference) into an outcome."""
+    if document.is_validated:
+        return _Outcome("accepted", document=document, latency_ms=latency_ms, http_status=201)
+    if document.is_rejected:
+        rules = document.rejections
+        return _rejected_by_dian(client, claimed, [r.code or "?" for r in rules],
+                                 "; ".join(f"{r.code}: {r.text}" for r in rules),
+                                 already_processed=any(r.code == "90" for r in rules))
+    return _Outcome(
+        "dian_slow", code="dian_slow", latency_ms=latency_ms, http_status=201,
+        message="DIAN has not answered yet (status 0, no rejection); re-checking with the same "
+        "reference code",
+        delay=ctx.settings.einvoice_dian_slow_recheck_seconds, count_attempt=False,
+    )
+
+
+def _rejected_by_dian(client: FactusClient, claimed: _Claimed, codes: list[str], text: str,
+                      *, already_processed: bool) -> _Outcome:
+    if already_processed:
+        # Rule 90: DIAN already has this document. Never delete or re-send (FACTUS_API.md §5.4).
+        return _Outcome("failed", code="dian_already_processed", http_status=422,
+                        message=f"DIAN rule 90 (document processed before): {text}; an operator "
+                        "must reconcile with Factus support", outcome_unknown=False)
+    outcome = _Outcome("rejected", code="dian_rejected:" + ",".join(codes), http_status=422,
+                       message=text)
+    try:
+        _delete(client, claimed, claimed.reference_code)
+        outcome.events.append(("document_deleted", "200", "the rejected document was deleted at "
+                               "Factus so it does not block the account", None))
+    except NotFoundError:
+        pass
+    except FactusError as exc:
+        # The document stays and will block creates (409) until settled; the 409 handler of the
+        # next submission finds it (ours, final) and deletes it.
+        outcome.events.append(("delete_failed", exc.reason, str(exc), None))
+    return outcome
+
+
+def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: _Claimed,
+                             exc: PendingDocumentConflict) -> _Outcome:
+    """409: find the pending document; settle it if it is ours, else back off (Decision 4)."""
+    try:
+        pending = (client.list_credit_notes(status=0) if _is_credit_note(claimed)
+                   else client.list_bills(status=0))
+    except FactusError as list_error:
+        return _retry_outcome(ctx, claimed, list_error, "pending_document")
+    settled: list[str] = []
+    foreign: list[str] = []
+    with UnitOfWork(ctx.session_factory) as uow:
+        for doc in pending:
+            ref = doc.reference_code
+            owner = job_repo.job_by_reference(uow.session, ref) if ref else None
+            if owner is None:
+                foreign.append(f"{doc.number or '?'} ({ref or 'no reference'})")
+            elif owner.status in ("rejected", "failed", "cancelled"):
+                try:
+                    _delete(client, claimed, ref)  # type: ignore[arg-type]
+                    settled.append(f"deleted {ref} of final job {owner.id}")
+                    job_repo.add_event(uow.session, owner.id, "document_deleted", code="200",
+                                       message="deleted its unvalidated document at Factus: it "
+                                       f"blocked job {claimed.job_id} (409)")
+                except FactusError:
+                    foreign.append(f"{doc.number or '?'} ({ref}, delete failed)")
+            elif owner.id != claimed.job_id:
+                # Our own document still in flight (DIAN slow): re-check it now; it releases the
+                # block when DIAN answers.
+                uow.session.execute(
+                    update(ElectronicInvoicingJob)
+                    .where(ElectronicInvoicingJob.id == owner.id,
+                           ElectronicInvoicingJob.status.in_(("pending", "sent")))
+                    .values(next_retry_at=func.now(), dispatched_at=None)
+                )
+                settled.append(f"re-check of job {owner.id} ({ref}) brought forward")
+        uow.commit()
+    if settled and not foreign:
+        outcome = _Outcome("retry", code="pending_document", http_status=409,
+                           message="409 pending document settled: " + "; ".join(settled),
+                           delay=1.0, count_attempt=False)
+    else:
+        delay = backoff_delay(claimed.attempt, base=max(ctx.settings.einvoice_retry_base_seconds, 5),
+                              cap=ctx.settings.einvoice_retry_cap_seconds, rng=ctx.rng)
+        outcome = _Outcome("retry", code="pending_document", http_status=409, delay=delay,
+                           message="409: Factus holds a pending document not created by einvoice: "
+                           + ", ".join(foreign or ["unknown"]) + "; backing off")
+    outcome.events.append(("pending_conflict", "409", outcome.message, {"settled": settled,
+                                                                        "foreign": foreign}))
+    return outcome
+
+
+def _retry_outcome(ctx: SubmitContext, claimed: _Claimed, exc: FactusError, code: str | None = None,
+                   ) -> _Outcome:
+    if isinstance(exc, RateLimitedError):
+        return _Outcome("retry", code=exc.reason, message=str(exc), http_status=exc.status_code,
+                        delay=max(exc.retry_after, 1.0), count_attempt=False,
+                        outcome_unknown=False)
+    delay = backoff_delay(claimed.attempt, base=ctx.settings.einvoice_retry_base_seconds,
+                          cap=ctx.settings.einvoice_retry_cap_seconds, rng=ctx.rng)
+    return _Outcome("retry", code=code or exc.reason, message=str(exc), http_status=exc.status_code,
+                    delay=delay, outcome_unknown=bool(exc.may_have_reached))
+
+
+def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
+    client = ctx.clients.for_account(claimed.account)
+    events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = []
+    try:
+        if claimed.reconcile_first:
+            found = _lookup(client, claimed)
+            if found is not None:
+                ok, why = _matches_payload(found, claimed)
+                if found.is_validated and not ok:
+                    return _Outcome("failed", code="reconcile_mismatch",
+                                    message=f"a validated document {found.number} with this "
+                                    f"reference exists at Factus but {why}; an operator must decide")
+                if found.is_validated or found.is_rejected:
+                    outcome = _document_outcome(found, claimed, 0, client, ctx)
+                    outcome.events.insert(0, ("reconciled", "found", f"document {found.number} "
+                                              f"found at Factus by reference code ({why})",
+                                              {"number": found.number, "status": found.status}))
+                    return outcome
+                events.append(("reconciled", "pending", f"document {found.number} found pending at "
+                               "DIAN; re-sending with the same reference code", None))
+            else:
+                events.append(("reconciled", "absent", "no document with this reference code at "
+                               "Factus; sending", None))
+        started = time.monotonic()
+        document = _validate(client, claimed)
+        latency = int((time.monotonic() - started) * 1000)
+        outcome = _document_outcome(document, claimed, latency, client, ctx)
+    except PayloadValidationError as exc:
+        fields = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
+        outcome = _Outcome("rejected", code="payload_invalid", http_status=422,
+                           message=fields or str(exc))
+    except DianRejectionError as exc:
+        outcome = _rejected_by_dian(
+            client, claimed, exc.rule_codes or ["?"],
+            "; ".join(f"{r.code}: {r.text}" for r in exc.rejections) or str(exc),
+            already_processed=exc.already_processed)
+    except PendingDocumentConflict as exc:
+        outcome = _settle_pending_conflict(ctx, client, claimed, exc)
+    except ForbiddenError as exc:
+        outcome = _Outcome("failed", code=exc.reason, http_status=403,
+                           message=f"Factus refused account {claimed.account.username} (403): "
+                           f"{exc}; fix the account's configuration, then retry the job")
+    except AuthenticationError as exc:
+        outcome = _Outcome("failed", code=exc.reason, http_status=exc.status_code,
+                           message=f"Factus did not accept the credentials of "
+                           f"{claimed.account.username}: {exc}")
+    except FactusError as exc:
+        if exc.transient:
+            outcome = _retry_outcome(ctx, claimed, exc)
+        else:
+            outcome = _Outcome("failed", code=exc.reason, http_status=exc.status_code,
+                               message=str(exc))
+    outcome.events[:0] = events
+    return outcome
+
+
+# ------------------------------------------------------------------------------------------
+# Step 3: record
+# ------------------------------------------------------------------------------------------
+
+
+def _finish(session: Session, job: ElectronicInvoicingJob, status: str, *, code: str | None,
+            message: str | None, metadata: dict[str, Any] | None = None) -> None:
+    """Move a claimed job to a final status with an event (used inside the claim transaction)."""
+    job.status = status
+    job.error_code = code
+    job.error_message = message
+    job.processed_at = func.now()  # type: ignore[assignment]
+    job.lease_expires_at = None
+    job.outcome_unknown = False
+    job.updated_at = func.now()  # type: ignore[assignment]
+    job_repo.add_event(session, job.id, status, code=code, message=message,
+                       metadata={"attempt": job.attempt_count, "from": "processing", "to": status,
+                                 **(metadata or {})})
+
+
+def _reschedule(session: Session, job: ElectronicInvoicingJob, *, delay: float, code: str,
+                message: str, count_attempt: bool, event_type: str = "retry_scheduled",
+                status: str = "pending") -> None:
+    job.status = status
+    job.next_retry_at = func.now() + timedelta(seconds=delay)  # type: ignore[assignment]
+    job.dispatched_at = None
+    job.lease_expires_at = None
+    job.error_code = code
+    job.error_message = message
+    if not count_attempt:
+        job.attempt_count = job.attempt_count - 1
+    job.updated_at = func.now()  # type: ignore[assignment]
+    job_repo.add_event(session, job.id, event_type, code=code, message=message,
+                       metadata={"attempt": job.attempt_count, "from": "processing", "to": status,
+                                 "delay_s": round(delay, 3)})
+
+
+def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
+    with UnitOfWork(ctx.session_factory) as uow:
+        session = uow.session
+        job = job_repo.get_job(session, claimed.job_id, for_update=True)
+        if (job is None or job.status != "processing" or job.leased_by != worker
+                or job.attempt_count != claimed.attempt):
+            log.warning("job %s: lease lost before recording %s; the new holder reconciles",
+                        claimed.job_id, outcome.kind)
+            return "lease_lost"
+        for event_type, code, message, metadata in outcome.events:
+            job_repo.add_event(session, job.id, event_type, code=code, message=message,
+                               metadata=metadata)
+        if outcome.latency_ms is not None or outcome.http_status is not None:
+            job_repo.add_event(session, job.id, "submitted", code=str(outcome.http_status or ""),
+                               message=f"POST validate answered {outcome.http_status}",
+                               metadata={"attempt": claimed.attempt,
+                                         "latency_ms": outcome.latency_ms})
+        if outcome.kind == "accepted":
+            _record_accepted(session, job, claimed, outcome)
+        elif outcome.kind == "dian_slow":
+            job.outcome_unknown = False
+            _reschedule(session, job, delay=outcome.delay or 10.0, code="dian_slow",
+                        message=outcome.message or "", count_attempt=False,
+                        event_type="dian_slow", status="sent")
+        elif outcome.kind in ("rejected", "failed"):
+            _finish(session, job, outcome.kind, code=outcome.code, message=outcome.message,
+                    metadata={"http_status": outcome.http_status})
+        elif outcome.kind == "retry":
+            job.outcome_unknown = outcome.outcome_unknown
+            attempts_left = job.attempt_count < job.max_attempts or not outcome.count_attempt
+            if attempts_left:
+                _reschedule(session, job, delay=outcome.delay or 1.0, code=outcome.code or "retry",
+                            message=outcome.message or "", count_attempt=outcome.count_attempt)
+            elif outcome.outcome_unknown:
+                # The last attempt may have reached Factus: one more reconcile-only pass decides.
+                _reschedule(session, job, delay=outcome.delay or 1.0, code=outcome.code or "retry",
+                            message=(outcome.message or "") + " (outcome unknown: reconciling)",
+                            count_attempt=False)
+            else:
+                _finish(session, job, "failed", code=outcome.code,
+                        message=f"gave up after {job.attempt_count} attempts: {outcome.message}")
+        uow.commit()
+    return outcome.kind
+
+
+def _record_accepted(session: Session, job: ElectronicInvoicingJob, claimed: _Claimed,
+                     outcome: _Outcome) -> None:
+    document = outcome.document
+    assert document is not None
+    code = document.cude if isinstance(document, CreditNoteResult) else document.cufe
+    job.status = "accepted"
+    job.cufe = code
+    job.qr_code = document.qr
+    job.response_payload = document.raw
+    job.document_number = document.number
+    job.factus_document_id = document.id
+    job.processed_at = func.now()  # type: ignore[assignment]
+    job.lease_expires_at = None
+    job.outcome_unknown = False
+    job.error_code = None
+    job.error_message = None
+    job.updated_at = func.now()  # type: ignore[assignment]
+    validated_at = document.validated_at or job_repo.db_now(session)
+    invoice_repo.mark_validated(session, job.invoice_id, cufe=code or "", number=document.number or "",
+                                qr_image=document.qr_image, validated_at=validated_at)
+    for rule in document.notifications:
+        job_repo.add_event(session, job.id, "dian_notification", code=rule.code,
+                           message=rule.text, metadata={"number": document.number})
+    job_repo.add_event(session, job.id, "accepted", code=document.number,
+                       message=f"validated by DIAN as {document.number}",
+                       metadata={"attempt": claimed.attempt, "from": "processing",
+                                 "to": "accepted", "number": document.number, "cufe": code})
+
+
+def _db_retrying(deadline_s: float) -> Retrying:
+    """Retry a recording transaction while PostgreSQL restarts (a blip costs a wait, not a job)."""
+    return Retrying(
+        retry=retry_if_exception_type((OperationalError, DBAPIError)),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(deadline_s),
+        reraise=True,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Entry point
+# ------------------------------------------------------------------------------------------
+
+
+def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
+    """Get one job's document validated by Factus, or move it one step closer.
+
+    Args:
+        ctx: the process's resources.
+        job_id: ``electronic_invoicing_jobs.id``.
+    Returns:
+        What happened: ``not_due`` (nothing to do: duplicate delivery, job final or not due),
+        ``accepted``, ``dian_slow``, ``rejected``, ``failed``, ``retry``, ``waiting`` or
+        ``lease_lost``.
+    Raises:
+        sqlalchemy.exc.OperationalError: PostgreSQL unreachable while claiming (nothing changed;
+            the task retries, and the dispatcher re-publishes the job anyway), or for longer than
+            60 s while recording (the lease expires and the sweeper reconciles the job).
+    """
+    job_uuid = uuid.UUID(str(job_id))
+    worker = _thread_worker_id(ctx)
+    claimed = _claim(ctx, job_uuid, worker)
+    if isinstance(claimed, str):
+        return claimed
+    outcome = _call_factus(ctx, claimed)
+    for attempt in _db_retrying(60.0):
+        with attempt:
+            result = _record(ctx, claimed, worker, outcome)
+    log.info("job %s attempt %d: %s %s", job_uuid, claimed.attempt, result, outcome.code or "")
+    return result

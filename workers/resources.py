@@ -1,0 +1,81 @@
+"""Long-lived resources of one worker process: engine, sessions, Factus clients, Redis.
+
+Built on first use inside the process that uses them (never at import time, never shared across
+a fork: STYLE.md habit 7). With the threads pool every thread of the process shares them; the
+HTTP and database pools are sized for the pool's concurrency.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import Engine
+
+from einvoice.crypto import SecretBox
+from einvoice.db.engine import make_engine, make_session_factory
+from einvoice.factus.client import FactusClients, create_factus_clients
+from einvoice.queueing import CeleryPublisher
+from einvoice.services.submit import SubmitContext
+from einvoice.settings import Settings, get_settings
+
+
+@dataclass
+class Resources:
+    """What tasks of this process share."""
+
+    settings: Settings
+    engine: Engine
+    redis: redis.Redis
+    clients: FactusClients
+    submit: SubmitContext
+    publisher: CeleryPublisher
+
+
+_lock = threading.Lock()
+_resources: Resources | None = None
+_pid: int | None = None
+
+
+def get_resources() -> Resources:
+    """This process's resources, built on first use (and rebuilt after a fork)."""
+    global _resources, _pid
+    if _resources is None or _pid != os.getpid():
+        with _lock:
+            if _resources is None or _pid != os.getpid():
+                _resources = _build()
+                _pid = os.getpid()
+    return _resources
+
+
+def _build() -> Resources:
+    from workers.app import app  # noqa: PLC0415 - the app is configured by now
+
+    settings = get_settings()
+    concurrency = int(app.conf.worker_concurrency or 8)
+    engine = make_engine(settings.require_database_url(), pool_size=min(concurrency, 50) + 2,
+                         max_overflow=10)
+    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=10,
+                                        socket_connect_timeout=5, retry_on_timeout=True,
+                                        health_check_interval=10)
+    clients = create_factus_clients(settings, redis_client=redis_client)
+    box = SecretBox.from_settings(settings) if settings.einvoice_secret_key else None
+    submit = SubmitContext(
+        session_factory=make_session_factory(engine), clients=clients, settings=settings,
+        worker_id=f"{socket.gethostname()}:{os.getpid()}", secret_box=box,
+    )
+    return Resources(settings=settings, engine=engine, redis=redis_client, clients=clients,
+                     submit=submit, publisher=CeleryPublisher(app))
+
+
+def reset_resources() -> None:
+    """Drop this process's resources (tests; worker shutdown)."""
+    global _resources
+    with _lock:
+        if _resources is not None:
+            _resources.clients.close()
+            _resources.engine.dispose()
+        _resources = None

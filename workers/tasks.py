@@ -1,0 +1,60 @@
+"""Celery tasks: thin adapters over ``einvoice`` services (STYLE.md habit 1).
+
+Each task takes ids, calls one service, and maps a passing infrastructure failure (PostgreSQL or
+Redis unreachable) to a Celery retry. Every task is safe to run twice. Arguments are job ids
+only, so Flower shows ids and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis.exceptions
+from celery import Task
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from einvoice import queueing
+from einvoice.services import dispatch
+from einvoice.services.submit import submit_job
+from workers.app import app
+from workers.resources import get_resources
+
+log = logging.getLogger(__name__)
+
+INFRA_ERRORS = (OperationalError, DBAPIError, redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError)
+
+
+class EinvoiceTask(Task):
+    """Task defaults in one place (STYLE.md habit 6): acks late, retry on infrastructure blips."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = INFRA_ERRORS
+    retry_backoff = 2
+    retry_backoff_max = 60
+    retry_jitter = True
+    max_retries = 20
+    ignore_result = True
+
+
+@app.task(base=EinvoiceTask, name=queueing.TASK_SUBMIT)
+def submit_invoice(job_id: str) -> str:
+    """Claim job ``job_id`` and get its document validated (see einvoice.services.submit).
+
+    Returns the outcome label (``accepted``, ``retry``, ``not_due``, ...).
+    """
+    return submit_job(get_resources().submit, job_id)
+
+
+@app.task(base=EinvoiceTask, name=queueing.TASK_DISPATCH, max_retries=0)
+def dispatch_due_jobs() -> int:
+    """Publish a wake-up for every due job (beat, every few seconds). Returns how many."""
+    res = get_resources()
+    return dispatch.dispatch_due_jobs(res.submit.session_factory, res.publisher, res.settings)
+
+
+@app.task(base=EinvoiceTask, name=queueing.TASK_RECOVER, max_retries=0)
+def recover_expired_leases() -> int:
+    """Re-queue jobs whose worker died (beat, every 30 s). Returns how many."""
+    return dispatch.recover_expired_leases(get_resources().submit.session_factory)
