@@ -520,6 +520,11 @@ def _blank(value: str | None) -> bool:
     return value is None or not value.strip()
 
 
+def _clean(value: str | None) -> str | None:
+    """The text stripped of outer blanks, or ``None`` when nothing is left."""
+    return value.strip() or None if value is not None else None
+
+
 def _nit_and_dv(customer: CustomerData, raw: str) -> tuple[str, int]:
     """Clean a NIT, compute its DV with python-stdnum, and check any DV the ERP stored."""
     text = re.sub(r"[\s.,]", "", raw)
@@ -612,9 +617,8 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
             )
         payload["company"] = customer.company_name.strip()
     else:
-        names = " ".join(
-            part.strip() for part in (customer.first_name, customer.last_name) if not _blank(part)
-        )
+        parts = (_clean(customer.first_name), _clean(customer.last_name))
+        names = " ".join(part for part in parts if part)
         if not names:
             raise PayloadError(
                 "missing_customer_name",
@@ -889,7 +893,7 @@ def _item_payload(
             "or too little",
         )
 
-    discount_rate, base_line = _discount(item, unit_price, quantity, fail)
+    discount_rate, base_line = _discount(item, unit_price, quantity, where, fail)
 
     unit_measure_id = (
         item.unit_measure_id if item.unit_measure_id is not None else dian.DEFAULT_UNIT_MEASURE_ID
@@ -955,6 +959,7 @@ def _discount(
     item: ItemData,
     unit_price: Decimal,
     quantity: int,
+    where: str,
     fail: Callable[[str, str, object, str], PayloadError],
 ) -> tuple[Decimal, Decimal]:
     """Return (discount_rate to send, the ERP's discounted line on unit_price's basis).
@@ -966,7 +971,7 @@ def _discount(
     """
     undiscounted = unit_price * quantity
     if item.discount_rate is not None and item.discount_rate != 0:
-        rate = _as_decimal(item.discount_rate, "discount_rate")
+        rate = _as_decimal(item.discount_rate, f"{where}.discount_rate")
         if rate < 0 or rate > HUNDRED or _has_more_than_2_decimals(rate):
             raise fail(
                 "invalid_discount_rate",
@@ -976,7 +981,7 @@ def _discount(
             )
         return rate, undiscounted * (1 - rate / HUNDRED)
     if item.discount_amount is not None and item.discount_amount != 0:
-        amount = _as_decimal(item.discount_amount, "discount_amount")
+        amount = _as_decimal(item.discount_amount, f"{where}.discount_amount")
         if amount < 0:
             raise fail("negative_amount", "discount_amount", amount, "a discount is not negative")
         if amount > undiscounted:

@@ -45,7 +45,8 @@ def factus_line(sent: dict[str, Any]) -> tuple[Decimal, Decimal, Decimal]:
 
 def sent_item(build: Build, invoice: InvoiceData, **changes: Any) -> dict[str, Any]:
     item = replace(invoice.items[0], **changes)
-    return build(replace(invoice, items=(item,), total=None))["items"][0]
+    sent: dict[str, Any] = build(replace(invoice, items=(item,), total=None))["items"][0]
+    return sent
 
 
 def test_net_price_with_discount_is_converted_to_match_the_erp_line_not_the_unit(
