@@ -19,7 +19,13 @@ Decisions (each is also documented where it is applied):
   converted by choosing, among the 2-decimal prices around the ideal one, the one whose §4.2 line
   total is closest to the ERP's own gross line total, then whose taxable amount is closest to the
   ERP's net line (see :func:`_wire_price`). A tax-included price with at most 2 decimals is sent
-  unchanged.
+  unchanged. The basis is the item's ``tax_included``, else the invoice's; when both are NULL
+  the item is refused (``missing_tax_included``): a guess would be off by the whole tax.
+* **Totals.** When ``invoice_sales.total`` is set, the total Factus will compute (§4.2) must be
+  within :func:`total_tolerance` of it (1 COP, plus a cent per unit and per line), else
+  ``total_mismatch``: a sale whose items do not add up to the ERP's total is refused rather than
+  sent with a different legal total. A credit note's Factus total plus what earlier notes
+  credited may not exceed the related bill's Factus total (``credit_exceeds_invoice``).
 * **Quantity.** Must be a whole number; ``2.5`` kg is refused (``non_integer_quantity``), never
   rounded, because rounding would change what is billed.
 * **Observation.** ``invoice_sales.notes`` longer than 250 characters is truncated to 249
