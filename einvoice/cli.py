@@ -391,6 +391,25 @@ def ranges(as_json: bool = typer.Option(False, "--json")) -> None:
     console.print(table)
 
 
+@app.command("demo")
+@friendly_errors
+def demo(
+    seed: int = typer.Option(7, help="Seed of the sample dataset and of the simulator's faults."),
+    invoices: int = typer.Option(240, help="How many invoices the sample ERP holds."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the services running at the end."),
+    timeout: float = typer.Option(600, help="Seconds to wait for every job to end."),
+    concurrency: int = typer.Option(32, help="Worker threads."),
+    latency_ms: int = typer.Option(700, help="Simulated DIAN latency (ms)."),
+    fault_share: float = typer.Option(0.03, help="Share of simulated faults (503/500/DIAN slow)."),
+) -> None:
+    """Run the main job end to end: services, simulator, worker, beat, Flower, 240 invoices."""
+    from einvoice.demo import DemoOptions, run_demo  # noqa: PLC0415
+
+    raise typer.Exit(run_demo(DemoOptions(seed=seed, invoices=invoices, keep=keep, timeout=timeout,
+                                          concurrency=concurrency, latency_ms=latency_ms,
+                                          fault_share=fault_share), console))
+
+
 def _mount_optional_groups() -> None:
     """Mount the command groups that live beside their features."""
     from einvoice.sandbox.cli import app as sandbox_app  # noqa: PLC0415

@@ -1,0 +1,281 @@
+"""``make demo`` / ``einvoice demo``: the main job end to end on one machine (issue 5).
+
+What it does, in order:
+
+1. starts the embedded PostgreSQL and Redis (:mod:`einvoice.devservices`, folder ``.einvoice/demo``);
+2. starts the Factus simulator with a realistic DIAN latency (a few hundred ms to over a second)
+   and a small share of faults (503s, DIAN slow) — unless ``FACTUS_BASE_URL`` and the four
+   ``FACTUS_*`` credentials point at a real Factus account, which is then used instead;
+3. recreates the demo database, migrates it and loads the deterministic sample ERP dataset
+   (:mod:`einvoice.sample`);
+4. starts a Celery worker (threads pool), beat and Flower;
+5. enqueues every invoice: half through the Python producer (:func:`enqueue_invoice`), half as
+   plain SQL inserts, as an ERP in another language would; credit notes too;
+6. shows progress until every job is final, then prints the summary: counts by status, time,
+   invoices per minute, each accepted invoice's number and CUFE, each rejection's reason, and the
+   Flower URL. ``--keep`` leaves everything running for exploring.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select, text
+
+from einvoice.devservices import DevServices, free_port, project_root
+
+DEMO_DB = "einvoice_demo"
+SANDBOX_CREDENTIALS = {
+    "FACTUS_CLIENT_ID": "sandbox-client",
+    "FACTUS_CLIENT_SECRET": "sandbox-secret",
+    "FACTUS_USERNAME": "sandbox@einvoice.test",
+    "FACTUS_PASSWORD": "sandbox-password",
+}
+
+
+@dataclass
+class DemoOptions:
+    """Knobs of a demo run (all have CLI flags)."""
+
+    seed: int = 7
+    invoices: int = 240
+    keep: bool = False
+    timeout: float = 600.0
+    concurrency: int = 32
+    latency_ms: int = 700
+    latency_jitter_ms: int = 500
+    fault_share: float = 0.03
+    flower_port: int = 5555
+
+
+@dataclass
+class _Processes:
+    started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+        handle = (log_dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(args, env=env, cwd=project_root(), stdout=handle,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.started):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for _, proc in reversed(self.started):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _real_factus_configured() -> bool:
+    return bool(os.environ.get("FACTUS_BASE_URL")) and all(
+        os.environ.get(name) for name in SANDBOX_CREDENTIALS)
+
+
+def _wait_for_log(path: Path, needle: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and needle in path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    tail = path.read_text(errors="replace")[-2000:] if path.exists() else ""
+    raise RuntimeError(f"{path.name}: {needle!r} not seen within {timeout} s\n{tail}")
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> int:
+    """Run the demo; return the process exit status (0 when every job ended final).
+
+    Raises:
+        einvoice.devservices.ServiceError: PostgreSQL or Redis could not start.
+    """
+    from einvoice.db import migrate  # noqa: PLC0415
+    from einvoice.db.engine import make_engine, make_session_factory  # noqa: PLC0415
+    from einvoice.db.models import ElectronicInvoicingJob  # noqa: PLC0415
+    from einvoice.queueing import CeleryPublisher  # noqa: PLC0415
+    from einvoice.sample import generate_sample  # noqa: PLC0415
+    from einvoice.services.enqueue import enqueue_invoice  # noqa: PLC0415
+
+    out = console or Console()
+    base = project_root() / ".einvoice" / "demo"
+    services = DevServices.load(base)
+    services.base_dir = base
+    if services.pg_port == 55432:  # not the developer's own services' ports
+        services.pg_port, services.redis_port = 55433, 56380
+    out.rule("[bold]einvoice demo")
+    out.print("starting PostgreSQL and Redis (embedded, no Docker)...")
+    env_vars = services.up()
+    log_dir = base / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    with psycopg.connect(services.postgres.admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DEMO_DB}"')
+    db_url = services.postgres.url.rsplit("/", 1)[0] + f"/{DEMO_DB}"
+    import redis  # noqa: PLC0415
+
+    redis.Redis.from_url(services.redis.url).flushall()
+
+    env = dict(os.environ)
+    env.update(env_vars)
+    env.update(DATABASE_URL=db_url, PYTHONUNBUFFERED="1", EINVOICE_DISPATCH_INTERVAL="1",
+               EINVOICE_DIAN_SLOW_RECHECK_SECONDS="3", EINVOICE_RETRY_BASE_SECONDS="1",
+               EINVOICE_RETRY_CAP_SECONDS="20", EINVOICE_REDISPATCH_SECONDS="30")
+    procs = _Processes()
+    sandbox = None
+    try:
+        if _real_factus_configured():
+            out.print(f"using the real Factus account at [b]{env['FACTUS_BASE_URL']}[/b]")
+        else:
+            from einvoice.sandbox.server import SandboxServer  # noqa: PLC0415
+
+            share = options.fault_share
+            sandbox = SandboxServer(
+                latency_ms=options.latency_ms, latency_jitter_ms=options.latency_jitter_ms,
+                error_503=share / 2, error_500=share / 4, dian_slow=share / 2, seed=options.seed,
+                rate_limit_per_minute=None,
+            ).start()
+            env.update(SANDBOX_CREDENTIALS, FACTUS_BASE_URL=sandbox.base_url,
+                       FACTUS_ENVIRONMENT="sandbox")
+            out.print(f"Factus simulator at [b]{sandbox.base_url}[/b] "
+                      f"(latency {options.latency_ms}±{options.latency_jitter_ms} ms, "
+                      f"{share:.0%} faults)")
+        os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL",
+                                                "EINVOICE_SECRET_KEY")})
+        migrate.upgrade(db_url)
+        engine = make_engine(db_url)
+        factory = make_session_factory(engine)
+        with factory() as session:
+            sample = generate_sample(session, seed=options.seed, invoices=options.invoices)
+            session.commit()
+        out.print(f"loaded the sample ERP: {len(sample.organization_ids)} organizations, "
+                  f"{len(sample.valid_invoice_ids) + len(sample.wrong_invoices)} invoices "
+                  f"({len(sample.wrong_invoices)} wrong on purpose), "
+                  f"{len(sample.credit_note_ids)} credit notes")
+
+        celery = [sys.executable, "-m", "celery", "-A", "workers"]
+        procs.spawn("worker", celery + ["worker", "--pool", "threads", "-c",
+                                        str(options.concurrency), "-Q",
+                                        "submission,maintenance,reference", "-n", "demo@%h",
+                                        "--without-mingle", "--without-gossip", "-l", "info"],
+                    env, log_dir)
+        procs.spawn("beat", celery + ["beat", "-l", "info", "--schedule",
+                                      str(log_dir / "beat-schedule")], env, log_dir)
+        flower_port = options.flower_port if not _port_busy(options.flower_port) else free_port()
+        procs.spawn("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"],
+                    env, log_dir)
+        _wait_for_log(log_dir / "worker.log", "ready.", 60)
+        out.print(f"worker, beat and Flower started (logs in {log_dir})")
+
+        started = time.monotonic()
+        invoice_ids = list(sample.valid_invoice_ids) + [w["invoice_id"] for w in sample.wrong_invoices]
+        publisher = CeleryPublisher()
+        by_python, by_sql = invoice_ids[0::2], invoice_ids[1::2]
+        with factory() as session:
+            for invoice_id in by_python:
+                enqueue_invoice(session, invoice_id, publisher=publisher)
+                session.commit()
+            for invoice_id in by_sql:
+                session.execute(text(
+                    "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, "
+                    "document_type, provider) SELECT organization_id, id, 'invoice', 'factus' "
+                    "FROM invoice_sales WHERE id = :id"), {"id": invoice_id})
+                session.commit()
+            for note_id in sample.credit_note_ids:
+                enqueue_invoice(session, note_id, "credit_note", publisher=publisher)
+                session.commit()
+        total = len(invoice_ids) + len(sample.credit_note_ids)
+        out.print(f"enqueued {len(by_python)} invoices with the Python producer, {len(by_sql)} "
+                  f"with plain SQL inserts, and {len(sample.credit_note_ids)} credit notes")
+
+        final = ("accepted", "rejected", "failed", "cancelled")
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=out) as progress:
+            bar = progress.add_task("jobs final", total=total)
+            deadline = time.monotonic() + options.timeout
+            while time.monotonic() < deadline:
+                with factory() as session:
+                    counts = dict(session.execute(select(ElectronicInvoicingJob.status, func.count())
+                                                  .group_by(ElectronicInvoicingJob.status)).all())
+                done = sum(counts.get(s, 0) for s in final)
+                progress.update(bar, completed=done, description=_describe(counts))
+                if done >= total:
+                    break
+                time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        with factory() as session:
+            jobs = list(session.scalars(select(ElectronicInvoicingJob)
+                                        .order_by(ElectronicInvoicingJob.document_number)))
+        _summary(out, jobs, elapsed, flower_port, sample)
+        ok = all(j.status in final for j in jobs)
+        if options.keep:
+            out.print(f"[yellow]--keep:[/yellow] services stay up. Flower: http://127.0.0.1:{flower_port}"
+                      f"  DATABASE_URL={db_url}  REDIS_URL={services.redis.url}. Ctrl-C to stop.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        engine.dispose()
+        return 0 if ok else 1
+    finally:
+        procs.stop()
+        if sandbox is not None:
+            sandbox.stop()
+        if not options.keep:
+            services.down()
+
+
+def _port_busy(port: int) -> bool:
+    from einvoice.devservices import port_open  # noqa: PLC0415
+
+    return port_open(port)
+
+
+def _describe(counts: dict[str, int]) -> str:
+    order = ("pending", "processing", "sent", "accepted", "rejected", "failed")
+    return " ".join(f"{s}={counts[s]}" for s in order if counts.get(s))
+
+
+def _summary(out: Console, jobs: list[Any], elapsed: float, flower_port: int, sample: Any) -> None:
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    accepted = [j for j in jobs if j.status == "accepted"]
+    table = Table(title="accepted documents")
+    for col in ("number", "type", "CUFE / CUDE"):
+        table.add_column(col)
+    for job in accepted:
+        table.add_row(job.document_number or "", job.document_type, job.cufe or "")
+    out.print(table)
+    problems = [j for j in jobs if j.status in ("rejected", "failed")]
+    if problems:
+        rejections = Table(title="rejected or failed, with the reason")
+        for col in ("job", "status", "error_code", "reason"):
+            rejections.add_column(col)
+        for job in problems:
+            rejections.add_row(str(job.id)[:8], job.status, job.error_code or "",
+                               (job.error_message or "")[:100])
+        out.print(rejections)
+    rate = len(accepted) / elapsed * 60 if elapsed > 0 else 0.0
+    out.rule("[bold]summary")
+    out.print("jobs by status: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    expected = {str(w["invoice_id"]): w["expected_error_code"] for w in sample.wrong_invoices}
+    wrong_ok = sum(1 for j in jobs if str(j.invoice_id) in expected and j.status == "rejected"
+                   and j.error_code == expected[str(j.invoice_id)])
+    out.print(f"wrong invoices rejected with their rule code: {wrong_ok}/{len(expected)}")
+    out.print(f"time: {elapsed:.1f} s; accepted per minute: {rate:.0f}")
+    out.print(f"Flower: http://127.0.0.1:{flower_port}")

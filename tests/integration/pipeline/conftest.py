@@ -1,0 +1,134 @@
+"""Pipeline fixtures: ERP rows, a real worker wired to the test database, Redis and simulator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from einvoice.db.models import ElectronicInvoicingJob
+from tests.fixtures.sandbox import sandbox, sandbox_clean  # noqa: F401 - fixtures
+from tests.fixtures.worker import CeleryLauncher, celery_launcher, pipeline_environment  # noqa: F401
+
+FINAL = ("accepted", "rejected", "failed", "cancelled")
+
+
+def seed_organization(session: Session, org_id: int = 1, *, range_id: int = 8) -> None:
+    """An issuing organization (Factus's sandbox NIT) with an active SETP invoice range."""
+    session.execute(text(
+        "INSERT INTO organizations (id, name, legal_name, nit, dv, email, municipality_id) "
+        "OVERRIDING SYSTEM VALUE VALUES (:id, :name, :name, '901724254', 1, 'f@tienda.co', 980)"),
+        {"id": org_id, "name": f"Tienda {org_id}"})
+    session.execute(text(
+        "INSERT INTO invoice_sequences (organization_id, document_type, prefix, range_start, "
+        "range_end, current_number, valid_from, valid_until, is_active, factus_numbering_range_id, "
+        "resolution_number) VALUES (:org, 'invoice', 'SETP', 990000000, 995000000, 990000000, "
+        "'2019-01-19', '2030-01-19', true, :rid, '18760000001')"), {"org": org_id, "rid": range_id})
+
+
+def seed_invoice(
+    session: Session,
+    org_id: int = 1,
+    *,
+    identification_type: str = "CC",
+    identification_number: str = "1020304050",
+    dv: int | None = None,
+    company_name: str | None = None,
+    items: Iterable[tuple[str, Decimal, Decimal, Decimal]] = (("Café 500 g", Decimal(2),
+                                                               Decimal(23800), Decimal(19)),),
+) -> uuid.UUID:
+    """One tax-included cash invoice with its customer; returns ``invoice_sales.id``."""
+    customer_id, invoice_id = uuid.uuid4(), uuid.uuid4()
+    session.execute(text(
+        "INSERT INTO customers (id, organization_id, first_name, last_name, company_name, "
+        "identification_type, identification_number, dv, legal_organization_id, email, "
+        "municipality_id) VALUES (:id, :org, 'María', 'Gómez', :company, :itype, :inum, :dv, "
+        ":legal, 'maria@example.com', 980)"),
+        {"id": customer_id, "org": org_id, "company": company_name, "itype": identification_type,
+         "inum": identification_number, "dv": dv, "legal": 1 if company_name else 2})
+    rows = list(items)
+    total = sum((qty * price for _, qty, price, _ in rows), Decimal(0))
+    session.execute(text(
+        "INSERT INTO invoice_sales (id, organization_id, customer_id, issue_date, total, "
+        "tax_included, payment_form, payment_method_code, document_type) VALUES "
+        "(:id, :org, :cust, now(), :total, true, '1', '10', 'invoice')"),
+        {"id": invoice_id, "org": org_id, "cust": customer_id, "total": total})
+    for index, (name, qty, price, rate) in enumerate(rows):
+        session.execute(text(
+            "INSERT INTO invoice_items (invoice_id, description, qty, unit_price, tax_rate, "
+            "code_reference, tax_included) VALUES (:inv, :name, :qty, :price, :rate, :code, true)"),
+            {"inv": invoice_id, "name": name, "qty": qty, "price": price, "rate": rate,
+             "code": f"SKU-{index}"})
+    return invoice_id
+
+
+def insert_job_sql(session: Session, invoice_id: uuid.UUID, org_id: int = 1) -> uuid.UUID:
+    """What an ERP in any language does: a plain INSERT with four columns."""
+    job_id = session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, document_type, "
+        "provider) VALUES (:org, :inv, 'invoice', 'factus') RETURNING id"),
+        {"org": org_id, "inv": invoice_id}).scalar_one()
+    session.commit()
+    return job_id
+
+
+def wait_for_jobs(
+    factory: sessionmaker[Session], job_ids: list[uuid.UUID], statuses: tuple[str, ...] = FINAL,
+    timeout: float = 60.0,
+) -> list[ElectronicInvoicingJob]:
+    """Poll until every job is in one of ``statuses``; return them (fail with their states)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with factory() as session:
+            jobs = [session.get(ElectronicInvoicingJob, j) for j in job_ids]
+        if all(j is not None and j.status in statuses for j in jobs):
+            return jobs  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            states = [(j.status, j.error_code, j.attempt_count) for j in jobs if j]
+            raise AssertionError(f"jobs not in {statuses} after {timeout} s: {states}")
+        time.sleep(0.2)
+
+
+@dataclass
+class Pipeline:
+    """A running worker wired to the test's database, Redis and simulator."""
+
+    env: dict[str, str]
+    launcher: CeleryLauncher
+    factory: sessionmaker[Session]
+    sandbox: Any
+
+    def events(self, job_id: uuid.UUID) -> list[tuple[str, str | None]]:
+        """(event_type, event_code) of the job, oldest first."""
+        with self.factory() as session:
+            rows = session.execute(text(
+                "SELECT event_type, event_code FROM electronic_invoicing_events WHERE job_id = :j "
+                "ORDER BY created_at, id"), {"j": job_id}).all()
+        return [(r[0], r[1]) for r in rows]
+
+
+@pytest.fixture
+def make_pipeline(
+    db_url: str, redis_url: str, sandbox_clean: Any, session_factory: sessionmaker[Session],
+    celery_launcher: Callable[[dict[str, str]], CeleryLauncher],
+) -> Callable[..., Pipeline]:
+    """``make_pipeline(beat=False, concurrency=8, **env)`` starts a worker (and beat)."""
+
+    def make(*, beat: bool = False, concurrency: int = 8, start: bool = True,
+             **extra: str) -> Pipeline:
+        env = pipeline_environment(db_url, redis_url, sandbox_clean.base_url, **extra)
+        launcher = celery_launcher(env)
+        if start:
+            launcher.worker(concurrency=concurrency)
+        if beat:
+            launcher.beat()
+        return Pipeline(env=env, launcher=launcher, factory=session_factory, sandbox=sandbox_clean)
+
+    return make

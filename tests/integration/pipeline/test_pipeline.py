@@ -1,0 +1,336 @@
+"""The job pipeline end to end: real PostgreSQL, Redis, a real Celery worker and the simulator.
+
+Each test reads as a scenario an operator would recognise and asserts what they would check:
+the job's status and codes, the invoice row, the events, and the simulator's own count of how many
+times each reference code was validated (the proof that nothing is sent twice).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+from typing import Any, Callable
+
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from einvoice.db.models import ElectronicInvoicingJob, InvoiceSale
+from einvoice.queueing import CeleryPublisher
+from tests.integration.pipeline.conftest import (
+    Pipeline,
+    insert_job_sql,
+    seed_invoice,
+    seed_organization,
+    wait_for_jobs,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _validations(pipeline: Pipeline, reference: str) -> int:
+    stats = pipeline.sandbox.stats()["global"]["validations_by_reference"]["bill"]
+    return int(stats.get(reference, 0))
+
+
+def _validate_posts(pipeline: Pipeline) -> int:
+    return int(pipeline.sandbox.stats()["global"]["validate_posts"]["bill"])
+
+
+def test_plain_sql_insert_ends_accepted_with_cufe_qr_and_events(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline()
+    seed_organization(session)
+    invoice_id = seed_invoice(session)
+    session.commit()
+
+    job_id = insert_job_sql(session, invoice_id)
+
+    [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=30)
+    assert job.status == "accepted", (job.error_code, job.error_message)
+    assert job.cufe is not None and len(job.cufe) == 96
+    assert job.qr_code.startswith("https://catalogo-vpfe-hab.dian.gov.co/document/searchqr?documentkey=")
+    assert job.document_number.startswith("SETP") and job.processed_at is not None
+    assert job.factus_environment == "sandbox" and job.factus_account == "sandbox@einvoice.test"
+    assert job.response_payload["bill"]["cufe"] == job.cufe
+    session.expire_all()
+    invoice = session.get(InvoiceSale, invoice_id)
+    assert (invoice.status, invoice.xml_uuid, invoice.number) == ("validated", job.cufe,
+                                                                  job.document_number)
+    assert invoice.qr_image.startswith("data:image/png;base64,") and invoice.validated_at
+    types = [t for t, _ in pipeline.events(job_id)]
+    assert types[0] == "claimed" and types[-1] == "accepted" and "submitted" in types
+    assert _validations(pipeline, job.reference_code) == 1
+
+
+def test_invalid_invoice_is_rejected_with_rule_code_and_no_http_call(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline()
+    seed_organization(session)
+    wrong_dv = seed_invoice(session, identification_type="NIT", identification_number="901724254",
+                            dv=7, company_name="Cliente SAS")
+    fractional = seed_invoice(session, items=[("Queso", Decimal("1.5"), Decimal(10000), Decimal(5))])
+    session.commit()
+
+    jobs = [insert_job_sql(session, wrong_dv), insert_job_sql(session, fractional)]
+
+    done = wait_for_jobs(pipeline.factory, jobs, timeout=30)
+    assert [j.status for j in done] == ["rejected", "rejected"]
+    assert done[0].error_code == "invalid_dv" and "customers.dv" in done[0].error_message
+    assert done[1].error_code == "non_integer_quantity" and "1.5" in done[1].error_message
+    assert _validate_posts(pipeline) == 0
+    assert ("rejected", "invalid_dv") in pipeline.events(jobs[0])
+
+
+def test_dian_rejection_rejects_with_rule_code_and_deletes_the_stored_document(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline()
+    pipeline.sandbox.set_faults(dian_rejection=1.0, seed=1)
+    seed_organization(session)
+    first, second = seed_invoice(session), seed_invoice(session)
+    session.commit()
+
+    [job] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, first)], timeout=30)
+
+    assert job.status == "rejected" and job.error_code.startswith("dian_rejected:")
+    assert ("document_deleted", "200") in pipeline.events(job.id)
+    # The account is not blocked: the next invoice goes through once DIAN accepts again.
+    pipeline.sandbox.set_faults(dian_rejection=0.0)
+    [nxt] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, second)], timeout=30)
+    assert nxt.status == "accepted"
+
+
+def test_dian_slow_then_accepted_with_the_same_reference(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(beat=True)
+    pipeline.sandbox.set_faults(dian_slow=1.0, seed=2)
+    seed_organization(session)
+    invoice_id = seed_invoice(session)
+    session.commit()
+    job_id = insert_job_sql(session, invoice_id)
+
+    [slow] = wait_for_jobs(pipeline.factory, [job_id], statuses=("sent",), timeout=30)
+    assert slow.error_code == "dian_slow"
+    pipeline.sandbox.set_faults(dian_slow=0.0)
+
+    [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=30)
+    assert job.status == "accepted"
+    assert _validations(pipeline, job.reference_code) == 1
+    assert "dian_slow" in [t for t, _ in pipeline.events(job_id)]
+
+
+def test_timeout_after_store_is_reconciled_without_a_second_document(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(beat=True, FACTUS_VALIDATE_TIMEOUT="1.5")
+    pipeline.sandbox.set_faults(timeout_after_store=1.0, timeout_hang_seconds=3, seed=3)
+    seed_organization(session)
+    invoice_id = seed_invoice(session)
+    session.commit()
+    job_id = insert_job_sql(session, invoice_id)
+
+    time.sleep(2.5)  # the first POST stored the document and timed out
+    pipeline.sandbox.set_faults(timeout_after_store=0.0)
+    [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=40)
+
+    assert job.status == "accepted"
+    assert _validations(pipeline, job.reference_code) == 1
+    codes = pipeline.events(job_id)
+    assert ("reconciled", "found") in codes
+    assert _validate_posts(pipeline) == 1
+
+
+def test_server_errors_are_retried_with_backoff_then_accepted(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(beat=True)
+    pipeline.sandbox.set_faults(error_503=1.0, seed=4)
+    seed_organization(session)
+    invoice_id = seed_invoice(session)
+    session.commit()
+    job_id = insert_job_sql(session, invoice_id)
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        types = [t for t, _ in pipeline.events(job_id)]
+        if types.count("retry_scheduled") >= 1:
+            break
+        time.sleep(0.2)
+    pipeline.sandbox.set_faults(error_503=0.0)
+
+    [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=30)
+    assert job.status == "accepted" and job.attempt_count >= 2
+    assert _validations(pipeline, job.reference_code) == 1
+
+
+def test_attempts_exhausted_ends_failed_with_the_last_error(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(beat=True)
+    pipeline.sandbox.set_faults(error_500=1.0, seed=5)
+    seed_organization(session)
+    invoice_id = seed_invoice(session)
+    session.commit()
+    job_id = insert_job_sql(session, invoice_id)
+
+    [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=60)
+
+    assert job.status == "failed" and job.attempt_count == job.max_attempts
+    assert "500" in (job.error_code or "") + (job.error_message or "") or job.error_code
+
+
+def test_same_message_delivered_twice_gives_one_submission(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(EINVOICE_LISTEN="false")
+    pipeline.sandbox.set_faults(latency_ms=300)
+    seed_organization(session)
+    invoice_id = seed_invoice(session)
+    session.commit()
+    job_id = insert_job_sql(session, invoice_id)
+    publisher = CeleryPublisher()
+    publisher.app.conf.broker_url = pipeline.env["CELERY_BROKER_URL"]
+
+    for _ in range(3):
+        publisher.publish_submit(job_id)
+
+    [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=30)
+    time.sleep(1.0)
+    assert job.status == "accepted"
+    assert _validate_posts(pipeline) == 1
+    assert [t for t, _ in pipeline.events(job_id)].count("claimed") == 1
+
+
+def test_worker_killed_mid_call_then_restarted_validates_once(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(beat=True, start=False, EINVOICE_LEASE_SECONDS="10")
+    pipeline.sandbox.set_faults(latency_ms=3000)
+    worker = pipeline.launcher.worker()
+    seed_organization(session)
+    invoice_id = seed_invoice(session)
+    session.commit()
+    job_id = insert_job_sql(session, invoice_id)
+    wait_for_jobs(pipeline.factory, [job_id], statuses=("processing",), timeout=15)
+    time.sleep(0.5)  # the POST is in flight (3 s simulated DIAN latency)
+
+    worker.kill()
+    pipeline.sandbox.set_faults(latency_ms=0)
+    pipeline.launcher.worker()
+
+    [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=60)
+    assert job.status == "accepted"
+    assert _validations(pipeline, job.reference_code) == 1
+    types = [t for t, _ in pipeline.events(job_id)]
+    assert "lease_expired" in types or "reconciled" in types
+
+
+def test_redis_flushed_with_jobs_queued_all_end_final(
+    make_pipeline: Callable[..., Pipeline], session: Session, redis_url: str
+) -> None:
+    pipeline = make_pipeline(start=False, EINVOICE_REDISPATCH_SECONDS="2")
+    seed_organization(session)
+    invoices = [seed_invoice(session) for _ in range(5)]
+    session.commit()
+    jobs = [insert_job_sql(session, i) for i in invoices]
+    # No worker yet: publish the wake-ups, then lose them all.
+    publisher = CeleryPublisher()
+    publisher.app.conf.broker_url = pipeline.env["CELERY_BROKER_URL"]
+    for job_id in jobs:
+        publisher.publish_submit(job_id)
+    session.execute(text("UPDATE electronic_invoicing_jobs SET dispatched_at = now()"))
+    session.commit()
+    redis.Redis.from_url(redis_url).flushall()
+
+    pipeline.launcher.worker()
+    pipeline.launcher.beat()
+
+    done = wait_for_jobs(pipeline.factory, jobs, timeout=45)
+    assert [j.status for j in done] == ["accepted"] * 5
+
+
+def test_pending_document_conflict_of_our_own_rejected_document_is_settled(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(beat=True)
+    seed_organization(session)
+    first, second = seed_invoice(session), seed_invoice(session)
+    session.commit()
+    # A DIAN rejection whose cleanup failed leaves our rejected document blocking the account.
+    pipeline.sandbox.set_faults(dian_rejection=1.0, seed=6)
+    [rejected] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, first)], timeout=30)
+    assert rejected.status == "rejected"
+    blocker_ref = "EI-BLOCKER-0001"
+    session.execute(text("UPDATE electronic_invoicing_jobs SET reference_code = :r WHERE id = :j"),
+                    {"r": blocker_ref, "j": rejected.id})
+    session.commit()
+    import httpx
+
+    token = httpx.post(f"{pipeline.sandbox.base_url}/oauth/token", data={
+        "grant_type": "password", "client_id": "sandbox-client", "client_secret": "sandbox-secret",
+        "username": "sandbox@einvoice.test", "password": "sandbox-password"}).json()["access_token"]
+    payload = dict(rejected.request_payload, reference_code=blocker_ref)
+    answer = httpx.post(f"{pipeline.sandbox.base_url}/v1/bills/validate", json=payload,
+                        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    assert answer.status_code == 422  # stored with status 0: it blocks every create now
+    pipeline.sandbox.set_faults(dian_rejection=0.0)
+
+    [job] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, second)], timeout=40)
+
+    assert job.status == "accepted"
+    assert ("pending_conflict", "409") in pipeline.events(job.id)
+    assert ("document_deleted", "200") in pipeline.events(rejected.id)
+
+
+def test_two_organizations_use_their_own_accounts(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    from einvoice.crypto import SecretBox
+    from einvoice.services.accounts import save_credentials
+
+    pipeline = make_pipeline(start=False)
+    pipeline.sandbox.add_account("org2-client", "org2-secret", "org2@einvoice.test", "org2-pass")
+    seed_organization(session, 1)
+    seed_organization(session, 2)
+    save_credentials(session, organization_id=2, environment="sandbox", client_id="org2-client",
+                     client_secret="org2-secret", username="org2@einvoice.test",
+                     password="org2-pass", box=SecretBox(pipeline.env["EINVOICE_SECRET_KEY"]),
+                     base_url=pipeline.sandbox.base_url)
+    invoices = [(1, seed_invoice(session, 1)), (2, seed_invoice(session, 2))]
+    session.commit()
+    stored = session.execute(text("SELECT client_secret, password_encrypted FROM factus_credentials")).one()
+    assert "org2-secret" not in stored[0] and "org2-pass" not in stored[1]
+    pipeline.launcher.worker()
+
+    jobs = [insert_job_sql(session, inv, org) for org, inv in invoices]
+    done = wait_for_jobs(pipeline.factory, jobs, timeout=30)
+
+    assert [j.status for j in done] == ["accepted", "accepted"]
+    assert [j.factus_account for j in done] == ["sandbox@einvoice.test", "org2@einvoice.test"]
+    default = pipeline.sandbox.account_stats()["validations_by_reference"]["bill"]
+    org2 = pipeline.sandbox.account_stats("org2@einvoice.test", "org2-client")["validations_by_reference"]["bill"]
+    assert set(default) == {done[0].reference_code} and set(org2) == {done[1].reference_code}
+
+
+def test_token_expiring_mid_run_is_renewed(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(FACTUS_TOKEN_MARGIN_SECONDS="0")
+    pipeline.sandbox.set_faults(token_expires_in=2)
+    seed_organization(session)
+    invoices = [seed_invoice(session) for _ in range(3)]
+    session.commit()
+
+    jobs = []
+    for invoice_id in invoices:
+        jobs.append(insert_job_sql(session, invoice_id))
+        time.sleep(2.5)  # the previous token has expired by now
+
+    done = wait_for_jobs(pipeline.factory, jobs, timeout=30)
+    assert [j.status for j in done] == ["accepted"] * 3
