@@ -6,11 +6,12 @@ be changed at run time with ``POST /__sandbox/faults``.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
 
-from einvoice.sandbox.server import serve
+from einvoice.sandbox.server import ACCOUNTS_ENV, serve
 from einvoice.sandbox.state import AccountSpec
 
 app = typer.Typer(help="The Factus v1 sandbox simulator (the other side of the wire).", no_args_is_help=True)
@@ -21,6 +22,15 @@ def _account(value: str) -> AccountSpec:
     if len(parts) != 4 or not all(parts):
         raise typer.BadParameter("expected client_id:client_secret:username:password")
     return AccountSpec(client_id=parts[0], client_secret=parts[1], username=parts[2], password=parts[3])
+
+
+def _accounts_json(value: str | None) -> list[AccountSpec]:
+    if not value:
+        return []
+    try:
+        return [AccountSpec(**spec) for spec in json.loads(value)]
+    except (ValueError, TypeError) as exc:
+        raise typer.BadParameter(f"invalid accounts JSON: {exc}") from exc
 
 
 @app.callback()
@@ -49,10 +59,13 @@ def serve_command(
     seed: Annotated[int | None, typer.Option(help="Seed: the same requests get the same faults.")] = None,
     account: Annotated[list[str] | None, typer.Option(
         help="Extra account client_id:client_secret:username:password (repeatable).")] = None,
+    accounts_json: Annotated[str | None, typer.Option(
+        envvar=ACCOUNTS_ENV, show_envvar=True,
+        help="Extra accounts as a JSON list of objects with the fields of POST /__sandbox/accounts.")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve the simulator until interrupted (Ctrl-C)."""
-    accounts = [_account(value) for value in account or []]
+    accounts = [_account(value) for value in account or []] + _accounts_json(accounts_json)
     typer.echo(f"Factus sandbox simulator on http://{host}:{port}", err=True)
     serve(
         host, port, accounts=accounts, access_log=access_log,

@@ -33,6 +33,9 @@ from einvoice.sandbox.app import DropFilter, create_app
 from einvoice.sandbox.faults import FaultConfig
 from einvoice.sandbox.state import DEFAULT_CLIENT_ID, DEFAULT_USERNAME, AccountSpec
 
+# Accounts reach a child simulator through the environment, not argv, so that secrets stay out of `ps`.
+ACCOUNTS_ENV = "EINVOICE_SANDBOX_ACCOUNTS"
+
 FAULT_FIELDS = tuple(f.name for f in fields(FaultConfig))
 
 # FaultConfig field → flag of ``einvoice sandbox serve`` / ``python -m einvoice.sandbox``.
@@ -123,8 +126,8 @@ class SandboxServer:
     Args:
         port: TCP port; None picks a free one.
         host: interface (loopback by default).
-        accounts: extra accounts, registered through the control API once the server is up (so
-            that no secret shows in the process list); they count as added at run time.
+        accounts: extra startup accounts (kept by every reset), handed to the child process in the
+            ``EINVOICE_SANDBOX_ACCOUNTS`` environment variable so that no secret shows in ``ps``.
         startup_timeout: seconds to wait for the server to answer.
         access_log: let uvicorn log every request.
         **options: startup faults and limits, named as :class:`FaultConfig` fields.
@@ -170,6 +173,8 @@ class SandboxServer:
             command.append("--access-log")
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the child's life, closed in stop()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.accounts:
+            env[ACCOUNTS_ENV] = json.dumps([asdict(spec) for spec in self.accounts])
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.startup_timeout
         while True:
@@ -187,8 +192,6 @@ class SandboxServer:
                     self.stop()
                     raise SandboxServerError(f"the sandbox did not answer within {self.startup_timeout} s: {output}")
                 time.sleep(0.05)
-        for spec in self.accounts:
-            self._call("POST", "/__sandbox/accounts", asdict(spec))
         return self
 
     def _output(self) -> str:
