@@ -397,10 +397,15 @@ class _People:
                 self.used_numbers.add(value)
                 return str(value)
 
-    def natural(self, org: _OrgContext, place: Place | None = None) -> Customer:
+    def natural(
+        self, org: _OrgContext, place: Place | None = None, names: tuple[str, str] | None = None
+    ) -> Customer:
         rng = self.rng
-        first = rng.choice(catalog.FEMALE_NAMES if rng.random() < 0.5 else catalog.MALE_NAMES)
-        last = f"{rng.choice(catalog.SURNAMES)} {rng.choice(catalog.SURNAMES)}"
+        if names is None:
+            first = rng.choice(catalog.FEMALE_NAMES if rng.random() < 0.5 else catalog.MALE_NAMES)
+            last = f"{rng.choice(catalog.SURNAMES)} {rng.choice(catalog.SURNAMES)}"
+        else:
+            first, last = names
         prefix = rng.choice(org.spec.cc_prefixes)
         # 10-digit cédulas (issued since 2004) start with 10/11; older ones have 8 digits.
         digits = 10 if len(prefix) == 4 else 8
@@ -455,9 +460,7 @@ class _People:
         )
 
     def resident_foreigner(self, org: _OrgContext) -> Customer:
-        customer = self.natural(org)
-        first, last = self.rng.choice(catalog.FOREIGN_RESIDENT_NAMES)
-        customer.first_name, customer.last_name = first, last
+        customer = self.natural(org, names=self.rng.choice(catalog.FOREIGN_RESIDENT_NAMES))
         customer.identification_type = "CE"
         customer.identification_number = self._unique(
             lambda: f"{self.rng.randint(1000000, 6999999)}"

@@ -37,6 +37,11 @@ from tests.fixtures.services import create_database, drop_database
 from tests.integration.sample.conftest import TODAY, SampleDatabase, generate_into
 
 
+def _folded(name: str) -> str:
+    """Lower case without accents: the table spells "Itagui", the ERP's text "Itagüí"."""
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+
+
 def _invoices(session: Session, document_type: str = "invoice") -> list[InvoiceSale]:
     return list(
         session.scalars(select(InvoiceSale).where(InvoiceSale.document_type == document_type))
@@ -82,13 +87,9 @@ def test_issuers_have_valid_nits_branches_and_sandbox_like_ranges(
 
 def test_every_place_is_a_real_factus_municipality(sample_session: Session) -> None:
     table = {m.id: m for m in sample_session.scalars(select(DianMunicipality))}
-    def folded(name: str) -> str:
-        # The table spells some names without accents ("Itagui"); the ERP's city text has them.
-        return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
-
     for place in catalog.PLACES:
         assert table[place.factus_id].code == place.dane_code
-        assert folded(table[place.factus_id].name) == folded(place.name)
+        assert _folded(table[place.factus_id].name) == _folded(place.name)
     assert table[980].name == "San Gil" and table[169].code == "11001"
 
 
@@ -112,6 +113,7 @@ def test_customers_are_many_and_varied_with_correct_check_digits(
 
     for person in (c for c in customers if c.identification_type != "NIT"):
         assert person.legal_organization_id == 2 and person.first_name and person.last_name
+        assert person.email and person.email.startswith(_folded(person.first_name.split()[0]))
     for customer in customers:
         assert customer.email and "@" in customer.email and customer.email.isascii()
     (foreigner,) = [c for c in customers if c.identification_type == "PP"]
