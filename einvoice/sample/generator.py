@@ -39,7 +39,7 @@ import random
 import re
 import unicodedata
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -373,7 +373,7 @@ def sample_organization(
 class _People:
     """Makes plausible Colombian customers from the seeded generator."""
 
-    def __init__(self, rng: random.Random, new_id: Any) -> None:
+    def __init__(self, rng: random.Random, new_id: Callable[[], uuid.UUID]) -> None:
         self.rng = rng
         self.new_id = new_id
         self.used_companies: set[str] = set()
@@ -390,7 +390,7 @@ class _People:
     def _mobile(self) -> str:
         return f"{self.rng.choice(catalog.MOBILE_PREFIXES)}{self.rng.randint(0, 9999999):07d}"
 
-    def _unique(self, make: Any) -> str:
+    def _unique(self, make: Callable[[], str]) -> str:
         while True:
             value = make()
             if value not in self.used_numbers:
@@ -525,7 +525,7 @@ class _Invoice:
 class _Invoicer:
     """Makes sample invoices for the issuers' customers from the seeded generator."""
 
-    def __init__(self, rng: random.Random, new_id: Any, today: date) -> None:
+    def __init__(self, rng: random.Random, new_id: Callable[[], uuid.UUID], today: date) -> None:
         self.rng = rng
         self.new_id = new_id
         self.today = today
@@ -733,8 +733,8 @@ def generate_sample(
         invoices: ``invoice_sales`` rows with ``document_type`` ``'invoice'``.
         wrong_share: share of those invoices made wrong, ``round(invoices × wrong_share)``,
             handed out in the order of :data:`WRONG_KINDS`.
-        credit_notes: credit notes on distinct valid invoices, alternating full (concept 2)
-            and partial (concept 1, fewer lines).
+        credit_notes: credit notes on distinct valid invoices: half (rounded down) partial
+            (concept 1, fewer lines than the invoice), the rest full (concept 2, equal to it).
         today: the date everything is relative to (issue dates in the 60 days before it,
             ranges valid a year around it, the expired range ended a year before it); default
             today in Bogotá.
