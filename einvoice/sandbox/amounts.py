@@ -172,7 +172,9 @@ def item_amounts(item: ItemInput) -> ItemAmounts:
 def allowance_amounts(allowance: AllowanceInput) -> AllowanceAmounts:
     """Compute an allowance charge's percentage of its base (0 when the base is 0)."""
     percentage = (
-        round2(allowance.amount / allowance.base_amount * HUNDRED) if allowance.base_amount else ZERO
+        round2(allowance.amount / allowance.base_amount * HUNDRED)
+        if allowance.base_amount
+        else ZERO
     )
     return AllowanceAmounts(
         is_surcharge=allowance.is_surcharge,
@@ -206,7 +208,9 @@ def document_amounts(
             withholding_totals[w.code] = (w.rate, value + w.value)
     tax_by_tribute: dict[int, Decimal] = {}
     for item, amounts in zip(items, computed, strict=True):
-        tax_by_tribute[item.tribute_id] = tax_by_tribute.get(item.tribute_id, ZERO) + amounts.tax_amount
+        tax_by_tribute[item.tribute_id] = (
+            tax_by_tribute.get(item.tribute_id, ZERO) + amounts.tax_amount
+        )
     return DocumentAmounts(
         items=computed,
         allowances=charges,

@@ -32,10 +32,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import Any
 
+# Starlette parses the OAuth forms with python-multipart; importing it here makes a missing
+# dependency fail at startup instead of turning every token call into a 500.
+import python_multipart  # noqa: F401
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -63,7 +67,10 @@ from einvoice.sandbox.validation import as_int, validate_bill, validate_credit_n
 Handler = Callable[[Request, Account], Awaitable[Response]]
 UNAUTHENTICATED = {"message": "Unauthenticated."}
 TOO_MANY = {"message": "Too Many Attempts."}
-FORBIDDEN = {"status": "Forbidden", "message": "Esta cuenta no tiene habilitado el acceso a la API v1"}
+FORBIDDEN = {
+    "status": "Forbidden",
+    "message": "Esta cuenta no tiene habilitado el acceso a la API v1",
+}
 
 
 class ConnectionDropped(Exception):
@@ -91,8 +98,13 @@ class _HangThenDrop(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await asyncio.sleep(self.seconds)
-        await send({"type": "http.response.start", "status": 201,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
         raise ConnectionDropped("timeout_after_store: connection dropped on purpose")
 
 
@@ -120,7 +132,9 @@ async def _json_body(request: Request) -> Any:
 def _page(request: Request) -> tuple[int, int]:
     """``page`` (≥ 1) and the page size from ``per_page`` or ``filter[per_page]`` (default 10, ≤ 100)."""
     page = as_int(request.query_params.get("page")) or 1
-    size = as_int(request.query_params.get("per_page") or request.query_params.get("filter[per_page]"))
+    size = as_int(
+        request.query_params.get("per_page") or request.query_params.get("filter[per_page]")
+    )
     size = render.PAGE_SIZE if size is None or size < 1 else min(size, render.MAX_PAGE_SIZE)
     return max(1, page), size
 
@@ -151,7 +165,9 @@ def _document_filter(request: Request, document: Document) -> bool:
 class SandboxApp:
     """Holds the state, the faults and the quota, and builds the Starlette app around them."""
 
-    def __init__(self, faults: FaultConfig | None = None, accounts: list[AccountSpec] | None = None) -> None:
+    def __init__(
+        self, faults: FaultConfig | None = None, accounts: list[AccountSpec] | None = None
+    ) -> None:
         """Create the simulator with startup ``faults`` and extra startup ``accounts``.
 
         Raises:
@@ -168,7 +184,9 @@ class SandboxApp:
         per_minute = self.faults.config.rate_limit_per_minute
         return None if per_minute is None else self.limiter.hit(account.key, per_minute)
 
-    def _transport_fault(self, fault: str | None, quota: RateDecision | None) -> JSONResponse | None:
+    def _transport_fault(
+        self, fault: str | None, quota: RateDecision | None
+    ) -> JSONResponse | None:
         if fault == "error_500":
             return _json(500, {"message": "Server Error"})
         if fault == "error_503":
@@ -179,11 +197,19 @@ class SandboxApp:
             return _json(429, TOO_MANY, headers)
         return None
 
-    def _finish(self, response: Response, label: str, account: Account | None,
-                quota: RateDecision | None, status: int | str | None = None) -> Response:
+    def _finish(
+        self,
+        response: Response,
+        label: str,
+        account: Account | None,
+        quota: RateDecision | None,
+        status: int | str | None = None,
+    ) -> Response:
         if quota is not None:
             response.headers.update(quota.headers())
-        self.state.record_request(account, label, status if status is not None else response.status_code)
+        self.state.record_request(
+            account, label, status if status is not None else response.status_code
+        )
         return response
 
     def api(self, method: str, path: str, handler: Handler) -> Route:
@@ -228,7 +254,10 @@ class SandboxApp:
             await asyncio.sleep(delay)
         try:
             form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        except (MultiPartException, ValueError):  # a malformed body: the grant fails as "invalid_request"
+        except (
+            MultiPartException,
+            ValueError,
+        ):  # a malformed body: the grant fails as "invalid_request"
             form = {}
         account = self._token_account(form)
         quota = self._quota(account) if account is not None else None
@@ -247,8 +276,11 @@ class SandboxApp:
         """The account a token request is for, if it can be told (to count it against its quota)."""
         for account in self.state.accounts():
             spec = account.spec
-            if (form.get("grant_type") == "password" and spec.client_id == form.get("client_id")
-                    and spec.username == form.get("username")):
+            if (
+                form.get("grant_type") == "password"
+                and spec.client_id == form.get("client_id")
+                and spec.username == form.get("username")
+            ):
                 return account
         if form.get("grant_type") == "refresh_token" and form.get("refresh_token"):
             return self.state.refresh_token_account(form["refresh_token"])
@@ -268,14 +300,18 @@ class SandboxApp:
             note_request, bag = validate_credit_note(body)
             if note_request is None:
                 return _json(422, bag.body())
-            result = self.state.create_credit_note(account, note_request, self.faults.outcome_fault())
+            result = self.state.create_credit_note(
+                account, note_request, self.faults.outcome_fault()
+            )
         if result.hang:
             return _HangThenDrop(self.faults.config.timeout_hang_seconds)
         if result.document is None:
             return _json(result.status, result.body)
         if result.document.rejected:
             return _json(422, dian_rejection_body(result.document.errors))
-        data = (render.bill_data if kind == "bill" else render.credit_note_data)(result.document, account)
+        data = (render.bill_data if kind == "bill" else render.credit_note_data)(
+            result.document, account
+        )
         return _json(201, {"status": "Created", "message": result.message, "data": data})
 
     async def bill_validate(self, request: Request, account: Account) -> Response:
@@ -286,8 +322,13 @@ class SandboxApp:
         """``GET /v1/bills`` with the §6.1 filters, 10 per page, newest first."""
         return self._list(request, account, "bill", render.bill_list_item)
 
-    def _list(self, request: Request, account: Account, kind: DocumentKind,
-              row: Callable[[Document], dict[str, Any]]) -> Response:
+    def _list(
+        self,
+        request: Request,
+        account: Account,
+        kind: DocumentKind,
+        row: Callable[[Document], dict[str, Any]],
+    ) -> Response:
         page, size = _page(request)
         rows = [d for d in self.state.list_documents(account, kind) if _document_filter(request, d)]
         base = str(request.base_url).rstrip("/") + request.url.path
@@ -313,14 +354,26 @@ class SandboxApp:
             if what == "pdf":
                 message = f"El documento {number} no ha sido validado"
             else:
-                message = "La factura no ha sido validada" if kind == "bill" else "La nota crédito no ha sido validada"
+                message = (
+                    "La factura no ha sido validada"
+                    if kind == "bill"
+                    else "La nota crédito no ha sido validada"
+                )
             return _json(409, {"status": "Conflict", "message": message})
-        name = artifacts.file_name("fv" if kind == "bill" else "nc", account.company.nit,
-                                   document.created_at, document.id)
+        name = artifacts.file_name(
+            "fv" if kind == "bill" else "nc", account.company.nit, document.created_at, document.id
+        )
         if what == "pdf":
             content = _pdf(document, account)
-            return _json(200, render.ok({"file_name": name, "pdf_base_64_encoded": artifacts.b64(content)}))
-        return _json(200, render.ok({"file_name": name, "xml_base_64_encoded": artifacts.b64(_xml(document, account))}))
+            return _json(
+                200, render.ok({"file_name": name, "pdf_base_64_encoded": artifacts.b64(content)})
+            )
+        return _json(
+            200,
+            render.ok(
+                {"file_name": name, "xml_base_64_encoded": artifacts.b64(_xml(document, account))}
+            ),
+        )
 
     async def bill_pdf(self, request: Request, account: Account) -> Response:
         """``GET /v1/bills/download-pdf/{number}`` (§6.4)."""
@@ -342,16 +395,30 @@ class SandboxApp:
         if document is None:
             return _json(404, render.not_found(number))
         if document.status != 1:
-            return _json(409, {"status": "Conflict", "message": f"El documento {number} no ha sido validado"})
+            return _json(
+                409, {"status": "Conflict", "message": f"El documento {number} no ha sido validado"}
+            )
         body = await _json_body(request)
         email = body.get("email") if isinstance(body, dict) else None
         email = email or document.customer.email
         if not isinstance(email, str) or "@" not in email:
-            return _json(422, {"message": "El campo email es obligatorio.",
-                               "errors": {"email": ["El campo email es obligatorio."]}})
+            return _json(
+                422,
+                {
+                    "message": "El campo email es obligatorio.",
+                    "errors": {"email": ["El campo email es obligatorio."]},
+                },
+            )
         if not self.state.record_email(document):
-            return _json(409, {"status": "Conflict", "message": (
-                f"El documento {number} ya fue enviado por correo 2 veces hoy; intente mañana")})
+            return _json(
+                409,
+                {
+                    "status": "Conflict",
+                    "message": (
+                        f"El documento {number} ya fue enviado por correo 2 veces hoy; intente mañana"
+                    ),
+                },
+            )
         noun = "Factura enviada" if kind == "bill" else "Nota crédito enviada"
         return _json(200, {"status": "OK", "message": f"{noun} al cliente con éxito"})
 
@@ -383,7 +450,9 @@ class SandboxApp:
 
     async def note_delete(self, request: Request, account: Account) -> Response:
         """``DELETE /v1/credit-notes/reference/{reference_code}`` (§7.1)."""
-        status, body = self.state.delete(account, "credit_note", request.path_params["reference_code"])
+        status, body = self.state.delete(
+            account, "credit_note", request.path_params["reference_code"]
+        )
         return _json(status, body)
 
     async def note_email(self, request: Request, account: Account) -> Response:
@@ -404,41 +473,62 @@ class SandboxApp:
             "filter[technical_key]": lambda r, v: (r.technical_key or "") == v,
             "filter[is_active]": lambda r, v: str(int(r.is_active)) == v,
         }
-        rows = [r for _, r in sorted(account.ranges.items())
-                if all(check(r, q[name].strip()) for name, check in checks.items() if q.get(name))]
+        rows = [
+            r
+            for _, r in sorted(account.ranges.items())
+            if all(check(r, q[name].strip()) for name, check in checks.items() if q.get(name))
+        ]
         page, size = _page(request)
         base = str(request.base_url).rstrip("/") + request.url.path
-        return _json(200, render.ok(render.paginate(rows, page, size, base,
-                                                     lambda r: render.range_list_item(r, today))))
+        return _json(
+            200,
+            render.ok(
+                render.paginate(rows, page, size, base, lambda r: render.range_list_item(r, today))
+            ),
+        )
 
     async def range_show(self, request: Request, account: Account) -> Response:
         """``GET /v1/numbering-ranges/{id}`` (§8.1); 404 when the account has no such range."""
         range_id = as_int(request.path_params["range_id"])
         chosen = account.ranges.get(range_id) if range_id is not None else None
         if chosen is None:
-            return _json(404, {"status": "Not Found",
-                               "message": f"No se encontró el rango de numeración {request.path_params['range_id']}"})
+            return _json(
+                404,
+                {
+                    "status": "Not Found",
+                    "message": f"No se encontró el rango de numeración {request.path_params['range_id']}",
+                },
+            )
         return _json(200, render.ok(render.range_detail(chosen, bogota_today())))
 
     async def municipality_list(self, request: Request, account: Account) -> Response:
         """``GET /v1/municipalities?name=`` (§8.2): not paginated."""
         name = request.query_params.get("name", "")
-        rows = [{"id": m.id, "code": m.code, "name": m.name, "department": m.department_name}
-                for m in catalogs.municipalities().values() if _contains(m.name, name)]
+        rows = [
+            {"id": m.id, "code": m.code, "name": m.name, "department": m.department_name}
+            for m in catalogs.municipalities().values()
+            if _contains(m.name, name)
+        ]
         return _json(200, render.ok(rows))
 
     async def unit_list(self, request: Request, account: Account) -> Response:
         """``GET /v1/measurement-units?name=`` (§8.2)."""
         name = request.query_params.get("name", "")
-        rows = [{"id": u.id, "code": u.code, "name": u.name}
-                for u in catalogs.UNIT_MEASURES.values() if _contains(u.name, name)]
+        rows = [
+            {"id": u.id, "code": u.code, "name": u.name}
+            for u in catalogs.UNIT_MEASURES.values()
+            if _contains(u.name, name)
+        ]
         return _json(200, render.ok(rows))
 
     async def tribute_list(self, request: Request, account: Account) -> Response:
         """``GET /v1/tributes/products?name=`` (§8.2)."""
         name = request.query_params.get("name", "")
-        rows = [{"id": t.id, "code": t.code, "name": t.name, "description": t.description}
-                for t in catalogs.PRODUCT_TRIBUTES.values() if _contains(t.name, name)]
+        rows = [
+            {"id": t.id, "code": t.code, "name": t.name, "description": t.description}
+            for t in catalogs.PRODUCT_TRIBUTES.values()
+            if _contains(t.name, name)
+        ]
         return _json(200, render.ok(rows))
 
     async def company(self, request: Request, account: Account) -> Response:
@@ -448,8 +538,8 @@ class SandboxApp:
     # -- control API --------------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
-        """``GET /__sandbox/health``."""
-        return _json(200, {"status": "ok"})
+        """``GET /__sandbox/health``: ``{"status": "ok", "pid": <server process id>}``."""
+        return _json(200, {"status": "ok", "pid": os.getpid()})
 
     async def faults_get(self, request: Request) -> Response:
         """``GET /__sandbox/faults``."""
@@ -476,8 +566,10 @@ class SandboxApp:
         """``POST /__sandbox/reset``: see the module docstring."""
         body = await _json_body(request)
         options = body if isinstance(body, dict) else {}
-        self.state.reset(revoke_tokens=bool(options.get("revoke_tokens", False)),
-                         drop_added_accounts=bool(options.get("drop_added_accounts", False)))
+        self.state.reset(
+            revoke_tokens=bool(options.get("revoke_tokens", False)),
+            drop_added_accounts=bool(options.get("drop_added_accounts", False)),
+        )
         self.faults.configure(self.startup_faults, reseed=True)
         self.limiter.reset()
         return _json(200, {"status": "reset"})
@@ -491,7 +583,9 @@ class SandboxApp:
         body = await _json_body(request)
         allowed = {f.name for f in fields(AccountSpec)}
         if not isinstance(body, dict) or set(body) - allowed:
-            return _json(400, {"error": f"expected a JSON object with fields among {sorted(allowed)}"})
+            return _json(
+                400, {"error": f"expected a JSON object with fields among {sorted(allowed)}"}
+            )
         try:
             account = self.state.add_account(AccountSpec(**body))
         except (SandboxError, TypeError) as exc:
@@ -545,16 +639,24 @@ class SandboxApp:
         async def http_error(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, HTTPException)
             if exc.status_code == 404:
-                return _json(404, {"message": f"The route {request.url.path.lstrip('/')} could not be found."})
+                return _json(
+                    404,
+                    {"message": f"The route {request.url.path.lstrip('/')} could not be found."},
+                )
             if exc.status_code == 405:
-                return _json(405, {"message": f"The {request.method} method is not supported for this route."})
+                return _json(
+                    405,
+                    {"message": f"The {request.method} method is not supported for this route."},
+                )
             return _json(exc.status_code, {"message": exc.detail})
 
         async def server_error(request: Request, exc: Exception) -> Response:
             return _json(500, {"message": "Server Error"})
 
-        app = Starlette(routes=self.routes(),
-                        exception_handlers={HTTPException: http_error, Exception: server_error})
+        app = Starlette(
+            routes=self.routes(),
+            exception_handlers={HTTPException: http_error, Exception: server_error},
+        )
         app.state.sandbox = self
         return app
 
@@ -581,19 +683,30 @@ def _xml(document: Document, account: Account) -> bytes:
     customer = document.customer
     amounts = document.amounts
     return artifacts.ubl_document(
-        credit_note=document.kind == "credit_note", number=document.number, uuid=document.cufe,
-        issued_at=document.created_at, issuer_nit=account.company.nit, issuer_dv=account.company.dv,
-        issuer_name=account.company.name, customer_identification=customer.identification,
+        credit_note=document.kind == "credit_note",
+        number=document.number,
+        uuid=document.cufe,
+        issued_at=document.created_at,
+        issuer_nit=account.company.nit,
+        issuer_dv=account.company.dv,
+        issuer_name=account.company.name,
+        customer_identification=customer.identification,
         customer_name=customer.company or customer.names,
-        lines=[(item.name, item.quantity, a.taxable_amount, a.tax_amount)
-               for item, a in zip(document.request.items, amounts.items, strict=True)],
-        taxable_amount=amounts.taxable_amount, tax_amount=amounts.tax_amount,
-        surcharge_amount=amounts.surcharge_amount, total=amounts.total,
+        lines=[
+            (item.name, item.quantity, a.taxable_amount, a.tax_amount)
+            for item, a in zip(document.request.items, amounts.items, strict=True)
+        ],
+        taxable_amount=amounts.taxable_amount,
+        tax_amount=amounts.tax_amount,
+        surcharge_amount=amounts.surcharge_amount,
+        total=amounts.total,
         billing_reference=(document.bill.number, document.bill.cufe) if document.bill else None,
     )
 
 
-def create_app(faults: FaultConfig | None = None, accounts: list[AccountSpec] | None = None) -> Starlette:
+def create_app(
+    faults: FaultConfig | None = None, accounts: list[AccountSpec] | None = None
+) -> Starlette:
     """Build the simulator's ASGI app.
 
     Args:

@@ -101,9 +101,12 @@ def cufe(
         local.strftime("%Y-%m-%d"),
         local.strftime("%H:%M:%S") + "-05:00",
         money(taxable_amount),
-        "01", money(tax_by_tribute.get(_IVA, Decimal(0))),
-        "04", money(tax_by_tribute.get(_INC, Decimal(0))),
-        "03", money(tax_by_tribute.get(_ICA, Decimal(0))),
+        "01",
+        money(tax_by_tribute.get(_IVA, Decimal(0))),
+        "04",
+        money(tax_by_tribute.get(_INC, Decimal(0))),
+        "03",
+        money(tax_by_tribute.get(_ICA, Decimal(0))),
         money(total),
         issuer_nit,
         customer_identification,
@@ -150,9 +153,15 @@ def pdf_document(title: str, lines: Sequence[str]) -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
-         b"/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"),
-        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + bytes(content) + b"\nendstream",
+        (
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+            b"/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"
+        ),
+        b"<< /Length "
+        + str(len(content)).encode()
+        + b" >>\nstream\n"
+        + bytes(content)
+        + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
     ]
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
@@ -229,11 +238,20 @@ def ubl_document(
     _cbc(root, "CustomizationID", "20" if credit_note else "10")
     _cbc(root, "ProfileExecutionID", SANDBOX_ENVIRONMENT)
     _cbc(root, "ID", number)
-    _cbc(root, "UUID", uuid, schemeID=SANDBOX_ENVIRONMENT,
-         schemeName="CUDE-SHA384" if credit_note else "CUFE-SHA384")
+    _cbc(
+        root,
+        "UUID",
+        uuid,
+        schemeID=SANDBOX_ENVIRONMENT,
+        schemeName="CUDE-SHA384" if credit_note else "CUFE-SHA384",
+    )
     _cbc(root, "IssueDate", local.strftime("%Y-%m-%d"))
     _cbc(root, "IssueTime", local.strftime("%H:%M:%S") + "-05:00")
-    _cbc(root, "CreditNoteTypeCode" if credit_note else "InvoiceTypeCode", "91" if credit_note else "01")
+    _cbc(
+        root,
+        "CreditNoteTypeCode" if credit_note else "InvoiceTypeCode",
+        "91" if credit_note else "01",
+    )
     _cbc(root, "DocumentCurrencyCode", "COP")
     _cbc(root, "LineCountNumeric", str(len(lines)))
     if billing_reference is not None:
@@ -259,7 +277,12 @@ def ubl_document(
     for index, (name, quantity, line_taxable, line_tax) in enumerate(lines, start=1):
         line = _cac(root, "CreditNoteLine" if credit_note else "InvoiceLine")
         _cbc(line, "ID", str(index))
-        _cbc(line, "CreditedQuantity" if credit_note else "InvoicedQuantity", str(quantity), unitCode="94")
+        _cbc(
+            line,
+            "CreditedQuantity" if credit_note else "InvoicedQuantity",
+            str(quantity),
+            unitCode="94",
+        )
         _cbc(line, "LineExtensionAmount", money(line_taxable), currencyID="COP")
         _cbc(_cac(line, "TaxTotal"), "TaxAmount", money(line_tax), currencyID="COP")
         _cbc(_cac(line, "Item"), "Description", name)

@@ -117,7 +117,11 @@ PRODUCT_TRIBUTES = _by_id(
 
 # Self-withholdings an item may carry (DOC1 items.withholding_taxes: 05, 06, 07).
 WITHHOLDING_TAXES = _by_code(
-    [CatalogEntry(5, "05", "ReteIVA"), CatalogEntry(6, "06", "ReteRenta"), CatalogEntry(7, "07", "ReteICA")]
+    [
+        CatalogEntry(5, "05", "ReteIVA"),
+        CatalogEntry(6, "06", "ReteRenta"),
+        CatalogEntry(7, "07", "ReteICA"),
+    ]
 )
 
 # DOC1 /v1/measurement-units example: the five units Factus documents.
@@ -174,14 +178,20 @@ TRANSMISSION_INSTRUMENT = "03"
 
 # DOC1 "Códigos de tipos de operación".
 OPERATION_TYPES = _by_code(
-    [CatalogEntry(10, "10", "Estándar"), CatalogEntry(11, "11", "Mandatos"), CatalogEntry(12, "12", "Transporte")]
+    [
+        CatalogEntry(10, "10", "Estándar"),
+        CatalogEntry(11, "11", "Mandatos"),
+        CatalogEntry(12, "12", "Transporte"),
+    ]
 )
 MANDATE_OPERATION = "11"
 
 # DOC1 "Códigos de corrección" (credit notes, FACTUS_API.md §7.1).
 CORRECTION_CONCEPTS = _by_id(
     [
-        CatalogEntry(1, "1", "Devolución parcial de los bienes y/o no aceptación parcial del servicio"),
+        CatalogEntry(
+            1, "1", "Devolución parcial de los bienes y/o no aceptación parcial del servicio"
+        ),
         CatalogEntry(2, "2", "Anulación de factura electrónica"),
         CatalogEntry(3, "3", "Rebaja o descuento parcial o total"),
         CatalogEntry(4, "4", "Ajuste de precio"),
@@ -250,7 +260,9 @@ def municipalities() -> dict[int, Municipality]:
         for row in csv.DictReader(handle):
             if not row["factus_id"]:
                 continue
-            department_id = department_ids.setdefault(row["department_code"], len(department_ids) + 1)
+            department_id = department_ids.setdefault(
+                row["department_code"], len(department_ids) + 1
+            )
             municipality = Municipality(
                 id=int(row["factus_id"]),
                 code=row["code"],

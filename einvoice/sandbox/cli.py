@@ -14,14 +14,18 @@ import typer
 from einvoice.sandbox.server import ACCOUNTS_ENV, serve
 from einvoice.sandbox.state import AccountSpec
 
-app = typer.Typer(help="The Factus v1 sandbox simulator (the other side of the wire).", no_args_is_help=True)
+app = typer.Typer(
+    help="The Factus v1 sandbox simulator (the other side of the wire).", no_args_is_help=True
+)
 
 
 def _account(value: str) -> AccountSpec:
     parts = value.split(":", 3)
     if len(parts) != 4 or not all(parts):
         raise typer.BadParameter("expected client_id:client_secret:username:password")
-    return AccountSpec(client_id=parts[0], client_secret=parts[1], username=parts[2], password=parts[3])
+    return AccountSpec(
+        client_id=parts[0], client_secret=parts[1], username=parts[2], password=parts[3]
+    )
 
 
 def _accounts_json(value: str | None) -> list[AccountSpec]:
@@ -43,35 +47,74 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
     latency_ms: Annotated[float, typer.Option(help="Added latency per request, ms.")] = 0.0,
-    latency_jitter_ms: Annotated[float, typer.Option(help="Uniform ± jitter on the latency, ms.")] = 0.0,
+    latency_jitter_ms: Annotated[
+        float, typer.Option(help="Uniform ± jitter on the latency, ms.")
+    ] = 0.0,
     fault_500: Annotated[float, typer.Option(help="Share of requests answered 500.")] = 0.0,
     fault_503: Annotated[float, typer.Option(help="Share of requests answered 503.")] = 0.0,
-    fault_timeout: Annotated[float, typer.Option(
-        help="Share of new documents stored and validated, then left hanging and dropped.")] = 0.0,
+    fault_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Share of new documents stored and validated, then left hanging and dropped."
+        ),
+    ] = 0.0,
     fault_429: Annotated[float, typer.Option(help="Share of requests answered 429.")] = 0.0,
-    fault_dian_rejection: Annotated[float, typer.Option(help="Share of new documents DIAN rejects.")] = 0.0,
-    fault_dian_slow: Annotated[float, typer.Option(help="Share of new documents left pending (status 0).")] = 0.0,
-    fault_expired_token: Annotated[float, typer.Option(help="Share of /v1 requests whose token expires.")] = 0.0,
-    rate_limit: Annotated[int, typer.Option(help="Requests per minute per account; 0 disables.")] = 80,
+    fault_dian_rejection: Annotated[
+        float, typer.Option(help="Share of new documents DIAN rejects.")
+    ] = 0.0,
+    fault_dian_slow: Annotated[
+        float, typer.Option(help="Share of new documents left pending (status 0).")
+    ] = 0.0,
+    fault_expired_token: Annotated[
+        float, typer.Option(help="Share of /v1 requests whose token expires.")
+    ] = 0.0,
+    rate_limit: Annotated[
+        int, typer.Option(help="Requests per minute per account; 0 disables.")
+    ] = 80,
     token_expires_in: Annotated[int, typer.Option(help="Access-token lifetime, seconds.")] = 3600,
-    timeout_hang_seconds: Annotated[float, typer.Option(help="How long a timeout fault hangs, seconds.")] = 35.0,
-    retry_after_seconds: Annotated[int, typer.Option(help="Retry-After of an injected 429, seconds.")] = 1,
-    seed: Annotated[int | None, typer.Option(help="Seed: the same requests get the same faults.")] = None,
-    account: Annotated[list[str] | None, typer.Option(
-        help="Extra account client_id:client_secret:username:password (repeatable).")] = None,
-    accounts_json: Annotated[str | None, typer.Option(
-        envvar=ACCOUNTS_ENV, show_envvar=True,
-        help="Extra accounts as a JSON list of objects with the fields of POST /__sandbox/accounts.")] = None,
+    timeout_hang_seconds: Annotated[
+        float, typer.Option(help="How long a timeout fault hangs, seconds.")
+    ] = 35.0,
+    retry_after_seconds: Annotated[
+        int, typer.Option(help="Retry-After of an injected 429, seconds.")
+    ] = 1,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed: the same requests get the same faults.")
+    ] = None,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(help="Extra account client_id:client_secret:username:password (repeatable)."),
+    ] = None,
+    accounts_json: Annotated[
+        str | None,
+        typer.Option(
+            envvar=ACCOUNTS_ENV,
+            show_envvar=True,
+            help="Extra accounts as a JSON list of objects with the fields of POST /__sandbox/accounts.",
+        ),
+    ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve the simulator until interrupted (Ctrl-C)."""
     accounts = [_account(value) for value in account or []] + _accounts_json(accounts_json)
     typer.echo(f"Factus sandbox simulator on http://{host}:{port}", err=True)
     serve(
-        host, port, accounts=accounts, access_log=access_log,
-        latency_ms=latency_ms, latency_jitter_ms=latency_jitter_ms, error_500=fault_500, error_503=fault_503,
-        timeout_after_store=fault_timeout, rate_limit_429=fault_429, dian_rejection=fault_dian_rejection,
-        dian_slow=fault_dian_slow, expired_token=fault_expired_token,
-        rate_limit_per_minute=rate_limit or None, token_expires_in=token_expires_in,
-        timeout_hang_seconds=timeout_hang_seconds, retry_after_seconds=retry_after_seconds, seed=seed,
+        host,
+        port,
+        accounts=accounts,
+        access_log=access_log,
+        latency_ms=latency_ms,
+        latency_jitter_ms=latency_jitter_ms,
+        error_500=fault_500,
+        error_503=fault_503,
+        timeout_after_store=fault_timeout,
+        rate_limit_429=fault_429,
+        dian_rejection=fault_dian_rejection,
+        dian_slow=fault_dian_slow,
+        expired_token=fault_expired_token,
+        rate_limit_per_minute=rate_limit or None,
+        token_expires_in=token_expires_in,
+        timeout_hang_seconds=timeout_hang_seconds,
+        retry_after_seconds=retry_after_seconds,
+        seed=seed,
     )

@@ -56,10 +56,17 @@ def company_block(company: Company) -> dict[str, Any]:
     """``data.company`` of a document (§4.1)."""
     municipality = catalogs.municipalities()[company.municipality_id]
     return {
-        "url_logo": company.url_logo, "nit": company.nit, "dv": company.dv, "company": company.name,
-        "name": company.name, "graphic_representation_name": company.name,
-        "registration_code": company.registration_code, "economic_activity": company.economic_activity,
-        "phone": company.phone, "email": company.email, "direction": company.address,
+        "url_logo": company.url_logo,
+        "nit": company.nit,
+        "dv": company.dv,
+        "company": company.name,
+        "name": company.name,
+        "graphic_representation_name": company.name,
+        "registration_code": company.registration_code,
+        "economic_activity": company.economic_activity,
+        "phone": company.phone,
+        "email": company.email,
+        "direction": company.address,
         "municipality": municipality.name,
     }
 
@@ -69,23 +76,41 @@ def company_profile(account: Account) -> dict[str, Any]:
     company = account.company
     municipality = catalogs.municipalities()[company.municipality_id]
     return {
-        "url_logo": company.url_logo, "nit": company.nit, "dv": company.dv, "company": company.name,
-        "trade_name": company.name, "names": "", "surnames": "",
-        "graphic_representation_name": company.name, "registration_code": company.registration_code,
-        "economic_activity": company.economic_activity, "phone": company.phone, "email": company.email,
+        "url_logo": company.url_logo,
+        "nit": company.nit,
+        "dv": company.dv,
+        "company": company.name,
+        "trade_name": company.name,
+        "names": "",
+        "surnames": "",
+        "graphic_representation_name": company.name,
+        "registration_code": company.registration_code,
+        "economic_activity": company.economic_activity,
+        "phone": company.phone,
+        "email": company.email,
         "address": company.address,
         "tribute": _code_name(catalogs.CUSTOMER_TRIBUTES[18]),
         "legal_organization": _code_name(catalogs.LEGAL_ORGANIZATIONS[1]),
-        "municipality": {"code": municipality.code, "name": municipality.name,
-                         "department": {"code": municipality.department_code,
-                                        "name": municipality.department_name}},
+        "municipality": {
+            "code": municipality.code,
+            "name": municipality.name,
+            "department": {
+                "code": municipality.department_code,
+                "name": municipality.department_name,
+            },
+        },
         "responsibilities": [{"code": "O-13", "name": "Gran contribuyente"}],
-        "created_at": "2023-06-01T08:00:38Z", "updated_at": "2023-06-01T08:00:38Z",
+        "created_at": "2023-06-01T08:00:38Z",
+        "updated_at": "2023-06-01T08:00:38Z",
     }
 
 
 def _graphic_name(customer: CustomerData) -> str:
-    return customer.company if customer.legal_organization_id == 1 and customer.company else customer.names
+    return (
+        customer.company
+        if customer.legal_organization_id == 1 and customer.company
+        else customer.names
+    )
 
 
 def customer_block(document: Document) -> dict[str, Any]:
@@ -96,10 +121,15 @@ def customer_block(document: Document) -> dict[str, Any]:
         m = catalogs.municipalities()[customer.municipality_id]
         municipality = {"id": m.id, "code": m.code, "name": m.name}
     return {
-        "identification": customer.identification, "dv": document.customer_dv,
-        "graphic_representation_name": _graphic_name(customer), "trade_name": customer.trade_name,
-        "company": customer.company, "names": customer.names, "address": customer.address,
-        "email": customer.email, "phone": customer.phone,
+        "identification": customer.identification,
+        "dv": document.customer_dv,
+        "graphic_representation_name": _graphic_name(customer),
+        "trade_name": customer.trade_name,
+        "company": customer.company,
+        "names": customer.names,
+        "address": customer.address,
+        "email": customer.email,
+        "phone": customer.phone,
         "legal_organization": _entry(catalogs.LEGAL_ORGANIZATIONS[customer.legal_organization_id]),
         "tribute": _entry(catalogs.CUSTOMER_TRIBUTES[customer.tribute_id]),
         "municipality": municipality,
@@ -110,20 +140,32 @@ def establishment_block(establishment: EstablishmentData) -> dict[str, Any]:
     """``data.establishment`` (§4.1): note ``municipality_id`` holds an object there."""
     m = catalogs.municipalities()[establishment.municipality_id]
     return {
-        "name": establishment.name, "address": establishment.address,
-        "phone_number": establishment.phone_number, "email": establishment.email,
-        "municipality_id": {"id": m.id, "code": m.code, "name": m.name,
-                            "department": {"id": m.department_id, "code": m.department_code,
-                                           "name": m.department_name}},
+        "name": establishment.name,
+        "address": establishment.address,
+        "phone_number": establishment.phone_number,
+        "email": establishment.email,
+        "municipality_id": {
+            "id": m.id,
+            "code": m.code,
+            "name": m.name,
+            "department": {
+                "id": m.department_id,
+                "code": m.department_code,
+                "name": m.department_name,
+            },
+        },
     }
 
 
 def range_in_document(chosen: NumberingRange) -> dict[str, Any]:
     """``data.numbering_range`` of a bill (§4.1)."""
     return {
-        "prefix": chosen.prefix, "from": chosen.start, "to": chosen.end,
+        "prefix": chosen.prefix,
+        "from": chosen.start,
+        "to": chosen.end,
         "resolution_number": chosen.resolution_number,
-        "start_date": artifacts.factus_date(chosen.start_date), "end_date": artifacts.factus_date(chosen.end_date),
+        "start_date": artifacts.factus_date(chosen.start_date),
+        "end_date": artifacts.factus_date(chosen.end_date),
         "months": chosen.months,
     }
 
@@ -132,8 +174,10 @@ def _billing_period(period: dict[str, Any] | None) -> dict[str, Any] | list[Any]
     if period is None:
         return []
     return {
-        "start_date": artifacts.factus_date(period["start_date"]), "start_time": period["start_time"],
-        "end_date": artifacts.factus_date(period["end_date"]), "end_time": period["end_time"],
+        "start_date": artifacts.factus_date(period["start_date"]),
+        "start_time": period["start_time"],
+        "end_date": artifacts.factus_date(period["end_date"]),
+        "end_time": period["end_time"],
     }
 
 
@@ -141,50 +185,87 @@ def _item(item: ItemData, amounts: ItemAmounts, *, with_mandate: bool) -> dict[s
     rendered: dict[str, Any] = {}
     if with_mandate:
         rendered["scheme_id"] = item.scheme_id
-    rendered.update({
-        "note": item.note, "code_reference": item.code_reference, "name": item.name,
-        "quantity": item.quantity, "discount_rate": money(item.discount_rate), "discount": money(amounts.discount),
-        "gross_value": money(amounts.gross_value), "tax_rate": money(item.tax_rate),
-        "taxable_amount": money(amounts.taxable_amount), "tax_amount": money(amounts.tax_amount),
-        "price": money(item.price), "is_excluded": item.is_excluded,
-        "unit_measure": _entry(catalogs.UNIT_MEASURES[item.unit_measure_id]),
-        "standard_code": _entry(catalogs.STANDARD_CODES[item.standard_code_id]),
-        "tribute": _entry(catalogs.PRODUCT_TRIBUTES[item.tribute_id]),
-        "total": _number(amounts.line),
-        "withholding_taxes": [
-            {"tribute_code": w.code, "name": catalogs.WITHHOLDING_TAXES[w.code].name, "value": money(w.value),
-             "rates": [{"code": w.code, "name": catalogs.WITHHOLDING_TAXES[w.code].name, "rate": money(w.rate)}]}
-            for w in amounts.withholdings
-        ],
-    })
+    rendered.update(
+        {
+            "note": item.note,
+            "code_reference": item.code_reference,
+            "name": item.name,
+            "quantity": item.quantity,
+            "discount_rate": money(item.discount_rate),
+            "discount": money(amounts.discount),
+            "gross_value": money(amounts.gross_value),
+            "tax_rate": money(item.tax_rate),
+            "taxable_amount": money(amounts.taxable_amount),
+            "tax_amount": money(amounts.tax_amount),
+            "price": money(item.price),
+            "is_excluded": item.is_excluded,
+            "unit_measure": _entry(catalogs.UNIT_MEASURES[item.unit_measure_id]),
+            "standard_code": _entry(catalogs.STANDARD_CODES[item.standard_code_id]),
+            "tribute": _entry(catalogs.PRODUCT_TRIBUTES[item.tribute_id]),
+            "total": _number(amounts.line),
+            "withholding_taxes": [
+                {
+                    "tribute_code": w.code,
+                    "name": catalogs.WITHHOLDING_TAXES[w.code].name,
+                    "value": money(w.value),
+                    "rates": [
+                        {
+                            "code": w.code,
+                            "name": catalogs.WITHHOLDING_TAXES[w.code].name,
+                            "rate": money(w.rate),
+                        }
+                    ],
+                }
+                for w in amounts.withholdings
+            ],
+        }
+    )
     if with_mandate:
         rendered["mandate"] = item.mandate
     return rendered
 
 
-def _items(items: Sequence[ItemData], amounts: DocumentAmounts, *, with_mandate: bool) -> list[dict[str, Any]]:
-    return [_item(i, a, with_mandate=with_mandate) for i, a in zip(items, amounts.items, strict=True)]
+def _items(
+    items: Sequence[ItemData], amounts: DocumentAmounts, *, with_mandate: bool
+) -> list[dict[str, Any]]:
+    return [
+        _item(i, a, with_mandate=with_mandate) for i, a in zip(items, amounts.items, strict=True)
+    ]
 
 
 def _allowances(document: Document) -> list[dict[str, Any]]:
     return [
-        {"concept_type": _code_name(catalogs.ALLOWANCE_CONCEPTS[a.concept_type]), "is_surcharge": a.is_surcharge,
-         "reason": a.reason, "base_amount": money(c.base_amount), "percentage": money(c.percentage),
-         "amount": money(c.amount)}
+        {
+            "concept_type": _code_name(catalogs.ALLOWANCE_CONCEPTS[a.concept_type]),
+            "is_surcharge": a.is_surcharge,
+            "reason": a.reason,
+            "base_amount": money(c.base_amount),
+            "percentage": money(c.percentage),
+            "amount": money(c.amount),
+        }
         for a, c in zip(document.request.allowances, document.amounts.allowances, strict=True)
     ]
 
 
 def _withholding_totals(amounts: DocumentAmounts) -> list[dict[str, Any]]:
-    return [{"tribute_code": w.code, "name": catalogs.WITHHOLDING_TAXES[w.code].name, "value": money(w.value)}
-            for w in amounts.withholdings]
+    return [
+        {
+            "tribute_code": w.code,
+            "name": catalogs.WITHHOLDING_TAXES[w.code].name,
+            "value": money(w.value),
+        }
+        for w in amounts.withholdings
+    ]
 
 
 def _amount_fields(amounts: DocumentAmounts) -> dict[str, str]:
     return {
-        "gross_value": money(amounts.gross_value), "taxable_amount": money(amounts.taxable_amount),
-        "tax_amount": money(amounts.tax_amount), "discount_amount": money(amounts.discount_amount),
-        "surcharge_amount": money(amounts.surcharge_amount), "total": money(amounts.total),
+        "gross_value": money(amounts.gross_value),
+        "taxable_amount": money(amounts.taxable_amount),
+        "tax_amount": money(amounts.tax_amount),
+        "discount_amount": money(amounts.discount_amount),
+        "surcharge_amount": money(amounts.surcharge_amount),
+        "total": money(amounts.total),
     }
 
 
@@ -206,40 +287,56 @@ def bill_data(document: Document, account: Account) -> dict[str, Any]:
         data["establishment"] = establishment_block(request.establishment)
     order_reference = None
     if request.order_reference is not None:
-        order_reference = {"reference_code": str(request.order_reference.get("reference_code")),
-                           "issue_date": request.order_reference.get("issue_date")}
-    data.update({
-        "customer": customer_block(document),
-        "numbering_range": range_in_document(document.range),
-        "billing_period": _billing_period(request.billing_period),
-        "bill": {
-            "id": document.id,
-            "document": _code_name(catalogs.BILL_DOCUMENTS[request.document]),
-            "operation_type": _code_name(catalogs.OPERATION_TYPES[request.operation_type]),
-            "order_reference": order_reference,
-            "number": document.number, "reference_code": document.reference_code,
-            "status": document.status, "send_email": int(request.send_email),
-            "qr": artifacts.qr_url(document.cufe), "cufe": document.cufe,
-            "validated": _validated(document),
-            **_amount_fields(amounts),
-            "observation": request.observation, "errors": list(document.errors),
-            "created_at": artifacts.factus_datetime(document.created_at),
-            "payment_due_date": request.payment_due_date.isoformat() if request.payment_due_date else None,
-            "qr_image": document.qr_image(), "has_claim": 0, "is_negotiable_instrument": 0,
-            "payment_form": _code_name(catalogs.PAYMENT_FORMS[request.payment_form]),
-            "payment_method": _code_name(catalogs.PAYMENT_METHODS[request.payment_method_code]),
-        },
-        "related_documents": [
-            {"id": index, "code": str(doc.get("code")), "number": str(doc.get("number")),
-             "issue_date": doc.get("issue_date")}
-            for index, doc in enumerate(request.related_documents, start=1)
-        ],
-        "items": _items(request.items, amounts, with_mandate=True),
-        "allowance_charges": _allowances(document),
-        "withholding_taxes": _withholding_totals(amounts),
-        "credit_notes": _notes(document),
-        "debit_notes": [],
-    })
+        order_reference = {
+            "reference_code": str(request.order_reference.get("reference_code")),
+            "issue_date": request.order_reference.get("issue_date"),
+        }
+    data.update(
+        {
+            "customer": customer_block(document),
+            "numbering_range": range_in_document(document.range),
+            "billing_period": _billing_period(request.billing_period),
+            "bill": {
+                "id": document.id,
+                "document": _code_name(catalogs.BILL_DOCUMENTS[request.document]),
+                "operation_type": _code_name(catalogs.OPERATION_TYPES[request.operation_type]),
+                "order_reference": order_reference,
+                "number": document.number,
+                "reference_code": document.reference_code,
+                "status": document.status,
+                "send_email": int(request.send_email),
+                "qr": artifacts.qr_url(document.cufe),
+                "cufe": document.cufe,
+                "validated": _validated(document),
+                **_amount_fields(amounts),
+                "observation": request.observation,
+                "errors": list(document.errors),
+                "created_at": artifacts.factus_datetime(document.created_at),
+                "payment_due_date": request.payment_due_date.isoformat()
+                if request.payment_due_date
+                else None,
+                "qr_image": document.qr_image(),
+                "has_claim": 0,
+                "is_negotiable_instrument": 0,
+                "payment_form": _code_name(catalogs.PAYMENT_FORMS[request.payment_form]),
+                "payment_method": _code_name(catalogs.PAYMENT_METHODS[request.payment_method_code]),
+            },
+            "related_documents": [
+                {
+                    "id": index,
+                    "code": str(doc.get("code")),
+                    "number": str(doc.get("number")),
+                    "issue_date": doc.get("issue_date"),
+                }
+                for index, doc in enumerate(request.related_documents, start=1)
+            ],
+            "items": _items(request.items, amounts, with_mandate=True),
+            "allowance_charges": _allowances(document),
+            "withholding_taxes": _withholding_totals(amounts),
+            "credit_notes": _notes(document),
+            "debit_notes": [],
+        }
+    )
     return data
 
 
@@ -249,16 +346,27 @@ def bill_list_item(document: Document) -> dict[str, Any]:
     assert isinstance(request, BillRequest)
     customer = document.customer
     return {
-        "id": document.id, "document": _code_name(catalogs.BILL_DOCUMENTS[request.document]),
-        "number": document.number, "api_client_name": document.api_client_name,
-        "reference_code": document.reference_code, "identification": customer.identification,
-        "graphic_representation_name": _graphic_name(customer), "company": customer.company,
-        "trade_name": customer.trade_name, "names": customer.names, "email": customer.email,
-        "total": money(document.amounts.total), "status": document.status, "errors": list(document.errors),
-        "send_email": int(request.send_email), "has_claim": 0, "is_negotiable_instrument": 0,
+        "id": document.id,
+        "document": _code_name(catalogs.BILL_DOCUMENTS[request.document]),
+        "number": document.number,
+        "api_client_name": document.api_client_name,
+        "reference_code": document.reference_code,
+        "identification": customer.identification,
+        "graphic_representation_name": _graphic_name(customer),
+        "company": customer.company,
+        "trade_name": customer.trade_name,
+        "names": customer.names,
+        "email": customer.email,
+        "total": money(document.amounts.total),
+        "status": document.status,
+        "errors": list(document.errors),
+        "send_email": int(request.send_email),
+        "has_claim": 0,
+        "is_negotiable_instrument": 0,
         "payment_form": _code_name(catalogs.PAYMENT_FORMS[request.payment_form]),
         "created_at": artifacts.factus_datetime(document.created_at),
-        "credit_notes": _notes(document), "debit_notes": [],
+        "credit_notes": _notes(document),
+        "debit_notes": [],
     }
 
 
@@ -270,27 +378,41 @@ def credit_note_data(document: Document, account: Account) -> dict[str, Any]:
     data: dict[str, Any] = {"company": company_block(account.company)}
     if request.establishment is not None:
         data["establishment"] = establishment_block(request.establishment)
-    data.update({
-        "customer": customer_block(document),
-        "credit_note": {
-            "id": document.id, "number": document.number, "reference_code": document.reference_code,
-            "status": document.status, "send_email": int(request.send_email),
-            "qr": artifacts.qr_url(document.cufe), "cude": document.cufe,
-            "validated": _validated(document),
-            **_amount_fields(document.amounts),
-            "observation": request.observation, "errors": list(document.errors),
-            "created_at": artifacts.factus_datetime(document.created_at),
-            "qr_image": document.qr_image(),
-            "bill_id": bill.id if bill else None, "cufe": bill.cufe if bill else None,
-            "number_bill": bill.number if bill else None,
-            "payment_method": {"name": catalogs.PAYMENT_METHODS[request.payment_method_code].name,
-                               "code": request.payment_method_code},
-            "customization_id": _code_name(catalogs.CREDIT_NOTE_CUSTOMIZATIONS[request.customization_id]),
-            "correction_concept": _code_name(catalogs.CORRECTION_CONCEPTS[request.correction_concept_code]),
-        },
-        "items": _items(request.items, document.amounts, with_mandate=False),
-        "withholding_taxes": _withholding_totals(document.amounts),
-    })
+    data.update(
+        {
+            "customer": customer_block(document),
+            "credit_note": {
+                "id": document.id,
+                "number": document.number,
+                "reference_code": document.reference_code,
+                "status": document.status,
+                "send_email": int(request.send_email),
+                "qr": artifacts.qr_url(document.cufe),
+                "cude": document.cufe,
+                "validated": _validated(document),
+                **_amount_fields(document.amounts),
+                "observation": request.observation,
+                "errors": list(document.errors),
+                "created_at": artifacts.factus_datetime(document.created_at),
+                "qr_image": document.qr_image(),
+                "bill_id": bill.id if bill else None,
+                "cufe": bill.cufe if bill else None,
+                "number_bill": bill.number if bill else None,
+                "payment_method": {
+                    "name": catalogs.PAYMENT_METHODS[request.payment_method_code].name,
+                    "code": request.payment_method_code,
+                },
+                "customization_id": _code_name(
+                    catalogs.CREDIT_NOTE_CUSTOMIZATIONS[request.customization_id]
+                ),
+                "correction_concept": _code_name(
+                    catalogs.CORRECTION_CONCEPTS[request.correction_concept_code]
+                ),
+            },
+            "items": _items(request.items, document.amounts, with_mandate=False),
+            "withholding_taxes": _withholding_totals(document.amounts),
+        }
+    )
     return data
 
 
@@ -300,11 +422,19 @@ def credit_note_list_item(document: Document) -> dict[str, Any]:
     assert isinstance(request, CreditNoteRequest)
     customer = document.customer
     return {
-        "id": document.id, "number": document.number, "api_client_name": document.api_client_name,
-        "reference_code": document.reference_code, "identification": customer.identification,
-        "graphic_representation_name": _graphic_name(customer), "company": customer.company,
-        "trade_name": customer.trade_name, "names": customer.names, "email": customer.email,
-        "total": money(document.amounts.total), "status": document.status, "errors": list(document.errors),
+        "id": document.id,
+        "number": document.number,
+        "api_client_name": document.api_client_name,
+        "reference_code": document.reference_code,
+        "identification": customer.identification,
+        "graphic_representation_name": _graphic_name(customer),
+        "company": customer.company,
+        "trade_name": customer.trade_name,
+        "names": customer.names,
+        "email": customer.email,
+        "total": money(document.amounts.total),
+        "status": document.status,
+        "errors": list(document.errors),
         "send_email": int(request.send_email),
         "created_at": artifacts.factus_datetime(document.created_at),
         "bill_id": document.bill.id if document.bill else None,
@@ -315,27 +445,42 @@ def credit_note_list_item(document: Document) -> dict[str, Any]:
 def range_list_item(chosen: NumberingRange, today: Any) -> dict[str, Any]:
     """One row of ``GET /v1/numbering-ranges`` (§8.1): ``document`` is the name, dates ``YYYY-MM-DD``."""
     return {
-        "id": chosen.id, "document": catalogs.RANGE_DOCUMENTS[chosen.document].name, "prefix": chosen.prefix,
-        "from": chosen.start, "to": chosen.end, "current": chosen.current,
+        "id": chosen.id,
+        "document": catalogs.RANGE_DOCUMENTS[chosen.document].name,
+        "prefix": chosen.prefix,
+        "from": chosen.start,
+        "to": chosen.end,
+        "current": chosen.current,
         "resolution_number": chosen.resolution_number,
-        "start_date": chosen.start_date.isoformat(), "end_date": chosen.end_date.isoformat(),
-        "technical_key": chosen.technical_key, "is_expired": chosen.is_expired(today),
-        "is_active": int(chosen.is_active), "deleted_at": None,
-        "created_at": artifacts.iso_utc(chosen.created_at), "updated_at": artifacts.iso_utc(chosen.updated_at),
+        "start_date": chosen.start_date.isoformat(),
+        "end_date": chosen.end_date.isoformat(),
+        "technical_key": chosen.technical_key,
+        "is_expired": chosen.is_expired(today),
+        "is_active": int(chosen.is_active),
+        "deleted_at": None,
+        "created_at": artifacts.iso_utc(chosen.created_at),
+        "updated_at": artifacts.iso_utc(chosen.updated_at),
     }
 
 
 def range_detail(chosen: NumberingRange, today: Any) -> dict[str, Any]:
     """``GET /v1/numbering-ranges/{id}`` (§8.1): ``document`` is the code, dates ``DD-MM-YYYY``."""
     return {
-        "id": chosen.id, "document": chosen.document,
-        "document_name": catalogs.RANGE_DOCUMENTS[chosen.document].name, "prefix": chosen.prefix,
-        "from": chosen.start, "to": chosen.end, "current": chosen.current,
+        "id": chosen.id,
+        "document": chosen.document,
+        "document_name": catalogs.RANGE_DOCUMENTS[chosen.document].name,
+        "prefix": chosen.prefix,
+        "from": chosen.start,
+        "to": chosen.end,
+        "current": chosen.current,
         "resolution_number": chosen.resolution_number,
-        "start_date": artifacts.factus_date(chosen.start_date), "end_date": artifacts.factus_date(chosen.end_date),
-        "technical_key": chosen.technical_key, "is_expired": chosen.is_expired(today),
+        "start_date": artifacts.factus_date(chosen.start_date),
+        "end_date": artifacts.factus_date(chosen.end_date),
+        "technical_key": chosen.technical_key,
+        "is_expired": chosen.is_expired(today),
         "is_active": int(chosen.is_active),
-        "created_at": artifacts.iso_utc(chosen.created_at), "updated_at": artifacts.iso_utc(chosen.updated_at),
+        "created_at": artifacts.iso_utc(chosen.created_at),
+        "updated_at": artifacts.iso_utc(chosen.updated_at),
     }
 
 
@@ -357,27 +502,44 @@ def _page_links(base_url: str, current: int, last: int) -> list[dict[str, Any]]:
     elif current >= last - 2:
         middle = [page(1), gap] + [page(n) for n in range(last - 3, last + 1)]
     else:
-        middle = [page(1), gap] + [page(n) for n in range(current - 1, current + 2)] + [gap, page(last)]
-    previous = {"url": f"{base_url}?page={current - 1}" if 1 < current <= last else None,
-                "label": "&laquo; Anterior", "active": False}
-    following = {"url": f"{base_url}?page={current + 1}" if current < last else None,
-                 "label": "Siguiente &raquo;", "active": False}
+        middle = (
+            [page(1), gap] + [page(n) for n in range(current - 1, current + 2)] + [gap, page(last)]
+        )
+    previous = {
+        "url": f"{base_url}?page={current - 1}" if 1 < current <= last else None,
+        "label": "&laquo; Anterior",
+        "active": False,
+    }
+    following = {
+        "url": f"{base_url}?page={current + 1}" if current < last else None,
+        "label": "Siguiente &raquo;",
+        "active": False,
+    }
     return [previous, *middle, following]
 
 
-def paginate(rows: Sequence[T], page: int, per_page: int, base_url: str,
-             render: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+def paginate(
+    rows: Sequence[T],
+    page: int,
+    per_page: int,
+    base_url: str,
+    render: Callable[[T], dict[str, Any]],
+) -> dict[str, Any]:
     """Slice ``rows`` into one page: ``{"data": [...], "pagination": {total, per_page, current_page,
     last_page, from, to, links}}`` (§6.1). A page past the end has empty ``data`` and null from/to."""
     total = len(rows)
     last = max(1, -(-total // per_page))
     start = (page - 1) * per_page
-    chunk = rows[start:start + per_page]
+    chunk = rows[start : start + per_page]
     return {
         "data": [render(row) for row in chunk],
         "pagination": {
-            "total": total, "per_page": per_page, "current_page": page, "last_page": last,
-            "from": start + 1 if chunk else None, "to": start + len(chunk) if chunk else None,
+            "total": total,
+            "per_page": per_page,
+            "current_page": page,
+            "last_page": last,
+            "from": start + 1 if chunk else None,
+            "to": start + len(chunk) if chunk else None,
             "links": _page_links(base_url, page, last),
         },
     }

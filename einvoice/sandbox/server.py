@@ -63,8 +63,15 @@ class SandboxServerError(EinvoiceError):
     reason = "sandbox_unavailable"
 
 
-def serve(host: str = "127.0.0.1", port: int = 8787, *, accounts: list[AccountSpec] | None = None,
-          access_log: bool = False, log_level: str = "warning", **options: Any) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    *,
+    accounts: list[AccountSpec] | None = None,
+    access_log: bool = False,
+    log_level: str = "warning",
+    **options: Any,
+) -> None:
     """Run the simulator with uvicorn until interrupted.
 
     Args:
@@ -82,8 +89,15 @@ def serve(host: str = "127.0.0.1", port: int = 8787, *, accounts: list[AccountSp
     """
     faults = FaultConfig().updated(options)
     app = create_app(faults, accounts)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                            timeout_graceful_shutdown=1, lifespan="off")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=1,
+        lifespan="off",
+    )
     logging.getLogger("uvicorn.error").addFilter(DropFilter())
     uvicorn.Server(config).run()
 
@@ -104,7 +118,9 @@ def cli_arguments(options: dict[str, Any]) -> list[str]:
     arguments: list[str] = []
     for name, value in options.items():
         if name not in CLI_FLAGS:
-            raise SandboxServerError(f"unknown sandbox option {name!r}; known: {', '.join(CLI_FLAGS)}")
+            raise SandboxServerError(
+                f"unknown sandbox option {name!r}; known: {', '.join(CLI_FLAGS)}"
+            )
         if name == "rate_limit_per_minute" and value is None:
             value = 0
         if value is None:
@@ -133,9 +149,16 @@ class SandboxServer:
         **options: startup faults and limits, named as :class:`FaultConfig` fields.
     """
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", *,
-                 accounts: list[AccountSpec] | None = None, startup_timeout: float = 20.0,
-                 access_log: bool = False, **options: Any) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        accounts: list[AccountSpec] | None = None,
+        startup_timeout: float = 20.0,
+        access_log: bool = False,
+        **options: Any,
+    ) -> None:
         self.host = host
         self.port = port
         self.accounts = list(accounts or [])
@@ -167,15 +190,25 @@ class SandboxServer:
             return self
         if self.port is None:
             self.port = free_port(self.host)
-        command = [sys.executable, "-m", "einvoice.sandbox", "--host", self.host, "--port", str(self.port),
-                   *self._arguments]
+        command = [
+            sys.executable,
+            "-m",
+            "einvoice.sandbox",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            *self._arguments,
+        ]
         if self.access_log:
             command.append("--access-log")
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the child's life, closed in stop()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.accounts:
             env[ACCOUNTS_ENV] = json.dumps([asdict(spec) for spec in self.accounts])
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self._process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
         deadline = time.monotonic() + self.startup_timeout
         while True:
             code = self._process.poll()
@@ -183,16 +216,23 @@ class SandboxServer:
                 output = self._output()
                 self._process = None
                 raise SandboxServerError(f"the sandbox exited with code {code}: {output}")
-            try:
-                self._call("GET", "/__sandbox/health", timeout=1.0)
-                break
-            except (OSError, SandboxServerError):
-                if time.monotonic() > deadline:
-                    output = self._output()
-                    self.stop()
-                    raise SandboxServerError(f"the sandbox did not answer within {self.startup_timeout} s: {output}")
-                time.sleep(0.05)
-        return self
+            if self._answers(self._process.pid):
+                return self
+            if time.monotonic() > deadline:
+                output = self._output()
+                self.stop()
+                raise SandboxServerError(
+                    f"the sandbox did not answer within {self.startup_timeout} s: {output}"
+                )
+            time.sleep(0.05)
+
+    def _answers(self, pid: int) -> bool:
+        """True once our child answers the health check (the pid tells it from another server)."""
+        try:
+            health = self._call("GET", "/__sandbox/health", timeout=1.0)
+        except (OSError, SandboxServerError):
+            return False
+        return isinstance(health, dict) and health.get("pid") == pid
 
     def _output(self) -> str:
         if self._log is None:
@@ -217,8 +257,12 @@ class SandboxServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # -- control helpers ----------------------------------------------------------------------
@@ -227,8 +271,12 @@ class SandboxServer:
         if self.port is None:
             raise SandboxServerError("the sandbox server is not running")
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://{self.host}:{self.port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://{self.host}:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read() or b"null")
@@ -254,14 +302,19 @@ class SandboxServer:
 
     def reset(self, *, revoke_tokens: bool = False, drop_added_accounts: bool = False) -> None:
         """Forget documents, counters and quotas, restore the startup faults (``POST /__sandbox/reset``)."""
-        self._call("POST", "/__sandbox/reset",
-                   {"revoke_tokens": revoke_tokens, "drop_added_accounts": drop_added_accounts})
+        self._call(
+            "POST",
+            "/__sandbox/reset",
+            {"revoke_tokens": revoke_tokens, "drop_added_accounts": drop_added_accounts},
+        )
 
     def stats(self) -> dict[str, Any]:
         """All counters: ``{"global", "unauthenticated", "accounts": {"<client_id>/<username>": ...}}``."""
         return dict(self._call("GET", "/__sandbox/stats"))
 
-    def account_stats(self, username: str = DEFAULT_USERNAME, client_id: str = DEFAULT_CLIENT_ID) -> dict[str, Any]:
+    def account_stats(
+        self, username: str = DEFAULT_USERNAME, client_id: str = DEFAULT_CLIENT_ID
+    ) -> dict[str, Any]:
         """One account's counters (requests, validate_posts, documents_stored, validations_by_reference).
 
         Raises:
@@ -273,8 +326,9 @@ class SandboxServer:
             raise SandboxServerError(f"no sandbox account {key}")
         return dict(accounts[key])
 
-    def add_account(self, client_id: str, client_secret: str, username: str, password: str,
-                    **extra: Any) -> dict[str, Any]:
+    def add_account(
+        self, client_id: str, client_secret: str, username: str, password: str, **extra: Any
+    ) -> dict[str, Any]:
         """Add an account at run time (``POST /__sandbox/accounts``); returns its summary.
 
         Args:
@@ -284,6 +338,11 @@ class SandboxServer:
         Raises:
             SandboxServerError: a duplicate account or an invalid field (HTTP 400).
         """
-        spec = {"client_id": client_id, "client_secret": client_secret, "username": username,
-                "password": password, **extra}
+        spec = {
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "username": username,
+            "password": password,
+            **extra,
+        }
         return dict(self._call("POST", "/__sandbox/accounts", spec))

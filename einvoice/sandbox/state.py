@@ -64,8 +64,10 @@ SANDBOX_TECHNICAL_KEY = "fc8eac422eba16e22ffd8c6f94b3f40a6e38162c"
 # DIAN rule texts (FACTUS_API.md §5.4 and §5.4 "Rule codes worth simulating").
 FAK24 = "Regla: FAK24, Rechazo: DV no corresponde al NIT informado"
 FAD06 = "Regla: FAD06, Rechazo: Valor del CUFE no está calculado correctamente"
-FAJ43B = ("Regla: FAJ43b, Notificación: Nombre informado No corresponde al registrado en el RUT "
-          "con respecto al Nit suministrado.")
+FAJ43B = (
+    "Regla: FAJ43b, Notificación: Nombre informado No corresponde al registrado en el RUT "
+    "con respecto al Nit suministrado."
+)
 CAK55 = "Regla: CAK55, Notificación: Correo electrónico no informado"
 CBF02 = "Regla: CBF02, Notificación: No se informo el numero de la factura referenciada"
 MAX_EMAILS_PER_DAY = 2  # FJS1 "max 2 per bill per day" (FACTUS_API.md §6.5)
@@ -138,7 +140,11 @@ class NumberingRange:
     @property
     def months(self) -> int:
         """Validity in whole months (``numbering_range.months`` of a bill, e.g. 132)."""
-        return (self.end_date.year - self.start_date.year) * 12 + self.end_date.month - self.start_date.month
+        return (
+            (self.end_date.year - self.start_date.year) * 12
+            + self.end_date.month
+            - self.start_date.month
+        )
 
 
 @dataclass
@@ -220,7 +226,9 @@ class Document:
 class Stats:
     """Counters of one account (or of all): see :meth:`as_dict` for the JSON shape."""
 
-    requests: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    requests: dict[str, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
     validate_posts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
     documents_stored: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
     documents_deleted: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
@@ -237,7 +245,9 @@ class Stats:
             "validate_posts": dict(self.validate_posts),
             "documents_stored": dict(self.documents_stored),
             "documents_deleted": dict(self.documents_deleted),
-            "validations_by_reference": {k: dict(v) for k, v in self.validations_by_reference.items()},
+            "validations_by_reference": {
+                k: dict(v) for k, v in self.validations_by_reference.items()
+            },
         }
 
 
@@ -253,8 +263,12 @@ class Account:
     documents: dict[DocumentKind, dict[str, Document]] = field(
         default_factory=lambda: {k: {} for k in KINDS}
     )  # by number
-    by_reference: dict[DocumentKind, dict[str, Document]] = field(default_factory=lambda: {k: {} for k in KINDS})
-    by_id: dict[DocumentKind, dict[int, Document]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    by_reference: dict[DocumentKind, dict[str, Document]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
+    by_id: dict[DocumentKind, dict[int, Document]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
     stats: Stats = field(default_factory=Stats)
 
     @property
@@ -340,22 +354,83 @@ def _ranges(test_ranges: bool, *, prefix_base: str = "SET") -> dict[int, Numberi
     """The ranges every account starts with, shaped like the Factus sandbox's (§1, §8.1)."""
     start, end = date(2019, 1, 19), date(2030, 1, 19)
     ranges = [
-        NumberingRange(INVOICE_RANGE_ID, catalogs.INVOICE_RANGE, "SETP", 990000000, 995000000, 990000000,
-                       "18760000001", start, end, SANDBOX_TECHNICAL_KEY),
-        NumberingRange(CREDIT_NOTE_RANGE_ID, catalogs.CREDIT_NOTE_RANGE, "NC", 1, 99999999, 1,
-                       None, start, end, None),
+        NumberingRange(
+            INVOICE_RANGE_ID,
+            catalogs.INVOICE_RANGE,
+            "SETP",
+            990000000,
+            995000000,
+            990000000,
+            "18760000001",
+            start,
+            end,
+            SANDBOX_TECHNICAL_KEY,
+        ),
+        NumberingRange(
+            CREDIT_NOTE_RANGE_ID,
+            catalogs.CREDIT_NOTE_RANGE,
+            "NC",
+            1,
+            99999999,
+            1,
+            None,
+            start,
+            end,
+            None,
+        ),
         NumberingRange(DEBIT_NOTE_RANGE_ID, "23", "ND", 1, 99999999, 1, None, start, end, None),
-        NumberingRange(SUPPORT_DOCUMENT_RANGE_ID, "24", "SEDS", 984000000, 985000000, 984000000,
-                       "18760000001", start, end, None),
+        NumberingRange(
+            SUPPORT_DOCUMENT_RANGE_ID,
+            "24",
+            "SEDS",
+            984000000,
+            985000000,
+            984000000,
+            "18760000001",
+            start,
+            end,
+            None,
+        ),
     ]
     if test_ranges:
         ranges += [
-            NumberingRange(EXPIRED_RANGE_ID, catalogs.INVOICE_RANGE, "SETV", 1, 1000000, 1,
-                           "18760000002", date(2019, 1, 19), date(2020, 1, 19), SANDBOX_TECHNICAL_KEY),
-            NumberingRange(EXHAUSTED_RANGE_ID, catalogs.INVOICE_RANGE, "SETX", 1, 10, 11,
-                           "18760000003", start, end, SANDBOX_TECHNICAL_KEY),
-            NumberingRange(INACTIVE_RANGE_ID, catalogs.INVOICE_RANGE, "SETI", 1, 1000000, 1,
-                           "18760000004", start, end, SANDBOX_TECHNICAL_KEY, is_active=False),
+            NumberingRange(
+                EXPIRED_RANGE_ID,
+                catalogs.INVOICE_RANGE,
+                "SETV",
+                1,
+                1000000,
+                1,
+                "18760000002",
+                date(2019, 1, 19),
+                date(2020, 1, 19),
+                SANDBOX_TECHNICAL_KEY,
+            ),
+            NumberingRange(
+                EXHAUSTED_RANGE_ID,
+                catalogs.INVOICE_RANGE,
+                "SETX",
+                1,
+                10,
+                11,
+                "18760000003",
+                start,
+                end,
+                SANDBOX_TECHNICAL_KEY,
+            ),
+            NumberingRange(
+                INACTIVE_RANGE_ID,
+                catalogs.INVOICE_RANGE,
+                "SETI",
+                1,
+                1000000,
+                1,
+                "18760000004",
+                start,
+                end,
+                SANDBOX_TECHNICAL_KEY,
+                is_active=False,
+            ),
         ]
     return {r.id: r for r in ranges}
 
@@ -364,13 +439,15 @@ def _conflict_pending(kind: DocumentKind) -> dict[str, Any]:
     noun = "una factura" if kind == "bill" else "una nota crédito"
     return {
         "status": "Conflict",
-        "errors": [{
-            "code": 409,
-            "message": f"Se encontró {noun} pendiente por enviar a la DIAN",
-            "params": [],
-            "detail": "Conflict",
-            "api_version": "v1",
-        }],
+        "errors": [
+            {
+                "code": 409,
+                "message": f"Se encontró {noun} pendiente por enviar a la DIAN",
+                "params": [],
+                "detail": "Conflict",
+                "api_version": "v1",
+            }
+        ],
     }
 
 
@@ -423,8 +500,13 @@ class SandboxState:
             if (spec.client_id, spec.username) in self._accounts:
                 raise SandboxError(f"account {spec.key} already exists")
             for other in self._accounts.values():
-                if other.spec.client_id == spec.client_id and other.spec.client_secret != spec.client_secret:
-                    raise SandboxError(f"client {spec.client_id} already exists with another secret")
+                if (
+                    other.spec.client_id == spec.client_id
+                    and other.spec.client_secret != spec.client_secret
+                ):
+                    raise SandboxError(
+                        f"client {spec.client_id} already exists with another secret"
+                    )
             ranges = _ranges(spec.test_ranges)
             # Numbers never go back, even when an account is re-created after a reset.
             for range_id, current in self._range_counters.get(spec.key, {}).items():
@@ -433,8 +515,11 @@ class SandboxState:
             account = Account(
                 spec=spec,
                 user_id=self._next_user,
-                company=Company(nit=spec.company_nit, dv=co_nit.calc_check_digit(spec.company_nit),
-                                name=spec.company_name),
+                company=Company(
+                    nit=spec.company_nit,
+                    dv=co_nit.calc_check_digit(spec.company_nit),
+                    name=spec.company_name,
+                ),
                 ranges=ranges,
                 added_at_runtime=at_runtime,
             )
@@ -456,9 +541,14 @@ class SandboxState:
         """
         with self.lock:
             for account in self._accounts.values():
-                self._range_counters[account.key] = {rid: r.current for rid, r in account.ranges.items()}
-            specs = [(a.spec, a.added_at_runtime) for a in self._accounts.values()
-                     if not (drop_added_accounts and a.added_at_runtime)]
+                self._range_counters[account.key] = {
+                    rid: r.current for rid, r in account.ranges.items()
+                }
+            specs = [
+                (a.spec, a.added_at_runtime)
+                for a in self._accounts.values()
+                if not (drop_added_accounts and a.added_at_runtime)
+            ]
             old = {a.key: a for a in self._accounts.values()}
             self._accounts = {}
             for spec, at_runtime in specs:
@@ -471,7 +561,9 @@ class SandboxState:
                 # Tokens follow their account to its fresh incarnation; a dropped account's die.
                 for store in (self._access, self._refresh):
                     for value, token in list(store.items()):
-                        fresh = self._accounts.get((token.account.spec.client_id, token.account.spec.username))
+                        fresh = self._accounts.get(
+                            (token.account.spec.client_id, token.account.spec.username)
+                        )
                         if fresh is None:
                             del store[value]
                         else:
@@ -495,39 +587,66 @@ class SandboxState:
         """
         grant = form.get("grant_type", "")
         if grant not in ("password", "refresh_token"):
-            return TokenResult(400, _oauth_error(
-                "unsupported_grant_type",
-                "The authorization grant type is not supported by the authorization server.",
-                "Check that all required parameters have been provided"), None)
+            return TokenResult(
+                400,
+                _oauth_error(
+                    "unsupported_grant_type",
+                    "The authorization grant type is not supported by the authorization server.",
+                    "Check that all required parameters have been provided",
+                ),
+                None,
+            )
         needed = ["client_id", "client_secret"] + (
             ["username", "password"] if grant == "password" else ["refresh_token"]
         )
         for name in needed:
             if not form.get(name):
-                return TokenResult(400, _oauth_error(
-                    "invalid_request",
-                    "The request is missing a required parameter, includes an invalid parameter value, "
-                    "includes a parameter more than once, or is otherwise malformed.",
-                    f"Check the `{name}` parameter"), None)
+                return TokenResult(
+                    400,
+                    _oauth_error(
+                        "invalid_request",
+                        "The request is missing a required parameter, includes an invalid parameter value, "
+                        "includes a parameter more than once, or is otherwise malformed.",
+                        f"Check the `{name}` parameter",
+                    ),
+                    None,
+                )
         with self.lock:
             client_ok = any(
-                a.spec.client_id == form["client_id"] and secrets.compare_digest(a.spec.client_secret,
-                                                                                  form["client_secret"])
+                a.spec.client_id == form["client_id"]
+                and secrets.compare_digest(a.spec.client_secret, form["client_secret"])
                 for a in self._accounts.values()
             )
             if not client_ok:
-                return TokenResult(401, _oauth_error("invalid_client", "Client authentication failed"), None)
+                return TokenResult(
+                    401, _oauth_error("invalid_client", "Client authentication failed"), None
+                )
             if grant == "password":
                 account = self._accounts.get((form["client_id"], form["username"]))
-                if account is None or not secrets.compare_digest(account.spec.password, form["password"]):
-                    return TokenResult(400, _oauth_error("invalid_grant", "The user credentials were incorrect."),
-                                       account)
+                if account is None or not secrets.compare_digest(
+                    account.spec.password, form["password"]
+                ):
+                    return TokenResult(
+                        400,
+                        _oauth_error("invalid_grant", "The user credentials were incorrect."),
+                        account,
+                    )
             else:
                 stored = self._refresh.get(form["refresh_token"])
-                if (stored is None or stored.expires_at <= time.time()
-                        or stored.account.spec.client_id != form["client_id"]):
-                    return TokenResult(400, _oauth_error("invalid_grant", "The refresh token is invalid.",
-                                                         "Token has been revoked"), None)
+                if (
+                    stored is None
+                    or stored.expires_at <= time.time()
+                    or stored.account.spec.client_id != form["client_id"]
+                ):
+                    return TokenResult(
+                        400,
+                        _oauth_error(
+                            "invalid_grant",
+                            "The refresh token is invalid.",
+                            "Token has been revoked",
+                        ),
+                        None,
+                    )
                 account = stored.account
                 del self._refresh[form["refresh_token"]]
                 self._access.pop(stored.access_token, None)
@@ -536,13 +655,29 @@ class SandboxState:
     def _issue(self, account: Account, expires_in: int) -> dict[str, Any]:
         now = int(time.time())
         header = _b64url(json.dumps({"typ": "JWT", "alg": "RS256"}).encode())
-        claims = {"aud": account.spec.client_id, "jti": secrets.token_hex(40), "iat": now, "nbf": now,
-                  "exp": now + expires_in, "sub": str(account.user_id), "scopes": []}
-        access = f"{header}.{_b64url(json.dumps(claims).encode())}.{_b64url(secrets.token_bytes(256))}"
+        claims = {
+            "aud": account.spec.client_id,
+            "jti": secrets.token_hex(40),
+            "iat": now,
+            "nbf": now,
+            "exp": now + expires_in,
+            "sub": str(account.user_id),
+            "scopes": [],
+        }
+        access = (
+            f"{header}.{_b64url(json.dumps(claims).encode())}.{_b64url(secrets.token_bytes(256))}"
+        )
         refresh = "def50200" + secrets.token_hex(160)
         self._access[access] = _AccessToken(account, now + expires_in, refresh)
-        self._refresh[refresh] = _RefreshToken(account, access, now + REFRESH_TOKEN_LIFETIME.total_seconds())
-        return {"token_type": "Bearer", "expires_in": expires_in, "access_token": access, "refresh_token": refresh}
+        self._refresh[refresh] = _RefreshToken(
+            account, access, now + REFRESH_TOKEN_LIFETIME.total_seconds()
+        )
+        return {
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "access_token": access,
+            "refresh_token": refresh,
+        }
 
     def authenticate(self, bearer: str | None) -> Account | None:
         """Return the account of a live access token, or None (missing, unknown, revoked, expired)."""
@@ -558,7 +693,9 @@ class SandboxState:
         """The account a live refresh token belongs to, or None."""
         with self.lock:
             stored = self._refresh.get(refresh_token)
-            return stored.account if stored is not None and stored.expires_at > time.time() else None
+            return (
+                stored.account if stored is not None and stored.expires_at > time.time() else None
+            )
 
     def expire_token(self, bearer: str) -> None:
         """Make an access token expire now (the ``expired_token`` fault); its refresh token lives on."""
@@ -569,10 +706,13 @@ class SandboxState:
 
     # -- documents: create --------------------------------------------------------------------
 
-    def _pick_range(self, account: Account, range_id: int | None, document: str, bag: ErrorBag,
-                    today: date) -> NumberingRange | None:
+    def _pick_range(
+        self, account: Account, range_id: int | None, document: str, bag: ErrorBag, today: date
+    ) -> NumberingRange | None:
         if range_id is None:
-            usable = [r for r in account.ranges.values() if r.document == document and r.usable(today)]
+            usable = [
+                r for r in account.ranges.values() if r.document == document and r.usable(today)
+            ]
             if len(usable) == 1:
                 return usable[0]
             bag.add("numbering_range_id", "El campo id rango de numeración es obligatorio.")
@@ -608,7 +748,9 @@ class SandboxState:
             return CreateResult(201, existing, message=_created_message(existing))
         return CreateResult(409, body=_conflict_pending(existing.kind))
 
-    def create_bill(self, account: Account, request: BillRequest, outcome_fault: str | None) -> CreateResult:
+    def create_bill(
+        self, account: Account, request: BillRequest, outcome_fault: str | None
+    ) -> CreateResult:
         """Create and validate a bill (``POST /v1/bills/validate``), see the module docstring.
 
         Args:
@@ -621,18 +763,25 @@ class SandboxState:
             201 (new, resent or now-validated document), 409 (pending block), 422 (range problem, or
             DIAN rejection with ``document`` set), or ``hang`` for ``timeout_after_store``.
         """
-        amounts = document_amounts([i.money for i in request.items], [a.money for a in request.allowances])
-        return self._create(account, "bill", request, request.customer, amounts, None, outcome_fault)
+        amounts = document_amounts(
+            [i.money for i in request.items], [a.money for a in request.allowances]
+        )
+        return self._create(
+            account, "bill", request, request.customer, amounts, None, outcome_fault
+        )
 
-    def create_credit_note(self, account: Account, request: CreditNoteRequest,
-                           outcome_fault: str | None) -> CreateResult:
+    def create_credit_note(
+        self, account: Account, request: CreditNoteRequest, outcome_fault: str | None
+    ) -> CreateResult:
         """Create and validate a credit note (``POST /v1/credit-notes/validate``, FACTUS_API.md §7.1).
 
         Besides the bill rules: ``bill_id`` must be a validated bill of this account (422
         "La factura seleccionada no existe." otherwise) and the bill's credit notes may not exceed
         its total (422 on ``bill_id``). Returns as :meth:`create_bill`.
         """
-        amounts = document_amounts([i.money for i in request.items], [a.money for a in request.allowances])
+        amounts = document_amounts(
+            [i.money for i in request.items], [a.money for a in request.allowances]
+        )
         with self.lock:
             bill = None
             if request.bill_id is not None:
@@ -643,7 +792,9 @@ class SandboxState:
                     return CreateResult(422, body=bag.body())
             customer = request.customer or (bill.customer if bill is not None else None)
             assert customer is not None  # validation requires a customer when there is no bill
-            return self._create(account, "credit_note", request, customer, amounts, bill, outcome_fault)
+            return self._create(
+                account, "credit_note", request, customer, amounts, bill, outcome_fault
+            )
 
     def count_validate_post(self, account: Account, kind: DocumentKind) -> None:
         """Count one ``POST .../validate`` of ``kind`` (every one, whatever its outcome)."""
@@ -651,15 +802,24 @@ class SandboxState:
             account.stats.validate_posts[kind] += 1
             self.global_stats.validate_posts[kind] += 1
 
-    def _create(self, account: Account, kind: DocumentKind, request: BillRequest | CreditNoteRequest,
-                customer: CustomerData, amounts: DocumentAmounts, bill: Document | None,
-                outcome_fault: str | None) -> CreateResult:
+    def _create(
+        self,
+        account: Account,
+        kind: DocumentKind,
+        request: BillRequest | CreditNoteRequest,
+        customer: CustomerData,
+        amounts: DocumentAmounts,
+        bill: Document | None,
+        outcome_fault: str | None,
+    ) -> CreateResult:
         now = _now()
         today = now.astimezone(artifacts.BOGOTA).date()
         range_document = catalogs.INVOICE_RANGE if kind == "bill" else catalogs.CREDIT_NOTE_RANGE
         with self.lock:
             bag = ErrorBag()
-            chosen = self._pick_range(account, request.numbering_range_id, range_document, bag, today)
+            chosen = self._pick_range(
+                account, request.numbering_range_id, range_document, bag, today
+            )
             if chosen is None:
                 return CreateResult(422, body=bag.body())
             existing = account.by_reference[kind].get(request.reference_code)
@@ -672,11 +832,17 @@ class SandboxState:
                 bag.add("numbering_range_id", problem)
                 return CreateResult(422, body=bag.body())
             if bill is not None:
-                credited = sum((cn.amounts.total for cn in bill.credit_notes if not cn.rejected), Decimal(0))
+                credited = sum(
+                    (cn.amounts.total for cn in bill.credit_notes if not cn.rejected), Decimal(0)
+                )
                 if credited + amounts.total > bill.amounts.total:
-                    bag.add("bill_id", (
-                        f"El valor total de las notas crédito ({money(credited + amounts.total)}) supera "
-                        f"el valor total de la factura {bill.number} ({money(bill.amounts.total)})."))
+                    bag.add(
+                        "bill_id",
+                        (
+                            f"El valor total de las notas crédito ({money(credited + amounts.total)}) supera "
+                            f"el valor total de la factura {bill.number} ({money(bill.amounts.total)})."
+                        ),
+                    )
                     return CreateResult(422, body=bag.body())
             document = self._store(account, kind, request, customer, amounts, chosen, bill, now)
             rejection = self._dian_rejection(document, outcome_fault)
@@ -685,27 +851,47 @@ class SandboxState:
                 document.errors = [rejection]
                 return CreateResult(422, document, body=dian_rejection_body(document.errors))
             if outcome_fault == "dian_slow":
-                return CreateResult(201, document, message=(
-                    f"Documento con el código de referencia {document.reference_code} registrado; "
-                    "pendiente de validación por la DIAN"))
+                return CreateResult(
+                    201,
+                    document,
+                    message=(
+                        f"Documento con el código de referencia {document.reference_code} registrado; "
+                        "pendiente de validación por la DIAN"
+                    ),
+                )
             document.errors = _notifications(document)
             self._validate(account, document, now)
-            return CreateResult(201, document, hang=outcome_fault == "timeout_after_store",
-                                message=_created_message(document))
+            return CreateResult(
+                201,
+                document,
+                hang=outcome_fault == "timeout_after_store",
+                message=_created_message(document),
+            )
 
     @staticmethod
     def _dian_rejection(document: Document, outcome_fault: str | None) -> str | None:
         customer = document.customer
-        if (customer.identification_document_id == catalogs.NIT_DOCUMENT_ID and customer.dv is not None
-                and customer.dv != co_nit.calc_check_digit(customer.identification)):
+        if (
+            customer.identification_document_id == catalogs.NIT_DOCUMENT_ID
+            and customer.dv is not None
+            and customer.dv != co_nit.calc_check_digit(customer.identification)
+        ):
             return FAK24
         if outcome_fault == "dian_rejection":
             return FAD06
         return None
 
-    def _store(self, account: Account, kind: DocumentKind, request: BillRequest | CreditNoteRequest,
-               customer: CustomerData, amounts: DocumentAmounts, chosen: NumberingRange,
-               bill: Document | None, now: datetime) -> Document:
+    def _store(
+        self,
+        account: Account,
+        kind: DocumentKind,
+        request: BillRequest | CreditNoteRequest,
+        customer: CustomerData,
+        amounts: DocumentAmounts,
+        chosen: NumberingRange,
+        bill: Document | None,
+        now: datetime,
+    ) -> Document:
         number = f"{chosen.prefix}{chosen.current}"
         chosen.current += 1
         chosen.updated_at = now
@@ -716,14 +902,28 @@ class SandboxState:
         if customer.identification_document_id == catalogs.NIT_DOCUMENT_ID:
             customer_dv = customer.dv or co_nit.calc_check_digit(customer.identification)
         document = Document(
-            kind=kind, id=internal_id, number=number, reference_code=request.reference_code, range=chosen,
-            request=request, customer=customer, customer_dv=customer_dv, amounts=amounts,
+            kind=kind,
+            id=internal_id,
+            number=number,
+            reference_code=request.reference_code,
+            range=chosen,
+            request=request,
+            customer=customer,
+            customer_dv=customer_dv,
+            amounts=amounts,
             cufe=artifacts.cufe(
-                number=number, issued_at=now, taxable_amount=amounts.taxable_amount,
-                tax_by_tribute=amounts.tax_by_tribute, total=amounts.total, issuer_nit=account.company.nit,
-                customer_identification=customer.identification, key=key or "",
+                number=number,
+                issued_at=now,
+                taxable_amount=amounts.taxable_amount,
+                tax_by_tribute=amounts.tax_by_tribute,
+                total=amounts.total,
+                issuer_nit=account.company.nit,
+                customer_identification=customer.identification,
+                key=key or "",
             ),
-            created_at=now, api_client_name=account.spec.username, bill=bill,
+            created_at=now,
+            api_client_name=account.spec.username,
+            bill=bill,
         )
         account.documents[kind][number] = document
         account.by_reference[kind][document.reference_code] = document
@@ -746,16 +946,22 @@ class SandboxState:
         with self.lock:
             return sorted(account.documents[kind].values(), key=lambda d: d.id, reverse=True)
 
-    def delete(self, account: Account, kind: DocumentKind, reference_code: str) -> tuple[int, dict[str, Any]]:
+    def delete(
+        self, account: Account, kind: DocumentKind, reference_code: str
+    ) -> tuple[int, dict[str, Any]]:
         """Delete a not-validated document by reference (§6.6): 200, 404 unknown, 409 validated."""
         with self.lock:
             document = account.by_reference[kind].get(reference_code)
             if document is None:
-                return 404, {"status": "Not Found",
-                             "message": f"No se encontró el documento con código de referencia {reference_code}"}
+                return 404, {
+                    "status": "Not Found",
+                    "message": f"No se encontró el documento con código de referencia {reference_code}",
+                }
             if document.status == 1:
-                return 409, {"status": "Conflict",
-                             "message": f"Documento con código de referencia {reference_code} se encuentra validado"}
+                return 409, {
+                    "status": "Conflict",
+                    "message": f"Documento con código de referencia {reference_code} se encuentra validado",
+                }
             del account.documents[kind][document.number]
             del account.by_reference[kind][reference_code]
             del account.by_id[kind][document.id]
@@ -763,8 +969,10 @@ class SandboxState:
                 document.bill.credit_notes.remove(document)
             for stats in (account.stats, self.global_stats):
                 stats.documents_deleted[kind] += 1
-            return 200, {"status": "OK",
-                         "message": f"Documento con código de referencia {reference_code} eliminado con éxito"}
+            return 200, {
+                "status": "OK",
+                "message": f"Documento con código de referencia {reference_code} eliminado con éxito",
+            }
 
     def record_email(self, document: Document) -> bool:
         """Count one e-mail of ``document`` today (Bogotá); False once the daily quota (2) is used."""
@@ -781,7 +989,10 @@ class SandboxState:
     def record_request(self, account: Account | None, endpoint: str, status: int | str) -> None:
         """Count one answered request under ``endpoint`` (``"GET /v1/bills"``) and its status."""
         with self.lock:
-            targets = [self.global_stats, account.stats if account is not None else self.unauthenticated_stats]
+            targets = [
+                self.global_stats,
+                account.stats if account is not None else self.unauthenticated_stats,
+            ]
             for stats in targets:
                 stats.requests[endpoint][str(status)] += 1
 

@@ -285,7 +285,9 @@ class _Checker:
             self.fail(path, "El campo {a} no debe ser mayor que {n} caracteres.", n=max_len)
         return value
 
-    def integer(self, path: str, value: Any, *, required: bool, minimum: int | None = None) -> int | None:
+    def integer(
+        self, path: str, value: Any, *, required: bool, minimum: int | None = None
+    ) -> int | None:
         if _missing(value):
             if required:
                 self.fail(path, "El campo {a} es obligatorio.")
@@ -299,7 +301,9 @@ class _Checker:
             return None
         return result
 
-    def in_table(self, path: str, value: Any, table: Mapping[int, Any], *, required: bool) -> int | None:
+    def in_table(
+        self, path: str, value: Any, table: Mapping[int, Any], *, required: bool
+    ) -> int | None:
         if _missing(value):
             if required:
                 self.fail(path, "El campo {a} es obligatorio.")
@@ -310,12 +314,18 @@ class _Checker:
             return None
         return result
 
-    def code_in(self, path: str, value: Any, table: Mapping[str, Any], *, default: str | None) -> str | None:
+    def code_in(
+        self, path: str, value: Any, table: Mapping[str, Any], *, default: str | None
+    ) -> str | None:
         if _missing(value):
             if default is None:
                 self.fail(path, "El campo {a} es obligatorio.")
             return default
-        code = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        code = (
+            str(value).strip()
+            if isinstance(value, (str, int)) and not isinstance(value, bool)
+            else None
+        )
         if code is None or code not in table:
             self.fail(path, "El campo {a} es inválido.")
             return None
@@ -346,7 +356,9 @@ class _Checker:
             self.fail(path, "El campo {a} debe ser al menos {n}.", n=minimum)
             return None
         if max_decimals is not None and _decimals(result) > max_decimals:
-            self.fail(path, "El campo {a} debe tener como máximo {n} cifras decimales.", n=max_decimals)
+            self.fail(
+                path, "El campo {a} debe tener como máximo {n} cifras decimales.", n=max_decimals
+            )
             return None
         return result
 
@@ -413,8 +425,12 @@ class _Checker:
 
 def _customer(c: _Checker, raw: dict[str, Any]) -> CustomerData | None:
     p = "customer."
-    doc_id = c.in_table(p + "identification_document_id", raw.get("identification_document_id"),
-                        catalogs.IDENTIFICATION_DOCUMENTS, required=True)
+    doc_id = c.in_table(
+        p + "identification_document_id",
+        raw.get("identification_document_id"),
+        catalogs.IDENTIFICATION_DOCUMENTS,
+        required=True,
+    )
     identification_raw = raw.get("identification")
     if isinstance(identification_raw, int) and not isinstance(identification_raw, bool):
         identification_raw = str(identification_raw)
@@ -430,28 +446,50 @@ def _customer(c: _Checker, raw: dict[str, Any]) -> CustomerData | None:
             c.fail(p + "dv", "El campo {a} debe ser un número entero de un dígito.")
         else:
             dv = str(dv_int)
-    legal_org = c.in_table(p + "legal_organization_id", raw.get("legal_organization_id"),
-                           catalogs.LEGAL_ORGANIZATIONS, required=True)
-    tribute = c.in_table(p + "tribute_id", raw.get("tribute_id"), catalogs.CUSTOMER_TRIBUTES, required=True)
+    legal_org = c.in_table(
+        p + "legal_organization_id",
+        raw.get("legal_organization_id"),
+        catalogs.LEGAL_ORGANIZATIONS,
+        required=True,
+    )
+    tribute = c.in_table(
+        p + "tribute_id", raw.get("tribute_id"), catalogs.CUSTOMER_TRIBUTES, required=True
+    )
     company = c.string(p + "company", raw.get("company"), required=False)
     names = c.string(p + "names", raw.get("names"), required=False)
     if legal_org == 1 and not company:
-        c.fail(p + "company", "El campo {a} es obligatorio cuando customer.legal organization id es 1.")
+        c.fail(
+            p + "company", "El campo {a} es obligatorio cuando customer.legal organization id es 1."
+        )
     if legal_org == 2 and not names:
-        c.fail(p + "names", "El campo {a} es obligatorio cuando customer.legal organization id es 2.")
-    municipality = c.in_table(p + "municipality_id", raw.get("municipality_id"),
-                              catalogs.municipalities(), required=False)
+        c.fail(
+            p + "names", "El campo {a} es obligatorio cuando customer.legal organization id es 2."
+        )
+    municipality = c.in_table(
+        p + "municipality_id", raw.get("municipality_id"), catalogs.municipalities(), required=False
+    )
     trade_name = c.string(p + "trade_name", raw.get("trade_name"), required=False)
     address = c.string(p + "address", raw.get("address"), required=False)
     email = c.email(p + "email", raw.get("email"), required=False)
     phone_raw = raw.get("phone")
-    phone = c.string(p + "phone", str(phone_raw) if isinstance(phone_raw, int) else phone_raw, required=False)
+    phone = c.string(
+        p + "phone", str(phone_raw) if isinstance(phone_raw, int) else phone_raw, required=False
+    )
     if doc_id is None or legal_org is None or tribute is None:
         return None
     return CustomerData(
-        identification_document_id=doc_id, identification=identification, dv=dv, company=company,
-        trade_name=trade_name, names=names, address=address, email=email, phone=phone,
-        legal_organization_id=legal_org, tribute_id=tribute, municipality_id=municipality,
+        identification_document_id=doc_id,
+        identification=identification,
+        dv=dv,
+        company=company,
+        trade_name=trade_name,
+        names=names,
+        address=address,
+        email=email,
+        phone=phone,
+        legal_organization_id=legal_org,
+        tribute_id=tribute,
+        municipality_id=municipality,
     )
 
 
@@ -460,17 +498,23 @@ def _establishment(c: _Checker, raw: dict[str, Any]) -> EstablishmentData | None
     name = c.string(p + "name", raw.get("name"), required=True)
     address = c.string(p + "address", raw.get("address"), required=True)
     phone_raw = raw.get("phone_number")
-    phone = c.string(p + "phone_number", str(phone_raw) if isinstance(phone_raw, int) else phone_raw,
-                     required=True)
+    phone = c.string(
+        p + "phone_number",
+        str(phone_raw) if isinstance(phone_raw, int) else phone_raw,
+        required=True,
+    )
     email = c.email(p + "email", raw.get("email"), required=True)
-    municipality = c.in_table(p + "municipality_id", raw.get("municipality_id"),
-                              catalogs.municipalities(), required=True)
+    municipality = c.in_table(
+        p + "municipality_id", raw.get("municipality_id"), catalogs.municipalities(), required=True
+    )
     if municipality is None:
         return None
     return EstablishmentData(name, address, phone, email, municipality)
 
 
-def _items(c: _Checker, raw: Any, *, operation_type: str | None, allow_mandates: bool) -> tuple[ItemData, ...]:
+def _items(
+    c: _Checker, raw: Any, *, operation_type: str | None, allow_mandates: bool
+) -> tuple[ItemData, ...]:
     rows = c.array("items", raw, required=True)
     if rows is None:
         return ()
@@ -483,19 +527,48 @@ def _items(c: _Checker, raw: Any, *, operation_type: str | None, allow_mandates:
             ok = False
             continue
         before = len(c.bag.errors)
-        code_reference = c.string(p + "code_reference", _text(item.get("code_reference")), required=True)
+        code_reference = c.string(
+            p + "code_reference", _text(item.get("code_reference")), required=True
+        )
         name = c.string(p + "name", item.get("name"), required=True)
         quantity = c.integer(p + "quantity", item.get("quantity"), required=True, minimum=1)
-        discount_rate = c.number(p + "discount_rate", item.get("discount_rate"), required=True,
-                                 minimum=Decimal(0), maximum=Decimal(100), max_decimals=2)
-        price = c.number(p + "price", item.get("price"), required=True, minimum=Decimal(0), max_decimals=2)
-        tax_rate = c.number(p + "tax_rate", item.get("tax_rate"), required=True,
-                            minimum=Decimal(0), maximum=Decimal(100), max_decimals=2)
-        unit = c.in_table(p + "unit_measure_id", item.get("unit_measure_id"), catalogs.UNIT_MEASURES, required=True)
-        standard = c.in_table(p + "standard_code_id", item.get("standard_code_id"),
-                              catalogs.STANDARD_CODES, required=True)
-        excluded = c.in_table(p + "is_excluded", item.get("is_excluded"), {0: 0, 1: 1}, required=True)
-        tribute = c.in_table(p + "tribute_id", item.get("tribute_id"), catalogs.PRODUCT_TRIBUTES, required=True)
+        discount_rate = c.number(
+            p + "discount_rate",
+            item.get("discount_rate"),
+            required=True,
+            minimum=Decimal(0),
+            maximum=Decimal(100),
+            max_decimals=2,
+        )
+        price = c.number(
+            p + "price", item.get("price"), required=True, minimum=Decimal(0), max_decimals=2
+        )
+        tax_rate = c.number(
+            p + "tax_rate",
+            item.get("tax_rate"),
+            required=True,
+            minimum=Decimal(0),
+            maximum=Decimal(100),
+            max_decimals=2,
+        )
+        unit = c.in_table(
+            p + "unit_measure_id",
+            item.get("unit_measure_id"),
+            catalogs.UNIT_MEASURES,
+            required=True,
+        )
+        standard = c.in_table(
+            p + "standard_code_id",
+            item.get("standard_code_id"),
+            catalogs.STANDARD_CODES,
+            required=True,
+        )
+        excluded = c.in_table(
+            p + "is_excluded", item.get("is_excluded"), {0: 0, 1: 1}, required=True
+        )
+        tribute = c.in_table(
+            p + "tribute_id", item.get("tribute_id"), catalogs.PRODUCT_TRIBUTES, required=True
+        )
         withholdings = _withholdings(c, p, item.get("withholding_taxes"))
         note = c.string(p + "note", item.get("note"), required=False) or None
         scheme_id: str | None = None
@@ -511,22 +584,50 @@ def _items(c: _Checker, raw: Any, *, operation_type: str | None, allow_mandates:
             if scheme_id == "1":
                 mandate = c.obj(p + "mandate", item.get("mandate"), required=True)
                 if mandate is not None:
-                    c.in_table(p + "mandate.identification_document_id", mandate.get("identification_document_id"),
-                               catalogs.IDENTIFICATION_DOCUMENTS, required=True)
-                    c.string(p + "mandate.identification", _text(mandate.get("identification")), required=True)
-        if len(c.bag.errors) != before or None in (quantity, discount_rate, price, tax_rate, unit,
-                                                    standard, excluded, tribute):
+                    c.in_table(
+                        p + "mandate.identification_document_id",
+                        mandate.get("identification_document_id"),
+                        catalogs.IDENTIFICATION_DOCUMENTS,
+                        required=True,
+                    )
+                    c.string(
+                        p + "mandate.identification",
+                        _text(mandate.get("identification")),
+                        required=True,
+                    )
+        if len(c.bag.errors) != before or None in (
+            quantity,
+            discount_rate,
+            price,
+            tax_rate,
+            unit,
+            standard,
+            excluded,
+            tribute,
+        ):
             ok = False
             continue
         assert quantity is not None and discount_rate is not None and price is not None
         assert tax_rate is not None and unit is not None and standard is not None
         assert excluded is not None and tribute is not None
-        result.append(ItemData(
-            code_reference=code_reference, name=name, quantity=quantity, discount_rate=discount_rate,
-            price=price, tax_rate=tax_rate, unit_measure_id=unit, standard_code_id=standard,
-            is_excluded=excluded, tribute_id=tribute, withholdings=withholdings,
-            scheme_id=scheme_id, note=note, mandate=mandate,
-        ))
+        result.append(
+            ItemData(
+                code_reference=code_reference,
+                name=name,
+                quantity=quantity,
+                discount_rate=discount_rate,
+                price=price,
+                tax_rate=tax_rate,
+                unit_measure_id=unit,
+                standard_code_id=standard,
+                is_excluded=excluded,
+                tribute_id=tribute,
+                withholdings=withholdings,
+                scheme_id=scheme_id,
+                note=note,
+                mandate=mandate,
+            )
+        )
     return tuple(result) if ok else ()
 
 
@@ -543,9 +644,17 @@ def _withholdings(c: _Checker, prefix: str, raw: Any) -> tuple[WithholdingInput,
         if not isinstance(row, dict):
             c.fail(p[:-1], "El campo {a} debe ser un objeto.")
             continue
-        code = c.code_in(p + "code", _text(row.get("code")), catalogs.WITHHOLDING_TAXES, default=None)
-        rate = c.number(p + "withholding_tax_rate", row.get("withholding_tax_rate"), required=True,
-                        minimum=Decimal(0), maximum=Decimal(100), max_decimals=2)
+        code = c.code_in(
+            p + "code", _text(row.get("code")), catalogs.WITHHOLDING_TAXES, default=None
+        )
+        rate = c.number(
+            p + "withholding_tax_rate",
+            row.get("withholding_tax_rate"),
+            required=True,
+            minimum=Decimal(0),
+            maximum=Decimal(100),
+            max_decimals=2,
+        )
         if code is not None and rate is not None:
             result.append(WithholdingInput(code=code, rate=rate))
     return tuple(result)
@@ -559,15 +668,30 @@ def _allowances(c: _Checker, raw: Any) -> tuple[AllowanceData, ...]:
         if not isinstance(row, dict):
             c.fail(p[:-1], "El campo {a} debe ser un objeto.")
             continue
-        concept = c.code_in(p + "concept_type", row.get("concept_type"), catalogs.ALLOWANCE_CONCEPTS, default=None)
+        concept = c.code_in(
+            p + "concept_type", row.get("concept_type"), catalogs.ALLOWANCE_CONCEPTS, default=None
+        )
         surcharge_raw = row.get("is_surcharge")
         if surcharge_raw is None:
             c.fail(p + "is_surcharge", "El campo {a} es obligatorio.")
         surcharge = c.boolean(p + "is_surcharge", surcharge_raw, default=True)
         reason = c.string(p + "reason", row.get("reason"), required=True)
-        base = c.number(p + "base_amount", row.get("base_amount"), required=True, minimum=Decimal(0), max_decimals=2)
-        amount = c.number(p + "amount", row.get("amount"), required=True, minimum=Decimal(0), max_decimals=2)
-        if concept is not None and base is not None and amount is not None and surcharge_raw is not None:
+        base = c.number(
+            p + "base_amount",
+            row.get("base_amount"),
+            required=True,
+            minimum=Decimal(0),
+            max_decimals=2,
+        )
+        amount = c.number(
+            p + "amount", row.get("amount"), required=True, minimum=Decimal(0), max_decimals=2
+        )
+        if (
+            concept is not None
+            and base is not None
+            and amount is not None
+            and surcharge_raw is not None
+        ):
             result.append(AllowanceData(concept, surcharge, reason, base, amount))
     return tuple(result)
 
@@ -581,7 +705,10 @@ def _billing_period(c: _Checker, raw: Any, *, required: bool) -> dict[str, Any] 
     end = c.ymd("billing_period.end_date", period.get("end_date"), required=True)
     end_time = c.hms("billing_period.end_time", period.get("end_time"), required=True)
     if start and end and end < start:
-        c.fail("billing_period.end_date", "El campo {a} debe ser una fecha posterior o igual a billing_period.start_date.")
+        c.fail(
+            "billing_period.end_date",
+            "El campo {a} debe ser una fecha posterior o igual a billing_period.start_date.",
+        )
     return {"start_date": start, "start_time": start_time, "end_date": end, "end_time": end_time}
 
 
@@ -610,24 +737,44 @@ def validate_bill(body: Any) -> tuple[BillRequest | None, ErrorBag]:
     range_id = c.integer("numbering_range_id", raw.get("numbering_range_id"), required=False)
     document = c.code_in("document", raw.get("document"), catalogs.BILL_DOCUMENTS, default="01")
     reference_code = _reference_code(c, raw.get("reference_code"))
-    observation = c.string("observation", raw.get("observation"), required=False, max_len=OBSERVATION_MAX)
-    payment_form = c.code_in("payment_form", _text(raw.get("payment_form")), catalogs.PAYMENT_FORMS, default="1")
+    observation = c.string(
+        "observation", raw.get("observation"), required=False, max_len=OBSERVATION_MAX
+    )
+    payment_form = c.code_in(
+        "payment_form", _text(raw.get("payment_form")), catalogs.PAYMENT_FORMS, default="1"
+    )
     due_raw = raw.get("payment_due_date")
     if payment_form == catalogs.CREDIT_PAYMENT_FORM and _missing(due_raw):
         c.fail("payment_due_date", "El campo {a} es obligatorio cuando payment form es 2.")
         due = None
     else:
         due = c.ymd("payment_due_date", due_raw, required=False)
-    method = c.code_in("payment_method_code", _text(raw.get("payment_method_code")),
-                       catalogs.PAYMENT_METHODS, default="10")
-    operation = c.code_in("operation_type", _text(raw.get("operation_type")), catalogs.OPERATION_TYPES, default="10")
+    method = c.code_in(
+        "payment_method_code",
+        _text(raw.get("payment_method_code")),
+        catalogs.PAYMENT_METHODS,
+        default="10",
+    )
+    operation = c.code_in(
+        "operation_type", _text(raw.get("operation_type")), catalogs.OPERATION_TYPES, default="10"
+    )
     send_email = c.boolean("send_email", raw.get("send_email"), default=True)
     order_reference = c.obj("order_reference", raw.get("order_reference"), required=False)
     if order_reference is not None:
-        c.string("order_reference.reference_code", _text(order_reference.get("reference_code")), required=True)
+        c.string(
+            "order_reference.reference_code",
+            _text(order_reference.get("reference_code")),
+            required=True,
+        )
         c.ymd("order_reference.issue_date", order_reference.get("issue_date"), required=False)
-    related = c.array("related_documents", raw.get("related_documents"),
-                      required=document == catalogs.TRANSMISSION_INSTRUMENT) or []
+    related = (
+        c.array(
+            "related_documents",
+            raw.get("related_documents"),
+            required=document == catalogs.TRANSMISSION_INSTRUMENT,
+        )
+        or []
+    )
     for index, doc in enumerate(related):
         p = f"related_documents.{index}."
         if not isinstance(doc, dict):
@@ -645,13 +792,29 @@ def validate_bill(body: Any) -> tuple[BillRequest | None, ErrorBag]:
     allowances = _allowances(c, raw.get("allowance_charges"))
     if bag or customer is None or not items or None in (document, payment_form, method, operation):
         return None, bag
-    assert document is not None and payment_form is not None and method is not None and operation is not None
+    assert (
+        document is not None
+        and payment_form is not None
+        and method is not None
+        and operation is not None
+    )
     return BillRequest(
-        numbering_range_id=range_id, document=document, reference_code=reference_code,
-        observation=observation or None, payment_form=payment_form, payment_due_date=due,
-        payment_method_code=method, operation_type=operation, send_email=send_email,
-        order_reference=order_reference, related_documents=related, billing_period=billing_period,
-        establishment=establishment, customer=customer, items=items, allowances=allowances,
+        numbering_range_id=range_id,
+        document=document,
+        reference_code=reference_code,
+        observation=observation or None,
+        payment_form=payment_form,
+        payment_due_date=due,
+        payment_method_code=method,
+        operation_type=operation,
+        send_email=send_email,
+        order_reference=order_reference,
+        related_documents=related,
+        billing_period=billing_period,
+        establishment=establishment,
+        customer=customer,
+        items=items,
+        allowances=allowances,
     ), bag
 
 
@@ -671,10 +834,18 @@ def validate_credit_note(body: Any) -> tuple[CreditNoteRequest | None, ErrorBag]
     bag = ErrorBag()
     c = _Checker(bag)
     range_id = c.integer("numbering_range_id", raw.get("numbering_range_id"), required=False)
-    concept = c.in_table("correction_concept_code", raw.get("correction_concept_code"),
-                         catalogs.CORRECTION_CONCEPTS, required=True)
-    customization = c.in_table("customization_id", raw.get("customization_id"),
-                               catalogs.CREDIT_NOTE_CUSTOMIZATIONS, required=True)
+    concept = c.in_table(
+        "correction_concept_code",
+        raw.get("correction_concept_code"),
+        catalogs.CORRECTION_CONCEPTS,
+        required=True,
+    )
+    customization = c.in_table(
+        "customization_id",
+        raw.get("customization_id"),
+        catalogs.CREDIT_NOTE_CUSTOMIZATIONS,
+        required=True,
+    )
     bill_id: int | None = None
     if customization == catalogs.CUSTOMIZATION_WITH_BILL:
         bill_raw = raw.get("bill_id")
@@ -685,24 +856,43 @@ def validate_credit_note(body: Any) -> tuple[CreditNoteRequest | None, ErrorBag]
             if bill_id is None:
                 c.fail("bill_id", "La factura seleccionada no existe.")
     reference_code = _reference_code(c, raw.get("reference_code"))
-    method = c.code_in("payment_method_code", _text(raw.get("payment_method_code")),
-                       catalogs.PAYMENT_METHODS, default="10")
+    method = c.code_in(
+        "payment_method_code",
+        _text(raw.get("payment_method_code")),
+        catalogs.PAYMENT_METHODS,
+        default="10",
+    )
     send_email = c.boolean("send_email", raw.get("send_email"), default=True)
-    observation = c.string("observation", raw.get("observation"), required=False, max_len=OBSERVATION_MAX)
-    billing_period = _billing_period(c, raw.get("billing_period"),
-                                     required=customization == catalogs.CUSTOMIZATION_WITHOUT_BILL)
+    observation = c.string(
+        "observation", raw.get("observation"), required=False, max_len=OBSERVATION_MAX
+    )
+    billing_period = _billing_period(
+        c, raw.get("billing_period"), required=customization == catalogs.CUSTOMIZATION_WITHOUT_BILL
+    )
     establishment_raw = c.obj("establishment", raw.get("establishment"), required=False)
     establishment = _establishment(c, establishment_raw) if establishment_raw is not None else None
-    customer_raw = c.obj("customer", raw.get("customer"),
-                         required=customization == catalogs.CUSTOMIZATION_WITHOUT_BILL)
+    customer_raw = c.obj(
+        "customer",
+        raw.get("customer"),
+        required=customization == catalogs.CUSTOMIZATION_WITHOUT_BILL,
+    )
     customer = _customer(c, customer_raw) if customer_raw is not None else None
     items = _items(c, raw.get("items"), operation_type=None, allow_mandates=False)
     allowances = _allowances(c, raw.get("allowance_charges"))
     if bag or concept is None or customization is None or not items or method is None:
         return None, bag
     return CreditNoteRequest(
-        numbering_range_id=range_id, correction_concept_code=concept, customization_id=customization,
-        bill_id=bill_id, reference_code=reference_code, payment_method_code=method,
-        send_email=send_email, observation=observation or None, billing_period=billing_period,
-        establishment=establishment, customer=customer, items=items, allowances=allowances,
+        numbering_range_id=range_id,
+        correction_concept_code=concept,
+        customization_id=customization,
+        bill_id=bill_id,
+        reference_code=reference_code,
+        payment_method_code=method,
+        send_email=send_email,
+        observation=observation or None,
+        billing_period=billing_period,
+        establishment=establishment,
+        customer=customer,
+        items=items,
+        allowances=allowances,
     ), bag

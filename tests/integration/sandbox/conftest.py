@@ -13,7 +13,7 @@ from tests.integration.sandbox.sandbox_http import client_for
 
 
 @pytest.fixture
-def api(sandbox_clean: SandboxServer) -> Iterator[httpx.Client]:
+def api(sandbox_clean: SandboxServer) -> Iterator[httpx.Client]:  # noqa: F811 - the imported fixture
     """An authenticated client of the default account on a freshly reset simulator."""
     with client_for(sandbox_clean.base_url) as client:
         yield client

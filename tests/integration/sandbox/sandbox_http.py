@@ -18,8 +18,16 @@ DEFAULT_CREDENTIALS = {
 }
 
 ITEM: dict[str, Any] = {
-    "code_reference": "SKU-1", "name": "Café 500 g", "quantity": 2, "discount_rate": 0, "price": 23800,
-    "tax_rate": "19.00", "unit_measure_id": 70, "standard_code_id": 1, "is_excluded": 0, "tribute_id": 1,
+    "code_reference": "SKU-1",
+    "name": "Café 500 g",
+    "quantity": 2,
+    "discount_rate": 0,
+    "price": 23800,
+    "tax_rate": "19.00",
+    "unit_measure_id": 70,
+    "standard_code_id": 1,
+    "is_excluded": 0,
+    "tribute_id": 1,
     "withholding_taxes": [],
 }
 
@@ -33,19 +41,32 @@ def password_grant(base_url: str, **credentials: str) -> httpx.Response:
 def client_for(base_url: str, **credentials: str) -> httpx.Client:
     """An httpx client carrying a fresh bearer token of the account (default account unless given)."""
     token = password_grant(base_url, **credentials).json()["access_token"]
-    return httpx.Client(base_url=base_url, timeout=10.0,
-                        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    return httpx.Client(
+        base_url=base_url,
+        timeout=10.0,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
 
 
 def bill_body(reference: str, **changes: Any) -> dict[str, Any]:
     """The FACTUS_API.md §3.6 request (2 × 23800 COP, IVA included) with ``reference`` and ``changes``."""
     body: dict[str, Any] = {
-        "numbering_range_id": 8, "reference_code": reference, "observation": "", "payment_form": "1",
-        "payment_method_code": "10", "send_email": False,
+        "numbering_range_id": 8,
+        "reference_code": reference,
+        "observation": "",
+        "payment_form": "1",
+        "payment_method_code": "10",
+        "send_email": False,
         "customer": {
-            "identification_document_id": 3, "identification": "1020304050", "names": "María Gómez",
-            "address": "Cra 7 # 12-34", "email": "maria@example.com", "phone": "3001112233",
-            "legal_organization_id": 2, "tribute_id": 21, "municipality_id": 980,
+            "identification_document_id": 3,
+            "identification": "1020304050",
+            "names": "María Gómez",
+            "address": "Cra 7 # 12-34",
+            "email": "maria@example.com",
+            "phone": "3001112233",
+            "legal_organization_id": 2,
+            "tribute_id": 21,
+            "municipality_id": 980,
         },
         "items": [copy.deepcopy(ITEM)],
     }
@@ -56,21 +77,33 @@ def bill_body(reference: str, **changes: Any) -> dict[str, Any]:
 def nit_customer(identification: str = "900825759", dv: str | None = "7") -> dict[str, Any]:
     """A legal-person customer identified by NIT (HALLTEC's NIT 900825759 has DV 7)."""
     customer: dict[str, Any] = {
-        "identification_document_id": 6, "identification": identification, "company": "HALLTEC S.A.S.",
-        "email": "compras@halltec.test", "legal_organization_id": 1, "tribute_id": 18, "municipality_id": 980,
+        "identification_document_id": 6,
+        "identification": identification,
+        "company": "HALLTEC S.A.S.",
+        "email": "compras@halltec.test",
+        "legal_organization_id": 1,
+        "tribute_id": 18,
+        "municipality_id": 980,
     }
     if dv is not None:
         customer["dv"] = dv
     return customer
 
 
-def credit_note_body(reference: str, bill_id: int, price: int = 23800, quantity: int = 1,
-                     **changes: Any) -> dict[str, Any]:
+def credit_note_body(
+    reference: str, bill_id: int, price: int = 23800, quantity: int = 1, **changes: Any
+) -> dict[str, Any]:
     """A §7.1 credit note crediting ``quantity`` × ``price`` (tax included) of bill ``bill_id``."""
     item = {**copy.deepcopy(ITEM), "price": price, "quantity": quantity}
     body: dict[str, Any] = {
-        "numbering_range_id": 9, "correction_concept_code": 1, "customization_id": 20, "bill_id": bill_id,
-        "reference_code": reference, "payment_method_code": "10", "send_email": False, "items": [item],
+        "numbering_range_id": 9,
+        "correction_concept_code": 1,
+        "customization_id": 20,
+        "bill_id": bill_id,
+        "reference_code": reference,
+        "payment_method_code": "10",
+        "send_email": False,
+        "items": [item],
     }
     body.update(changes)
     return body

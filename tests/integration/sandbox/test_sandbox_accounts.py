@@ -6,14 +6,24 @@ import httpx
 import pytest
 
 from einvoice.sandbox.server import SandboxServer, SandboxServerError
-from tests.integration.sandbox.sandbox_http import bill_body, client_for, create_bill, password_grant
+from tests.integration.sandbox.sandbox_http import (
+    bill_body,
+    client_for,
+    create_bill,
+    password_grant,
+)
 
-OTHER = {"client_id": "tenant-b", "client_secret": "tenant-b-secret", "username": "b@einvoice.test",
-         "password": "b-password"}
+OTHER = {
+    "client_id": "tenant-b",
+    "client_secret": "tenant-b-secret",
+    "username": "b@einvoice.test",
+    "password": "b-password",
+}
 
 
-def test_one_accounts_token_cannot_see_or_touch_another_accounts_documents(api: httpx.Client,
-                                                                           sandbox_clean: SandboxServer):
+def test_one_accounts_token_cannot_see_or_touch_another_accounts_documents(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     # Given a second tenant with its own company and a bill of tenant A
     sandbox_clean.add_account(**OTHER, company_name="TENANT B S.A.S.", company_nit="900373115")
     bill = create_bill(api, "TENANT-A-1")
@@ -37,15 +47,24 @@ def test_one_accounts_token_cannot_see_or_touch_another_accounts_documents(api: 
     assert own.json()["data"]["bill"]["cufe"] != bill["cufe"]
     assert (company["company"], company["dv"]) == ("TENANT B S.A.S.", "3")  # DIAN modulo 11
     stats = sandbox_clean.stats()["accounts"]
-    assert stats["sandbox-client/sandbox@einvoice.test"]["validations_by_reference"]["bill"] == {"TENANT-A-1": 1}
-    assert stats["tenant-b/b@einvoice.test"]["validations_by_reference"]["bill"] == {"TENANT-A-1": 1}
+    assert stats["sandbox-client/sandbox@einvoice.test"]["validations_by_reference"]["bill"] == {
+        "TENANT-A-1": 1
+    }
+    assert stats["tenant-b/b@einvoice.test"]["validations_by_reference"]["bill"] == {
+        "TENANT-A-1": 1
+    }
     assert sandbox_clean.stats()["global"]["validations_by_reference"]["bill"] == {"TENANT-A-1": 2}
 
 
-def test_a_pending_document_blocks_only_its_own_account(api: httpx.Client, sandbox_clean: SandboxServer):
+def test_a_pending_document_blocks_only_its_own_account(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     sandbox_clean.add_account(**OTHER)
     sandbox_clean.set_faults(dian_slow=1.0)
-    assert api.post("/v1/bills/validate", json=bill_body("SLOW-A")).json()["data"]["bill"]["status"] == 0
+    assert (
+        api.post("/v1/bills/validate", json=bill_body("SLOW-A")).json()["data"]["bill"]["status"]
+        == 0
+    )
     sandbox_clean.set_faults(dian_slow=0.0)
 
     with client_for(sandbox_clean.base_url, **OTHER) as other:
@@ -58,8 +77,13 @@ def test_a_pending_document_blocks_only_its_own_account(api: httpx.Client, sandb
 def test_an_account_without_v1_access_gets_403_on_every_v1_route(sandbox_clean: SandboxServer):
     sandbox_clean.add_account("v2-only", "v2-secret", "v2@einvoice.test", "pw", v1_enabled=False)
 
-    with client_for(sandbox_clean.base_url, client_id="v2-only", client_secret="v2-secret",
-                    username="v2@einvoice.test", password="pw") as client:
+    with client_for(
+        sandbox_clean.base_url,
+        client_id="v2-only",
+        client_secret="v2-secret",
+        username="v2@einvoice.test",
+        password="pw",
+    ) as client:
         listing = client.get("/v1/bills")
         create = client.post("/v1/bills/validate", json=bill_body("V2-1"))
 
@@ -67,7 +91,9 @@ def test_an_account_without_v1_access_gets_403_on_every_v1_route(sandbox_clean: 
     assert listing.json()["status"] == "Forbidden"
 
 
-def test_accounts_can_be_listed_without_secrets_and_duplicates_are_refused(sandbox_clean: SandboxServer):
+def test_accounts_can_be_listed_without_secrets_and_duplicates_are_refused(
+    sandbox_clean: SandboxServer,
+):
     summary = sandbox_clean.add_account(**OTHER)
 
     with pytest.raises(SandboxServerError, match="400"):
@@ -97,8 +123,9 @@ def test_a_reset_can_drop_run_time_accounts_and_revoke_tokens(sandbox_clean: San
     assert password_grant(sandbox_clean.base_url, **OTHER).status_code == 401
 
 
-def test_stats_count_requests_per_endpoint_and_status_and_unauthenticated_calls(api: httpx.Client,
-                                                                                 sandbox_clean: SandboxServer):
+def test_stats_count_requests_per_endpoint_and_status_and_unauthenticated_calls(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     create_bill(api, "STATS-1")
     api.get("/v1/bills/show/NOPE")
     httpx.get(f"{sandbox_clean.base_url}/v1/bills")

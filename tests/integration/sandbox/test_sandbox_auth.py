@@ -11,8 +11,13 @@ from tests.integration.sandbox.sandbox_http import DEFAULT_CREDENTIALS, password
 
 
 def _refresh(base_url: str, refresh_token: str, **overrides: str) -> httpx.Response:
-    form = {"grant_type": "refresh_token", "client_id": DEFAULT_CREDENTIALS["client_id"],
-            "client_secret": DEFAULT_CREDENTIALS["client_secret"], "refresh_token": refresh_token, **overrides}
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": DEFAULT_CREDENTIALS["client_id"],
+        "client_secret": DEFAULT_CREDENTIALS["client_secret"],
+        "refresh_token": refresh_token,
+        **overrides,
+    }
     return httpx.post(f"{base_url}/oauth/token", data=form)
 
 
@@ -31,7 +36,10 @@ def test_a_password_grant_returns_a_bearer_jwt_with_expires_in(sandbox_clean: Sa
 
 
 def test_the_token_form_may_also_be_multipart(sandbox_clean: SandboxServer):
-    form = {"grant_type": (None, "password"), **{k: (None, v) for k, v in DEFAULT_CREDENTIALS.items()}}
+    form = {
+        "grant_type": (None, "password"),
+        **{k: (None, v) for k, v in DEFAULT_CREDENTIALS.items()},
+    }
 
     response = httpx.post(f"{sandbox_clean.base_url}/oauth/token", files=form)
 
@@ -55,9 +63,13 @@ def test_a_wrong_password_is_400_invalid_grant(sandbox_clean: SandboxServer):
 
 
 def test_a_missing_field_or_grant_type_is_400(sandbox_clean: SandboxServer):
-    missing = httpx.post(f"{sandbox_clean.base_url}/oauth/token",
-                         data={"grant_type": "password", "client_id": "sandbox-client"})
-    unknown = httpx.post(f"{sandbox_clean.base_url}/oauth/token", data={"grant_type": "client_credentials"})
+    missing = httpx.post(
+        f"{sandbox_clean.base_url}/oauth/token",
+        data={"grant_type": "password", "client_id": "sandbox-client"},
+    )
+    unknown = httpx.post(
+        f"{sandbox_clean.base_url}/oauth/token", data={"grant_type": "client_credentials"}
+    )
 
     assert (missing.status_code, missing.json()["error"]) == (400, "invalid_request")
     assert (unknown.status_code, unknown.json()["error"]) == (400, "unsupported_grant_type")
@@ -85,7 +97,9 @@ def test_a_refresh_token_only_works_with_its_own_client(sandbox_clean: SandboxSe
     sandbox_clean.add_account("other-client", "other-secret", "other@einvoice.test", "pw")
     token = password_grant(sandbox_clean.base_url).json()["refresh_token"]
 
-    response = _refresh(sandbox_clean.base_url, token, client_id="other-client", client_secret="other-secret")
+    response = _refresh(
+        sandbox_clean.base_url, token, client_id="other-client", client_secret="other-secret"
+    )
 
     assert response.status_code == 400
 

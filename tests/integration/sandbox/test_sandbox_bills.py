@@ -29,26 +29,40 @@ def test_a_valid_bill_is_validated_with_the_contract_amounts_number_cufe_and_qr(
     assert response.status_code == 201
     body = response.json()
     assert body["status"] == "Created"
-    assert body["message"] == ("Documento con el código de referencia POS-2025-000731 registrado y "
-                               "validado con éxito")
+    assert body["message"] == (
+        "Documento con el código de referencia POS-2025-000731 registrado y validado con éxito"
+    )
     bill = body["data"]["bill"]
     assert bill["number"] == f"SETP{current}" and bill["status"] == 1
     assert (bill["gross_value"], bill["taxable_amount"], bill["tax_amount"], bill["total"]) == (
-        "40000.00", "40000.00", "7600.00", "47600.00")
+        "40000.00",
+        "40000.00",
+        "7600.00",
+        "47600.00",
+    )
     assert re.fullmatch(r"[0-9a-f]{96}", bill["cufe"])
-    assert bill["qr"] == f"https://catalogo-vpfe-hab.dian.gov.co/document/searchqr?documentkey={bill['cufe']}"
+    assert (
+        bill["qr"]
+        == f"https://catalogo-vpfe-hab.dian.gov.co/document/searchqr?documentkey={bill['cufe']}"
+    )
     assert bill["qr_image"].startswith("data:image/png;base64, ")
     assert base64.b64decode(bill["qr_image"].split(", ", 1)[1])[:4] == b"\x89PNG"
     assert re.fullmatch(r"\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2} [AP]M", bill["validated"])
     assert bill["payment_form"] == {"code": "1", "name": "Pago de contado"}
     item = body["data"]["items"][0]
     assert (item["total"], item["taxable_amount"], item["price"]) == (47600, "40000.00", "23800.00")
-    assert body["data"]["customer"]["municipality"] == {"id": 980, "code": "68679", "name": "San Gil"}
+    assert body["data"]["customer"]["municipality"] == {
+        "id": 980,
+        "code": "68679",
+        "name": "San Gil",
+    }
     assert body["data"]["numbering_range"]["start_date"] == "19-01-2019"
     assert invoice_range_current(api) == current + 1
 
 
-def test_payload_errors_are_a_laravel_422_and_store_nothing(api: httpx.Client, sandbox_clean: SandboxServer):
+def test_payload_errors_are_a_laravel_422_and_store_nothing(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     body = bill_body("BAD-1")
     body["items"][0]["quantity"] = 1.5
     body["customer"]["tribute_id"] = 22
@@ -58,13 +72,17 @@ def test_payload_errors_are_a_laravel_422_and_store_nothing(api: httpx.Client, s
     assert response.status_code == 422
     assert response.json() == {
         "message": "El campo customer.tribute_id es inválido. (and 1 more error)",
-        "errors": {"customer.tribute_id": ["El campo customer.tribute_id es inválido."],
-                   "items.0.quantity": ["El campo items.0.quantity debe ser un número entero."]},
+        "errors": {
+            "customer.tribute_id": ["El campo customer.tribute_id es inválido."],
+            "items.0.quantity": ["El campo items.0.quantity debe ser un número entero."],
+        },
     }
     assert sandbox_clean.account_stats()["documents_stored"]["bill"] == 0
 
 
-def test_numbering_ranges_must_exist_be_for_invoices_active_unexpired_and_not_exhausted(api: httpx.Client):
+def test_numbering_ranges_must_exist_be_for_invoices_active_unexpired_and_not_exhausted(
+    api: httpx.Client,
+):
     expectations = {
         999: "El campo id rango de numeración es inválido.",  # unknown
         9: "El campo id rango de numeración es inválido.",  # a credit-note range
@@ -73,7 +91,9 @@ def test_numbering_ranges_must_exist_be_for_invoices_active_unexpired_and_not_ex
         14: "El rango de numeración seleccionado no está activo.",
     }
     for range_id, message in expectations.items():
-        response = api.post("/v1/bills/validate", json=bill_body(f"R-{range_id}", numbering_range_id=range_id))
+        response = api.post(
+            "/v1/bills/validate", json=bill_body(f"R-{range_id}", numbering_range_id=range_id)
+        )
 
         assert response.status_code == 422, range_id
         assert response.json()["errors"] == {"numbering_range_id": [message]}
@@ -90,7 +110,8 @@ def test_the_range_may_be_omitted_when_the_account_has_one_usable_invoice_range(
 
 
 def test_resending_a_validated_reference_returns_the_same_document_without_a_new_number(
-        api: httpx.Client, sandbox_clean: SandboxServer):
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     first = create_bill(api, "IDEM-1")
     current = invoice_range_current(api)
 
@@ -106,12 +127,15 @@ def test_resending_a_validated_reference_returns_the_same_document_without_a_new
 
 
 def test_a_wrong_nit_dv_is_a_dian_fak24_rejection_that_is_stored_and_blocks_the_account(
-        api: httpx.Client, sandbox_clean: SandboxServer):
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     # Given a NIT customer whose DV is wrong (900825759 has DV 7)
     current = invoice_range_current(api)
 
     # When it is sent
-    response = api.post("/v1/bills/validate", json=bill_body("DV-BAD", customer=nit_customer(dv="3")))
+    response = api.post(
+        "/v1/bills/validate", json=bill_body("DV-BAD", customer=nit_customer(dv="3"))
+    )
 
     # Then DIAN rejects it with rule FAK24, in the §5.4 shape
     assert response.status_code == 422
@@ -127,28 +151,43 @@ def test_a_wrong_nit_dv_is_a_dian_fak24_rejection_that_is_stored_and_blocks_the_
     # and every new bill is refused with the §5.3 409 until it is deleted
     blocked = api.post("/v1/bills/validate", json=bill_body("NEXT-1"))
     assert blocked.status_code == 409
-    assert blocked.json()["errors"][0]["message"] == "Se encontró una factura pendiente por enviar a la DIAN"
-    assert api.post("/v1/bills/validate", json=bill_body("DV-BAD", customer=nit_customer())).status_code == 409
+    assert (
+        blocked.json()["errors"][0]["message"]
+        == "Se encontró una factura pendiente por enviar a la DIAN"
+    )
+    assert (
+        api.post(
+            "/v1/bills/validate", json=bill_body("DV-BAD", customer=nit_customer())
+        ).status_code
+        == 409
+    )
 
     deleted = api.delete("/v1/bills/destroy/reference/DV-BAD")
 
     assert deleted.status_code == 200
-    assert deleted.json() == {"status": "OK",
-                              "message": "Documento con código de referencia DV-BAD eliminado con éxito"}
+    assert deleted.json() == {
+        "status": "OK",
+        "message": "Documento con código de referencia DV-BAD eliminado con éxito",
+    }
     assert api.post("/v1/bills/validate", json=bill_body("NEXT-1")).status_code == 201
     assert sandbox_clean.account_stats()["validations_by_reference"]["bill"] == {"NEXT-1": 1}
 
 
 def test_a_nit_customer_without_dv_gets_it_computed_and_a_rut_notification(api: httpx.Client):
-    response = api.post("/v1/bills/validate", json=bill_body("NIT-OK", customer=nit_customer(dv=None)))
+    response = api.post(
+        "/v1/bills/validate", json=bill_body("NIT-OK", customer=nit_customer(dv=None))
+    )
 
     assert response.status_code == 201
     data = response.json()["data"]
     assert data["customer"]["dv"] == "7"
     assert data["bill"]["status"] == 1
     assert data["bill"]["errors"] == [
-        "Regla: FAJ43b, Notificación: Nombre informado No corresponde al registrado en el RUT con respecto "
-        "al Nit suministrado."]
+        (
+            "Regla: FAJ43b, Notificación: Nombre informado No corresponde al registrado en el RUT con respecto "
+            "al Nit suministrado."
+        )
+    ]
 
 
 def test_delete_is_404_for_an_unknown_reference_and_409_for_a_validated_bill(api: httpx.Client):
@@ -160,7 +199,10 @@ def test_delete_is_404_for_an_unknown_reference_and_409_for_a_validated_bill(api
     assert unknown.status_code == 404
     assert unknown.json()["message"] == "No se encontró el documento con código de referencia NOPE"
     assert validated.status_code == 409
-    assert validated.json()["message"] == "Documento con código de referencia KEEP-1 se encuentra validado"
+    assert (
+        validated.json()["message"]
+        == "Documento con código de referencia KEEP-1 se encuentra validado"
+    )
 
 
 def test_show_returns_the_validate_shape_and_404_for_an_unknown_number(api: httpx.Client):
@@ -178,8 +220,11 @@ def test_show_returns_the_validate_shape_and_404_for_an_unknown_number(api: http
 
 def test_the_list_is_paginated_by_10_newest_first_with_filters(api: httpx.Client):
     numbers = [create_bill(api, f"LIST-{i:02d}")["number"] for i in range(12)]
-    create_bill(api, "OTHER-1", customer={**bill_body("x")["customer"], "names": "Pedro Páramo",
-                                          "identification": "555"})
+    create_bill(
+        api,
+        "OTHER-1",
+        customer={**bill_body("x")["customer"], "names": "Pedro Páramo", "identification": "555"},
+    )
 
     first = api.get("/v1/bills").json()["data"]
     second = api.get("/v1/bills", params={"page": 2}).json()["data"]
@@ -220,13 +265,18 @@ def test_pdf_and_xml_downloads_are_base64_with_the_dian_file_name(api: httpx.Cli
 
 def test_downloads_of_an_unknown_or_unvalidated_bill_are_404_and_409(api: httpx.Client):
     api.post("/v1/bills/validate", json=bill_body("DL-REJ", customer=nit_customer(dv="0")))
-    number = api.get("/v1/bills", params={"filter[reference_code]": "DL-REJ"}).json()["data"]["data"][0]["number"]
+    number = api.get("/v1/bills", params={"filter[reference_code]": "DL-REJ"}).json()["data"][
+        "data"
+    ][0]["number"]
 
     pdf = api.get(f"/v1/bills/download-pdf/{number}")
     xml = api.get(f"/v1/bills/download-xml/{number}")
 
     assert api.get("/v1/bills/download-pdf/SETP1").status_code == 404
-    assert (pdf.status_code, pdf.json()["message"]) == (409, f"El documento {number} no ha sido validado")
+    assert (pdf.status_code, pdf.json()["message"]) == (
+        409,
+        f"El documento {number} no ha sido validado",
+    )
     assert (xml.status_code, xml.json()["message"]) == (409, "La factura no ha sido validada")
 
 
@@ -238,7 +288,10 @@ def test_a_bill_can_be_emailed_twice_a_day_and_no_more(api: httpx.Client):
     second = api.post(path, json={})
     third = api.post(path, json={"email": "maria@example.com"})
 
-    assert (first.status_code, first.json()["message"]) == (200, "Factura enviada al cliente con éxito")
+    assert (first.status_code, first.json()["message"]) == (
+        200,
+        "Factura enviada al cliente con éxito",
+    )
     assert second.status_code == 200
     assert third.status_code == 409
     assert api.post("/v1/bills/send-email/SETP1", json={"email": "a@b.co"}).status_code == 404

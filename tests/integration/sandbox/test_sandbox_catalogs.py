@@ -11,23 +11,39 @@ def test_numbering_ranges_are_paginated_with_the_sandbox_setp_range_as_id_8(api:
     by_id = {row["id"]: row for row in listing["data"]}
     setp = by_id[8]
     assert listing["pagination"]["per_page"] == 10
-    assert (setp["document"], setp["prefix"], setp["from"], setp["to"]) == ("Factura de Venta", "SETP",
-                                                                            990000000, 995000000)
-    assert (setp["resolution_number"], setp["start_date"], setp["is_expired"], setp["is_active"]) == (
-        "18760000001", "2019-01-19", False, 1)
+    assert (setp["document"], setp["prefix"], setp["from"], setp["to"]) == (
+        "Factura de Venta",
+        "SETP",
+        990000000,
+        995000000,
+    )
+    assert (
+        setp["resolution_number"],
+        setp["start_date"],
+        setp["is_expired"],
+        setp["is_active"],
+    ) == ("18760000001", "2019-01-19", False, 1)
     assert setp["technical_key"] == "fc8eac422eba16e22ffd8c6f94b3f40a6e38162c"
     assert by_id[9]["prefix"] == "NC" and by_id[9]["resolution_number"] is None
     assert by_id[12]["is_expired"] is True and by_id[14]["is_active"] == 0
 
 
 def test_numbering_ranges_can_be_filtered_and_shown_one_by_one(api: httpx.Client):
-    credit = api.get("/v1/numbering-ranges", params={"filter[document]": "22"}).json()["data"]["data"]
-    inactive = api.get("/v1/numbering-ranges", params={"filter[is_active]": "0"}).json()["data"]["data"]
+    credit = api.get("/v1/numbering-ranges", params={"filter[document]": "22"}).json()["data"][
+        "data"
+    ]
+    inactive = api.get("/v1/numbering-ranges", params={"filter[is_active]": "0"}).json()["data"][
+        "data"
+    ]
     one = api.get("/v1/numbering-ranges/8").json()["data"]
 
     assert [r["prefix"] for r in credit] == ["NC"]
     assert [r["id"] for r in inactive] == [14]
-    assert (one["document"], one["document_name"], one["start_date"]) == ("21", "Factura de Venta", "19-01-2019")
+    assert (one["document"], one["document_name"], one["start_date"]) == (
+        "21",
+        "Factura de Venta",
+        "19-01-2019",
+    )
     assert api.get("/v1/numbering-ranges/77").status_code == 404
 
 
@@ -58,7 +74,10 @@ def test_the_company_is_factus_sas_for_the_default_account(api: httpx.Client):
 
     assert company["status"] == "OK"
     assert (company["data"]["nit"], company["data"]["dv"], company["data"]["company"]) == (
-        "901724254", "1", "FACTUS S.A.S.")
+        "901724254",
+        "1",
+        "FACTUS S.A.S.",
+    )
     assert company["data"]["municipality"]["department"]["name"] == "Santander"
 
 

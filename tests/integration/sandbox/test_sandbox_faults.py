@@ -8,10 +8,17 @@ import httpx
 import pytest
 
 from einvoice.sandbox.server import SandboxServer, SandboxServerError
-from tests.integration.sandbox.sandbox_http import bill_body, client_for, create_bill, password_grant
+from tests.integration.sandbox.sandbox_http import (
+    bill_body,
+    client_for,
+    create_bill,
+    password_grant,
+)
 
 
-def test_error_500_and_503_answer_without_storing_anything(api: httpx.Client, sandbox_clean: SandboxServer):
+def test_error_500_and_503_answer_without_storing_anything(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     sandbox_clean.set_faults(error_500=1.0)
     five_hundred = api.post("/v1/bills/validate", json=bill_body("F-500"))
     sandbox_clean.set_faults(error_500=0.0, error_503=1.0)
@@ -25,8 +32,9 @@ def test_error_500_and_503_answer_without_storing_anything(api: httpx.Client, sa
     assert stats["requests"]["GET /v1/bills"] == {"503": 1}
 
 
-def test_an_injected_429_carries_retry_after_and_the_rate_limit_headers(api: httpx.Client,
-                                                                         sandbox_clean: SandboxServer):
+def test_an_injected_429_carries_retry_after_and_the_rate_limit_headers(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     sandbox_clean.set_faults(rate_limit_429=1.0, retry_after_seconds=2)
 
     response = api.get("/v1/company")
@@ -39,7 +47,8 @@ def test_an_injected_429_carries_retry_after_and_the_rate_limit_headers(api: htt
 
 
 def test_the_per_minute_quota_counts_every_call_of_the_account_token_calls_included(
-        sandbox_clean: SandboxServer):
+    sandbox_clean: SandboxServer,
+):
     # Given a quota of 3 requests per minute
     sandbox_clean.set_faults(rate_limit_per_minute=3)
     base = sandbox_clean.base_url
@@ -52,14 +61,25 @@ def test_the_per_minute_quota_counts_every_call_of_the_account_token_calls_inclu
 
     # Then the token call and two calls pass, with the remaining quota counting down, and the 4th is refused
     assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
-    assert [first.headers["X-RateLimit-Remaining"], second.headers["X-RateLimit-Remaining"]] == ["1", "0"]
+    assert [first.headers["X-RateLimit-Remaining"], second.headers["X-RateLimit-Remaining"]] == [
+        "1",
+        "0",
+    ]
     assert third.headers["X-RateLimit-Remaining"] == "0"
     assert 1 <= int(third.headers["Retry-After"]) <= 60
     assert third.json() == {"message": "Too Many Attempts."}
     # other accounts have their own quota
     sandbox_clean.add_account("quota-client", "quota-secret", "quota@einvoice.test", "pw")
-    assert password_grant(base, client_id="quota-client", client_secret="quota-secret",
-                          username="quota@einvoice.test", password="pw").status_code == 200
+    assert (
+        password_grant(
+            base,
+            client_id="quota-client",
+            client_secret="quota-secret",
+            username="quota@einvoice.test",
+            password="pw",
+        ).status_code
+        == 200
+    )
 
 
 def test_the_rate_limit_can_be_switched_off(sandbox_clean: SandboxServer):
@@ -74,7 +94,8 @@ def test_the_rate_limit_can_be_switched_off(sandbox_clean: SandboxServer):
 
 
 def test_timeout_after_store_leaves_a_validated_document_behind_a_client_timeout(
-        api: httpx.Client, sandbox_clean: SandboxServer):
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     # Given the simulator stores and validates, then hangs longer than the client waits
     sandbox_clean.set_faults(timeout_after_store=1.0, timeout_hang_seconds=1.0)
 
@@ -83,17 +104,22 @@ def test_timeout_after_store_leaves_a_validated_document_behind_a_client_timeout
         api.post("/v1/bills/validate", json=bill_body("TIMEOUT-1"), timeout=0.3)
 
     # Then the bill exists and is validated, exactly once
-    rows = api.get("/v1/bills", params={"filter[reference_code]": "TIMEOUT-1"}).json()["data"]["data"]
+    rows = api.get("/v1/bills", params={"filter[reference_code]": "TIMEOUT-1"}).json()["data"][
+        "data"
+    ]
     assert [(row["reference_code"], row["status"]) for row in rows] == [("TIMEOUT-1", 1)]
     # and a resend with the same reference gets that same document, not a second one
     sandbox_clean.set_faults(timeout_after_store=0.0)
     resent = api.post("/v1/bills/validate", json=bill_body("TIMEOUT-1"))
-    assert resent.status_code == 201 and resent.json()["data"]["bill"]["number"] == rows[0]["number"]
+    assert (
+        resent.status_code == 201 and resent.json()["data"]["bill"]["number"] == rows[0]["number"]
+    )
     assert sandbox_clean.account_stats()["validations_by_reference"]["bill"] == {"TIMEOUT-1": 1}
 
 
-def test_a_patient_client_sees_the_connection_dropped_after_the_hang(api: httpx.Client,
-                                                                     sandbox_clean: SandboxServer):
+def test_a_patient_client_sees_the_connection_dropped_after_the_hang(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     sandbox_clean.set_faults(timeout_after_store=1.0, timeout_hang_seconds=0.2)
 
     with pytest.raises(httpx.TransportError):
@@ -103,7 +129,8 @@ def test_a_patient_client_sees_the_connection_dropped_after_the_hang(api: httpx.
 
 
 def test_dian_slow_answers_status_0_and_a_resend_validates_it_without_a_duplicate(
-        api: httpx.Client, sandbox_clean: SandboxServer):
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     sandbox_clean.set_faults(dian_slow=1.0)
 
     slow = api.post("/v1/bills/validate", json=bill_body("SLOW-1"))
@@ -124,7 +151,9 @@ def test_dian_slow_answers_status_0_and_a_resend_validates_it_without_a_duplicat
     assert stats["documents_stored"]["bill"] == 1
 
 
-def test_an_injected_dian_rejection_is_stored_with_status_0(api: httpx.Client, sandbox_clean: SandboxServer):
+def test_an_injected_dian_rejection_is_stored_with_status_0(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     sandbox_clean.set_faults(dian_rejection=1.0)
 
     response = api.post("/v1/bills/validate", json=bill_body("REJ-1"))
@@ -137,7 +166,9 @@ def test_an_injected_dian_rejection_is_stored_with_status_0(api: httpx.Client, s
     assert sandbox_clean.account_stats()["validations_by_reference"]["bill"] == {}
 
 
-def test_an_expired_token_fault_expires_the_token_for_good_and_a_refresh_recovers(sandbox_clean: SandboxServer):
+def test_an_expired_token_fault_expires_the_token_for_good_and_a_refresh_recovers(
+    sandbox_clean: SandboxServer,
+):
     base = sandbox_clean.base_url
     tokens = password_grant(base).json()
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
@@ -146,13 +177,21 @@ def test_an_expired_token_fault_expires_the_token_for_good_and_a_refresh_recover
     expired = httpx.get(f"{base}/v1/company", headers=headers)
     sandbox_clean.set_faults(expired_token=0.0)
     still_expired = httpx.get(f"{base}/v1/company", headers=headers)
-    refreshed = httpx.post(f"{base}/oauth/token", data={
-        "grant_type": "refresh_token", "client_id": "sandbox-client", "client_secret": "sandbox-secret",
-        "refresh_token": tokens["refresh_token"]}).json()
+    refreshed = httpx.post(
+        f"{base}/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret",
+            "refresh_token": tokens["refresh_token"],
+        },
+    ).json()
 
     assert (expired.status_code, expired.json()) == (401, {"message": "Unauthenticated."})
     assert still_expired.status_code == 401
-    fresh = httpx.get(f"{base}/v1/company", headers={"Authorization": f"Bearer {refreshed['access_token']}"})
+    fresh = httpx.get(
+        f"{base}/v1/company", headers={"Authorization": f"Bearer {refreshed['access_token']}"}
+    )
     assert fresh.status_code == 200
 
 
@@ -166,7 +205,9 @@ def test_latency_delays_every_answer(api: httpx.Client, sandbox_clean: SandboxSe
     assert time.monotonic() - started >= 0.3
 
 
-def test_a_seed_makes_the_fault_sequence_repeatable(api: httpx.Client, sandbox_clean: SandboxServer):
+def test_a_seed_makes_the_fault_sequence_repeatable(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     def run() -> list[int]:
         sandbox_clean.set_faults(error_500=0.3, error_503=0.3, seed=123)
         return [api.get("/v1/measurement-units").status_code for _ in range(15)]
@@ -177,7 +218,9 @@ def test_a_seed_makes_the_fault_sequence_repeatable(api: httpx.Client, sandbox_c
     assert {200, 500, 503} == set(first)
 
 
-def test_bad_fault_settings_are_refused_and_reset_restores_the_startup_faults(sandbox_clean: SandboxServer):
+def test_bad_fault_settings_are_refused_and_reset_restores_the_startup_faults(
+    sandbox_clean: SandboxServer,
+):
     with pytest.raises(SandboxServerError, match="400"):
         sandbox_clean.set_faults(error_500=2)
     with pytest.raises(SandboxServerError, match="400"):
@@ -187,10 +230,16 @@ def test_bad_fault_settings_are_refused_and_reset_restores_the_startup_faults(sa
     sandbox_clean.reset()
 
     faults = sandbox_clean.faults()
-    assert (faults["error_503"], faults["latency_ms"], faults["rate_limit_per_minute"]) == (0.0, 0.0, 80)
+    assert (faults["error_503"], faults["latency_ms"], faults["rate_limit_per_minute"]) == (
+        0.0,
+        0.0,
+        80,
+    )
 
 
-def test_a_reset_forgets_documents_but_never_reuses_a_number(api: httpx.Client, sandbox_clean: SandboxServer):
+def test_a_reset_forgets_documents_but_never_reuses_a_number(
+    api: httpx.Client, sandbox_clean: SandboxServer
+):
     before = create_bill(api, "RESET-1")["number"]
 
     sandbox_clean.reset()

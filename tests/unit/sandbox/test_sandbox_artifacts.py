@@ -16,11 +16,16 @@ ISSUED = datetime(2025, 3, 14, 15, 21, 4, tzinfo=UTC)  # 10:21:04 AM in Bogotá
 
 
 def _cufe(**changes: object) -> str:
-    fields: dict[str, object] = dict(
-        number="SETP990010377", issued_at=ISSUED, taxable_amount=Decimal("40000"),
-        tax_by_tribute={1: Decimal("7600")}, total=Decimal("47600"), issuer_nit="901724254",
-        customer_identification="1020304050", key="fc8eac422eba16e22ffd8c6f94b3f40a6e38162c",
-    )
+    fields: dict[str, object] = {
+        "number": "SETP990010377",
+        "issued_at": ISSUED,
+        "taxable_amount": Decimal(40000),
+        "tax_by_tribute": {1: Decimal(7600)},
+        "total": Decimal(47600),
+        "issuer_nit": "901724254",
+        "customer_identification": "1020304050",
+        "key": "fc8eac422eba16e22ffd8c6f94b3f40a6e38162c",
+    }
     fields.update(changes)
     return artifacts.cufe(**fields)  # type: ignore[arg-type]
 
@@ -54,16 +59,18 @@ def test_the_qr_image_is_a_real_png_of_a_qr_code_after_the_factus_prefix():
     width, height = struct.unpack(">II", png[16:24])
     # a version-8 QR code (49 modules) plus a 4-module quiet zone on each side
     assert width == height == 57
-    idat = png[png.index(b"IDAT") + 4:png.index(b"IEND") - 8]
+    idat = png[png.index(b"IDAT") + 4 : png.index(b"IEND") - 8]
     assert len(zlib.decompress(idat)) == height * (1 + (width + 7) // 8)
 
 
 def test_the_pdf_is_well_formed_with_a_correct_cross_reference_table():
-    pdf = artifacts.pdf_document("Factura electrónica de venta", ["Total: 47600.00 COP", "(paréntesis)"])
+    pdf = artifacts.pdf_document(
+        "Factura electrónica de venta", ["Total: 47600.00 COP", "(paréntesis)"]
+    )
 
     assert pdf.startswith(b"%PDF-1.4") and pdf.rstrip().endswith(b"%%EOF")
     startxref = int(pdf.rsplit(b"startxref", 1)[1].split()[0])
-    assert pdf[startxref:startxref + 4] == b"xref"
+    assert pdf[startxref : startxref + 4] == b"xref"
     offsets = [int(line[:10]) for line in pdf[startxref:].split(b"\n")[3:8]]
     for number, offset in enumerate(offsets, start=1):
         assert pdf[offset:].startswith(f"{number} 0 obj".encode())
@@ -72,11 +79,20 @@ def test_the_pdf_is_well_formed_with_a_correct_cross_reference_table():
 
 def test_the_xml_is_ubl_with_the_cufe_and_the_payable_amount():
     xml = artifacts.ubl_document(
-        credit_note=False, number="SETP990010377", uuid=_cufe(), issued_at=ISSUED, issuer_nit="901724254",
-        issuer_dv="1", issuer_name="FACTUS S.A.S.", customer_identification="1020304050",
-        customer_name="María Gómez", lines=[("Café", 2, Decimal("40000"), Decimal("7600"))],
-        taxable_amount=Decimal("40000"), tax_amount=Decimal("7600"), surcharge_amount=Decimal("0"),
-        total=Decimal("47600"),
+        credit_note=False,
+        number="SETP990010377",
+        uuid=_cufe(),
+        issued_at=ISSUED,
+        issuer_nit="901724254",
+        issuer_dv="1",
+        issuer_name="FACTUS S.A.S.",
+        customer_identification="1020304050",
+        customer_name="María Gómez",
+        lines=[("Café", 2, Decimal(40000), Decimal(7600))],
+        taxable_amount=Decimal(40000),
+        tax_amount=Decimal(7600),
+        surcharge_amount=Decimal(0),
+        total=Decimal(47600),
     )
 
     root = ET.fromstring(xml)

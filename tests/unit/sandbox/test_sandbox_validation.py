@@ -18,15 +18,31 @@ BILL: dict[str, Any] = {
     "payment_method_code": "10",
     "send_email": False,
     "customer": {
-        "identification_document_id": 3, "identification": "1020304050", "names": "María Gómez",
-        "address": "Cra 7 # 12-34", "email": "maria@example.com", "phone": "3001112233",
-        "legal_organization_id": 2, "tribute_id": 21, "municipality_id": 980,
+        "identification_document_id": 3,
+        "identification": "1020304050",
+        "names": "María Gómez",
+        "address": "Cra 7 # 12-34",
+        "email": "maria@example.com",
+        "phone": "3001112233",
+        "legal_organization_id": 2,
+        "tribute_id": 21,
+        "municipality_id": 980,
     },
-    "items": [{
-        "code_reference": "SKU-1", "name": "Café 500 g", "quantity": 2, "discount_rate": 0, "price": 23800,
-        "tax_rate": "19.00", "unit_measure_id": 70, "standard_code_id": 1, "is_excluded": 0,
-        "tribute_id": 1, "withholding_taxes": [],
-    }],
+    "items": [
+        {
+            "code_reference": "SKU-1",
+            "name": "Café 500 g",
+            "quantity": 2,
+            "discount_rate": 0,
+            "price": 23800,
+            "tax_rate": "19.00",
+            "unit_measure_id": 70,
+            "standard_code_id": 1,
+            "is_excluded": 0,
+            "tribute_id": 1,
+            "withholding_taxes": [],
+        }
+    ],
 }
 
 
@@ -54,9 +70,13 @@ def test_the_contract_example_is_accepted_with_factus_defaults_filled_in():
 
     assert not bag
     assert request is not None
-    assert (request.document, request.payment_form, request.payment_method_code, request.operation_type) == (
-        "01", "1", "10", "10")
-    assert request.items[0].price == Decimal("23800")
+    assert (
+        request.document,
+        request.payment_form,
+        request.payment_method_code,
+        request.operation_type,
+    ) == ("01", "1", "10", "10")
+    assert request.items[0].price == Decimal(23800)
 
 
 def test_an_empty_body_gets_laravel_errors_with_the_and_n_more_suffix():
@@ -77,15 +97,21 @@ def test_a_single_error_has_no_suffix_and_two_errors_say_one_more_error():
     _, two = validate_bill(bill(reference_code="", payment_method_code="99"))
 
     assert one.body()["message"] == "El campo código de referencia es obligatorio."
-    assert two.body()["message"] == "El campo código de referencia es obligatorio. (and 1 more error)"
-    assert two.body()["errors"]["payment_method_code"] == ["El campo payment method code es inválido."]
+    assert (
+        two.body()["message"] == "El campo código de referencia es obligatorio. (and 1 more error)"
+    )
+    assert two.body()["errors"]["payment_method_code"] == [
+        "El campo payment method code es inválido."
+    ]
 
 
 @pytest.mark.parametrize("quantity", [2.5, "2.5", "dos", True])
 def test_quantity_must_be_an_integer(quantity: Any):
     _, bag = validate_bill(with_item(quantity=quantity))
 
-    assert bag.errors == {"items.0.quantity": ["El campo items.0.quantity debe ser un número entero."]}
+    assert bag.errors == {
+        "items.0.quantity": ["El campo items.0.quantity debe ser un número entero."]
+    }
 
 
 @pytest.mark.parametrize("quantity", [2, "2", 2.0])
@@ -101,12 +127,20 @@ def test_a_missing_item_field_is_named_with_its_index():
 
     _, bag = validate_bill(body)
 
-    assert bag.errors == {"items.0.code_reference": ["El campo items.0.code_reference es obligatorio."]}
+    assert bag.errors == {
+        "items.0.code_reference": ["El campo items.0.code_reference es obligatorio."]
+    }
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("unit_measure_id", 71), ("standard_code_id", 5), ("tribute_id", 18), ("is_excluded", 2),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("unit_measure_id", 71),
+        ("standard_code_id", 5),
+        ("tribute_id", 18),
+        ("is_excluded", 2),
+    ],
+)
 def test_item_ids_outside_the_factus_tables_are_invalid(field: str, value: Any):
     _, bag = validate_bill(with_item(**{field: value}))
 
@@ -126,10 +160,17 @@ def test_prices_with_more_than_two_decimals_are_refused():
     assert list(bag.errors) == ["items.0.price"]
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("identification_document_id", 12), ("identification_document_id", 0), ("tribute_id", 22),
-    ("legal_organization_id", 3), ("municipality_id", 1123), ("municipality_id", 99999),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("identification_document_id", 12),
+        ("identification_document_id", 0),
+        ("tribute_id", 22),
+        ("legal_organization_id", 3),
+        ("municipality_id", 1123),
+        ("municipality_id", 99999),
+    ],
+)
 def test_customer_ids_outside_the_factus_tables_are_invalid(field: str, value: Any):
     _, bag = validate_bill(with_customer(**{field: value}))
 
@@ -140,13 +181,17 @@ def test_customer_ids_outside_the_factus_tables_are_invalid(field: str, value: A
 def test_every_identification_document_from_1_to_11_is_accepted(document_id: int):
     identification = "900123456" if document_id == 6 else "1020304050"
 
-    _, bag = validate_bill(with_customer(identification_document_id=document_id, identification=identification))
+    _, bag = validate_bill(
+        with_customer(identification_document_id=document_id, identification=identification)
+    )
 
     assert not bag
 
 
 def test_a_nit_sent_with_its_dv_glued_on_is_refused():
-    _, bag = validate_bill(with_customer(identification_document_id=6, identification="900123456-8"))
+    _, bag = validate_bill(
+        with_customer(identification_document_id=6, identification="900123456-8")
+    )
 
     assert list(bag.errors) == ["customer.identification"]
 
@@ -162,13 +207,16 @@ def test_credit_payment_needs_a_due_date_in_y_m_d():
     _, malformed = validate_bill(bill(payment_form="2", payment_due_date="31/12/2026"))
     request, fine = validate_bill(bill(payment_form=2, payment_due_date="2026-12-31"))
 
-    assert missing.errors == {"payment_due_date": [
-        "El campo payment due date es obligatorio cuando payment form es 2."]}
+    assert missing.errors == {
+        "payment_due_date": ["El campo payment due date es obligatorio cuando payment form es 2."]
+    }
     assert list(malformed.errors) == ["payment_due_date"]
     assert not fine and request is not None and request.payment_form == "2"
 
 
-@pytest.mark.parametrize(("value", "ok"), [("ZZZ", True), ("47", True), (10, True), ("99", False), ("3", False)])
+@pytest.mark.parametrize(
+    ("value", "ok"), [("ZZZ", True), ("47", True), (10, True), ("99", False), ("3", False)]
+)
 def test_payment_method_codes_come_from_the_factus_table(value: Any, ok: bool):
     _, bag = validate_bill(bill(payment_method_code=value))
 
@@ -200,7 +248,13 @@ def test_a_transmission_instrument_needs_related_documents():
 
 
 def test_only_the_conditioned_surcharge_concept_03_is_available():
-    charge = {"concept_type": "01", "is_surcharge": True, "reason": "x", "base_amount": "10", "amount": "1"}
+    charge = {
+        "concept_type": "01",
+        "is_surcharge": True,
+        "reason": "x",
+        "base_amount": "10",
+        "amount": "1",
+    }
 
     _, bag = validate_bill(bill(allowance_charges=[charge]))
 
@@ -208,8 +262,13 @@ def test_only_the_conditioned_surcharge_concept_03_is_available():
 
 
 CREDIT_NOTE: dict[str, Any] = {
-    "numbering_range_id": 9, "correction_concept_code": 2, "customization_id": 20, "bill_id": 10001,
-    "reference_code": "NC-1", "payment_method_code": "10", "items": copy.deepcopy(BILL["items"]),
+    "numbering_range_id": 9,
+    "correction_concept_code": 2,
+    "customization_id": 20,
+    "bill_id": 10001,
+    "reference_code": "NC-1",
+    "payment_method_code": "10",
+    "items": copy.deepcopy(BILL["items"]),
 }
 
 
@@ -227,7 +286,9 @@ def test_a_credit_note_of_type_20_needs_a_bill_and_type_22_a_billing_period_and_
     assert list(type_22.errors) == ["billing_period", "customer"]
 
 
-@pytest.mark.parametrize(("field", "value"), [("correction_concept_code", 7), ("customization_id", 21)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("correction_concept_code", 7), ("customization_id", 21)]
+)
 def test_credit_note_codes_outside_their_tables_are_invalid(field: str, value: int):
     _, bag = validate_credit_note({**CREDIT_NOTE, field: value})
 

@@ -22,7 +22,9 @@ def test_the_same_seed_gives_the_same_faults_in_the_same_order():
 
 
 def test_latency_draws_do_not_shift_the_fault_sequence():
-    config = FaultConfig().updated({"error_500": 0.5, "latency_ms": 10, "latency_jitter_ms": 5, "seed": 7})
+    config = FaultConfig().updated(
+        {"error_500": 0.5, "latency_ms": 10, "latency_jitter_ms": 5, "seed": 7}
+    )
     plain, noisy = FaultInjector(config), FaultInjector(config)
 
     for _ in range(10):
@@ -32,7 +34,9 @@ def test_latency_draws_do_not_shift_the_fault_sequence():
 
 
 def test_latency_stays_within_its_jitter():
-    injector = FaultInjector(FaultConfig().updated({"latency_ms": 200, "latency_jitter_ms": 50, "seed": 1}))
+    injector = FaultInjector(
+        FaultConfig().updated({"latency_ms": 200, "latency_jitter_ms": 50, "seed": 1})
+    )
 
     delays = [injector.latency_seconds() for _ in range(200)]
 
@@ -47,10 +51,18 @@ def test_a_share_of_one_always_fires_and_zero_never_does():
     assert {never.outcome_fault() for _ in range(20)} == {None}
 
 
-@pytest.mark.parametrize("changes", [
-    {"error_500": 1.5}, {"error_500": -0.1}, {"error_500": 0.6, "error_503": 0.6}, {"nonsense": 1},
-    {"rate_limit_per_minute": 0}, {"latency_ms": -1}, {"token_expires_in": "60"},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"error_500": 1.5},
+        {"error_500": -0.1},
+        {"error_500": 0.6, "error_503": 0.6},
+        {"nonsense": 1},
+        {"rate_limit_per_minute": 0},
+        {"latency_ms": -1},
+        {"token_expires_in": "60"},
+    ],
+)
 def test_out_of_range_or_unknown_settings_are_refused(changes: dict[str, object]):
     with pytest.raises(FaultConfigError):
         FaultConfig().updated(changes)
