@@ -12,6 +12,7 @@ rendering ("what does the response say about it?") read the same data.
 from __future__ import annotations
 
 import csv
+import io
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -256,20 +257,18 @@ def municipalities() -> dict[int, Municipality]:
     source = resources.files("einvoice").joinpath("data", "municipalities.csv")
     table: dict[int, Municipality] = {}
     department_ids: dict[str, int] = {}
-    with source.open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if not row["factus_id"]:
-                continue
-            department_id = department_ids.setdefault(
-                row["department_code"], len(department_ids) + 1
-            )
-            municipality = Municipality(
-                id=int(row["factus_id"]),
-                code=row["code"],
-                name=row["name"],
-                department_id=department_id,
-                department_code=row["department_code"],
-                department_name=row["department_name"],
-            )
-            table[municipality.id] = municipality
+    rows = csv.DictReader(io.StringIO(source.read_text(encoding="utf-8"), newline=""))
+    for row in rows:
+        if not row["factus_id"]:
+            continue
+        department_id = department_ids.setdefault(row["department_code"], len(department_ids) + 1)
+        municipality = Municipality(
+            id=int(row["factus_id"]),
+            code=row["code"],
+            name=row["name"],
+            department_id=department_id,
+            department_code=row["department_code"],
+            department_name=row["department_name"],
+        )
+        table[municipality.id] = municipality
     return table

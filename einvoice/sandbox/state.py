@@ -350,7 +350,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _ranges(test_ranges: bool, *, prefix_base: str = "SET") -> dict[int, NumberingRange]:
+def _ranges(test_ranges: bool) -> dict[int, NumberingRange]:
     """The ranges every account starts with, shaped like the Factus sandbox's (§1, §8.1)."""
     start, end = date(2019, 1, 19), date(2030, 1, 19)
     ranges = [
@@ -559,17 +559,17 @@ class SandboxState:
                 self._refresh.clear()
             else:
                 # Tokens follow their account to its fresh incarnation; a dropped account's die.
-                for store in (self._access, self._refresh):
-                    for value, token in list(store.items()):
-                        fresh = self._accounts.get(
-                            (token.account.spec.client_id, token.account.spec.username)
-                        )
-                        if fresh is None:
-                            del store[value]
-                        else:
-                            token.account = fresh
+                self._access = {v: t for v, t in self._access.items() if self._rebind(t)}
+                self._refresh = {v: t for v, t in self._refresh.items() if self._rebind(t)}
             self.global_stats = Stats()
             self.unauthenticated_stats = Stats()
+
+    def _rebind(self, token: _AccessToken | _RefreshToken) -> bool:
+        """Point ``token`` at the current account with its key; False if that account is gone."""
+        fresh = self._accounts.get((token.account.spec.client_id, token.account.spec.username))
+        if fresh is not None:
+            token.account = fresh
+        return fresh is not None
 
     # -- tokens -----------------------------------------------------------------------------
 

@@ -295,3 +295,23 @@ def test_a_bill_can_be_emailed_twice_a_day_and_no_more(api: httpx.Client):
     assert second.status_code == 200
     assert third.status_code == 409
     assert api.post("/v1/bills/send-email/SETP1", json={"email": "a@b.co"}).status_code == 404
+
+
+def test_an_establishment_is_echoed_with_municipality_and_department_as_in_doc1(api: httpx.Client):
+    establishment = {
+        "name": "SuperMarket",
+        "address": "calle 10 # 3-13",
+        "phone_number": "0987654321",
+        "email": "tienda@example.com",
+        "municipality_id": 996,
+    }
+
+    response = api.post("/v1/bills/validate", json=bill_body("EST-1", establishment=establishment))
+
+    assert response.status_code == 201
+    assert response.json()["data"]["establishment"]["municipality_id"] == {
+        "id": 996,
+        "code": "68872",
+        "name": "Villanueva",
+        "department": {"id": 28, "code": "68", "name": "Santander"},
+    }
