@@ -97,11 +97,23 @@ class FactusError(EinvoiceError):
         if may_have_reached is not None:
             self.may_have_reached = may_have_reached
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only arguments, which Exception's default pickling drops;
+        # errors must survive pickling (multiprocessing, Celery result backends).
+        return (_rebuild_error, (type(self), self.message, dict(self.__dict__)))
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(reason={self.reason!r}, status_code={self.status_code!r}, "
             f"transient={self.transient!r}, message={self.message!r})"
         )
+
+
+def _rebuild_error(cls: type[FactusError], message: str, state: dict[str, Any]) -> FactusError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class AuthenticationError(FactusError):

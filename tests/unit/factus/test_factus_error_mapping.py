@@ -260,3 +260,22 @@ def test_429_carries_the_seconds_to_wait() -> None:
 def test_an_empty_or_broken_body_still_maps_by_status() -> None:
     assert isinstance(error_from_response(_answer(404, text="")), NotFoundError)
     assert isinstance(error_from_response(_answer(422, text="not json")), PayloadValidationError)
+
+
+def test_errors_survive_pickling_with_their_details() -> None:
+    # Errors cross process boundaries (multiprocessing, Celery results)
+    import pickle
+
+    from einvoice.factus.schemas import DianRule
+
+    errors: list[FactusError] = [
+        RateLimitedError("slow down", retry_after=3.5, status_code=429),
+        DianRejectionError("no", rules=[DianRule(code="90", kind="rejection", text="x")]),
+        PayloadValidationError("bad", field_errors={"a": ["b"]}, status_code=422),
+        ServerError("down", maintenance=True, retry_after=None, status_code=503),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert copy.__dict__ == error.__dict__
+        assert str(copy) == str(error)
