@@ -391,6 +391,48 @@ def ranges(as_json: bool = typer.Option(False, "--json")) -> None:
     console.print(table)
 
 
+@app.command("sync")
+@friendly_errors
+def sync_command(
+    what: str = typer.Argument(..., help="ranges | municipalities | units | tributes | all"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Sync DIAN reference data and numbering ranges from Factus now (beat does it on schedule)."""
+    from datetime import datetime  # noqa: PLC0415
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    from einvoice.factus.client import create_factus_clients  # noqa: PLC0415
+    from einvoice.services import sync  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    choices = {"ranges", "municipalities", "units", "tributes", "all"}
+    if what not in choices:
+        raise typer.BadParameter(f"choose one of {', '.join(sorted(choices))}")
+    settings = get_settings()
+    clients = create_factus_clients(settings)
+    factory = _session_factory()
+    written: dict[str, int] = {}
+    warnings: list[str] = []
+    try:
+        if what in ("ranges", "all"):
+            report = sync.sync_ranges(factory, clients, settings,
+                                      datetime.now(ZoneInfo("America/Bogota")).date())
+            written.update(report.written)
+            warnings += report.warnings
+        if what != "ranges":
+            kinds = ("municipalities", "units", "tributes") if what == "all" else (what,)
+            written.update(sync.sync_catalogs(factory, clients, settings, kinds).written)
+    finally:
+        clients.close()
+    if as_json:
+        _print_json({"written": written, "warnings": warnings})
+        return
+    for table, count in written.items():
+        console.print(f"{table}: {count} rows upserted")
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
 @app.command("demo")
 @friendly_errors
 def demo(

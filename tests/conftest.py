@@ -7,4 +7,4 @@ import os
 for _name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "FACTUS_BASE_URL"):
     os.environ.pop(_name, None)
 
-pytest_plugins = ["tests.fixtures.services"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.sandbox", "tests.fixtures.worker"]

@@ -58,3 +58,32 @@ def dispatch_due_jobs() -> int:
 def recover_expired_leases() -> int:
     """Re-queue jobs whose worker died (beat, every 30 s). Returns how many."""
     return dispatch.recover_expired_leases(get_resources().submit.session_factory)
+
+
+@app.task(base=EinvoiceTask, name=queueing.TASK_REFRESH_TOKENS, max_retries=3)
+def refresh_tokens() -> int:
+    """Renew every account's token that is close to expiry (beat, every 5 min)."""
+    from einvoice.services.sync import refresh_tokens as refresh  # noqa: PLC0415
+
+    res = get_resources()
+    return refresh(res.submit.session_factory, res.clients, res.settings)
+
+
+@app.task(base=EinvoiceTask, name=queueing.TASK_SYNC, max_retries=3)
+def sync_reference_data(kind: str) -> dict[str, int]:
+    """Sync ``kind`` (``ranges``, ``catalogs``, or one of municipalities/units/tributes) from
+    Factus into the reference tables. Returns rows written per table."""
+    from datetime import datetime  # noqa: PLC0415
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    from einvoice.services import sync  # noqa: PLC0415
+
+    res = get_resources()
+    factory = res.submit.session_factory
+    if kind == "ranges":
+        report = sync.sync_ranges(factory, res.clients, res.settings,
+                                  datetime.now(ZoneInfo("America/Bogota")).date())
+    else:
+        kinds = ("municipalities", "units", "tributes") if kind == "catalogs" else (kind,)
+        report = sync.sync_catalogs(factory, res.clients, res.settings, kinds)
+    return report.written

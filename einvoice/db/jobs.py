@@ -236,11 +236,14 @@ def add_event(
         metadata: JSON-able details (attempt, latency_ms, from/to status, number); callers never
             put a secret or token in it.
     """
+    # clock_timestamp(), not now(): now() is the same for a whole transaction, and the events
+    # of one transaction must keep their order. One INSERT per event keeps that order too.
     event = ElectronicInvoicingEvent(
         job_id=job_id, event_type=event_type, event_code=code, event_message=message,
-        metadata_=metadata,
+        metadata_=metadata, created_at=func.clock_timestamp(),
     )
     session.add(event)
+    session.flush([event])
     return event
 
 

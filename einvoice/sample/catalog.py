@@ -277,8 +277,10 @@ INVOICE_RANGE_END = 995000000
 INVOICE_RESOLUTION = "18760000001"
 #: The DIAN sandbox technical key of the SETP range (FACTUS_API.md §8.1).
 SANDBOX_TECHNICAL_KEY = "fc8eac422eba16e22ffd8c6f94b3f40a6e38162c"
-#: Credit-note range: prefix NC, Factus id 5 in the docs' sandbox example (FACTUS_API.md §8.1).
-CREDIT_NOTE_RANGE_FACTUS_ID = 5
+#: Credit-note range: prefix NC. Range ids differ per Factus account (FACTUS_API.md §8.1: the
+#: docs' example says 5, real sandbox users' SETP is 8); the sample mirrors the simulator's
+#: account (SETP 8, NC 9). Against a real account, `einvoice sync ranges` records the real ids.
+CREDIT_NOTE_RANGE_FACTUS_ID = 9
 CREDIT_NOTE_PREFIX = "NC"
 #: An old resolution of one branch, expired: prefix SETV, Factus id 12, resolution 18760000002.
 EXPIRED_RANGE_FACTUS_ID = 12

@@ -109,6 +109,8 @@ class _Claimed:
     payload: dict[str, Any]
     account: FactusAccount
     reconcile_first: bool
+    # Attempts are exhausted but the last one may have reached Factus: look up, never send.
+    reconcile_only: bool = False
 
 
 @dataclass
@@ -150,7 +152,8 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
         job_repo.add_event(session, job.id, "claimed", message=f"claimed by {worker}",
                            metadata={"attempt": job.attempt_count, "from": previous,
                                      "to": "processing", "worker": worker})
-        if job.attempt_count > job.max_attempts:
+        reconcile_only = job.attempt_count > job.max_attempts and bool(job.outcome_unknown)
+        if job.attempt_count > job.max_attempts and not reconcile_only:
             _finish(session, job, "failed", code="attempts_exhausted",
                     message=f"gave up after {job.max_attempts} attempts; last error: "
                     f"{job.error_code or 'none'}: {job.error_message or ''}".strip())
@@ -184,7 +187,7 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
             job_id=job.id, attempt=job.attempt_count, max_attempts=job.max_attempts,
             document_type=job.document_type, reference_code=job.reference_code,
             invoice_id=job.invoice_id, payload=payload, account=account,
-            reconcile_first=reconcile_first,
+            reconcile_first=reconcile_first, reconcile_only=reconcile_only,
         )
         uow.commit()
         return claimed
@@ -389,6 +392,7 @@ def _retry_outcome(ctx: SubmitContext, claimed: _Claimed, exc: FactusError, code
 def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
     client = ctx.clients.for_account(claimed.account)
     events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = []
+    posted = False
     try:
         if claimed.reconcile_first:
             found = _lookup(client, claimed)
@@ -406,10 +410,15 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
                     return outcome
                 events.append(("reconciled", "pending", f"document {found.number} found pending at "
                                "DIAN; re-sending with the same reference code", None))
+            elif claimed.reconcile_only:
+                return _Outcome("failed", code="attempts_exhausted",
+                                message=f"gave up after {claimed.max_attempts} attempts; no "
+                                "document with this reference code at Factus")
             else:
                 events.append(("reconciled", "absent", "no document with this reference code at "
                                "Factus; sending", None))
         started = time.monotonic()
+        posted = True
         document = _validate(client, claimed)
         latency = int((time.monotonic() - started) * 1000)
         outcome = _document_outcome(document, claimed, latency, client, ctx)
@@ -433,8 +442,16 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
                            message=f"Factus did not accept the credentials of "
                            f"{claimed.account.username}: {exc}")
     except FactusError as exc:
-        if exc.transient:
+        if exc.transient and claimed.reconcile_only:
+            outcome = _Outcome("failed", code="attempts_exhausted", outcome_unknown=True,
+                               message=f"gave up after {claimed.max_attempts} attempts; the last "
+                               f"may have reached Factus and the lookup failed ({exc.reason}); "
+                               "`einvoice jobs retry` looks the reference up before any re-send")
+        elif exc.transient:
             outcome = _retry_outcome(ctx, claimed, exc)
+            # A failed lookup does not settle the earlier attempt's unknown outcome.
+            outcome.outcome_unknown = outcome.outcome_unknown or (claimed.reconcile_first
+                                                                  and not posted)
         else:
             outcome = _Outcome("failed", code=exc.reason, http_status=exc.status_code,
                                message=str(exc))
@@ -448,14 +465,19 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
 
 
 def _finish(session: Session, job: ElectronicInvoicingJob, status: str, *, code: str | None,
-            message: str | None, metadata: dict[str, Any] | None = None) -> None:
-    """Move a claimed job to a final status with an event (used inside the claim transaction)."""
+            message: str | None, metadata: dict[str, Any] | None = None,
+            outcome_unknown: bool = False) -> None:
+    """Move a claimed job to a final status with an event.
+
+    ``outcome_unknown`` stays True on a job given up while an attempt may have reached Factus,
+    so that an operator's retry looks the reference up before sending.
+    """
     job.status = status
     job.error_code = code
     job.error_message = message
     job.processed_at = func.now()  # type: ignore[assignment]
     job.lease_expires_at = None
-    job.outcome_unknown = False
+    job.outcome_unknown = outcome_unknown
     job.updated_at = func.now()  # type: ignore[assignment]
     job_repo.add_event(session, job.id, status, code=code, message=message,
                        metadata={"attempt": job.attempt_count, "from": "processing", "to": status,
@@ -505,7 +527,8 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
                         event_type="dian_slow", status="sent")
         elif outcome.kind in ("rejected", "failed"):
             _finish(session, job, outcome.kind, code=outcome.code, message=outcome.message,
-                    metadata={"http_status": outcome.http_status})
+                    metadata={"http_status": outcome.http_status},
+                    outcome_unknown=outcome.outcome_unknown)
         elif outcome.kind == "retry":
             job.outcome_unknown = outcome.outcome_unknown
             attempts_left = job.attempt_count < job.max_attempts or not outcome.count_attempt
@@ -513,10 +536,11 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
                 _reschedule(session, job, delay=outcome.delay or 1.0, code=outcome.code or "retry",
                             message=outcome.message or "", count_attempt=outcome.count_attempt)
             elif outcome.outcome_unknown:
-                # The last attempt may have reached Factus: one more reconcile-only pass decides.
+                # The last attempt may have reached Factus: one more pass looks the reference
+                # up (and never sends) before the job is given up.
                 _reschedule(session, job, delay=outcome.delay or 1.0, code=outcome.code or "retry",
                             message=(outcome.message or "") + " (outcome unknown: reconciling)",
-                            count_attempt=False)
+                            count_attempt=True)
             else:
                 _finish(session, job, "failed", code=outcome.code,
                         message=f"gave up after {job.attempt_count} attempts: {outcome.message}")

@@ -14,8 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.db.models import ElectronicInvoicingJob
-from tests.fixtures.sandbox import sandbox, sandbox_clean  # noqa: F401 - fixtures
-from tests.fixtures.worker import CeleryLauncher, celery_launcher, pipeline_environment  # noqa: F401
+from tests.fixtures.worker import CeleryLauncher, pipeline_environment
 
 FINAL = ("accepted", "rejected", "failed", "cancelled")
 
@@ -24,8 +23,8 @@ def seed_organization(session: Session, org_id: int = 1, *, range_id: int = 8) -
     """An issuing organization (Factus's sandbox NIT) with an active SETP invoice range."""
     session.execute(text(
         "INSERT INTO organizations (id, name, legal_name, nit, dv, email, municipality_id) "
-        "OVERRIDING SYSTEM VALUE VALUES (:id, :name, :name, '901724254', 1, 'f@tienda.co', 980)"),
-        {"id": org_id, "name": f"Tienda {org_id}"})
+        "OVERRIDING SYSTEM VALUE VALUES (:id, :name, :legal, '901724254', 1, 'f@tienda.co', 980)"),
+        {"id": org_id, "name": f"Tienda {org_id}", "legal": f"Tienda {org_id} SAS"})
     session.execute(text(
         "INSERT INTO invoice_sequences (organization_id, document_type, prefix, range_start, "
         "range_end, current_number, valid_from, valid_until, is_active, factus_numbering_range_id, "
