@@ -322,17 +322,21 @@ def factus_message(body: Any, response: httpx.Response | None = None) -> str:
     return ""
 
 
-def retry_after_seconds(response: httpx.Response, *, default: float | None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds), else ``X-RateLimit-Reset`` (seconds, or
-    an epoch timestamp when larger than 10^9: §9 says "seconds or timestamp"), else ``default``.
-    HTTP-date ``Retry-After`` values are not used by Factus (§9) and fall to the next source."""
+def retry_after_seconds(
+    response: httpx.Response, *, default: float | None, rate_window: bool = True
+) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds), else, when ``rate_window``,
+    ``X-RateLimit-Reset`` (seconds, or an epoch timestamp when larger than 10^9: §9 says "seconds
+    or timestamp"), else ``default``. HTTP-date ``Retry-After`` values are not used by Factus (§9)
+    and fall to the next source. The rate window only says when a 429 ends; a 5xx passes
+    ``rate_window=False`` because Factus may send the headers on every answer (§9)."""
     raw = response.headers.get("Retry-After")
     if raw is not None:
         try:
             return max(float(raw), 0.0)
         except ValueError:
             pass
-    reset = response.headers.get("X-RateLimit-Reset")
+    reset = response.headers.get("X-RateLimit-Reset") if rate_window else None
     if reset is not None:
         try:
             value = float(reset)
@@ -428,7 +432,7 @@ def error_from_response(response: httpx.Response) -> FactusError:
         return ServerError(
             detail,
             maintenance=status == 503,
-            retry_after=retry_after_seconds(response, default=None),
+            retry_after=retry_after_seconds(response, default=None, rate_window=False),
             status_code=status,
         )
     return ClientError(detail, reason=f"factus_{status}", status_code=status)

@@ -279,3 +279,13 @@ def test_errors_survive_pickling_with_their_details() -> None:
         assert type(copy) is type(error)
         assert copy.__dict__ == error.__dict__
         assert str(copy) == str(error)
+
+
+def test_a_server_error_ignores_the_rate_window_headers() -> None:
+    # §9: X-RateLimit-* may come on every answer; they say nothing about when a 500 clears
+    error = error_from_response(
+        _answer(
+            500, {"message": "Server Error"}, **{"X-RateLimit-Reset": str(int(time.time()) + 50)}
+        )
+    )
+    assert isinstance(error, ServerError) and error.retry_after is None
