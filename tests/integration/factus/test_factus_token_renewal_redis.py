@@ -1,0 +1,109 @@
+"""Token renewal under concurrency (FACTUS_API.md Decision 2): threads of two worker processes
+that need a token at the same moment cause exactly one grant at Factus (the simulator counts
+them), and a rotating refresh token is never spent twice."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import redis
+from conftest import sandbox_account, sandbox_grants
+from factus_procs import call_company_in_threads
+
+from einvoice.crypto import SecretBox
+from einvoice.factus.client import FactusClient
+from einvoice.factus.ratelimit import NoRateLimit
+from einvoice.factus.tokens import RedisRenewalLocks, RedisTokenStore, StoredToken
+from einvoice.sandbox.server import SandboxServer
+
+PROCESSES, THREADS = 2, 5
+
+
+@pytest.fixture
+def secret_key() -> str:
+    """A fresh EINVOICE_SECRET_KEY."""
+    return SecretBox.generate_key()
+
+
+def _run_workers(sandbox: SandboxServer, redis_url: str, secret_key: str) -> list[str]:
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=call_company_in_threads,
+            args=(sandbox.base_url, redis_url, secret_key, THREADS, start, results),
+        )
+        for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+    assert {pid for pid, _ in outcomes} == {w.pid for w in workers}
+    return [outcome for _, per_process in outcomes for outcome in per_process]
+
+
+def test_two_processes_needing_a_first_token_log_in_once(
+    sandbox_clean: SandboxServer, factus_redis_url: str, secret_key: str
+) -> None:
+    # Given an empty token store and a slow token endpoint (wide race window)
+    sandbox_clean.set_faults(latency_ms=300)
+
+    # When 2 processes × 5 threads call Factus at the same moment
+    outcomes = _run_workers(sandbox_clean, factus_redis_url, secret_key)
+
+    # Then every call succeeded with a single password grant between them
+    assert outcomes == ["901724254"] * PROCESSES * THREADS
+    assert sandbox_grants(sandbox_clean) == {"200": 1}
+
+
+def test_an_expiring_token_is_refreshed_once_and_the_new_refresh_token_kept(
+    sandbox_clean: SandboxServer, factus_redis: redis.Redis, factus_redis_url: str, secret_key: str
+) -> None:
+    # Given a stored token pair that is due for renewal
+    store = RedisTokenStore(factus_redis, SecretBox(secret_key))
+    with httpx.Client() as http:
+        FactusClient(
+            sandbox_account(sandbox_clean.base_url),
+            http=http,
+            limiter=NoRateLimit(),
+            token_store=store,
+            renewal_locks=RedisRenewalLocks(factus_redis),
+        ).company()
+    first = store.load("default")
+    assert first is not None and first.refresh_token
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    store.save(
+        "default", StoredToken(first.access_token, first.refresh_token, first.expires_at, past)
+    )
+    sandbox_clean.set_faults(latency_ms=300)
+
+    # When 2 processes × 5 threads need it at the same moment
+    outcomes = _run_workers(sandbox_clean, factus_redis_url, secret_key)
+
+    # Then all calls succeeded after exactly one more grant (the refresh), none refused (a
+    # second refresh with the spent token would be a 400 invalid_grant)
+    assert outcomes == ["901724254"] * PROCESSES * THREADS
+    assert sandbox_grants(sandbox_clean) == {"200": 2}
+    # and the rotated refresh token is the one stored now, and it works
+    second = store.load("default")
+    assert second is not None and second.refresh_token not in (None, first.refresh_token)
+    assert second.access_token != first.access_token
+    with httpx.Client() as http:
+        response = http.post(
+            sandbox_clean.base_url + "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-secret",
+                "refresh_token": second.refresh_token,
+            },
+            headers={"Accept": "application/json"},
+        )
+    assert response.status_code == 200
