@@ -246,6 +246,7 @@ class DianRule(WireModel):
         mentions "rechazo" (the v1 test in DOC2 ``manejo-errores``), else as a notification.
         """
         match = _RULE.match(message)
+        kind: Literal["notification", "rejection"]
         if match:
             kind = "rejection" if match["kind"].lower() == "rechazo" else "notification"
             code = match["code"].strip() or key

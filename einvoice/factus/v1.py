@@ -536,6 +536,8 @@ def parse_credit_note(body: Any) -> CreditNoteResult:
 
 def _page(body: Any, item: type[M], what: str) -> Page[M]:
     data = _data(body, what)
+    items: Any
+    pagination: Any
     if isinstance(data, list):  # an unpaginated answer: one page holding everything
         items, pagination = data, {}
     elif isinstance(data, dict):

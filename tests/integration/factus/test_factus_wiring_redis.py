@@ -1,0 +1,62 @@
+"""The per-process wiring a worker uses (``create_factus_clients``): tokens encrypted in Redis,
+the shared rate limit counting every call, one client per account (STYLE.md habit 7)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from einvoice.crypto import SecretBox
+from einvoice.errors import ConfigError
+from einvoice.factus.client import create_factus_clients
+from einvoice.factus.tokens import FactusAccount
+from einvoice.sandbox.server import SandboxServer
+from einvoice.settings import Settings, load_settings
+
+
+def _settings(sandbox: SandboxServer, redis_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "redis_url": redis_url,
+        "factus_base_url": sandbox.base_url,
+        "factus_client_id": "sandbox-client",
+        "factus_client_secret": "sandbox-secret",
+        "factus_username": "sandbox@einvoice.test",
+        "factus_password": "sandbox-password",
+        "einvoice_secret_key": SecretBox.generate_key(),
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def test_a_worker_process_gets_a_client_with_encrypted_tokens_and_a_shared_limit(
+    sandbox_clean: SandboxServer, factus_redis_url: str, factus_redis: redis.Redis
+) -> None:
+    # Given the wiring a worker builds once per process
+    clients = create_factus_clients(_settings(sandbox_clean, factus_redis_url))
+    try:
+        client = clients.default()
+
+        # When it calls Factus
+        company = client.company()
+
+        # Then the call worked, and the same account gets the same client
+        assert company.nit == "901724254"
+        assert clients.for_account(FactusAccount.from_settings(clients.settings)) is client
+        # and the token pair sits in Redis, encrypted
+        raw = factus_redis.get("einvoice:factus:token:default")
+        assert raw is not None and b"eyJ" not in raw and b"access_token" not in raw
+        stored = clients.token_store.load("default")
+        assert stored is not None and stored.access_token == client.tokens.access_token()
+        # and both calls (token + company) took a slot of the account's shared window
+        (window,) = list(factus_redis.scan_iter("einvoice:factus:ratelimit*"))
+        assert factus_redis.llen(window) == 2
+    finally:
+        clients.close()
+
+
+def test_the_wiring_refuses_to_store_tokens_without_a_secret_key(
+    sandbox_clean: SandboxServer, factus_redis_url: str
+) -> None:
+    with pytest.raises(ConfigError, match="EINVOICE_SECRET_KEY"):
+        create_factus_clients(_settings(sandbox_clean, factus_redis_url, einvoice_secret_key=None))
