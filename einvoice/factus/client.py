@@ -82,6 +82,10 @@ from einvoice.settings import Settings
 logger = logging.getLogger("einvoice.factus")
 
 Payload = BaseModel | Mapping[str, Any]
+
+# Lookups by reference walk every partial match (the list filter is a LIKE, inferred): ask for
+# big pages so a short reference among thousands of documents costs a few calls, not hundreds.
+LOOKUP_PAGE_SIZE = 100
 ItemT = TypeVar("ItemT", bound=BaseModel)
 
 
@@ -287,24 +291,24 @@ class FactusClient:
         )
         return v1.parse_bill(body)
 
-    def bills_page(self, page: int = 1, **filters: Any) -> Page[BillListItem]:
-        """One page of ``GET /v1/bills`` (§6.1), 10 rows per page.
+    def bills_page(
+        self, page: int = 1, *, per_page: int | None = None, **filters: Any
+    ) -> Page[BillListItem]:
+        """One page of ``GET /v1/bills`` (§6.1), 10 rows unless ``per_page`` is honoured.
 
         Filters (``filter[...]``): ``identification``, ``names``, ``number``, ``prefix``,
         ``reference_code`` (a partial match on Factus, inferred), ``status`` (1 validated,
         0 pending). Raises ``ValueError`` for another name, FactusError on failure.
         """
-        body = self._call(
-            "GET", v1.BILLS_PATH, params=v1.list_params(filters, v1.BILL_FILTERS, page=page)
-        )
-        return v1.parse_bill_page(body)
+        params = v1.list_params(filters, v1.BILL_FILTERS, page=page, per_page=per_page)
+        return v1.parse_bill_page(self._call("GET", v1.BILLS_PATH, params=params))
 
-    def iter_bills(self, **filters: Any) -> Iterator[BillListItem]:
+    def iter_bills(self, *, per_page: int | None = None, **filters: Any) -> Iterator[BillListItem]:
         """Every row of ``GET /v1/bills`` matching ``filters``, fetching page after page lazily.
 
         Filters as :meth:`bills_page`. Raises FactusError on failure.
         """
-        return self._iter_pages(lambda page: self.bills_page(page, **filters))
+        return self._iter_pages(lambda page: self.bills_page(page, per_page=per_page, **filters))
 
     def list_bills(self, **filters: Any) -> list[BillListItem]:
         """All rows of ``GET /v1/bills`` matching ``filters`` (every page). See :meth:`bills_page`."""
@@ -331,7 +335,7 @@ class FactusClient:
         """
         matches = [
             row
-            for row in self.iter_bills(reference_code=reference_code)
+            for row in self.iter_bills(reference_code=reference_code, per_page=LOOKUP_PAGE_SIZE)
             if row.reference_code == reference_code and row.number
         ]
         if not matches:
@@ -396,14 +400,12 @@ class FactusClient:
         )
         return v1.parse_credit_note(body)
 
-    def credit_notes_page(self, page: int = 1, **filters: Any) -> Page[CreditNoteListItem]:
+    def credit_notes_page(
+        self, page: int = 1, *, per_page: int | None = None, **filters: Any
+    ) -> Page[CreditNoteListItem]:
         """One page of ``GET /v1/credit-notes``; filters as :meth:`bills_page` (§7.1)."""
-        body = self._call(
-            "GET",
-            v1.CREDIT_NOTES_PATH,
-            params=v1.list_params(filters, v1.CREDIT_NOTE_FILTERS, page=page),
-        )
-        return v1.parse_credit_note_page(body)
+        params = v1.list_params(filters, v1.CREDIT_NOTE_FILTERS, page=page, per_page=per_page)
+        return v1.parse_credit_note_page(self._call("GET", v1.CREDIT_NOTES_PATH, params=params))
 
     def list_credit_notes(self, **filters: Any) -> list[CreditNoteListItem]:
         """All rows of ``GET /v1/credit-notes`` matching ``filters`` (every page)."""
@@ -419,7 +421,9 @@ class FactusClient:
         matches = [
             row
             for row in self._iter_pages(
-                lambda page: self.credit_notes_page(page, reference_code=reference_code)
+                lambda page: self.credit_notes_page(
+                    page, per_page=LOOKUP_PAGE_SIZE, reference_code=reference_code
+                )
             )
             if row.reference_code == reference_code and row.number
         ]

@@ -155,13 +155,20 @@ NUMBERING_RANGE_FILTERS = frozenset(
     {"id", "document", "resolution_number", "technical_key", "is_active"}
 )
 PAGE_PARAM = "page"
+# Page size: undocumented on v1 (§12.7); the FJS1 v1 SDK sends ``per_page``. Factus may ignore
+# it, in which case pages stay at 10 rows and only the number of calls changes.
+PER_PAGE_PARAM = "per_page"
 CATALOG_NAME_PARAM = "name"  # §8.2: ?name=<substring>
 
 
 def list_params(
-    filters: Mapping[str, Any], allowed: frozenset[str], *, page: int | None = None
+    filters: Mapping[str, Any],
+    allowed: frozenset[str],
+    *,
+    page: int | None = None,
+    per_page: int | None = None,
 ) -> dict[str, str]:
-    """Query parameters ``filter[<name>]=<value>`` (+ ``page``) for a v1 list.
+    """Query parameters ``filter[<name>]=<value>`` (+ ``page``, ``per_page``) for a v1 list.
 
     Booleans become ``"1"``/``"0"`` (flags are 0/1: §1); ``None`` values are left out.
 
@@ -180,6 +187,8 @@ def list_params(
         params[f"filter[{name}]"] = str(value)
     if page is not None:
         params[PAGE_PARAM] = str(page)
+    if per_page is not None:
+        params[PER_PAGE_PARAM] = str(per_page)
     return params
 
 

@@ -335,7 +335,9 @@ def test_find_by_reference_ignores_partial_matches(
     found = make_client().find_bill_by_reference("INV-1")
 
     assert found is not None and found.number == "SETP1"
-    assert factus.api_requests()[0].url.params["filter[reference_code]"] == "INV-1"
+    lookup = factus.api_requests()[0].url.params
+    assert lookup["filter[reference_code]"] == "INV-1"
+    assert lookup["per_page"] == "100"  # big pages: partial matches can be many
 
 
 def test_find_by_reference_returns_none_when_factus_has_no_such_bill(
