@@ -110,6 +110,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     from einvoice.services.enqueue import enqueue_invoice  # noqa: PLC0415
 
     out = console or Console()
+    # `timeout` or a supervisor stops us with SIGTERM: unwind through `finally` like Ctrl-C, so
+    # the worker, beat, Flower, the simulator and the services are stopped too.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     base = project_root() / ".einvoice" / "demo"
     services = DevServices.load(base)
     services.base_dir = base
@@ -145,11 +148,13 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
             share = options.fault_share
             sandbox = SandboxServer(
                 latency_ms=options.latency_ms, latency_jitter_ms=options.latency_jitter_ms,
-                error_503=share / 2, error_500=share / 4, dian_slow=share / 2, seed=options.seed,
+                error_503=share / 2, error_500=share / 4, dian_slow=share / 3, seed=options.seed,
                 rate_limit_per_minute=None,
             ).start()
+            # The simulator has no rate limit in the demo; our client's shared limiter still
+            # paces every call (a real account gets the default 80/min).
             env.update(SANDBOX_CREDENTIALS, FACTUS_BASE_URL=sandbox.base_url,
-                       FACTUS_ENVIRONMENT="sandbox")
+                       FACTUS_ENVIRONMENT="sandbox", FACTUS_RATE_LIMIT_PER_MINUTE="1200")
             out.print(f"Factus simulator at [b]{sandbox.base_url}[/b] "
                       f"(latency {options.latency_ms}±{options.latency_jitter_ms} ms, "
                       f"{share:.0%} faults)")
@@ -237,6 +242,10 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
             sandbox.stop()
         if not options.keep:
             services.down()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _port_busy(port: int) -> bool:

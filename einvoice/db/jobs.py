@@ -69,7 +69,9 @@ def insert_pending_job(
         )
         .on_conflict_do_nothing(
             index_elements=["invoice_id", "document_type"],
-            index_where=Job.status.in_(NON_FINAL_JOB_STATUSES),
+            # A literal predicate: with bound parameters PostgreSQL cannot match the partial
+            # index once psycopg prepares the statement (after 5 executions).
+            index_where=text("status IN ('pending', 'processing', 'sent')"),
         )
         .returning(Job.id)
     )
@@ -278,3 +280,25 @@ def mark_dispatched_if_new(session: Session, job_id: uuid.UUID) -> bool:
         .returning(Job.id)
     ).first()
     return row is not None
+
+
+def pending_blocker(
+    session: Session, *, account: str, environment: str, document_type: str, exclude: uuid.UUID
+) -> Job | None:
+    """Our own job whose document waits at DIAN (``sent``) on this Factus account, if any.
+
+    Factus refuses every create of a document type while one document of that type is pending
+    (409, FACTUS_API.md §5.3), so other jobs of the account wait for it instead of calling.
+    """
+    return session.scalars(
+        select(Job)
+        .where(
+            Job.status == "sent",
+            Job.factus_account == account,
+            Job.factus_environment == environment,
+            Job.document_type == document_type,
+            Job.id != exclude,
+        )
+        .order_by(Job.next_retry_at)
+        .limit(1)
+    ).first()

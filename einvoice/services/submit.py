@@ -178,6 +178,19 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
             uow.commit()
             return "failed"
         reconcile_first = bool(job.outcome_unknown)
+        blocker = job_repo.pending_blocker(session, account=account.username,
+                                           environment=account.environment,
+                                           document_type=job.document_type, exclude=job.id)
+        if blocker is not None and not reconcile_first:
+            # Factus would answer 409 until that document is settled: wait for its re-check
+            # instead of calling (no request spent, no attempt counted).
+            wait = max((blocker.next_retry_at - job_repo.db_now(session)).total_seconds(), 0.0)
+            _reschedule(session, job, delay=wait + 1.0 + ctx.rng.random() * 2.0,
+                        code="account_blocked",
+                        message=f"job {blocker.id} has a document pending at DIAN on this "
+                        "account; waiting for it", count_attempt=False, event_type="waiting")
+            uow.commit()
+            return "waiting"
         job.request_payload = payload
         job.factus_environment = account.environment
         job.factus_account = account.username
@@ -363,9 +376,12 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
                 settled.append(f"re-check of job {owner.id} ({ref}) brought forward")
         uow.commit()
     if settled and not foreign:
+        # Spread the blocked jobs over a few seconds: the settled document needs a moment
+        # (a delete, or DIAN's answer to the re-check) and they must not storm the account.
+        delay = ctx.settings.einvoice_retry_base_seconds * (1.0 + 2.0 * ctx.rng.random())
         outcome = _Outcome("retry", code="pending_document", http_status=409,
                            message="409 pending document settled: " + "; ".join(settled),
-                           delay=1.0, count_attempt=False)
+                           delay=delay, count_attempt=False)
     else:
         delay = backoff_delay(claimed.attempt, base=max(ctx.settings.einvoice_retry_base_seconds, 5),
                               cap=ctx.settings.einvoice_retry_cap_seconds, rng=ctx.rng)

@@ -145,3 +145,13 @@ def test_invoices_without_job_lists_only_unsent(session: Session) -> None:
     enqueue_invoice(session, a, publisher=RecordingPublisher())
     session.commit()
     assert invoices_without_job(session, 3) == [b]
+
+
+def test_enqueue_many_on_one_connection_keeps_working(session: Session) -> None:
+    # psycopg prepares a statement after 5 executions; the upsert must still match its index.
+    publisher = RecordingPublisher()
+    invoices = [_invoice(session) for _ in range(8)]
+    for invoice_id in invoices:
+        enqueue_invoice(session, invoice_id, publisher=publisher)
+        session.commit()
+    assert len(set(publisher.sent)) == 8
