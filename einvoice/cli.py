@@ -447,9 +447,11 @@ def demo(
     """Run the main job end to end: services, simulator, worker, beat, Flower, 240 invoices."""
     from einvoice.demo import DemoOptions, run_demo  # noqa: PLC0415
 
+    # Wide output when piped to a file or CI log, so CUFEs are printed whole.
+    out = console if console.is_terminal else Console(width=200)
     raise typer.Exit(run_demo(DemoOptions(seed=seed, invoices=invoices, keep=keep, timeout=timeout,
                                           concurrency=concurrency, latency_ms=latency_ms,
-                                          fault_share=fault_share), console))
+                                          fault_share=fault_share), out))
 
 
 def _mount_optional_groups() -> None:

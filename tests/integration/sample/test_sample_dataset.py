@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from stdnum.co import nit as co_nit
 
 from einvoice.db.engine import make_engine, make_session_factory
+from einvoice.sample import catalog
 from einvoice.db.invoices import known_municipality_ids, load_invoice
 from einvoice.db.models import (
     Branch,
@@ -76,7 +77,7 @@ def test_issuers_have_valid_nits_branches_and_sandbox_like_ranges(
         assert invoice_range.resolution_number == "18760000001"
         assert invoice_range.technical_key and invoice_range.factus_numbering_range_id == 8
         note_range = next(r for r in own if r.document_type == "credit_note")
-        assert (note_range.prefix, note_range.factus_numbering_range_id) == ("NC", 5)
+        assert (note_range.prefix, note_range.factus_numbering_range_id) == ("NC", catalog.CREDIT_NOTE_RANGE_FACTUS_ID)
         for active in (invoice_range, note_range):
             assert active.is_active
             assert active.valid_from is not None and active.valid_until is not None
@@ -238,7 +239,7 @@ def test_credit_notes_reference_valid_invoices_and_fit_within_them(
             known_municipality_ids=known,
         )
         assert payload["correction_concept_code"] == note.correction_concept_code
-        assert payload["numbering_range_id"] == 5
+        assert payload["numbering_range_id"] == catalog.CREDIT_NOTE_RANGE_FACTUS_ID
 
 
 def test_same_seed_gives_identical_rows_in_another_database(
