@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from einvoice.errors import EinvoiceError
 
@@ -43,7 +44,7 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EinvoiceError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -468,3 +469,7 @@ def main() -> None:
     except ImportError as exc:  # pragma: no cover - a broken install
         err_console.print(f"[yellow]warning:[/yellow] the sandbox commands are unavailable: {exc}")
     app()
+
+
+if __name__ == "__main__":
+    main()
