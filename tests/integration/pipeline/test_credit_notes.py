@@ -1,0 +1,160 @@
+"""Credit notes and cancellation through the real pipeline (issue 7)."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Callable
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from einvoice.db.models import InvoiceSale
+from einvoice.errors import JobError
+from einvoice.factus.client import create_factus_clients
+from einvoice.services.operator import cancel_job
+from einvoice.settings import load_settings
+from tests.integration.pipeline.conftest import (
+    Pipeline,
+    insert_job_sql,
+    seed_invoice,
+    seed_organization,
+    wait_for_jobs,
+)
+
+pytestmark = pytest.mark.slow
+
+ITEMS = (("Café 500 g", Decimal(2), Decimal(23800), Decimal(19)),
+         ("Queso", Decimal(1), Decimal(10500), Decimal(5)))
+
+
+def _credit_note_range(session: Session) -> None:
+    session.execute(text(
+        "INSERT INTO invoice_sequences (organization_id, document_type, prefix, range_start, "
+        "range_end, current_number, valid_from, valid_until, is_active, factus_numbering_range_id) "
+        "VALUES (1, 'credit_note', 'NC', 1, 99999999, 1, '2019-01-19', '2030-01-19', true, 9)"))
+
+
+def _credit_note(session: Session, invoice_id: uuid.UUID, items: tuple, concept: int) -> uuid.UUID:
+    """A credit note row copying the invoice's customer, crediting ``items``."""
+    note_id = uuid.uuid4()
+    total = sum((qty * price for _, qty, price, _ in items), Decimal(0))
+    session.execute(text(
+        "INSERT INTO invoice_sales (id, organization_id, customer_id, issue_date, total, "
+        "tax_included, payment_form, payment_method_code, document_type, related_invoice_id, "
+        "correction_concept_code) SELECT :id, organization_id, customer_id, now(), :total, true, "
+        "'1', '10', 'credit_note', id, :concept FROM invoice_sales WHERE id = :inv"),
+        {"id": note_id, "total": total, "concept": concept, "inv": invoice_id})
+    for index, (name, qty, price, rate) in enumerate(items):
+        session.execute(text(
+            "INSERT INTO invoice_items (invoice_id, description, qty, unit_price, tax_rate, "
+            "code_reference, tax_included) VALUES (:inv, :name, :qty, :price, :rate, :code, true)"),
+            {"inv": note_id, "name": name, "qty": qty, "price": price, "rate": rate,
+             "code": f"SKU-{index}"})
+    return note_id
+
+
+def _credit_job(session: Session, note_id: uuid.UUID) -> uuid.UUID:
+    job_id = session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, document_type) "
+        "VALUES (1, :n, 'credit_note') RETURNING id"), {"n": note_id}).scalar_one()
+    session.commit()
+    return job_id
+
+
+def test_full_and_partial_credit_notes_are_accepted_with_cude(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline()
+    seed_organization(session)
+    _credit_note_range(session)
+    first, second = seed_invoice(session, items=ITEMS), seed_invoice(session, items=ITEMS)
+    session.commit()
+    invoices = wait_for_jobs(pipeline.factory, [insert_job_sql(session, first),
+                                                insert_job_sql(session, second)], timeout=30)
+    assert [j.status for j in invoices] == ["accepted", "accepted"]
+
+    full = _credit_note(session, first, ITEMS, concept=2)
+    partial = _credit_note(session, second, ITEMS[1:], concept=1)
+    notes = wait_for_jobs(pipeline.factory, [_credit_job(session, full), _credit_job(session, partial)],
+                          timeout=30)
+
+    assert [n.status for n in notes] == ["accepted", "accepted"], [n.error_message for n in notes]
+    assert all(n.cufe and len(n.cufe) == 96 and n.document_number.startswith("NC") for n in notes)
+    assert notes[0].request_payload["bill_id"] == invoices[0].factus_document_id
+    assert notes[0].request_payload["correction_concept_code"] == 2
+    assert notes[0].request_payload["customization_id"] == 20
+    session.expire_all()
+    assert session.get(InvoiceSale, full).xml_uuid == notes[0].cufe
+    assert session.get(InvoiceSale, full).status == "validated"
+
+
+def test_credit_note_over_the_invoice_total_is_rejected_before_any_call(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline()
+    seed_organization(session)
+    _credit_note_range(session)
+    invoice_id = seed_invoice(session, items=ITEMS[1:])
+    session.commit()
+    wait_for_jobs(pipeline.factory, [insert_job_sql(session, invoice_id)], timeout=30)
+
+    too_much = _credit_note(session, invoice_id, ITEMS, concept=1)
+    [note] = wait_for_jobs(pipeline.factory, [_credit_job(session, too_much)], timeout=30)
+
+    assert note.status == "rejected" and note.error_code == "credit_exceeds_invoice"
+    assert pipeline.sandbox.stats()["global"]["validate_posts"]["credit_note"] == 0
+
+
+def test_credit_note_waits_for_its_invoice_then_is_sent(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(beat=True)
+    pipeline.sandbox.set_faults(dian_slow=1.0, seed=9)
+    seed_organization(session)
+    _credit_note_range(session)
+    invoice_id = seed_invoice(session, items=ITEMS)
+    session.commit()
+    invoice_job = insert_job_sql(session, invoice_id)
+    wait_for_jobs(pipeline.factory, [invoice_job], statuses=("sent",), timeout=30)
+
+    note_job = _credit_job(session, _credit_note(session, invoice_id, ITEMS, concept=2))
+    wait_for_jobs(pipeline.factory, [note_job], statuses=("pending",), timeout=10)
+    pipeline.sandbox.set_faults(dian_slow=0.0)
+
+    [invoice, note] = wait_for_jobs(pipeline.factory, [invoice_job, note_job], timeout=40)
+    assert (invoice.status, note.status) == ("accepted", "accepted")
+    assert "waiting" in [t for t, _ in pipeline.events(note_job)]
+
+
+def test_cancel_deletes_a_stored_unvalidated_document_and_refuses_a_validated_one(
+    make_pipeline: Callable[..., Pipeline], session: Session, db_url: str, redis_url: str,
+    session_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    pipeline = make_pipeline()
+    pipeline.sandbox.set_faults(dian_slow=1.0, seed=10)
+    seed_organization(session)
+    slow_invoice = seed_invoice(session)
+    session.commit()
+    [slow] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, slow_invoice)],
+                           statuses=("sent",), timeout=30)
+    settings = load_settings(**{k.lower(): v for k, v in pipeline.env.items()
+                                if k.startswith(("FACTUS_", "EINVOICE_", "REDIS_URL"))})
+    clients = create_factus_clients(settings)
+    try:
+        message = cancel_job(session_factory, clients, settings, slow.id, actor="test")
+        assert "deleted unvalidated document" in message
+        assert pipeline.sandbox.stats()["global"]["documents_deleted"]["bill"] == 1
+
+        pipeline.sandbox.set_faults(dian_slow=0.0)
+        ok_invoice = seed_invoice(session)
+        session.commit()
+        [ok] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, ok_invoice)], timeout=30)
+        assert ok.status == "accepted"  # the deletion released the account's 409 block
+        with pytest.raises(JobError, match="credit note"):
+            cancel_job(session_factory, clients, settings, ok.id, actor="test")
+    finally:
+        clients.close()
+    types = [t for t, _ in pipeline.events(slow.id)]
+    assert types[-1] == "cancelled"
