@@ -17,7 +17,19 @@ def _start_job_listener(**_: object) -> None:
     from einvoice.settings import libpq_url  # noqa: PLC0415
     from workers.resources import get_resources  # noqa: PLC0415
 
-    res = get_resources()
+    from einvoice.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        res = get_resources()
+    except ConfigError as exc:
+        # A worker that cannot submit must not look healthy: say why in one line and stop.
+        import logging  # noqa: PLC0415
+        import os  # noqa: PLC0415
+        import signal  # noqa: PLC0415
+
+        logging.getLogger("einvoice").critical("worker cannot start: %s", exc)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     if not res.settings.einvoice_listen:
         return
     stop = threading.Event()
