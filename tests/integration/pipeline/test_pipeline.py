@@ -342,3 +342,25 @@ def test_token_expiring_mid_run_is_renewed(
 
     done = wait_for_jobs(pipeline.factory, jobs, timeout=30)
     assert [j.status for j in done] == ["accepted"] * 3
+
+
+def test_postgresql_restart_mid_run_costs_retries_not_jobs(
+    make_pipeline: Callable[..., Pipeline], session: Session, services: Any
+) -> None:
+    pipeline = make_pipeline(beat=True)
+    pipeline.sandbox.set_faults(latency_ms=1500)
+    seed_organization(session)
+    invoices = [seed_invoice(session) for _ in range(6)]
+    session.commit()
+    jobs = [insert_job_sql(session, i) for i in invoices]
+    wait_for_jobs(pipeline.factory, jobs[:1], statuses=("processing",), timeout=15)
+    session.close()
+
+    services.postgres.stop(mode="immediate")  # a crash: no checkpoint, connections cut
+    time.sleep(2.0)
+    services.postgres.start()
+
+    done = wait_for_jobs(pipeline.factory, jobs, timeout=120)
+    assert [j.status for j in done] == ["accepted"] * 6
+    per_reference = pipeline.sandbox.account_stats()["validations_by_reference"]["bill"]
+    assert all(per_reference.get(j.reference_code) == 1 for j in done)
