@@ -17,7 +17,9 @@ from sqlalchemy import Engine
 
 from einvoice.crypto import SecretBox
 from einvoice.db.engine import make_engine, make_session_factory
+from einvoice.db.tokens import CredentialTokenStore
 from einvoice.factus.client import FactusClients, create_factus_clients
+from einvoice.factus.tokens import RedisTokenStore
 from einvoice.queueing import CeleryPublisher
 from einvoice.services.submit import SubmitContext
 from einvoice.settings import Settings, get_settings
@@ -61,10 +63,15 @@ def _build() -> Resources:
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=10,
                                         socket_connect_timeout=5, retry_on_timeout=True,
                                         health_check_interval=10)
-    clients = create_factus_clients(settings, redis_client=redis_client)
-    box = SecretBox.from_settings(settings) if settings.einvoice_secret_key else None
+    box = SecretBox.from_settings(settings)
+    session_factory = make_session_factory(engine)
+    token_store = CredentialTokenStore(
+        session_factory, box, fallback=RedisTokenStore(redis_client, box),
+        margin_seconds=settings.factus_token_margin_seconds,
+    )
+    clients = create_factus_clients(settings, redis_client=redis_client, token_store=token_store)
     submit = SubmitContext(
-        session_factory=make_session_factory(engine), clients=clients, settings=settings,
+        session_factory=session_factory, clients=clients, settings=settings,
         worker_id=f"{socket.gethostname()}:{os.getpid()}", secret_box=box,
     )
     return Resources(settings=settings, engine=engine, redis=redis_client, clients=clients,

@@ -324,6 +324,11 @@ def test_two_organizations_use_their_own_accounts(
     default = pipeline.sandbox.account_stats()["validations_by_reference"]["bill"]
     org2 = pipeline.sandbox.account_stats("org2@einvoice.test", "org2-client")["validations_by_reference"]["bill"]
     assert set(default) == {done[0].reference_code} and set(org2) == {done[1].reference_code}
+    # The organization's tokens live in its own row, encrypted at rest.
+    session.expire_all()
+    tokens = session.execute(text(
+        "SELECT access_token, refresh_token, token_expires_at FROM factus_credentials")).one()
+    assert tokens[0] and tokens[2] is not None and not tokens[0].startswith("ey")
 
 
 def test_token_expiring_mid_run_is_renewed(
