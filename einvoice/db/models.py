@@ -29,6 +29,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     SmallInteger,
     String,
@@ -518,3 +519,114 @@ class DianPaymentMethod(Base):
     code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+
+# --------------------------------------------------------------------------------------------
+# Follow-ups of accepted jobs: documents archive and e-mail resend (issue 7, migration 0002)
+# --------------------------------------------------------------------------------------------
+
+#: Follow-up kinds: download and keep the PDF and XML once; send the document by e-mail.
+FOLLOWUP_KINDS = ("archive", "email")
+#: Follow-up statuses: ``pending`` (due at ``next_retry_at``) → ``processing`` (leased) →
+#: ``done`` | ``failed`` | back to ``pending`` (retry). ``done`` and ``failed`` are final.
+FOLLOWUP_STATUSES = ("pending", "processing", "done", "failed")
+#: Stored document files (FACTUS_API.md §6.4: ``download-pdf`` and ``download-xml``).
+STORED_DOCUMENT_KINDS = ("pdf", "xml")
+
+
+class ElectronicInvoicingFollowup(Base):
+    """``electronic_invoicing_followups``: work that follows an accepted job (issue 7).
+
+    A follow-up has its own small state machine, attempts and lease, so that its failures never
+    touch the parent job's ``accepted`` status; every step is also an event on the parent job.
+    ``kind`` ``archive``: download the PDF and XML once (at most one archive row per job, partial
+    unique index); ``email``: one ``send-email`` call to ``to_address`` (None = the customer's).
+    """
+
+    __tablename__ = "electronic_invoicing_followups"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("electronic_invoicing_jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempt_count: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("5"))
+    # NOT NULL with default now(), as on jobs: due at once, and the partial index covers it.
+    next_retry_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    # Who holds the lease ("host:pid:thread"); only the holder records the outcome.
+    leased_by: Mapped[str | None] = mapped_column(Text)
+    # When a wake-up was last published; the beat dispatcher re-publishes only stale ones.
+    dispatched_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    to_address: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint(_in("kind", FOLLOWUP_KINDS), name="electronic_invoicing_followups_kind_check"),
+        CheckConstraint(
+            _in("status", FOLLOWUP_STATUSES), name="electronic_invoicing_followups_status_check"
+        ),
+        # The follow-up dispatcher's query: due pending rows, oldest first.
+        Index("ix_ei_followups_due", "next_retry_at", postgresql_where=text("status = 'pending'")),
+        # Its lease sweep: processing rows whose lease expired.
+        Index(
+            "ix_ei_followups_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'processing'"),
+        ),
+        # A job is archived once: scheduling the archive twice is a no-op.
+        Index(
+            "ux_ei_followups_one_archive_per_job",
+            "job_id",
+            unique=True,
+            postgresql_where=text("kind = 'archive'"),
+        ),
+        Index("ix_ei_followups_job", "job_id", "created_at"),
+    )
+
+
+class ElectronicInvoicingDocument(Base):
+    """``electronic_invoicing_documents``: the validated PDF and XML of a job, stored once.
+
+    ``file_name`` is Factus's DIAN file name (FACTUS_API.md §6.4, e.g.
+    ``fv09017242540002500013136``) with ``.pdf`` / ``.xml`` appended; ``sha256`` is the lower-case
+    hex SHA-256 of ``content`` and ``size_bytes`` its length, both checked when read back.
+    """
+
+    __tablename__ = "electronic_invoicing_documents"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("electronic_invoicing_jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    file_name: Mapped[str] = mapped_column(Text, nullable=False)
+    # Deferred: listing what a job has stored must not pull megabytes of PDF.
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
+    sha256: Mapped[str] = mapped_column(CHAR(64), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint(
+            _in("kind", STORED_DOCUMENT_KINDS), name="electronic_invoicing_documents_kind_check"
+        ),
+        CheckConstraint(
+            "size_bytes = octet_length(content)", name="electronic_invoicing_documents_size_check"
+        ),
+        UniqueConstraint("job_id", "kind", name="uq_ei_documents_job_kind"),
+    )
