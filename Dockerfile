@@ -14,10 +14,9 @@ COPY einvoice ./einvoice
 COPY workers ./workers
 COPY migrations ./migrations
 
-# Editable on purpose: `einvoice db upgrade` reads alembic.ini and migrations/ from the folder
-# that holds the einvoice package (einvoice/db/migrate.py), and a regular `pip install .` puts
-# the package in site-packages without them, so the migrate service would find no migrations.
-RUN pip install -e .
+# The migrations ship as the `migrations` package, so a regular install can run
+# `einvoice db upgrade`.
+RUN pip install .
 
 # Run as an unprivileged user; beat keeps its schedule file in the one folder it may write.
 RUN useradd --system --uid 10001 --no-create-home einvoice \

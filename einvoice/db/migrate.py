@@ -7,19 +7,23 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+import migrations
 from einvoice.settings import normalize_database_url
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+SCRIPT_LOCATION = Path(migrations.__file__).resolve().parent
 
 
 def alembic_config(database_url: str) -> Config:
-    """An Alembic ``Config`` for this project's ``migrations/`` aimed at ``database_url``.
+    """An Alembic ``Config`` for the ``migrations`` package aimed at ``database_url``.
+
+    Works from a checkout and from an installed wheel alike (the migrations ship as the
+    top-level ``migrations`` package; ``alembic.ini`` is only needed by the plain ``alembic`` CLI).
 
     Args:
         database_url: any accepted PostgreSQL URL form (normalised to psycopg 3).
     """
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
     # ConfigParser interpolation: a literal % in a password must be doubled.
     config.set_main_option("sqlalchemy.url", normalize_database_url(database_url).replace("%", "%%"))
     return config
