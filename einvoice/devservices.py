@@ -336,7 +336,7 @@ class DevServices:
     redis_persistence: bool = False
 
     @classmethod
-    def load(cls, base_dir: Path | None = None) -> "DevServices":
+    def load(cls, base_dir: Path | None = None) -> DevServices:
         """The services recorded in ``base_dir/services.json`` (defaults when there is none)."""
         base = (base_dir or default_base_dir()).resolve()
         state = base / "services.json"

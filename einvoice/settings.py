@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _fill_defaults(self) -> "Settings":
+    def _fill_defaults(self) -> Settings:
         if self.celery_broker_url is None:
             self.celery_broker_url = self.redis_url
         if not self.factus_base_url:

@@ -13,11 +13,10 @@ def _start_job_listener(**_: object) -> None:
     """On worker start: LISTEN for plain SQL inserts and publish their wake-up at once."""
     import threading  # noqa: PLC0415
 
+    from einvoice.errors import ConfigError  # noqa: PLC0415
     from einvoice.services.dispatch import dispatch_one, listen_for_new_jobs  # noqa: PLC0415
     from einvoice.settings import libpq_url  # noqa: PLC0415
     from workers.resources import get_resources  # noqa: PLC0415
-
-    from einvoice.errors import ConfigError  # noqa: PLC0415
 
     try:
         res = get_resources()

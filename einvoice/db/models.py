@@ -20,9 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    CHAR,
     BigInteger,
     Boolean,
-    CHAR,
     CheckConstraint,
     Date,
     ForeignKey,

@@ -64,7 +64,7 @@ class UnitOfWork:
         self._factory = session_factory
         self.session: Session
 
-    def __enter__(self) -> "UnitOfWork":
+    def __enter__(self) -> UnitOfWork:
         self.session = self._factory()
         return self
 

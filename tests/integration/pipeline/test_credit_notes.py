@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
 
 import pytest
 from sqlalchemy import text

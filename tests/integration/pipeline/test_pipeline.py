@@ -8,16 +8,16 @@ times each reference code was validated (the proof that nothing is sent twice).
 from __future__ import annotations
 
 import time
-import uuid
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from einvoice.db.models import ElectronicInvoicingJob, InvoiceSale
+from einvoice.db.models import InvoiceSale
 from einvoice.queueing import CeleryPublisher
 from tests.integration.pipeline.conftest import (
     Pipeline,
