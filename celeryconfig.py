@@ -28,6 +28,8 @@ from einvoice.queueing import (
     QUEUE_REFERENCE,
     QUEUE_SUBMISSION,
     TASK_DISPATCH,
+    TASK_DISPATCH_FOLLOWUPS,
+    TASK_FOLLOWUP,
     TASK_RECOVER,
     TASK_REFRESH_TOKENS,
     TASK_SUBMIT,
@@ -86,6 +88,10 @@ task_routes = {
     TASK_RECOVER: {"queue": QUEUE_MAINTENANCE},
     TASK_REFRESH_TOKENS: {"queue": QUEUE_MAINTENANCE},
     TASK_SYNC: {"queue": QUEUE_REFERENCE},
+    # Follow-ups of accepted jobs (PDF/XML archive, e-mail) share the reference queue: side work
+    # that must never wait in front of a submission.
+    TASK_FOLLOWUP: {"queue": QUEUE_REFERENCE},
+    TASK_DISPATCH_FOLLOWUPS: {"queue": QUEUE_MAINTENANCE},
 }
 
 # One beat instance; every periodic task is idempotent (issue 4, "Beat schedule").
@@ -94,6 +100,11 @@ task_routes = {
 beat_schedule = {
     "dispatch-due-jobs": {
         "task": TASK_DISPATCH,
+        "schedule": float(os.environ.get("EINVOICE_DISPATCH_INTERVAL", "2")),
+        "options": {"expires": 10},
+    },
+    "dispatch-due-followups": {
+        "task": TASK_DISPATCH_FOLLOWUPS,
         "schedule": float(os.environ.get("EINVOICE_DISPATCH_INTERVAL", "2")),
         "options": {"expires": 10},
     },

@@ -460,6 +460,10 @@ def _mount_optional_groups() -> None:
     from einvoice.sandbox.cli import app as sandbox_app  # noqa: PLC0415
 
     app.add_typer(sandbox_app, name="sandbox", help="The Factus sandbox simulator.")
+    from einvoice.cli_docs import docs_app, jobs_resend_email  # noqa: PLC0415
+
+    app.add_typer(docs_app, name="docs", help="Stored PDF/XML of accepted jobs.")
+    jobs_app.command("resend-email")(jobs_resend_email)
 
 
 def main() -> None:

@@ -19,6 +19,8 @@ TASK_DISPATCH = "einvoice.dispatch_due_jobs"
 TASK_RECOVER = "einvoice.recover_expired_leases"
 TASK_REFRESH_TOKENS = "einvoice.refresh_tokens"
 TASK_SYNC = "einvoice.sync_reference_data"
+TASK_FOLLOWUP = "einvoice.run_followup"
+TASK_DISPATCH_FOLLOWUPS = "einvoice.dispatch_due_followups"
 
 # Queues: submissions must never wait behind a slow reference sync or a sweep.
 QUEUE_SUBMISSION = "submission"
@@ -59,6 +61,11 @@ class CeleryPublisher:
     def publish_submit(self, job_id: uuid.UUID) -> None:
         """Send ``einvoice.submit_invoice(str(job_id))`` to the ``submission`` queue."""
         self.app.send_task(TASK_SUBMIT, args=[str(job_id)], queue=QUEUE_SUBMISSION)
+
+    def publish_followup(self, followup_id: uuid.UUID) -> None:
+        """Send ``einvoice.run_followup(str(followup_id))`` to the ``reference`` queue (follow-ups
+        of accepted jobs must never delay a submission, like the reference syncs)."""
+        self.app.send_task(TASK_FOLLOWUP, args=[str(followup_id)], queue=QUEUE_REFERENCE)
 
 
 _default: CeleryPublisher | None = None

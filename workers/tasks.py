@@ -87,3 +87,7 @@ def sync_reference_data(kind: str) -> dict[str, int]:
         kinds = ("municipalities", "units", "tributes") if kind == "catalogs" else (kind,)
         report = sync.sync_catalogs(factory, res.clients, res.settings, kinds)
     return report.written
+
+
+# Registers the follow-up tasks (issue 7) whenever Celery autodiscovers this module.
+from workers import followups  # noqa: E402,F401

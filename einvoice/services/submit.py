@@ -61,6 +61,7 @@ from einvoice.factus.errors import (
 from einvoice.factus.schemas import BillResult, CreditNoteResult
 from einvoice.factus.tokens import FactusAccount
 from einvoice.services.accounts import account_for_organization
+from einvoice.services.documents import schedule_archive
 from einvoice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -590,6 +591,8 @@ def _record_accepted(session: Session, job: ElectronicInvoicingJob, claimed: _Cl
                        message=f"validated by DIAN as {document.number}",
                        metadata={"attempt": claimed.attempt, "from": "processing",
                                  "to": "accepted", "number": document.number, "cufe": code})
+    # Issue 7: the PDF and XML are downloaded once by a follow-up, published after this commit.
+    schedule_archive(session, job.id)
 
 
 def _db_retrying(deadline_s: float) -> Retrying:

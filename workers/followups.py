@@ -1,0 +1,30 @@
+"""Celery tasks of the follow-ups of accepted jobs (issue 7): thin adapters over
+:mod:`einvoice.services.documents`, with the defaults of :class:`workers.tasks.EinvoiceTask`.
+
+Registered by the import at the end of :mod:`workers.tasks` (Celery autodiscovers that module).
+Arguments are follow-up ids only.
+"""
+
+from __future__ import annotations
+
+from einvoice import queueing
+from einvoice.services import documents
+from workers.app import app
+from workers.resources import get_resources
+from workers.tasks import EinvoiceTask
+
+
+@app.task(base=EinvoiceTask, name=queueing.TASK_FOLLOWUP)
+def run_followup(followup_id: str) -> str:
+    """Claim follow-up ``followup_id`` and archive the job's PDF/XML or send its e-mail.
+
+    Returns the outcome label (``done``, ``retry``, ``failed``, ``not_due``, ``lease_lost``).
+    """
+    return documents.run_followup(get_resources().submit, followup_id)
+
+
+@app.task(base=EinvoiceTask, name=queueing.TASK_DISPATCH_FOLLOWUPS, max_retries=0)
+def dispatch_due_followups() -> int:
+    """Recover expired follow-up leases and publish due follow-ups (beat). Returns how many."""
+    res = get_resources()
+    return documents.dispatch_due_followups(res.submit.session_factory, res.publisher, res.settings)
