@@ -177,15 +177,11 @@ def claim(
             leased_by=worker,
             updated_at=func.now(),
         )
-        .returning(Job.id, Job.status)
+        .returning(Job)
+        .execution_options(populate_existing=True)
     )
-    row = session.execute(stmt).first()
-    if row is None:
-        return None
-    job = get_job(session, job_id)
-    if job is not None:
-        session.refresh(job)
-    return job
+    # One round trip: the UPDATE returns the claimed row as an ORM object.
+    return session.scalars(stmt).one_or_none()
 
 
 def release_expired_leases(session: Session, *, limit: int) -> list[tuple[uuid.UUID, str | None, bool]]:

@@ -359,6 +359,13 @@ class ElectronicInvoicingJob(Base):
             postgresql_where=text("status IN ('pending', 'processing', 'sent')"),
         ),
         Index("ux_ei_jobs_reference_code", "reference_code", unique=True),
+        # "Does this Factus account have one of our documents pending at DIAN?" (checked on
+        # every claim: Factus blocks creates while one is pending).
+        Index(
+            "ix_ei_jobs_sent_account",
+            "factus_account",
+            postgresql_where=text("status = 'sent'"),
+        ),
         Index("ix_ei_jobs_org_status", "organization_id", "status"),
         Index("ix_ei_jobs_invoice", "invoice_id"),
     )

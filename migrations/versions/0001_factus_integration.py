@@ -196,6 +196,8 @@ INDEXES: list[str] = [
     "WHERE status IN ('pending', 'processing', 'sent')",
     "CREATE UNIQUE INDEX IF NOT EXISTS ux_ei_jobs_reference_code "
     "ON electronic_invoicing_jobs (reference_code)",
+    "CREATE INDEX IF NOT EXISTS ix_ei_jobs_sent_account ON electronic_invoicing_jobs "
+    "(factus_account) WHERE status = 'sent'",
     "CREATE INDEX IF NOT EXISTS ix_ei_jobs_org_status "
     "ON electronic_invoicing_jobs (organization_id, status)",
     "CREATE INDEX IF NOT EXISTS ix_ei_jobs_invoice ON electronic_invoicing_jobs (invoice_id)",
