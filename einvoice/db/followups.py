@@ -92,7 +92,7 @@ def insert_email(
         to_address=to_address, dispatched_at=func.now() if dispatched else None,
     )
     session.add(followup)
-    session.flush([followup])
+    session.flush()
     session.refresh(followup)
     return followup
 

@@ -281,7 +281,7 @@ def request_archive(
         followup.dispatched_at = func.now()
         followup.completed_at = None
         followup.updated_at = func.now()
-        session.flush([followup])
+        session.flush()
         _publish_after_commit(session, publisher, followup.id)
     else:
         return followup
