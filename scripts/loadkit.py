@@ -487,22 +487,28 @@ class Stack:
         get_settings.cache_clear()
 
     def worker(self, env: dict[str, str], *, concurrency: int, index: int,
-               queues: str = "submission,maintenance,reference") -> CeleryProcess:
-        """A threads-pool worker process (not started). Logs at WARNING: INFO costs CPU per task."""
+               queues: str = "submission,maintenance,reference",
+               extra_args: Sequence[str] = ()) -> CeleryProcess:
+        """A threads-pool worker process (not started). Logs at WARNING: INFO costs CPU per task.
+
+        ``extra_args`` are more ``celery worker`` options (e.g. ``--prefetch-multiplier 4``).
+        """
         process = CeleryProcess(
             name=f"worker-{index}",
             args=["worker", "--pool", "threads", "-c", str(concurrency), "-Q", queues,
                   "-n", f"{self.name}{index}-{uuid.uuid4().hex[:4]}@%h", "--without-mingle",
-                  "--without-gossip", "--without-heartbeat", "-l", "warning"],
+                  "--without-gossip", "--without-heartbeat", "-l", "warning", *extra_args],
             env=env, log_path=self.base_dir / "logs" / f"worker-{index}.log")
         self.processes.append(process)
         return process
 
     def start_workers(self, env: dict[str, str], database: Database, *, processes: int,
                       concurrency: int, queues: str = "submission,maintenance,reference",
-                      timeout: float = 90.0) -> list[CeleryProcess]:
+                      extra_args: Sequence[str] = (), timeout: float = 90.0,
+                      ) -> list[CeleryProcess]:
         """Start ``processes`` workers of ``concurrency`` threads and wait until all are ready."""
-        workers = [self.worker(env, concurrency=concurrency, index=i, queues=queues)
+        workers = [self.worker(env, concurrency=concurrency, index=i, queues=queues,
+                               extra_args=extra_args)
                    for i in range(processes)]
         for process in workers:
             process.start()
