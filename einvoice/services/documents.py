@@ -612,7 +612,7 @@ def _record(ctx: FollowupContext, claimed: _Claimed, worker: str, outcome: _Outc
                         outcome.kind)
             return "lease_lost"
         store = DatabaseDocumentStore(session)
-        stored = {}
+        stored: dict[str, dict[str, Any]] = {}
         for kind, file in outcome.files.items():
             name = f"{file.file_name or claimed.number}.{kind}"
             document = store.put(claimed.job_id, kind, name, file.content)
@@ -620,24 +620,23 @@ def _record(ctx: FollowupContext, claimed: _Claimed, worker: str, outcome: _Outc
                 stored[kind] = {"file_name": document.file_name, "sha256": document.sha256,
                                 "size_bytes": document.size_bytes}
         result = outcome.kind
+        details: dict[str, Any] = ({"to": claimed.to_address} if claimed.kind == "email"
+                                   else {"stored": stored})
         if outcome.kind == "done":
             message = outcome.message or (
                 "stored " + ", ".join(f"{k.upper()} {v['file_name']} ({v['size_bytes']} bytes)"
                                       for k, v in stored.items())
                 if stored else "nothing new to store (another run stored the files)")
-            _finish(session, followup, "done", code=None, message=message, stored=stored,
-                    to=claimed.to_address)
+            _finish(session, followup, "done", code=None, message=message, **details)
         elif outcome.kind == "retry" and (followup.attempt_count < followup.max_attempts
                                           or not outcome.count_attempt):
             _reschedule(session, followup, delay=outcome.delay, code=outcome.code or "retry",
-                        message=outcome.message, count_attempt=outcome.count_attempt,
-                        stored=stored)
+                        message=outcome.message, count_attempt=outcome.count_attempt, **details)
         else:
             message = outcome.message
             if outcome.kind == "retry":
                 message = f"gave up after {followup.attempt_count} attempts: {message}"
-            _finish(session, followup, "failed", code=outcome.code, message=message,
-                    stored=stored, to=claimed.to_address)
+            _finish(session, followup, "failed", code=outcome.code, message=message, **details)
             result = "failed"
         uow.commit()
     return result
