@@ -389,6 +389,21 @@ class FactusClient:
         )
         return factus_message(body)
 
+    def send_credit_note_email(self, number: str, email: str | None = None) -> str:
+        """``POST /v1/credit-notes/send-email/{number}`` (§7.1): as :meth:`send_bill_email`,
+        for a credit note. Returns Factus' message; not repeated on an unknown outcome.
+
+        Raises:
+            NotFoundError, FactusError.
+        """
+        body = self._call(
+            "POST",
+            v1.credit_note_send_email_path(number),
+            payload=v1.send_email_body(email),
+            resend_safe=False,
+        )
+        return factus_message(body)
+
     # --- credit notes (§7.1) ---------------------------------------------------------------
 
     def validate_credit_note(self, payload: Payload) -> CreditNoteResult:

@@ -99,6 +99,11 @@ def bill_send_email_path(number: str) -> str:
     return f"/v1/bills/send-email/{_segment(number)}"
 
 
+def credit_note_send_email_path(number: str) -> str:
+    """``POST /v1/credit-notes/send-email/{number}`` (§7.1)."""
+    return f"/v1/credit-notes/send-email/{_segment(number)}"
+
+
 def credit_note_show_path(number: str) -> str:
     """``GET /v1/credit-notes/{number}`` (§7.1)."""
     return f"/v1/credit-notes/{_segment(number)}"

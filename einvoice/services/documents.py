@@ -75,9 +75,8 @@ Job = ElectronicInvoicingJob
 EMAILS_PER_DOCUMENT_PER_DAY = 2
 #: Document types whose file downloads the client offers (§6.4 bills, §7.1 credit notes).
 ARCHIVABLE_TYPES = ("invoice", "credit_note")
-#: Document types whose e-mail the client can send. Factus also has
-#: ``POST /v1/credit-notes/send-email/{number}`` (§7.1) but ``FactusClient`` has no call for it.
-EMAIL_TYPES = ("invoice",)
+#: Document types whose e-mail can be resent (§6.5 bills, §7.1 credit notes).
+EMAIL_TYPES = ("invoice", "credit_note")
 
 # A 409 on send-email for a document Factus has not validated yet ("El documento X no ha sido
 # validado", §5.3) settles on its own; any other 409 there is the daily quota.
@@ -303,20 +302,20 @@ def request_email_resend(
     FACTUS_API.md §6.5), published after the caller commits. Does not commit.
 
     Args:
-        job_id: an accepted invoice job.
+        job_id: an accepted invoice or credit-note job.
         to: the address to send to; None lets Factus use the customer's address.
         actor: who asked (recorded in the ``email_requested`` event).
     Returns:
         The new ``email`` follow-up (``pending``).
     Raises:
-        JobError: unknown job, a job that is not ``accepted`` (``not_accepted``), a credit note
-            (``email_unsupported``: the client has no credit-note send-email call), or a
-            malformed address (``bad_email_address``).
+        JobError: unknown job, a job that is not ``accepted`` (``not_accepted``), a document
+            type Factus cannot e-mail (``email_unsupported``), or a malformed address
+            (``bad_email_address``).
     """
     job = _accepted_job(session, job_id, "e-mailed")
     if job.document_type not in EMAIL_TYPES:
         raise JobError(f"job {job.id} is a {job.document_type}; e-mail resend is supported for "
-                       "invoices only", reason="email_unsupported")
+                       "invoices and credit notes", reason="email_unsupported")
     address = to.strip() if to else None
     if address is not None and not _ADDRESS.match(address):
         raise JobError(f"{address!r} is not an e-mail address", reason="bad_email_address")
@@ -580,7 +579,9 @@ def _run_archive(ctx: FollowupContext, client: FactusClient, claimed: _Claimed) 
 def _run_email(ctx: FollowupContext, client: FactusClient, claimed: _Claimed) -> _Outcome:
     to = claimed.to_address or "the customer"
     try:
-        answer = client.send_bill_email(claimed.number, claimed.to_address)
+        send = (client.send_credit_note_email if claimed.document_type == "credit_note"
+                else client.send_bill_email)
+        answer = send(claimed.number, claimed.to_address)
     except ConflictError as exc:
         if _NOT_VALIDATED.search(exc.message):
             return _Outcome("retry", code=exc.reason, message=str(exc), delay=_backoff(ctx, claimed))

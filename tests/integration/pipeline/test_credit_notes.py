@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -13,6 +14,8 @@ from sqlalchemy.orm import Session
 from einvoice.db.models import InvoiceSale
 from einvoice.errors import JobError
 from einvoice.factus.client import create_factus_clients
+from einvoice.queueing import CeleryPublisher
+from einvoice.services.documents import request_email_resend
 from einvoice.services.operator import cancel_job
 from einvoice.settings import load_settings
 from tests.integration.pipeline.conftest import (
@@ -88,6 +91,19 @@ def test_full_and_partial_credit_notes_are_accepted_with_cude(
     session.expire_all()
     assert session.get(InvoiceSale, full).xml_uuid == notes[0].cufe
     assert session.get(InvoiceSale, full).status == "validated"
+
+    # An operator resends the credit note's e-mail: POST /v1/credit-notes/send-email/{number}.
+    publisher = CeleryPublisher()
+    publisher.app.conf.broker_url = pipeline.env["CELERY_BROKER_URL"]
+    request_email_resend(session, notes[0].id, to="contabilidad@cliente.co", publisher=publisher)
+    session.commit()
+    deadline = time.monotonic() + 30
+    sent: dict[str, int] = {}
+    while time.monotonic() < deadline and not sent:
+        sent = pipeline.sandbox.stats()["global"]["requests"].get(
+            "POST /v1/credit-notes/send-email/{number}", {})
+        time.sleep(0.2)
+    assert sent == {"200": 1}
 
 
 def test_credit_note_over_the_invoice_total_is_rejected_before_any_call(
