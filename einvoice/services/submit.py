@@ -159,10 +159,14 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
                     f"{job.error_code or 'none'}: {job.error_message or ''}".strip())
             uow.commit()
             return "failed"
+        # A re-send after an unknown outcome, or a DIAN-slow re-check, must carry the very
+        # payload of the first send (FACTUS_API.md Decision 3), even if the ERP row changed since.
+        resend_same = (bool(job.outcome_unknown) or previous == "sent") and bool(job.request_payload)
         try:
             account = account_for_organization(session, job.organization_id, ctx.settings,
                                                ctx.secret_box)
-            payload = _build_payload(ctx, session, job)
+            payload = (dict(job.request_payload) if resend_same and job.request_payload
+                       else _build_payload(ctx, session, job))
         except PayloadError as exc:
             _finish(session, job, "rejected", code=exc.reason, message=exc.message,
                     metadata={"field": exc.field, "value": _jsonable(exc.value)})

@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from einvoice.db.models import InvoiceSale
+from einvoice.db.models import ElectronicInvoicingJob, InvoiceSale
 from einvoice.queueing import CeleryPublisher
 from tests.integration.pipeline.conftest import (
     Pipeline,
@@ -369,3 +369,33 @@ def test_postgresql_restart_mid_run_costs_retries_not_jobs(
     assert [j.status for j in done] == ["accepted"] * 6
     per_reference = pipeline.sandbox.account_stats()["validations_by_reference"]["bill"]
     assert all(per_reference.get(j.reference_code) == 1 for j in done)
+
+
+def test_resend_after_unknown_outcome_carries_the_first_payload(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    pipeline = make_pipeline(beat=True, FACTUS_VALIDATE_TIMEOUT="1.5")
+    seed_organization(session)
+    warm_up, invoice_id = seed_invoice(session), seed_invoice(session)
+    session.commit()
+    wait_for_jobs(pipeline.factory, [insert_job_sql(session, warm_up)], timeout=30)
+    # The first POST times out: its outcome is unknown ...
+    pipeline.sandbox.set_faults(latency_ms=3000)
+    job_id = insert_job_sql(session, invoice_id)
+    deadline = time.monotonic() + 20
+    while "retry_scheduled" not in [t for t, _ in pipeline.events(job_id)]:
+        assert time.monotonic() < deadline, pipeline.events(job_id)
+        time.sleep(0.2)
+    session.expire_all()
+    first = session.get(ElectronicInvoicingJob, job_id).request_payload
+    assert first is not None
+    # ... and meanwhile the ERP edits the invoice's customer e-mail.
+    session.execute(text("UPDATE customers SET email = 'nuevo@example.com'"))
+    session.commit()
+    pipeline.sandbox.set_faults(latency_ms=0)
+
+    [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=40)
+
+    assert job.status == "accepted"
+    assert job.request_payload == first
+    assert job.request_payload["customer"]["email"] == "maria@example.com"
