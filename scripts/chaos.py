@@ -10,8 +10,9 @@ The run, on this machine:
   5 % of them wrong in realistic ways (a NIT with a wrong check digit, a DANE code where the Factus
   municipality id belongs, 1.5 kg of something, an expired numbering range), each organization
   with its own ``factus_credentials`` row and simulator account;
-* two Celery workers (threads pool) and beat, with the product's own settings (lease 120 s,
-  visibility timeout from ``celeryconfig``);
+* two Celery workers (threads pool, queues ``submission`` and ``maintenance``: the PDF/XML
+  archive follow-ups of accepted jobs wait in ``reference``, see ``--queues``) and beat, with the
+  product's own settings (lease 120 s, visibility timeout from ``celeryconfig``);
 * every job enqueued at the start, half with :func:`einvoice.services.enqueue.enqueue_invoice`
   and half with plain SQL inserts.
 
@@ -177,8 +178,9 @@ class FaultInjector:
     """Fires the planned faults and remembers when each ended."""
 
     def __init__(self, stack: Stack, workers: list[CeleryProcess], db: Database,
-                 profile: ChaosProfile) -> None:
+                 profile: ChaosProfile, queues: str) -> None:
         self.stack = stack
+        self.queues = queues
         self.workers = workers
         self.db = db
         self.profile = profile
@@ -195,7 +197,7 @@ class FaultInjector:
             victim.kill()
             self.kills += 1
             replacement = self.stack.worker(victim.env, concurrency=self.profile.threads,
-                                            index=len(self.stack.processes))
+                                            index=len(self.stack.processes), queues=self.queues)
             replacement.start()
             self.workers[victim_index] = replacement
             self._wait_ready(replacement)
@@ -285,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the small version (about a minute)")
     parser.add_argument("--invoices", type=int, default=None, help="override the invoice count")
     parser.add_argument("--seed", type=int, default=7, help="dataset and fault seed")
+    parser.add_argument("--queues", default="submission,maintenance",
+                        help="queues the workers consume (default: not 'reference', where the PDF/XML "
+                        "archive follow-ups of accepted jobs wait: they never change a job, and "
+                        "would triple the calls on each account's 80/min quota)")
     parser.add_argument("--keep", action="store_true", help="keep logs and data in .einvoice/")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
@@ -314,14 +320,15 @@ def main(argv: list[str] | None = None) -> int:
             import celeryconfig
 
             visibility = int(celeryconfig.broker_transport_options["visibility_timeout"])
-            workers = stack.start_workers(env, db, processes=2, concurrency=profile.threads)
+            workers = stack.start_workers(env, db, processes=2, concurrency=profile.threads,
+                                          queues=args.queues)
             stack.start_beat(env)
-            log(f"2 workers × {profile.threads} threads and beat started; visibility timeout "
-                f"{visibility} s")
+            log(f"2 workers × {profile.threads} threads (queues {args.queues}) and beat started; "
+                f"visibility timeout {visibility} s")
             started = time.monotonic()
             job_ids = enqueue_all(db, data)
             log(f"enqueued {len(job_ids)} jobs in {time.monotonic() - started:.1f} s")
-            injector = FaultInjector(stack, workers, db, profile)
+            injector = FaultInjector(stack, workers, db, profile, args.queues)
             plan = list(profile.marks)
             total = len(job_ids)
             last_report = 0.0

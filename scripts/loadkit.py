@@ -615,6 +615,7 @@ class CpuMeter:
         self._start: dict[str, dict[int, float]] = {}
         self._machine = 0.0
         self._wall = 0.0
+        self.elapsed = 0.0
 
     def _sample(self) -> dict[str, dict[int, float]]:
         sample: dict[str, dict[int, float]] = {}
@@ -640,9 +641,10 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         """Percent of one core used by each part since :meth:`start` (processes that exited in
-        between are not counted)."""
+        between are not counted); sets :attr:`elapsed` to the wall seconds measured."""
         end = self._sample()
         wall = max(time.monotonic() - self._wall, 1e-6)
+        self.elapsed = wall
         result: dict[str, float] = {}
         for label, seen in end.items():
             before = self._start.get(label, {})
