@@ -752,7 +752,7 @@ def b6_scale(ctx: Context) -> dict[str, Any]:
     with db.connect() as conn:
         # Shares per 10,000 rows: 9,720 accepted, 100 rejected, 100 failed (final, with their
         # processed_at); 10 pending and due, never dispatched (fresh plain SQL inserts); 40 pending
-        # waiting for a retry; 20 sent (DIAN slow, re-check in 20 s); 10 processing (leased,
+        # waiting for a retry; 20 sent (DIAN slow, re-check later); 10 processing (leased,
         # dispatched a while ago). Organizations 1-50 spread evenly over every status. Accepted
         # rows carry a CUFE-sized value, as real ones do.
         for start in range(0, p.b6_rows, chunk):
@@ -767,7 +767,7 @@ def b6_scale(ctx: Context) -> dict[str, Any]:
                             WHEN 'pending' THEN CASE WHEN g %% 10000 < 10
                                                      THEN now() - interval '1 second'
                                                      ELSE now() + interval '5 minutes' END
-                            WHEN 'sent' THEN now() + interval '20 seconds'
+                            WHEN 'sent' THEN now() + interval '10 minutes'
                             ELSE t END,
                        t, t,
                        CASE WHEN s.status IN ('accepted', 'rejected', 'failed') THEN t END,
