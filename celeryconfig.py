@@ -61,7 +61,6 @@ result_backend = None
 
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
 worker_prefetch_multiplier = 1
 task_soft_time_limit = 150
 task_time_limit = 180
