@@ -885,6 +885,21 @@ def machine_line(stack: Stack) -> str:
 SCENARIOS = ("B1", "B2", "B3", "B4", "B6")
 
 
+def minutes(text: str) -> float:
+    """``30``, ``30m``, ``30min`` or ``1.5m`` → minutes as a float (the ``--soak`` argument).
+
+    Raises:
+        argparse.ArgumentTypeError: not a positive number of minutes.
+    """
+    try:
+        value = float(text.strip().lower().removesuffix("min").removesuffix("m"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of minutes: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("minutes must not be negative")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected scenarios and print their summary lines; returns the exit status."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -893,8 +908,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated scenarios (B1,B2,B3,B4,B6; B5 comes with B1)")
     parser.add_argument("--workers", type=int, default=2,
                         help="worker processes sharing the threads (default 2, one per core)")
-    parser.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
-                        help="B5 soak: run open-loop load this long and report RSS growth")
+    parser.add_argument("--soak", type=minutes, default=0.0, metavar="MINUTES",
+                        help="B5 soak: run open-loop load this long (30 or 30m) and report RSS "
+                        "growth")
     parser.add_argument("--soak-rate", type=float, default=100.0, help="soak arrivals per second")
     parser.add_argument("--queues", default="submission,maintenance",
                         help="queues the measured workers consume (default: not 'reference', so "
