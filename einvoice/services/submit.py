@@ -185,9 +185,11 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
         blocker = job_repo.pending_blocker(session, account=account.username,
                                            environment=account.environment,
                                            document_type=job.document_type, exclude=job.id)
-        if blocker is not None and not reconcile_first:
+        if blocker is not None and not reconcile_first and previous != "sent":
             # Factus would answer 409 until that document is settled: wait for its re-check
-            # instead of calling (no request spent, no attempt counted).
+            # instead of calling (no request spent, no attempt counted). A job that is itself
+            # pending at DIAN never waits: its re-check re-sends its own reference, which Factus
+            # accepts while blocked; two such jobs waiting for each other would never move.
             wait = max((blocker.next_retry_at - job_repo.db_now(session)).total_seconds(), 0.0)
             _reschedule(session, job, delay=wait + 1.0 + ctx.rng.random() * 2.0,
                         code="account_blocked",
@@ -353,31 +355,45 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
         return _retry_outcome(ctx, claimed, list_error, "pending_document")
     settled: list[str] = []
     foreign: list[str] = []
-    with UnitOfWork(ctx.session_factory) as uow:
+    # 1. Whose documents are they? (a short read; no transaction stays open during HTTP)
+    final_owned: list[tuple[str, uuid.UUID]] = []
+    in_flight: list[tuple[str, uuid.UUID]] = []
+    with ctx.session_factory() as session:
         for doc in pending:
             ref = doc.reference_code
-            owner = job_repo.job_by_reference(uow.session, ref) if ref else None
+            owner = job_repo.job_by_reference(session, ref) if ref else None
             if owner is None:
                 foreign.append(f"{doc.number or '?'} ({ref or 'no reference'})")
             elif owner.status in ("rejected", "failed", "cancelled"):
-                try:
-                    _delete(client, claimed, ref)  # type: ignore[arg-type]
-                    settled.append(f"deleted {ref} of final job {owner.id}")
-                    job_repo.add_event(uow.session, owner.id, "document_deleted", code="200",
-                                       message="deleted its unvalidated document at Factus: it "
-                                       f"blocked job {claimed.job_id} (409)")
-                except FactusError:
-                    foreign.append(f"{doc.number or '?'} ({ref}, delete failed)")
+                final_owned.append((ref, owner.id))  # type: ignore[arg-type]
             elif owner.id != claimed.job_id:
-                # Our own document still in flight (DIAN slow): re-check it now; it releases the
-                # block when DIAN answers.
-                uow.session.execute(
-                    update(ElectronicInvoicingJob)
-                    .where(ElectronicInvoicingJob.id == owner.id,
-                           ElectronicInvoicingJob.status.in_(("pending", "sent")))
-                    .values(next_retry_at=func.now(), dispatched_at=None)
-                )
-                settled.append(f"re-check of job {owner.id} ({ref}) brought forward")
+                in_flight.append((ref, owner.id))  # type: ignore[arg-type]
+    # 2. Delete our own documents whose jobs are final (HTTP, outside any transaction).
+    deleted: list[tuple[str, uuid.UUID]] = []
+    for ref, owner_id in final_owned:
+        try:
+            _delete(client, claimed, ref)
+            deleted.append((ref, owner_id))
+            settled.append(f"deleted {ref} of final job {owner_id}")
+        except NotFoundError:
+            settled.append(f"{ref} of final job {owner_id} was already gone")
+        except FactusError:
+            foreign.append(f"{ref} (ours, delete failed)")
+    # 3. Record it, and bring forward the re-check of our own documents still in flight (DIAN
+    #    slow): each releases the block when DIAN answers.
+    with UnitOfWork(ctx.session_factory) as uow:
+        for ref, owner_id in deleted:
+            job_repo.add_event(uow.session, owner_id, "document_deleted", code="200",
+                               message="deleted its unvalidated document at Factus: it "
+                               f"blocked job {claimed.job_id} (409)")
+        for ref, owner_id in in_flight:
+            uow.session.execute(
+                update(ElectronicInvoicingJob)
+                .where(ElectronicInvoicingJob.id == owner_id,
+                       ElectronicInvoicingJob.status.in_(("pending", "sent")))
+                .values(next_retry_at=func.now(), dispatched_at=None)
+            )
+            settled.append(f"re-check of job {owner_id} ({ref}) brought forward")
         uow.commit()
     if settled and not foreign:
         # Spread the blocked jobs over a few seconds: the settled document needs a moment

@@ -399,3 +399,29 @@ def test_resend_after_unknown_outcome_carries_the_first_payload(
     assert job.status == "accepted"
     assert job.request_payload == first
     assert job.request_payload["customer"]["email"] == "maria@example.com"
+
+
+def test_two_dian_pending_jobs_of_one_account_do_not_wait_for_each_other(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    # Given two jobs that DIAN left pending on the same account (as after a crash and a
+    # restart, when both re-checks are due at once)
+    pipeline = make_pipeline(beat=True)
+    seed_organization(session)
+    invoices = [seed_invoice(session), seed_invoice(session)]
+    session.commit()
+    jobs = []
+    for invoice_id in invoices:
+        jobs.append(session.execute(text(
+            "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, status, "
+            "error_code, factus_account, factus_environment, dispatched_at) VALUES "
+            "(1, :i, 'sent', 'dian_slow', 'sandbox@einvoice.test', 'sandbox', now()) "
+            "RETURNING id"), {"i": invoice_id}).scalar_one())
+    session.commit()
+    session.execute(text("UPDATE electronic_invoicing_jobs SET dispatched_at = NULL"))
+    session.commit()
+
+    # When the dispatcher re-checks them, then both end accepted, each validated once
+    done = wait_for_jobs(pipeline.factory, jobs, timeout=30)
+    assert [j.status for j in done] == ["accepted", "accepted"]
+    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
