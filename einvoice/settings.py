@@ -105,6 +105,9 @@ class Settings(BaseSettings):
 
     # --- Factus transport (FACTUS_API.md Decisions 5 and 6) ---
     factus_rate_limit_per_minute: int = Field(default=80, ge=1)
+    # How long a worker thread may wait for a request slot before the job is parked until the
+    # window frees (a saturated account must not hold every thread of the worker).
+    factus_rate_limit_max_wait_seconds: float = Field(default=5.0, ge=0)
     factus_connect_timeout: float = Field(default=5.0, gt=0)
     factus_read_timeout: float = Field(default=15.0, gt=0)
     factus_validate_timeout: float = Field(default=30.0, gt=0)

@@ -783,7 +783,10 @@ def create_factus_clients(
         renewal_locks = RedisRenewalLocks(redis_client)
     if limiter is None:
         assert redis_client is not None
-        limiter = RedisRateLimiter.per_minute(redis_client, settings.factus_rate_limit_per_minute)
+        limiter = RedisRateLimiter.per_minute(
+            redis_client, settings.factus_rate_limit_per_minute,
+            max_wait_seconds=settings.factus_rate_limit_max_wait_seconds,
+        )
     return FactusClients(
         settings,
         http=http if http is not None else build_http_client(settings),
