@@ -197,6 +197,7 @@ def jobs_enqueue(
 ) -> None:
     """Create jobs for invoices (the Python producer), published after each commit."""
     from rich.progress import Progress  # noqa: PLC0415
+    from sqlalchemy import select  # noqa: PLC0415
 
     from einvoice.db.models import Organization  # noqa: PLC0415
     from einvoice.services.enqueue import enqueue_invoice, invoices_without_job  # noqa: PLC0415
@@ -205,8 +206,7 @@ def jobs_enqueue(
     with factory() as session:
         ids = list(invoice or [])
         if all_unsent:
-            orgs = [org] if org is not None else list(session.scalars(
-                __import__("sqlalchemy").select(Organization.id)))
+            orgs = [org] if org is not None else list(session.scalars(select(Organization.id)))
             for org_id in orgs:
                 ids += [str(i) for i in invoices_without_job(session, org_id, document_type)]
     if not ids:
