@@ -191,7 +191,9 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
             # pending at DIAN never waits: its re-check re-sends its own reference, which Factus
             # accepts while blocked; two such jobs waiting for each other would never move.
             wait = max((blocker.next_retry_at - job_repo.db_now(session)).total_seconds(), 0.0)
-            _reschedule(session, job, delay=wait + 1.0 + ctx.rng.random() * 2.0,
+            # Spread over about one re-check interval: the blocker needs DIAN's answer first.
+            recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
+            _reschedule(session, job, delay=wait + recheck * (0.5 + ctx.rng.random()),
                         code="account_blocked",
                         message=f"job {blocker.id} has a document pending at DIAN on this "
                         "account; waiting for it", count_attempt=False, event_type="waiting")
@@ -379,8 +381,10 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
             settled.append(f"{ref} of final job {owner_id} was already gone")
         except FactusError:
             foreign.append(f"{ref} (ours, delete failed)")
-    # 3. Record it, and bring forward the re-check of our own documents still in flight (DIAN
-    #    slow): each releases the block when DIAN answers.
+    # 3. Record it. Our own documents still pending at DIAN are marked ``sent`` (that is what
+    #    Factus's list says they are) and re-checked now: their re-send releases the block,
+    #    and meanwhile the account's other jobs wait for them without calling (``_claim``), so
+    #    409s and settling lookups cannot eat the account's quota while the re-check starves.
     with UnitOfWork(ctx.session_factory) as uow:
         for ref, owner_id in deleted:
             job_repo.add_event(uow.session, owner_id, "document_deleted", code="200",
@@ -391,7 +395,9 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
                 update(ElectronicInvoicingJob)
                 .where(ElectronicInvoicingJob.id == owner_id,
                        ElectronicInvoicingJob.status.in_(("pending", "sent")))
-                .values(next_retry_at=func.now(), dispatched_at=None)
+                .values(status="sent", error_code="dian_slow",
+                        error_message="pending at DIAN (found by a 409); re-checking",
+                        next_retry_at=func.now(), dispatched_at=None)
             )
             settled.append(f"re-check of job {owner_id} ({ref}) brought forward")
         uow.commit()
