@@ -10,11 +10,15 @@ app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
 
 
 def _start_job_listener(**_: object) -> None:
-    """On worker start: LISTEN for plain SQL inserts and publish their wake-up at once."""
+    """On worker start: LISTEN for plain SQL inserts and publish their wake-up at once.
+
+    Every worker starts a listener thread; one of them at a time is active (an advisory lock,
+    see :func:`einvoice.services.dispatch.listen_for_new_jobs`), the others stand by.
+    """
     import threading  # noqa: PLC0415
 
     from einvoice.errors import ConfigError  # noqa: PLC0415
-    from einvoice.services.dispatch import dispatch_one, listen_for_new_jobs  # noqa: PLC0415
+    from einvoice.services.dispatch import dispatch_new_jobs, listen_for_new_jobs  # noqa: PLC0415
     from einvoice.settings import libpq_url  # noqa: PLC0415
     from workers.resources import get_resources  # noqa: PLC0415
 
@@ -35,7 +39,7 @@ def _start_job_listener(**_: object) -> None:
     thread = threading.Thread(
         target=listen_for_new_jobs,
         args=(libpq_url(res.settings.require_database_url()),
-              lambda job_id: dispatch_one(res.submit.session_factory, res.publisher, job_id),
+              lambda ids: dispatch_new_jobs(res.submit.session_factory, res.publisher, ids),
               stop),
         name="einvoice-job-listener", daemon=True,
     )

@@ -266,16 +266,23 @@ def job_by_reference(session: Session, reference_code: str) -> Job | None:
     return session.scalars(select(Job).where(Job.reference_code == reference_code)).one_or_none()
 
 
-def mark_dispatched_if_new(session: Session, job_id: uuid.UUID) -> bool:
-    """Compare-and-set ``dispatched_at`` on a pending job that has none; True if this call won."""
-    row = session.execute(
+def mark_new_dispatched(session: Session, job_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Compare-and-set ``dispatched_at`` on those of ``job_ids`` that are pending and have none.
+
+    One ``UPDATE ... WHERE id = ANY(...)`` for a whole batch of ``NOTIFY`` payloads. Returns the
+    ids this call marked (their wake-up is the caller's to publish); a job already dispatched,
+    claimed or final is left alone, so two listeners or a listener and the beat dispatcher never
+    publish the same job twice.
+    """
+    if not job_ids:
+        return []
+    return list(session.scalars(
         update(Job)
-        .where(Job.id == job_id, Job.status == "pending", Job.provider == "factus",
+        .where(Job.id.in_(job_ids), Job.status == "pending", Job.provider == "factus",
                Job.dispatched_at.is_(None))
         .values(dispatched_at=func.now())
         .returning(Job.id)
-    ).first()
-    return row is not None
+    ))
 
 
 def pending_blocker(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,22 +49,22 @@ def dispatch_due_jobs(
     return len(ids)
 
 
-def dispatch_one(
-    session_factory: sessionmaker[Session], publisher: Publisher, job_id: uuid.UUID
-) -> bool:
-    """Publish the wake-up of one freshly inserted job unless one is already in flight.
+def dispatch_new_jobs(
+    session_factory: sessionmaker[Session], publisher: Publisher, job_ids: Sequence[uuid.UUID]
+) -> int:
+    """Publish the wake-ups of freshly inserted jobs that have none in flight; return how many.
 
-    Used by the ``LISTEN einvoice_jobs`` listener for instant pickup of plain SQL inserts. A
-    compare-and-set on ``dispatched_at`` makes sure that of several listening workers only one
-    publishes. Returns True if this call published the message.
+    Used by the ``LISTEN einvoice_jobs`` listener for instant pickup of plain SQL inserts, with
+    every notification that arrived together in one batch: one compare-and-set ``UPDATE`` marks
+    them dispatched (a job the beat dispatcher or another listener already took is skipped),
+    then, after the commit, one message per marked job is published.
     """
     with UnitOfWork(session_factory) as uow:
-        won = job_repo.mark_dispatched_if_new(uow.session, job_id)
+        won = job_repo.mark_new_dispatched(uow.session, job_ids)
         uow.commit()
-    if not won:
-        return False
-    publisher.publish_submit(job_id)
-    return True
+    for job_id in won:
+        publisher.publish_submit(job_id)
+    return len(won)
 
 
 def recover_expired_leases(session_factory: sessionmaker[Session], limit: int = 1000) -> int:
@@ -85,36 +85,76 @@ def recover_expired_leases(session_factory: sessionmaker[Session], limit: int = 
     return len(released)
 
 
+#: The advisory lock that makes one listener of all workers the active one (any constant works;
+#: this is ``hashtext('einvoice_jobs_listener')``, written out so it never changes).
+LISTENER_LOCK_KEY = 1_624_093_187
+
+
 def listen_for_new_jobs(
     dsn: str,
-    on_job: Callable[[uuid.UUID], None],
+    on_jobs: Callable[[list[uuid.UUID]], object],
     stop: threading.Event,
     *,
     poll_seconds: float = 1.0,
+    standby_seconds: float = 5.0,
+    gather_seconds: float = 0.002,
+    max_batch: int = 1000,
 ) -> None:
-    """Block, calling ``on_job(job_id)`` for every ``NOTIFY einvoice_jobs`` until ``stop`` is set.
+    """Block, calling ``on_jobs(job_ids)`` for the ``NOTIFY einvoice_jobs`` payloads until ``stop``.
 
     The migration's trigger notifies on every insert of a pending factus job, so plain SQL
-    producers are picked up in milliseconds instead of at the next dispatcher tick. A lost
-    connection (PostgreSQL restarted) is re-opened after a pause; notifications sent meanwhile are
-    not lost work, because the beat dispatcher finds those jobs anyway.
+    producers are picked up in milliseconds instead of at the next dispatcher tick.
+
+    * **One active listener.** Every worker process runs this, but only the one holding the
+      session-level advisory lock :data:`LISTENER_LOCK_KEY` listens; the others retry the lock
+      every ``standby_seconds``. When the active worker dies its connection closes, the lock is
+      released and a standby takes over. (Several listeners would each run the same ``UPDATE``
+      for every insert; only one would win it.)
+    * **Batches.** After the first notification, whatever else arrives within
+      ``gather_seconds`` (up to ``max_batch``) is handed over in the same call, so a producer
+      committing 1,000 inserts at once costs one ``UPDATE``, not 1,000.
+    * A lost connection (PostgreSQL restarted) is re-opened after a pause; notifications sent
+      meanwhile are not lost work, because the beat dispatcher finds those jobs anyway.
 
     Args:
         dsn: a libpq URL (``postgresql://...``).
-        on_job: called with each new job id; its exceptions are logged and swallowed.
+        on_jobs: called with each batch of new job ids; its exceptions are logged and swallowed.
     """
     import psycopg  # noqa: PLC0415 - only the listener talks to psycopg directly
 
     while not stop.is_set():
         try:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-                conn.execute("LISTEN einvoice_jobs")
                 while not stop.is_set():
-                    for note in conn.notifies(timeout=poll_seconds, stop_after=1000):
-                        try:
-                            on_job(uuid.UUID(note.payload))
-                        except Exception:  # noqa: BLE001 - the dispatcher repairs any miss
-                            log.exception("could not dispatch job %s", note.payload)
+                    row = conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                       (LISTENER_LOCK_KEY,)).fetchone()
+                    if row and row[0]:
+                        break
+                    stop.wait(standby_seconds)
+                if stop.is_set():
+                    return
+                conn.execute("LISTEN einvoice_jobs")
+                log.info("job listener active")
+                while not stop.is_set():
+                    batch = [n.payload for n in conn.notifies(timeout=poll_seconds, stop_after=1)]
+                    if not batch:
+                        continue
+                    batch += [n.payload for n in conn.notifies(timeout=gather_seconds,
+                                                               stop_after=max_batch)]
+                    _hand_over(batch, on_jobs)
         except psycopg.OperationalError as exc:
             log.warning("job listener lost PostgreSQL (%s); reconnecting", exc)
             stop.wait(2.0)
+
+
+def _hand_over(payloads: list[str], on_jobs: Callable[[list[uuid.UUID]], object]) -> None:
+    ids: list[uuid.UUID] = []
+    for payload in payloads:
+        try:
+            ids.append(uuid.UUID(payload))
+        except ValueError:
+            log.warning("ignoring a malformed einvoice_jobs notification %r", payload[:80])
+    try:
+        on_jobs(ids)
+    except Exception:  # noqa: BLE001 - the beat dispatcher repairs any miss
+        log.exception("could not dispatch %d new jobs; the dispatcher will", len(ids))
