@@ -71,8 +71,14 @@ timezone = "America/Bogota"
 enable_utc = True
 
 # Flower: task events, and arguments shown as job ids only (tasks take nothing else).
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events cost every task three Redis PUBLISHes (received, started, succeeded) and every
+# publish a fourth (sent), about a tenth of a worker's CPU per job (issue 6, B1). They are off
+# unless someone watches: Flower (``--enable_events``, its default) broadcasts ``enable_events``
+# to the workers every few seconds while it runs, and they start sending at once.
+# ``EINVOICE_TASK_EVENTS=true`` sends them always (e.g. for a Prometheus celery-exporter).
+TASK_EVENTS = os.environ.get("EINVOICE_TASK_EVENTS", "false").strip().lower() in ("1", "true", "yes")
+worker_send_task_events = TASK_EVENTS
+task_send_sent_event = TASK_EVENTS
 worker_hijack_root_logger = False
 
 task_default_queue = QUEUE_SUBMISSION

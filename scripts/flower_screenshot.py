@@ -65,6 +65,8 @@ from einvoice.sandbox.server import SandboxServer
 from einvoice.services.enqueue import enqueue_invoice
 
 TASK_SUBMIT = "einvoice.submit_invoice"
+# What a worker logs (at INFO) when Flower's ``enable_events`` broadcast turned its task events on.
+TASK_EVENTS_ENABLED = "Events of group {task} enabled by remote"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 WINDOW_SIZE = (1400, 900)
 
@@ -422,9 +424,11 @@ def run(jobs: int, out: Path) -> dict[str, Any]:
         sandbox.start()
         env = pipeline_environment(db_url, services.redis.url, sandbox.base_url)
         launcher = CeleryLauncher(env=env, workdir=base)
-        launcher.worker(concurrency=4)
+        worker = launcher.worker(concurrency=4)
         flower = FlowerServer(env=env, workdir=base).start()
         flower.wait_for_worker()
+        # Task events are off by default (celeryconfig); Flower switches them on by remote control.
+        worker.wait_for(TASK_EVENTS_ENABLED, timeout=30)
         job_ids = seed_and_enqueue(db_url, services.redis.url, jobs)
         statuses = wait_for_final_jobs(db_url, job_ids, timeout=60)
         report = check_flower(flower, job_ids)

@@ -7,7 +7,7 @@ It runs the whole product on this machine, as production would, only smaller:
   and one fresh database per scenario (``CREATE DATABASE ... TEMPLATE``);
 * :class:`CeleryProcess`: ``celery -A workers worker --pool threads`` and ``celery beat``
   subprocesses with the scenario's environment, killed or restarted on demand; a worker counts as
-  ready when its ``LISTEN einvoice_jobs`` connection shows in ``pg_stat_activity`` (the listener
+  ready when its job listener's connection shows in ``pg_stat_activity`` (the listener
   starts on Celery's ``worker_ready``), which needs no INFO logging;
 * :class:`Database`: the scenario's database, with the ERP data helpers (sample organizations and
   invoices from :mod:`einvoice.sample`, cloned in bulk with ``INSERT ... SELECT`` so that tens of
@@ -517,7 +517,8 @@ class Stack:
         return workers
 
     def wait_ready(self, process: CeleryProcess, database: Database, timeout: float = 90.0) -> None:
-        """Wait until ``process``'s job listener holds a ``LISTEN einvoice_jobs`` connection.
+        """Wait until ``process``'s job listener is connected: listening (``LISTEN einvoice_jobs``)
+        or standing by for the listener lock (one worker of all listens at a time).
 
         Raises:
             RuntimeError: the process exited, or was not ready within ``timeout`` seconds.
@@ -530,7 +531,9 @@ class Stack:
                 with database.connect() as conn:
                     ports = {r[0] for r in conn.execute(
                         "SELECT client_port FROM pg_stat_activity WHERE datname = %s "
-                        "AND query = 'LISTEN einvoice_jobs'", (database.name,)).fetchall()}
+                        "AND (query = 'LISTEN einvoice_jobs' "
+                        "OR query LIKE 'SELECT pg_try_advisory_lock%%')",
+                        (database.name,)).fetchall()}
             except psycopg.OperationalError:
                 ports = set()
             if ports & process.local_ports():

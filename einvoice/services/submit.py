@@ -24,7 +24,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -81,6 +81,8 @@ class SubmitContext:
         worker_id: identifies this worker in ``leased_by`` ("host:pid").
         secret_box: decrypts ``factus_credentials`` rows (None if no key is configured).
         rng: jitter source (seed it in tests).
+        account_ttl_seconds: how long an organization's decrypted Factus account is reused
+            (so a changed ``factus_credentials`` row is picked up within that long).
     """
 
     session_factory: sessionmaker[Session]
@@ -89,13 +91,33 @@ class SubmitContext:
     worker_id: str
     secret_box: SecretBox | None = None
     rng: random.Random = field(default_factory=random.Random)
+    account_ttl_seconds: float = 30.0
     _municipalities: frozenset[int] | None = None
+    _accounts: dict[int, tuple[float, FactusAccount]] = field(default_factory=dict)
 
     def municipalities(self, session: Session) -> frozenset[int]:
         """Factus municipality ids, read once per process."""
         if self._municipalities is None:
             self._municipalities = invoice_repo.known_municipality_ids(session)
         return self._municipalities
+
+    def account_for(self, session: Session, organization_id: int) -> FactusAccount:
+        """The organization's Factus account (:func:`account_for_organization`), cached.
+
+        Reading and decrypting the credentials row once per ``account_ttl_seconds`` instead of
+        once per job saves a query and two Fernet decryptions on the hot path.
+
+        Raises:
+            ConfigError: as :func:`account_for_organization` (never cached).
+        """
+        now = time.monotonic()
+        cached = self._accounts.get(organization_id)
+        if cached is not None and now - cached[0] < self.account_ttl_seconds:
+            return cached[1]
+        account = account_for_organization(session, organization_id, self.settings,
+                                           self.secret_box)
+        self._accounts[organization_id] = (now, account)
+        return account
 
 
 @dataclass
@@ -141,7 +163,11 @@ def _thread_worker_id(ctx: SubmitContext) -> str:
 
 
 def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str:
-    """Claim the job and build its payload; return a _Claimed, or a short reason string."""
+    """Claim the job and build its payload; return a _Claimed, or a short reason string.
+
+    One transaction: the compare-and-set claim, the ERP reads of the payload, then one ``UPDATE``
+    of the job and one ``INSERT`` of its events (:class:`_Change`).
+    """
     with UnitOfWork(ctx.session_factory) as uow:
         session = uow.session
         job = job_repo.claim(session, job_id, lease_seconds=ctx.settings.einvoice_lease_seconds,
@@ -149,69 +175,70 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
         if job is None:
             return "not_due"  # already claimed, final, not due, or unknown: nothing to do
         previous = "sent" if job.error_code == "dian_slow" else "pending"
-        job_repo.add_event(session, job.id, "claimed", message=f"claimed by {worker}",
-                           metadata={"attempt": job.attempt_count, "from": previous,
-                                     "to": "processing", "worker": worker})
-        reconcile_only = job.attempt_count > job.max_attempts and bool(job.outcome_unknown)
-        if job.attempt_count > job.max_attempts and not reconcile_only:
-            _finish(session, job, "failed", code="attempts_exhausted",
-                    message=f"gave up after {job.max_attempts} attempts; last error: "
-                    f"{job.error_code or 'none'}: {job.error_message or ''}".strip())
-            uow.commit()
-            return "failed"
-        # A re-send after an unknown outcome, or a DIAN-slow re-check, must carry the very
-        # payload of the first send (FACTUS_API.md Decision 3), even if the ERP row changed since.
-        resend_same = (bool(job.outcome_unknown) or previous == "sent") and bool(job.request_payload)
-        try:
-            account = account_for_organization(session, job.organization_id, ctx.settings,
-                                               ctx.secret_box)
-            payload = (dict(job.request_payload) if resend_same and job.request_payload
-                       else _build_payload(ctx, session, job))
-        except PayloadError as exc:
-            _finish(session, job, "rejected", code=exc.reason, message=exc.message,
-                    metadata={"field": exc.field, "value": _jsonable(exc.value)})
-            uow.commit()
-            return "rejected"
-        except _WaitForInvoice as wait:
-            _reschedule(session, job, delay=wait.delay, code="waiting_for_invoice",
-                        message=wait.message, count_attempt=False, event_type="waiting")
-            uow.commit()
-            return "waiting"
-        except ConfigError as exc:
-            _finish(session, job, "failed", code="no_factus_account", message=exc.message)
-            uow.commit()
-            return "failed"
-        reconcile_first = bool(job.outcome_unknown)
-        blocker = job_repo.pending_blocker(session, account=account.username,
-                                           environment=account.environment,
-                                           document_type=job.document_type, exclude=job.id)
-        if blocker is not None and not reconcile_first and previous != "sent":
-            # Factus would answer 409 until that document is settled: wait for its re-check
-            # instead of calling (no request spent, no attempt counted). A job that is itself
-            # pending at DIAN never waits: its re-check re-sends its own reference, which Factus
-            # accepts while blocked; two such jobs waiting for each other would never move.
-            wait = max((blocker.next_retry_at - job_repo.db_now(session)).total_seconds(), 0.0)
-            # Spread over about one re-check interval: the blocker needs DIAN's answer first.
-            recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
-            _reschedule(session, job, delay=wait + recheck * (0.5 + ctx.rng.random()),
-                        code="account_blocked",
-                        message=f"job {blocker.id} has a document pending at DIAN on this "
-                        "account; waiting for it", count_attempt=False, event_type="waiting")
-            uow.commit()
-            return "waiting"
-        job.request_payload = payload
-        job.factus_environment = account.environment
-        job.factus_account = account.username
-        job.outcome_unknown = True
-        job.updated_at = func.now()  # type: ignore[assignment]
-        claimed = _Claimed(
-            job_id=job.id, attempt=job.attempt_count, max_attempts=job.max_attempts,
-            document_type=job.document_type, reference_code=job.reference_code,
-            invoice_id=job.invoice_id, payload=payload, account=account,
-            reconcile_first=reconcile_first, reconcile_only=reconcile_only,
-        )
+        change = _Change(job.attempt_count)
+        change.event("claimed", None, f"claimed by {worker}",
+                     {"attempt": job.attempt_count, "from": previous, "to": "processing",
+                      "worker": worker})
+        result = _claim_step(ctx, session, job, previous, change)
+        change.apply(session, job.id)
         uow.commit()
-        return claimed
+        return result
+
+
+def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
+                change: _Change) -> _Claimed | str:
+    """Decide what the claimed ``job`` (the row :func:`job_repo.claim` returned) does next;
+    record it in ``change`` (not yet written)."""
+    reconcile_only = job.attempt_count > job.max_attempts and bool(job.outcome_unknown)
+    if job.attempt_count > job.max_attempts and not reconcile_only:
+        change.finish("failed", code="attempts_exhausted",
+                      message=f"gave up after {job.max_attempts} attempts; last error: "
+                      f"{job.error_code or 'none'}: {job.error_message or ''}".strip())
+        return "failed"
+    # A re-send after an unknown outcome, or a DIAN-slow re-check, must carry the very
+    # payload of the first send (FACTUS_API.md Decision 3), even if the ERP row changed since.
+    resend_same = (bool(job.outcome_unknown) or previous == "sent") and bool(job.request_payload)
+    try:
+        account = ctx.account_for(session, job.organization_id)
+        payload = (dict(job.request_payload) if resend_same and job.request_payload
+                   else _build_payload(ctx, session, job))
+    except PayloadError as exc:
+        change.finish("rejected", code=exc.reason, message=exc.message,
+                      metadata={"field": exc.field, "value": _jsonable(exc.value)})
+        return "rejected"
+    except _WaitForInvoice as wait:
+        change.reschedule(delay=wait.delay, code="waiting_for_invoice", message=wait.message,
+                          count_attempt=False, event_type="waiting")
+        return "waiting"
+    except ConfigError as exc:
+        change.finish("failed", code="no_factus_account", message=exc.message)
+        return "failed"
+    reconcile_first = bool(job.outcome_unknown)
+    blocker = job_repo.pending_blocker(session, account=account.username,
+                                       environment=account.environment,
+                                       document_type=job.document_type, exclude=job.id)
+    if blocker is not None and not reconcile_first and previous != "sent":
+        # Factus would answer 409 until that document is settled: wait for its re-check
+        # instead of calling (no request spent, no attempt counted). A job that is itself
+        # pending at DIAN never waits: its re-check re-sends its own reference, which Factus
+        # accepts while blocked; two such jobs waiting for each other would never move.
+        wait = float(blocker.wait_seconds)
+        # Spread over about one re-check interval: the blocker needs DIAN's answer first.
+        recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
+        change.reschedule(delay=wait + recheck * (0.5 + ctx.rng.random()),
+                          code="account_blocked",
+                          message=f"job {blocker.id} has a document pending at DIAN on this "
+                          "account; waiting for it", count_attempt=False, event_type="waiting")
+        return "waiting"
+    change.values.update(request_payload=payload, factus_environment=account.environment,
+                         factus_account=account.username, outcome_unknown=True,
+                         updated_at=job_repo.NOW)
+    return _Claimed(
+        job_id=job.id, attempt=job.attempt_count, max_attempts=job.max_attempts,
+        document_type=job.document_type, reference_code=job.reference_code,
+        invoice_id=job.invoice_id, payload=payload, account=account,
+        reconcile_first=reconcile_first, reconcile_only=reconcile_only,
+    )
 
 
 class _WaitForInvoice(EinvoiceError):
@@ -224,7 +251,7 @@ class _WaitForInvoice(EinvoiceError):
         self.delay = delay
 
 
-def _build_payload(ctx: SubmitContext, session: Session, job: ElectronicInvoicingJob) -> dict[str, Any]:
+def _build_payload(ctx: SubmitContext, session: Session, job: Any) -> dict[str, Any]:
     today = datetime.now(BOGOTA).date()
     if job.document_type == "invoice":
         invoice = invoice_repo.load_invoice(session, job.invoice_id, "invoice")
@@ -506,119 +533,144 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
 # ------------------------------------------------------------------------------------------
 
 
-def _finish(session: Session, job: ElectronicInvoicingJob, status: str, *, code: str | None,
-            message: str | None, metadata: dict[str, Any] | None = None,
-            outcome_unknown: bool = False) -> None:
-    """Move a claimed job to a final status with an event.
+class _Change:
+    """What one step does to a job: column values and events, written together by :meth:`apply`.
 
-    ``outcome_unknown`` stays True on a job given up while an attempt may have reached Factus,
-    so that an operator's retry looks the reference up before sending.
+    One Core ``UPDATE`` and one multi-row ``INSERT`` of events per step, instead of an ORM
+    flush per change and per event (the hot path's cost, issue 6 B1).
+
+    Args:
+        attempt: the job's ``attempt_count`` as claimed (events carry it).
     """
-    job.status = status
-    job.error_code = code
-    job.error_message = message
-    job.processed_at = func.now()  # type: ignore[assignment]
-    job.lease_expires_at = None
-    job.outcome_unknown = outcome_unknown
-    job.updated_at = func.now()  # type: ignore[assignment]
-    job_repo.add_event(session, job.id, status, code=code, message=message,
-                       metadata={"attempt": job.attempt_count, "from": "processing", "to": status,
-                                 **(metadata or {})})
 
+    def __init__(self, attempt: int) -> None:
+        self.attempt = attempt
+        self.values: dict[str, Any] = {}
+        self.events: list[job_repo.EventSpec] = []
 
-def _reschedule(session: Session, job: ElectronicInvoicingJob, *, delay: float, code: str,
-                message: str, count_attempt: bool, event_type: str = "retry_scheduled",
-                status: str = "pending") -> None:
-    job.status = status
-    job.next_retry_at = func.now() + timedelta(seconds=delay)  # type: ignore[assignment]
-    job.dispatched_at = None
-    job.lease_expires_at = None
-    job.error_code = code
-    job.error_message = message
-    if not count_attempt:
-        job.attempt_count = job.attempt_count - 1
-    job.updated_at = func.now()  # type: ignore[assignment]
-    job_repo.add_event(session, job.id, event_type, code=code, message=message,
-                       metadata={"attempt": job.attempt_count, "from": "processing", "to": status,
-                                 "delay_s": round(delay, 3)})
+    def event(self, event_type: str, code: str | None, message: str | None,
+              metadata: dict[str, Any] | None) -> None:
+        """Append one event (written in order)."""
+        self.events.append((event_type, code, message, metadata))
+
+    def finish(self, status: str, *, code: str | None, message: str | None,
+               metadata: dict[str, Any] | None = None, outcome_unknown: bool = False) -> None:
+        """Move the claimed job to a final ``status`` with an event.
+
+        ``outcome_unknown`` stays True on a job given up while an attempt may have reached
+        Factus, so that an operator's retry looks the reference up before sending.
+        """
+        self.values.update(status=status, error_code=code, error_message=message,
+                           processed_at=job_repo.NOW, lease_expires_at=None,
+                           outcome_unknown=outcome_unknown, updated_at=job_repo.NOW)
+        self.event(status, code, message, {"attempt": self.attempt, "from": "processing",
+                                           "to": status, **(metadata or {})})
+
+    def reschedule(self, *, delay: float, code: str, message: str, count_attempt: bool,
+                   event_type: str = "retry_scheduled", status: str = "pending") -> None:
+        """Put the job back (``pending``, or ``sent`` for a DIAN re-check) due in ``delay`` s.
+
+        ``count_attempt=False`` gives the claimed attempt back (a wait is not an attempt).
+        """
+        if not count_attempt:
+            self.attempt -= 1
+            self.values["attempt_count"] = job_repo.Sql("attempt_count - 1")
+        self.values.update(status=status, dispatched_at=None, lease_expires_at=None,
+                           next_retry_at=job_repo.Sql("now() + make_interval(secs => :delay)",
+                                                      delay=float(delay)),
+                           error_code=code, error_message=message, updated_at=job_repo.NOW)
+        self.event(event_type, code, message, {"attempt": self.attempt, "from": "processing",
+                                               "to": status, "delay_s": round(delay, 3)})
+
+    def apply(self, session: Session, job_id: uuid.UUID, *, lease: tuple[str, int] | None = None,
+              ) -> uuid.UUID | None:
+        """Write the change: one ``UPDATE`` of the job (if any value), one ``INSERT`` of events.
+
+        Args:
+            lease: (worker, attempt): update only while that worker still holds that attempt's
+                lease; otherwise write nothing.
+        Returns:
+            The job's ``invoice_id`` when the update matched (or there was none to make), None
+            when the lease was lost.
+        """
+        invoice_id = None
+        if self.values or lease is not None:
+            invoice_id = job_repo.update_job(session, job_id, self.values, lease=lease)
+            if invoice_id is None:
+                return None
+        job_repo.add_events(session, job_id, self.events)
+        return invoice_id
 
 
 def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
+    change = _Change(claimed.attempt)
+    for event in outcome.events:
+        change.event(*event)
+    if outcome.latency_ms is not None or outcome.http_status is not None:
+        change.event("submitted", str(outcome.http_status or ""),
+                     f"POST validate answered {outcome.http_status}",
+                     {"attempt": claimed.attempt, "latency_ms": outcome.latency_ms})
+    if outcome.kind == "accepted":
+        _accepted_change(change, claimed, outcome)
+    elif outcome.kind == "dian_slow":
+        change.values["outcome_unknown"] = False
+        change.reschedule(delay=outcome.delay or 10.0, code="dian_slow",
+                          message=outcome.message or "", count_attempt=False,
+                          event_type="dian_slow", status="sent")
+    elif outcome.kind in ("rejected", "failed"):
+        change.finish(outcome.kind, code=outcome.code, message=outcome.message,
+                      metadata={"http_status": outcome.http_status},
+                      outcome_unknown=outcome.outcome_unknown)
+    elif outcome.kind == "retry":
+        change.values["outcome_unknown"] = outcome.outcome_unknown
+        attempts_left = claimed.attempt < claimed.max_attempts or not outcome.count_attempt
+        if attempts_left:
+            change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "retry",
+                              message=outcome.message or "", count_attempt=outcome.count_attempt)
+        elif outcome.outcome_unknown:
+            # The last attempt may have reached Factus: one more pass looks the reference
+            # up (and never sends) before the job is given up.
+            change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "retry",
+                              message=(outcome.message or "") + " (outcome unknown: reconciling)",
+                              count_attempt=True)
+        else:
+            change.finish("failed", code=outcome.code,
+                          message=f"gave up after {claimed.attempt} attempts: {outcome.message}")
     with UnitOfWork(ctx.session_factory) as uow:
         session = uow.session
-        job = job_repo.get_job(session, claimed.job_id, for_update=True)
-        if (job is None or job.status != "processing" or job.leased_by != worker
-                or job.attempt_count != claimed.attempt):
+        invoice_id = change.apply(session, claimed.job_id, lease=(worker, claimed.attempt))
+        if invoice_id is None:
             log.warning("job %s: lease lost before recording %s; the new holder reconciles",
                         claimed.job_id, outcome.kind)
             return "lease_lost"
-        for event_type, code, message, metadata in outcome.events:
-            job_repo.add_event(session, job.id, event_type, code=code, message=message,
-                               metadata=metadata)
-        if outcome.latency_ms is not None or outcome.http_status is not None:
-            job_repo.add_event(session, job.id, "submitted", code=str(outcome.http_status or ""),
-                               message=f"POST validate answered {outcome.http_status}",
-                               metadata={"attempt": claimed.attempt,
-                                         "latency_ms": outcome.latency_ms})
         if outcome.kind == "accepted":
-            _record_accepted(session, job, claimed, outcome)
-        elif outcome.kind == "dian_slow":
-            job.outcome_unknown = False
-            _reschedule(session, job, delay=outcome.delay or 10.0, code="dian_slow",
-                        message=outcome.message or "", count_attempt=False,
-                        event_type="dian_slow", status="sent")
-        elif outcome.kind in ("rejected", "failed"):
-            _finish(session, job, outcome.kind, code=outcome.code, message=outcome.message,
-                    metadata={"http_status": outcome.http_status},
-                    outcome_unknown=outcome.outcome_unknown)
-        elif outcome.kind == "retry":
-            job.outcome_unknown = outcome.outcome_unknown
-            attempts_left = job.attempt_count < job.max_attempts or not outcome.count_attempt
-            if attempts_left:
-                _reschedule(session, job, delay=outcome.delay or 1.0, code=outcome.code or "retry",
-                            message=outcome.message or "", count_attempt=outcome.count_attempt)
-            elif outcome.outcome_unknown:
-                # The last attempt may have reached Factus: one more pass looks the reference
-                # up (and never sends) before the job is given up.
-                _reschedule(session, job, delay=outcome.delay or 1.0, code=outcome.code or "retry",
-                            message=(outcome.message or "") + " (outcome unknown: reconciling)",
-                            count_attempt=True)
-            else:
-                _finish(session, job, "failed", code=outcome.code,
-                        message=f"gave up after {job.attempt_count} attempts: {outcome.message}")
+            document = outcome.document
+            assert document is not None
+            invoice_repo.mark_validated(
+                session, invoice_id, cufe=change.values["cufe"] or "",
+                number=document.number or "", qr_image=document.qr_image,
+                validated_at=document.validated_at or job_repo.db_now(session))
+            # Issue 7: the PDF and XML are downloaded once by a follow-up, published after
+            # this commit.
+            schedule_archive(session, claimed.job_id)
         uow.commit()
     return outcome.kind
 
 
-def _record_accepted(session: Session, job: ElectronicInvoicingJob, claimed: _Claimed,
-                     outcome: _Outcome) -> None:
+def _accepted_change(change: _Change, claimed: _Claimed, outcome: _Outcome) -> None:
     document = outcome.document
     assert document is not None
     code = document.cude if isinstance(document, CreditNoteResult) else document.cufe
-    job.status = "accepted"
-    job.cufe = code
-    job.qr_code = document.qr
-    job.response_payload = document.raw
-    job.document_number = document.number
-    job.factus_document_id = document.id
-    job.processed_at = func.now()  # type: ignore[assignment]
-    job.lease_expires_at = None
-    job.outcome_unknown = False
-    job.error_code = None
-    job.error_message = None
-    job.updated_at = func.now()  # type: ignore[assignment]
-    validated_at = document.validated_at or job_repo.db_now(session)
-    invoice_repo.mark_validated(session, job.invoice_id, cufe=code or "", number=document.number or "",
-                                qr_image=document.qr_image, validated_at=validated_at)
+    change.values.update(
+        status="accepted", cufe=code, qr_code=document.qr, response_payload=document.raw,
+        document_number=document.number, factus_document_id=document.id,
+        processed_at=job_repo.NOW, lease_expires_at=None, outcome_unknown=False,
+        error_code=None, error_message=None, updated_at=job_repo.NOW)
     for rule in document.notifications:
-        job_repo.add_event(session, job.id, "dian_notification", code=rule.code,
-                           message=rule.text, metadata={"number": document.number})
-    job_repo.add_event(session, job.id, "accepted", code=document.number,
-                       message=f"validated by DIAN as {document.number}",
-                       metadata={"attempt": claimed.attempt, "from": "processing",
-                                 "to": "accepted", "number": document.number, "cufe": code})
-    # Issue 7: the PDF and XML are downloaded once by a follow-up, published after this commit.
-    schedule_archive(session, job.id)
+        change.event("dian_notification", rule.code, rule.text, {"number": document.number})
+    change.event("accepted", document.number, f"validated by DIAN as {document.number}",
+                 {"attempt": claimed.attempt, "from": "processing", "to": "accepted",
+                  "number": document.number, "cufe": code})
 
 
 def _db_retrying(deadline_s: float) -> Retrying:

@@ -11,7 +11,12 @@ import redis
 
 from einvoice.devservices import DevServices
 from einvoice.sandbox.server import SandboxServer
-from scripts.flower_screenshot import FlowerServer, seed_and_enqueue, wait_for_final_jobs
+from scripts.flower_screenshot import (
+    TASK_EVENTS_ENABLED,
+    FlowerServer,
+    seed_and_enqueue,
+    wait_for_final_jobs,
+)
 from tests.fixtures.services import create_database, drop_database
 from tests.fixtures.worker import CeleryLauncher, pipeline_environment
 
@@ -52,9 +57,11 @@ def flower_scene(
     launcher = CeleryLauncher(env=env, workdir=workdir)
     flower = FlowerServer(env=env, workdir=workdir, credentials=FLOWER_CREDENTIALS)
     try:
-        launcher.worker(concurrency=4)
+        worker = launcher.worker(concurrency=4)
         flower.start()
         flower.wait_for_worker()
+        # Task events are off by default (celeryconfig); Flower switches them on by remote control.
+        worker.wait_for(TASK_EVENTS_ENABLED, timeout=30)
         job_ids = seed_and_enqueue(db_url, services.redis.url, JOBS)
         statuses = wait_for_final_jobs(db_url, job_ids, timeout=30)
         yield FlowerScene(flower, job_ids, statuses, workdir)

@@ -227,3 +227,98 @@ def test_one_listener_publishes_each_plain_insert_once_and_a_standby_takes_over(
     later = _insert_plain(session, 5)
     assert _wait(lambda: set(publishers[1 - active].sent) == later)
     stops[1 - active].set()
+
+
+# -- select_due_for_dispatch: budgets, in-flight accounting, concurrent dispatchers ----------
+
+
+def _due_jobs(session: Session, org: int, count: int, *, status: str = "pending",
+              minutes_ago: int = 10, dispatched_seconds_ago: int | None = None) -> list[uuid.UUID]:
+    """``count`` jobs of ``org`` due since ``minutes_ago`` (one second apart), oldest first."""
+    ids = session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, provider, status, "
+        "next_retry_at, dispatched_at) "
+        "SELECT :org, gen_random_uuid(), 'factus', :status, "
+        "now() - make_interval(mins => :minutes) + make_interval(secs => g), "
+        "now() - make_interval(secs => :dispatched) "
+        "FROM generate_series(1, :count) g ORDER BY g RETURNING id"),
+        {"org": org, "status": status, "minutes": minutes_ago, "count": count,
+         "dispatched": dispatched_seconds_ago}).scalars().all()
+    session.commit()
+    return list(ids)
+
+
+def _pick(session: Session, **kwargs: object) -> list[uuid.UUID]:
+    options: dict = {"limit": 100, "per_organization": 100, "redispatch_seconds": 60, **kwargs}
+    ids = job_repo.select_due_for_dispatch(session, **options)
+    session.commit()
+    return ids
+
+
+def test_budget_caps_only_that_organizations_pending_jobs(session: Session) -> None:
+    org1 = _due_jobs(session, 1, 10)
+    org2 = _due_jobs(session, 2, 4)
+
+    picked = _pick(session, budgets={1: 3})
+
+    assert set(picked) == set(org1[:3]) | set(org2)  # org 1: its 3 oldest; org 2: not in budgets
+    assert _pick(session, budgets={1: 3}) == org1[3:6]  # next round: the next 3, marked ones wait
+
+
+def test_budget_zero_still_lets_the_organizations_sent_rechecks_through(session: Session) -> None:
+    pending = _due_jobs(session, 1, 5, minutes_ago=30)
+    sent = _due_jobs(session, 1, 2, status="sent", minutes_ago=5)
+
+    assert set(_pick(session, budgets={1: 0})) == set(sent)
+    assert set(_pick(session, budgets={1: 2})) == set(pending[:2])
+
+
+def test_sent_jobs_are_picked_before_pending_and_outside_the_budget(session: Session) -> None:
+    pending = _due_jobs(session, 1, 5, minutes_ago=30)  # older than the re-checks
+    sent = _due_jobs(session, 1, 3, status="sent", minutes_ago=5)
+
+    # per_organization 4: the 3 re-checks take their places first, then the oldest pending job.
+    assert _pick(session, per_organization=4, budgets={1: 1}) == [*sent, pending[0]]
+
+
+def test_without_budgets_sent_jobs_still_come_first_within_the_share(session: Session) -> None:
+    _due_jobs(session, 1, 5, minutes_ago=30)
+    sent = _due_jobs(session, 1, 2, status="sent", minutes_ago=5)
+
+    assert _pick(session, per_organization=2) == sent
+
+
+def test_processing_and_queued_jobs_count_against_the_share(session: Session) -> None:
+    _due_jobs(session, 1, 2, status="processing")
+    _due_jobs(session, 1, 1, dispatched_seconds_ago=10)  # its message is still queued
+    waiting = _due_jobs(session, 1, 5, minutes_ago=5)
+    stale = _due_jobs(session, 2, 1, dispatched_seconds_ago=120)  # Redis lost that message
+
+    assert set(_pick(session, per_organization=4)) == {waiting[0], *stale}
+
+
+def test_negative_budget_is_a_clear_error(session: Session) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        job_repo.select_due_for_dispatch(session, limit=10, per_organization=10,
+                                         redispatch_seconds=60, budgets={1: -1})
+
+
+def test_concurrent_dispatchers_never_pick_the_same_job(
+    session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    jobs = _due_jobs(session, 1, 6)
+    with session_factory() as first, session_factory() as second:
+        a = job_repo.select_due_for_dispatch(first, limit=3, per_organization=10,
+                                             redispatch_seconds=60)
+        b = job_repo.select_due_for_dispatch(second, limit=3, per_organization=10,
+                                             redispatch_seconds=60)  # first still holds its rows
+        first.commit()
+        second.commit()
+        with session_factory() as third:
+            c = job_repo.select_due_for_dispatch(third, limit=10, per_organization=10,
+                                                 redispatch_seconds=60)
+            third.commit()
+
+    assert a == jobs[:3]  # the oldest first
+    assert not set(a) & set(b) and not set(a) & set(c) and not set(b) & set(c)
+    assert set(a) | set(b) | set(c) == set(jobs)  # the rows only skipped are picked later
