@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     einvoice_retry_base_seconds: float = Field(default=2.0, gt=0)
     einvoice_retry_cap_seconds: float = Field(default=300.0, gt=0)
     einvoice_lease_seconds: int = Field(default=120, ge=10)
-    einvoice_dian_slow_recheck_seconds: float = Field(default=20.0, gt=0)
+    einvoice_dian_slow_recheck_seconds: float = Field(default=5.0, gt=0)
     einvoice_redispatch_seconds: int = Field(default=60, ge=1)
     einvoice_dispatch_batch: int = Field(default=500, ge=1)
     einvoice_org_dispatch_share: int = Field(default=100, ge=1)

@@ -39,7 +39,8 @@ def _start_job_listener(**_: object) -> None:
     thread = threading.Thread(
         target=listen_for_new_jobs,
         args=(libpq_url(res.settings.require_database_url()),
-              lambda ids: dispatch_new_jobs(res.submit.session_factory, res.publisher, ids),
+              lambda ids: dispatch_new_jobs(res.submit.session_factory, res.publisher, ids,
+                                           res.settings, res.clients.limiter),
               stop),
         name="einvoice-job-listener", daemon=True,
     )

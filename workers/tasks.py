@@ -51,7 +51,8 @@ def submit_invoice(job_id: str) -> str:
 def dispatch_due_jobs() -> int:
     """Publish a wake-up for every due job (beat, every few seconds). Returns how many."""
     res = get_resources()
-    return dispatch.dispatch_due_jobs(res.submit.session_factory, res.publisher, res.settings)
+    return dispatch.dispatch_due_jobs(res.submit.session_factory, res.publisher, res.settings,
+                                      res.clients.limiter)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_RECOVER, max_retries=0)
@@ -63,7 +64,7 @@ def recover_expired_leases() -> int:
 @app.task(base=EinvoiceTask, name=queueing.TASK_REFRESH_TOKENS, max_retries=3)
 def refresh_tokens() -> int:
     """Renew every account's token that is close to expiry (beat, every 5 min)."""
-    from einvoice.services.sync import refresh_tokens as refresh  # noqa: PLC0415
+    from einvoice.services.sync import refresh_tokens as refresh
 
     res = get_resources()
     return refresh(res.submit.session_factory, res.clients, res.settings)
@@ -73,10 +74,10 @@ def refresh_tokens() -> int:
 def sync_reference_data(kind: str) -> dict[str, int]:
     """Sync ``kind`` (``ranges``, ``catalogs``, or one of municipalities/units/tributes) from
     Factus into the reference tables. Returns rows written per table."""
-    from datetime import datetime  # noqa: PLC0415
-    from zoneinfo import ZoneInfo  # noqa: PLC0415
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
 
-    from einvoice.services import sync  # noqa: PLC0415
+    from einvoice.services import sync
 
     res = get_resources()
     factory = res.submit.session_factory
@@ -90,4 +91,4 @@ def sync_reference_data(kind: str) -> dict[str, int]:
 
 
 # Registers the follow-up tasks (issue 7) whenever Celery autodiscovers this module.
-from workers import followups  # noqa: E402,F401
+from workers import followups  # noqa: F401

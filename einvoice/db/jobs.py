@@ -92,74 +92,59 @@ def mark_dispatched(session: Session, job_ids: Sequence[uuid.UUID]) -> None:
 # these CTEs read better than their SQLAlchemy Core spelling, and the text is fixed (budgets are
 # passed as two arrays).
 _SELECT_DUE_FOR_DISPATCH = text("""
-WITH due_orgs AS (
-    -- Every organization with a due job, and how many of those are published already (their
-    -- message is queued): one range read of ix_ei_jobs_due.
-    SELECT organization_id,
-           count(*) FILTER (
-               WHERE dispatched_at >= now() - make_interval(secs => :redispatch_seconds)
-           ) AS queued
+WITH due AS (
+    -- Every due job, one range read of ix_ei_jobs_due, no lock. "queued": its wake-up was
+    -- published within the redispatch interval, so it is in flight, not a candidate.
+    SELECT ctid, organization_id, status = 'sent' AS sent, next_retry_at,
+           coalesce(dispatched_at >= now() - make_interval(secs => :redispatch_seconds), false)
+           AS queued
       FROM electronic_invoicing_jobs
      WHERE status IN ('pending', 'sent') AND provider = 'factus' AND next_retry_at <= now()
-     GROUP BY organization_id
 ), processing AS (
+    -- Processing jobs per organization: an index-only read of ix_ei_jobs_processing_by_org.
     SELECT organization_id, count(*) AS n
       FROM electronic_invoicing_jobs
      WHERE status = 'processing' AND provider = 'factus'
      GROUP BY organization_id
-), shares AS (
-    -- Per organization: its jobs in flight and its budget for pending jobs (NULL: none).
-    SELECT d.organization_id, d.queued + coalesce(p.n, 0) AS in_flight, b.budget
-      FROM due_orgs d
-      LEFT JOIN processing p USING (organization_id)
+), queued AS (
+    SELECT organization_id, count(*) AS n FROM due WHERE queued GROUP BY organization_id
+), in_flight AS (
+    SELECT organization_id, coalesce(p.n, 0) + coalesce(q.n, 0) AS n
+      FROM processing p
+      FULL JOIN queued q USING (organization_id)
+), ranked AS (
+    -- Each organization's queue of candidates: sent first, then pending, oldest first.
+    -- nth = place in that queue; nth - sent_ahead = place among its pending jobs.
+    SELECT ctid, organization_id, sent, next_retry_at,
+           row_number() OVER queue AS nth,
+           count(*) FILTER (WHERE sent) OVER queue AS sent_ahead
+      FROM due
+     WHERE NOT queued
+    WINDOW queue AS (PARTITION BY organization_id ORDER BY sent DESC, next_retry_at)
+), picked AS (
+    -- At most per_organization in flight, pending jobs within the budget; then place 1 of
+    -- every organization before place 2 of any, at most :limit.
+    SELECT r.ctid
+      FROM ranked r
+      LEFT JOIN in_flight f USING (organization_id)
       LEFT JOIN unnest(CAST(:budget_orgs AS integer[]), CAST(:budget_counts AS integer[]))
                 AS b(organization_id, budget) USING (organization_id)
-), candidates AS (
-    -- Per organization, oldest first: its due sent jobs, then its due pending jobs, each read
-    -- from ix_ei_jobs_due_by_org no further than the organization's free places (and budget).
-    SELECT s.organization_id, s.in_flight, c.id, c.status, c.next_retry_at
-      FROM shares s
-     CROSS JOIN LATERAL (
-           (SELECT j.id, j.status, j.next_retry_at
-              FROM electronic_invoicing_jobs j
-             WHERE j.organization_id = s.organization_id AND j.status = 'sent'
-               AND j.provider = 'factus' AND j.next_retry_at <= now()
-               AND (j.dispatched_at IS NULL
-                    OR j.dispatched_at < now() - make_interval(secs => :redispatch_seconds))
-             ORDER BY j.next_retry_at
-             LIMIT greatest(:per_organization - s.in_flight, 0))
-           UNION ALL
-           (SELECT j.id, j.status, j.next_retry_at
-              FROM electronic_invoicing_jobs j
-             WHERE j.organization_id = s.organization_id AND j.status = 'pending'
-               AND j.provider = 'factus' AND j.next_retry_at <= now()
-               AND (j.dispatched_at IS NULL
-                    OR j.dispatched_at < now() - make_interval(secs => :redispatch_seconds))
-             ORDER BY j.next_retry_at
-             LIMIT greatest(least(:per_organization - s.in_flight, s.budget), 0))
-     ) AS c
-), picked AS (
-    -- Place in the organization's queue = in flight + rank (sent first); place 1 of every
-    -- organization comes before place 2 of any.
-    SELECT id, slot, next_retry_at
-      FROM (SELECT id, next_retry_at,
-                   in_flight + row_number() OVER (PARTITION BY organization_id
-                                                  ORDER BY status = 'sent' DESC, next_retry_at)
-                   AS slot
-              FROM candidates) AS ranked
-     WHERE slot <= :per_organization
-     ORDER BY slot, next_retry_at
+     WHERE coalesce(f.n, 0) + r.nth <= :per_organization
+       AND (r.sent OR b.budget IS NULL OR r.nth - r.sent_ahead <= b.budget)
+     ORDER BY coalesce(f.n, 0) + r.nth, r.next_retry_at
      LIMIT :limit
 )
--- Lock only the picked rows; a row changed meanwhile is re-checked on its new version.
+-- Lock only the picked row versions, fetched by ctid (no second index read). A row another
+-- dispatcher holds is skipped; a row changed since this statement's snapshot is locked in its
+-- newest version and the due condition below is checked again on it.
 SELECT j.id
-  FROM picked p
-  JOIN electronic_invoicing_jobs j ON j.id = p.id
- WHERE j.status IN ('pending', 'sent') AND j.provider = 'factus' AND j.next_retry_at <= now()
+  FROM electronic_invoicing_jobs j
+ WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
+   AND j.status IN ('pending', 'sent') AND j.provider = 'factus' AND j.next_retry_at <= now()
    AND (j.dispatched_at IS NULL
         OR j.dispatched_at < now() - make_interval(secs => :redispatch_seconds))
- ORDER BY p.slot, p.next_retry_at
-   FOR UPDATE OF j SKIP LOCKED
+ ORDER BY j.status = 'sent' DESC, j.next_retry_at
+   FOR UPDATE SKIP LOCKED
 """)
 
 
@@ -182,7 +167,7 @@ def select_due_for_dispatch(
       whose message is still queued is not published twice).
     * Each organization gets at most ``per_organization`` jobs in flight: its ``processing``
       jobs, plus its due jobs whose message is still queued, plus the jobs picked now. One
-      organization's backlog cannot fill the queue ahead of another's.
+      organization's backlog cannot fill the queue ahead of another's, however old it is.
     * Within an organization, due ``sent`` jobs come first (their re-check unblocks the Factus
       account, which refuses new documents while one is pending at DIAN), then ``pending`` jobs;
       oldest ``next_retry_at`` first within each.
@@ -190,31 +175,29 @@ def select_due_for_dispatch(
       jobs this round picks; ``sent`` jobs are never limited by it (a budget of 0 still lets the
       organization's re-checks through). Organizations absent from it are limited only by
       ``per_organization``.
-    * Across organizations, the first job of every organization's queue comes before the second
-      of any (ordered by in-flight position, then ``next_retry_at``); at most ``limit`` ids.
+    * When more than ``limit`` jobs qualify, place 1 of every organization's queue is taken
+      before place 2 of any (places count the jobs in flight), ``next_retry_at`` breaking ties.
 
-    Plan (one statement, one round trip, nothing locked but the rows returned; B6 target:
-    <= 5 ms p99 with 1,000,000 rows; indexes of migration 0003). The rows read are bounded by
-    the organizations with due jobs, their jobs in flight and ``per_organization``, not by the
-    size of a backlog of due jobs:
+    Plan (one statement, one round trip; B6 target <= 5 ms p99 with 1,000,000 rows):
 
-    1. ``orgs``: the organizations that have a due job, by a skip scan of
-       ``ix_ei_jobs_due_by_org`` (organization, status, ``next_retry_at``; pending/sent factus
-       rows only): one index probe per organization.
-    2. ``in_flight``/``shares``: each one's jobs in flight, counted in ``ix_ei_jobs_in_flight``
-       (which holds only the ``processing`` jobs and the published, unclaimed pending/sent
-       ones), and its budget.
-    3. ``candidates``: each one's oldest due ``sent`` jobs, then its oldest due ``pending`` jobs,
-       two ordered range reads of ``ix_ei_jobs_due_by_org`` that stop at the organization's free
-       places (and, for pending, its budget).
-    4. ``picked``: position in the organization's queue = in flight + rank (sent first); places
-       beyond ``per_organization`` are dropped; then place 1 of every organization before
-       place 2 of any, ``next_retry_at`` breaking ties, at most ``limit``.
-    5. Only the picked rows are locked, ``FOR UPDATE OF j SKIP LOCKED``, with the due condition
-       repeated: a row another dispatcher holds is skipped, and a row another dispatcher marked
-       and committed meanwhile is re-checked on its new version and dropped. So two concurrent
-       dispatchers never publish the same job, and the candidates that were not picked stay
-       free for them (the former query locked every candidate).
+    1. ``due``: every due job through the partial index ``ix_ei_jobs_due`` (pending/sent factus
+       rows by ``next_retry_at``), read without any lock; its queued jobs feed the in-flight
+       count, the others are the candidates.
+    2. ``in_flight``: processing jobs per organization, an index-only read of the partial index
+       ``ix_ei_jobs_processing_by_org`` (migration 0003), plus its queued ones.
+    3. ``ranked``/``picked``: one sort and one window over the candidates give each job's place
+       in its organization's queue and among its pending jobs; the caps are applied, then
+       ``limit``.
+    4. Only the picked rows are locked, ``FOR UPDATE SKIP LOCKED``, reached directly by
+       ``ctid``, with the due condition repeated: a row another dispatcher holds is skipped,
+       and a row another dispatcher marked and committed meanwhile is re-checked on its new
+       version and dropped. So two concurrent dispatchers never publish the same job, and the
+       candidates not picked stay free for them (the former query locked up to ``4 * limit``
+       candidates and ranked only those, so an old backlog of one organization could starve
+       the others).
+
+    The work grows with the number of due jobs (not with the table's final rows): a backlog of
+    100,000 due jobs costs one sort of them per round.
 
     The picked rows get ``dispatched_at = now()`` (:func:`mark_dispatched`) in the caller's
     transaction; nothing is committed here.
@@ -228,7 +211,7 @@ def select_due_for_dispatch(
         budgets: optional per-organization cap on the ``pending`` jobs picked this round.
 
     Returns:
-        The picked job ids, by place in their organization's queue, then ``next_retry_at``.
+        The picked job ids, ``sent`` ones first, then oldest ``next_retry_at`` first.
 
     Raises:
         ValueError: a budget is negative.
@@ -361,23 +344,26 @@ def job_by_reference(session: Session, reference_code: str) -> Job | None:
     return session.scalars(select(Job).where(Job.reference_code == reference_code)).one_or_none()
 
 
-def mark_new_dispatched(session: Session, job_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+def mark_new_dispatched(session: Session, job_ids: Sequence[uuid.UUID], *,
+                        exclude_organizations: Sequence[int] = ()) -> list[uuid.UUID]:
     """Compare-and-set ``dispatched_at`` on those of ``job_ids`` that are pending and have none.
 
     One ``UPDATE ... WHERE id = ANY(...)`` for a whole batch of ``NOTIFY`` payloads. Returns the
     ids this call marked (their wake-up is the caller's to publish); a job already dispatched,
     claimed or final is left alone, so two listeners or a listener and the beat dispatcher never
-    publish the same job twice.
+    publish the same job twice. Jobs of ``exclude_organizations`` are left for the dispatcher.
     """
     if not job_ids:
         return []
-    return list(session.scalars(
-        update(Job)
-        .where(Job.id.in_(job_ids), Job.status == "pending", Job.provider == "factus",
-               Job.dispatched_at.is_(None))
-        .values(dispatched_at=func.now())
-        .returning(Job.id)
-    ))
+    stmt = (update(Job)
+            .where(Job.id.in_(job_ids), Job.status == "pending", Job.provider == "factus",
+                   Job.dispatched_at.is_(None))
+            .values(dispatched_at=func.now())
+            .returning(Job.id)
+            .execution_options(synchronize_session=False))
+    if exclude_organizations:
+        stmt = stmt.where(Job.organization_id.not_in(list(exclude_organizations)))
+    return list(session.scalars(stmt))
 
 
 _PENDING_BLOCKER = text("""
@@ -487,3 +473,41 @@ def update_job(session: Session, job_id: uuid.UUID, values: Mapping[str, Any], *
 @functools.lru_cache(maxsize=256)
 def _statement(sql: str) -> TextClause:
     return text(sql)
+
+
+_GATE_COUNTS = text("""
+SELECT organization_id,
+       count(*) FILTER (WHERE status = 'sent') AS at_dian,
+       count(*) FILTER (WHERE status = 'processing'
+                           OR (status = 'pending'
+                               AND dispatched_at >= now() - make_interval(secs => :redispatch)))
+           AS in_flight
+  FROM electronic_invoicing_jobs
+ WHERE provider = 'factus' AND organization_id = ANY(:orgs)
+   AND (status IN ('sent', 'processing')
+        OR (status = 'pending' AND dispatched_at >= now() - make_interval(secs => :redispatch)))
+ GROUP BY organization_id
+""")
+
+
+def gate_counts(session: Session, organization_ids: Sequence[int], *,
+                redispatch_seconds: int) -> dict[int, tuple[int, int]]:
+    """Per organization of ``organization_ids``: (documents pending at DIAN, jobs in flight).
+
+    "At DIAN" counts ``sent`` jobs (Factus blocks the account's new documents while one is
+    pending, FACTUS_API.md §5.3); "in flight" counts ``processing`` jobs and pending ones whose
+    wake-up was published within ``redispatch_seconds``. Organizations with neither are absent.
+    """
+    if not organization_ids:
+        return {}
+    rows = session.execute(_GATE_COUNTS, {"orgs": list(organization_ids),
+                                          "redispatch": int(redispatch_seconds)})
+    return {int(org): (int(at_dian), int(in_flight)) for org, at_dian, in_flight in rows}
+
+
+def count_events(session: Session, job_id: uuid.UUID, event_type: str) -> int:
+    """How many ``event_type`` events the job has (index ``ix_ei_events_job_created``)."""
+    return int(session.execute(
+        text("SELECT count(*) FROM electronic_invoicing_events "
+             "WHERE job_id = :job_id AND event_type = :event_type"),
+        {"job_id": job_id, "event_type": event_type}).scalar_one())

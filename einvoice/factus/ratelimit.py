@@ -135,6 +135,18 @@ class RedisRateLimiter:
                 )
             self._sleep(delay)
 
+    def remaining(self, account_key: str) -> int:
+        """How many requests ``account_key`` may send right now without waiting (>= 0).
+
+        Read-only (``get_window_stats`` of the moving window); the dispatcher uses it to hand out
+        no more new jobs per account than the account can send (issue 6, chaos).
+
+        Raises:
+            redis.RedisError: when Redis is unreachable.
+        """
+        _reset_at, remaining = self._limiter.get_window_stats(self._item, account_key)
+        return max(int(remaining), 0)
+
     def reset(self, account_key: str) -> None:
         """Forget the recorded hits of ``account_key`` (tests, operator tools)."""
         self._limiter.clear(self._item, account_key)

@@ -87,3 +87,16 @@ def save_credentials(
     row.is_active = True
     session.flush()
     return row
+
+
+def account_keys_by_organization(session: Session, settings: Settings) -> dict[int, str]:
+    """Organization id -> the key of its own Factus account (the ``factus_credentials`` row id,
+    as text: the key of its tokens and rate limit), for every organization with an active row
+    in ``FACTUS_ENVIRONMENT``. Organizations on the default account are absent."""
+    rows = session.execute(
+        select(FactusCredential.organization_id, FactusCredential.id).where(
+            FactusCredential.environment == settings.factus_environment,
+            FactusCredential.is_active.is_(True),
+        )
+    )
+    return {int(org): str(key) for org, key in rows}

@@ -15,24 +15,66 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 
+import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.db import jobs as job_repo
 from einvoice.db.uow import UnitOfWork
 from einvoice.queueing import Publisher
+from einvoice.services.accounts import account_keys_by_organization
 from einvoice.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+def account_budgets(session: Session, settings: Settings, limiter: object | None) -> dict[int, int]:
+    """How many new (pending) jobs each organization with its own Factus account may get now.
+
+    The account-level gate of the dispatcher (issue 6, chaos: without it, a burst of wake-ups for
+    an account that cannot send made workers claim, wait and park thousands of jobs, and 409s
+    ate the account's quota):
+
+    * an organization with a document pending at DIAN (a ``sent`` job) gets 0: Factus answers
+      409 to any new document of the account until that one is settled (FACTUS_API.md §5.3);
+      its re-check itself is always dispatched (``select_due_for_dispatch``);
+    * otherwise, the requests its account may still send in the limiter's moving window
+      (80 per minute, Decision 5) minus its jobs already in flight.
+
+    Organizations on the default ``FACTUS_*`` account are not listed (unlimited here); the
+    worker's own limiter and the claim-time check still hold them. Returns {} when the limiter
+    is not a Redis limiter (tests, benchmarks) or Redis cannot be read (fail open: the workers'
+    limiter still protects the account).
+    """
+    remaining = getattr(limiter, "remaining", None)
+    if remaining is None:
+        return {}
+    keys = account_keys_by_organization(session, settings)
+    if not keys:
+        return {}
+    counts = job_repo.gate_counts(session, list(keys),
+                                  redispatch_seconds=settings.einvoice_redispatch_seconds)
+    budgets: dict[int, int] = {}
+    try:
+        for org, key in keys.items():
+            at_dian, in_flight = counts.get(org, (0, 0))
+            budgets[org] = 0 if at_dian else max(remaining(key) - in_flight, 0)
+    except redis.RedisError as exc:
+        log.warning("dispatcher cannot read the rate-limit windows (%s); not gating", exc)
+        return {}
+    return budgets
+
+
 def dispatch_due_jobs(
-    session_factory: sessionmaker[Session], publisher: Publisher, settings: Settings
+    session_factory: sessionmaker[Session], publisher: Publisher, settings: Settings,
+    limiter: object | None = None,
 ) -> int:
     """Publish ``einvoice.submit_invoice`` for due jobs; return how many were published.
 
     Selection and marking happen in one short transaction; messages are sent after it commits.
     A crash between commit and publish loses nothing: the jobs are re-published after
-    ``EINVOICE_REDISPATCH_SECONDS``.
+    ``EINVOICE_REDISPATCH_SECONDS``. With the process's rate ``limiter`` (a
+    :class:`~einvoice.factus.ratelimit.RedisRateLimiter`), each organization with its own
+    account gets no more new jobs than :func:`account_budgets` allows.
     """
     with UnitOfWork(session_factory) as uow:
         ids = job_repo.select_due_for_dispatch(
@@ -40,6 +82,7 @@ def dispatch_due_jobs(
             limit=settings.einvoice_dispatch_batch,
             per_organization=settings.einvoice_org_dispatch_share,
             redispatch_seconds=settings.einvoice_redispatch_seconds,
+            budgets=account_budgets(uow.session, settings, limiter),
         )
         uow.commit()
     for job_id in ids:
@@ -50,17 +93,23 @@ def dispatch_due_jobs(
 
 
 def dispatch_new_jobs(
-    session_factory: sessionmaker[Session], publisher: Publisher, job_ids: Sequence[uuid.UUID]
+    session_factory: sessionmaker[Session], publisher: Publisher, job_ids: Sequence[uuid.UUID],
+    settings: Settings | None = None, limiter: object | None = None,
 ) -> int:
     """Publish the wake-ups of freshly inserted jobs that have none in flight; return how many.
 
     Used by the ``LISTEN einvoice_jobs`` listener for instant pickup of plain SQL inserts, with
     every notification that arrived together in one batch: one compare-and-set ``UPDATE`` marks
     them dispatched (a job the beat dispatcher or another listener already took is skipped),
-    then, after the commit, one message per marked job is published.
+    then, after the commit, one message per marked job is published. Given ``settings`` and the
+    rate ``limiter``, jobs of organizations whose budget is 0 (:func:`account_budgets`: a
+    document pending at DIAN, or no request left in the window) are left to the dispatcher.
     """
     with UnitOfWork(session_factory) as uow:
-        won = job_repo.mark_new_dispatched(uow.session, job_ids)
+        budgets = account_budgets(uow.session, settings, limiter) if settings else {}
+        won = job_repo.mark_new_dispatched(
+            uow.session, job_ids,
+            exclude_organizations=[org for org, budget in budgets.items() if budget <= 0])
         uow.commit()
     for job_id in won:
         publisher.publish_submit(job_id)
@@ -120,7 +169,7 @@ def listen_for_new_jobs(
         dsn: a libpq URL (``postgresql://...``).
         on_jobs: called with each batch of new job ids; its exceptions are logged and swallowed.
     """
-    import psycopg  # noqa: PLC0415 - only the listener talks to psycopg directly
+    import psycopg
 
     while not stop.is_set():
         try:
@@ -156,5 +205,5 @@ def _hand_over(payloads: list[str], on_jobs: Callable[[list[uuid.UUID]], object]
             log.warning("ignoring a malformed einvoice_jobs notification %r", payload[:80])
     try:
         on_jobs(ids)
-    except Exception:  # noqa: BLE001 - the beat dispatcher repairs any miss
+    except Exception:
         log.exception("could not dispatch %d new jobs; the dispatcher will", len(ids))

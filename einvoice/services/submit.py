@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
+from sqlalchemy import and_, func, or_, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -133,6 +133,8 @@ class _Claimed:
     reconcile_first: bool
     # Attempts are exhausted but the last one may have reached Factus: look up, never send.
     reconcile_only: bool = False
+    # How many times DIAN already answered "pending" for this document (re-checks back off).
+    dian_rechecks: int = 0
 
 
 @dataclass
@@ -238,6 +240,8 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
         document_type=job.document_type, reference_code=job.reference_code,
         invoice_id=job.invoice_id, payload=payload, account=account,
         reconcile_first=reconcile_first, reconcile_only=reconcile_only,
+        dian_rechecks=(job_repo.count_events(session, job.id, "dian_slow")
+                       if previous == "sent" else 0),
     )
 
 
@@ -348,8 +352,23 @@ def _document_outcome(document: Document, claimed: _Claimed, latency_ms: int,
         "dian_slow", code="dian_slow", latency_ms=latency_ms, http_status=201,
         message="DIAN has not answered yet (status 0, no rejection); re-checking with the same "
         "reference code",
-        delay=ctx.settings.einvoice_dian_slow_recheck_seconds, count_attempt=False,
+        delay=dian_recheck_delay(ctx.settings, claimed.dian_rechecks, ctx.rng), count_attempt=False,
     )
+
+
+def dian_recheck_delay(settings: Settings, rechecks: int, rng: random.Random) -> float:
+    """Seconds until the next re-check of a document DIAN has not answered yet.
+
+    ``EINVOICE_DIAN_SLOW_RECHECK_SECONDS`` (5 s) after the first "pending" answer, doubling
+    with every further one up to ``EINVOICE_RETRY_CAP_SECONDS`` (300 s), ±20 % jitter. A pending
+    document blocks its whole account at Factus (409, FACTUS_API.md §5.3), so the first
+    re-checks come soon; one DIAN keeps pending for long is not polled more than every 5 min.
+
+    Args:
+        rechecks: "pending" answers already recorded for this document (``dian_slow`` events).
+    """
+    base = settings.einvoice_dian_slow_recheck_seconds * 2 ** min(rechecks, 16)
+    return min(base, settings.einvoice_retry_cap_seconds) * (0.8 + 0.4 * rng.random())
 
 
 def _rejected_by_dian(client: FactusClient, claimed: _Claimed, codes: list[str], text: str,
@@ -418,15 +437,29 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
                                message="deleted its unvalidated document at Factus: it "
                                f"blocked job {claimed.job_id} (409)")
         for ref, owner_id in in_flight:
-            uow.session.execute(
+            # A ``processing`` owner claimed over a minute ago is held by a dead worker (no
+            # live claim lasts that long: the validate timeout is 30 s); waiting for its lease
+            # (120 s) would block the account that long. Its document is pending at DIAN, so it
+            # becomes ``sent`` now; ``outcome_unknown`` stays set, so its re-check looks the
+            # reference up first. Were its worker alive after all, its late record would find
+            # the lease gone and write nothing (the re-check adopts the outcome).
+            took = uow.session.execute(
                 update(ElectronicInvoicingJob)
                 .where(ElectronicInvoicingJob.id == owner_id,
-                       ElectronicInvoicingJob.status.in_(("pending", "sent")))
-                .values(status="sent", error_code="dian_slow",
+                       or_(ElectronicInvoicingJob.status.in_(("pending", "sent")),
+                           and_(ElectronicInvoicingJob.status == "processing",
+                                ElectronicInvoicingJob.updated_at
+                                < func.now() - text("interval '60 seconds'"))))
+                .values(status="sent", error_code="dian_slow", lease_expires_at=None,
                         error_message="pending at DIAN (found by a 409); re-checking",
-                        next_retry_at=func.now(), dispatched_at=None)
-            )
-            settled.append(f"re-check of job {owner_id} ({ref}) brought forward")
+                        next_retry_at=func.now(), dispatched_at=None, updated_at=func.now())
+                .returning(ElectronicInvoicingJob.id)
+                .execution_options(synchronize_session=False)
+            ).first()
+            if took is not None:
+                settled.append(f"re-check of job {owner_id} ({ref}) brought forward")
+            else:
+                settled.append(f"job {owner_id} ({ref}) is being submitted right now")
         uow.commit()
     if settled and not foreign:
         # Spread the blocked jobs over a few seconds: the settled document needs a moment

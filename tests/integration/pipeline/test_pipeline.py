@@ -425,3 +425,34 @@ def test_two_dian_pending_jobs_of_one_account_do_not_wait_for_each_other(
     done = wait_for_jobs(pipeline.factory, jobs, timeout=30)
     assert [j.status for j in done] == ["accepted", "accepted"]
     assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+
+
+def test_document_left_pending_by_a_dead_worker_stops_blocking_the_account_at_the_first_409(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    # Given a job whose worker died just after DIAN answered "pending": its document blocks the
+    # account at Factus, and its lease still has ten minutes to run
+    pipeline = make_pipeline(beat=True)
+    pipeline.sandbox.set_faults(dian_slow=1.0, seed=3)
+    seed_organization(session)
+    first, second = seed_invoice(session), seed_invoice(session)
+    session.commit()
+    stuck_id = insert_job_sql(session, first)
+    wait_for_jobs(pipeline.factory, [stuck_id], statuses=("sent",), timeout=30)
+    session.execute(text(
+        "UPDATE electronic_invoicing_jobs SET status = 'processing', leased_by = 'dead-host:1:1', "
+        "outcome_unknown = true, updated_at = now() - interval '2 minutes', "
+        "lease_expires_at = now() + interval '10 minutes' WHERE id = :j"), {"j": stuck_id})
+    session.commit()
+    pipeline.sandbox.set_faults(dian_slow=0.0)
+
+    # When another invoice of the account is submitted (and gets a 409)
+    [job] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, second)], timeout=40)
+
+    # Then the dead worker's job is taken over and re-checked long before its lease ends, and
+    # both documents are validated once each
+    [stuck] = wait_for_jobs(pipeline.factory, [stuck_id], timeout=30)
+    assert (job.status, stuck.status) == ("accepted", "accepted")
+    assert ("pending_conflict", "409") in pipeline.events(job.id)
+    assert _validations(pipeline, job.reference_code) == 1
+    assert _validations(pipeline, stuck.reference_code) == 1

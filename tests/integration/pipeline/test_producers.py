@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+import redis
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +17,7 @@ from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob,
 from einvoice.errors import JobError
 from einvoice.services.dispatch import (
     LISTENER_LOCK_KEY,
+    account_budgets,
     dispatch_due_jobs,
     dispatch_new_jobs,
     listen_for_new_jobs,
@@ -297,6 +299,15 @@ def test_processing_and_queued_jobs_count_against_the_share(session: Session) ->
     assert set(_pick(session, per_organization=4)) == {waiting[0], *stale}
 
 
+def test_an_old_backlog_of_one_organization_does_not_starve_the_others(session: Session) -> None:
+    _due_jobs(session, 1, 100, minutes_ago=120)  # far more old jobs than one round examines
+    newer = _due_jobs(session, 2, 3, minutes_ago=1)
+
+    picked = _pick(session, limit=10, per_organization=5)
+
+    assert len(picked) == 8 and set(newer) <= set(picked)  # 5 of organization 1, all 3 of 2
+
+
 def test_negative_budget_is_a_clear_error(session: Session) -> None:
     with pytest.raises(ValueError, match="negative"):
         job_repo.select_due_for_dispatch(session, limit=10, per_organization=10,
@@ -322,3 +333,56 @@ def test_concurrent_dispatchers_never_pick_the_same_job(
     assert a == jobs[:3]  # the oldest first
     assert not set(a) & set(b) and not set(a) & set(c) and not set(b) & set(c)
     assert set(a) | set(b) | set(c) == set(jobs)  # the rows only skipped are picked later
+
+
+def test_dispatcher_gives_each_account_only_what_it_can_send_and_a_blocked_one_only_its_recheck(
+    session: Session, session_factory: sessionmaker[Session], redis_client: redis.Redis
+) -> None:
+    """Organizations 1-3 have their own Factus accounts (80 requests per window): 1 has used 75
+    and has 2 jobs in flight, 2 has a document pending at DIAN, 3 is idle."""
+    from einvoice.crypto import SecretBox
+    from einvoice.factus.ratelimit import RedisRateLimiter
+    from einvoice.services.accounts import save_credentials
+
+    settings = load_settings(einvoice_secret_key=SecretBox.generate_key())
+    box = SecretBox.from_settings(settings)
+    keys = {}
+    session.execute(text("INSERT INTO organizations (id, name) OVERRIDING SYSTEM VALUE "
+                         "VALUES (1, 'a'), (2, 'b'), (3, 'c')"))
+    for org in (1, 2, 3):
+        row = save_credentials(session, organization_id=org, environment=settings.factus_environment,
+                               client_id=f"c{org}", client_secret="s", username=f"u{org}",
+                               password="p", box=box)
+        keys[org] = str(row.id)
+    limiter = RedisRateLimiter.per_minute(redis_client, 80)
+    for _ in range(75):
+        limiter.acquire(keys[1])
+    session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, status) "
+        "SELECT 1, gen_random_uuid(), 'processing' FROM generate_series(1, 2)"))
+    recheck = session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, status, error_code) "
+        "VALUES (2, gen_random_uuid(), 'sent', 'dian_slow') RETURNING id")).scalar_one()
+    session.execute(text(
+        "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id) "
+        "SELECT org, gen_random_uuid() FROM generate_series(1, 3) org, generate_series(1, 20)"))
+    session.commit()
+
+    assert account_budgets(session, settings, limiter) == {1: 3, 2: 0, 3: 80}
+    publisher = RecordingPublisher()
+    dispatch_due_jobs(session_factory, publisher, settings, limiter)
+
+    orgs = [session.get(ElectronicInvoicingJob, j).organization_id for j in publisher.sent]
+    assert (orgs.count(1), orgs.count(2), orgs.count(3)) == (3, 1, 20)
+    assert recheck in publisher.sent
+
+
+def test_dian_rechecks_start_soon_and_back_off_to_the_cap() -> None:
+    import random
+
+    from einvoice.services.submit import dian_recheck_delay
+
+    settings = load_settings(einvoice_dian_slow_recheck_seconds=5, einvoice_retry_cap_seconds=300)
+    delays = [dian_recheck_delay(settings, n, random.Random(1)) for n in range(8)]
+    assert 4 <= delays[0] <= 6 and 8 <= delays[1] <= 12 and 16 <= delays[2] <= 24
+    assert max(delays) <= 300 * 1.2 and delays[-1] >= 300 * 0.8
