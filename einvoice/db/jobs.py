@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import func, select, text, update
+from sqlalchemy import SmallInteger, func, literal, null, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
@@ -22,6 +22,7 @@ from einvoice.db.models import (
     NON_FINAL_JOB_STATUSES,
     ElectronicInvoicingEvent,
     ElectronicInvoicingJob,
+    InvoiceSale,
 )
 
 Job = ElectronicInvoicingJob
@@ -50,36 +51,38 @@ def active_job_for_invoice(session: Session, invoice_id: uuid.UUID, document_typ
 def insert_pending_job(
     session: Session,
     *,
-    organization_id: int,
     invoice_id: uuid.UUID,
     document_type: str,
     max_attempts: int,
+    dispatched: bool = False,
 ) -> Job | None:
-    """Insert a ``pending`` factus job; None if the invoice already has a non-final one.
+    """Insert a ``pending`` factus job for the invoice, in one statement; None if not inserted.
 
-    Uses ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index
+    ``INSERT ... SELECT`` from ``invoice_sales`` (the job takes the invoice's
+    ``organization_id``) ``ON CONFLICT DO NOTHING`` on the partial unique index
     ``ux_ei_jobs_one_active_per_invoice``, so two concurrent producers cannot both insert.
+    None means: the invoice does not exist (or has no organization), or it already has a
+    non-final job of this document type. ``dispatched`` stamps ``dispatched_at`` (the caller
+    publishes the wake-up itself, so the ``NOTIFY`` listener leaves the job alone).
     """
+    source = select(
+        InvoiceSale.organization_id, InvoiceSale.id, literal(document_type), literal("factus"),
+        literal("pending"), literal(max_attempts, SmallInteger),
+        func.now() if dispatched else null(),
+    ).where(InvoiceSale.id == invoice_id, InvoiceSale.organization_id.is_not(None))
     stmt = (
         insert(Job)
-        .values(
-            organization_id=organization_id,
-            invoice_id=invoice_id,
-            document_type=document_type,
-            provider="factus",
-            status="pending",
-            max_attempts=max_attempts,
-        )
+        .from_select(["organization_id", "invoice_id", "document_type", "provider", "status",
+                      "max_attempts", "dispatched_at"], source)
         .on_conflict_do_nothing(
             index_elements=["invoice_id", "document_type"],
             # A literal predicate: with bound parameters PostgreSQL cannot match the partial
             # index once psycopg prepares the statement (after 5 executions).
             index_where=text("status IN ('pending', 'processing', 'sent')"),
         )
-        .returning(Job.id)
+        .returning(Job)
     )
-    job_id = session.execute(stmt).scalar_one_or_none()
-    return None if job_id is None else get_job(session, job_id)
+    return session.scalars(stmt).one_or_none()
 
 
 def mark_dispatched(session: Session, job_ids: Sequence[uuid.UUID]) -> None:

@@ -57,29 +57,22 @@ def enqueue_invoice(
     if document_type not in DOCUMENT_TYPES:
         raise JobError(f"unknown document_type {document_type!r}", reason="unknown_document_type")
     invoice_uuid = uuid.UUID(str(invoice_id))
-    organization_id = session.scalar(
-        select(InvoiceSale.organization_id).where(InvoiceSale.id == invoice_uuid)
-    )
-    if organization_id is None:
-        raise JobError(f"invoice_sales row {invoice_uuid} not found (or has no organization_id)",
-                       reason="invoice_not_found")
-    existing = job_repo.active_job_for_invoice(session, invoice_uuid, document_type)
-    if existing is not None:
-        return existing
     job = job_repo.insert_pending_job(
         session,
-        organization_id=organization_id,
         invoice_id=invoice_uuid,
         document_type=document_type,
         max_attempts=max_attempts or get_settings().einvoice_max_attempts,
+        dispatched=True,
     )
-    if job is None:  # a concurrent producer won the race
+    if job is None:  # no such invoice, or it has an active job (maybe a concurrent producer's)
         existing = job_repo.active_job_for_invoice(session, invoice_uuid, document_type)
-        assert existing is not None
-        return existing
-    job_repo.add_event(session, job.id, "enqueued", message="enqueued by the Python producer",
-                       metadata={"to": "pending", "reference_code": job.reference_code})
-    job_repo.mark_dispatched(session, [job.id])
+        if existing is not None:
+            return existing
+        raise JobError(f"invoice_sales row {invoice_uuid} not found (or has no organization_id)",
+                       reason="invoice_not_found")
+    job_repo.add_events(session, job.id, [(
+        "enqueued", None, "enqueued by the Python producer",
+        {"to": "pending", "reference_code": job.reference_code})])
     sender = publisher or default_publisher()
     job_id = job.id
     add_after_commit(session, lambda: sender.publish_submit(job_id))
