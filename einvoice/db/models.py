@@ -368,6 +368,13 @@ class ElectronicInvoicingJob(Base):
         ),
         Index("ix_ei_jobs_org_status", "organization_id", "status"),
         Index("ix_ei_jobs_invoice", "invoice_id"),
+        # The dispatcher's in-flight count (migration 0003): processing jobs per organization,
+        # index-only where the pages are all-visible (else ix_ei_jobs_lease serves).
+        Index(
+            "ix_ei_jobs_processing_by_org",
+            "organization_id",
+            postgresql_where=text("status = 'processing' AND provider = 'factus'"),
+        ),
     )
 
 
