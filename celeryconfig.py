@@ -8,7 +8,7 @@ Why these values (issue 4, "Crash safety"; Celery docs "Redis: visibility timeou
 * ``worker_prefetch_multiplier = 1``: a worker reserves no more messages than it has threads.
 * ``visibility_timeout = 300`` s: Redis redelivers an unacknowledged message after this long.
   It must be far above the longest task: a submission is bounded by the validate timeout (30 s),
-  a few reads (15 s each), the rate-limit wait (capped at 20 s, longer waits are parked in the
+  a few reads (15 s each), the rate-limit wait (capped at 5 s, longer waits are parked in the
   database) and the database; about 90 s worst case, so 300 s leaves a wide margin, while a
   message lost with a killed worker comes back within 5 minutes. (Celery's default of one hour
   would leave jobs stuck that long; the database lease, 120 s, and the sweeper recover them

@@ -20,7 +20,8 @@ and beat as subprocesses, and this driver. Scenarios (issue 6):
   the bound (80 × organizations × minutes, the moving window's most), 429s received, per
   organization.
 * **B4 producers.** ``enqueue_invoice`` and plain SQL inserts, one job per transaction from several
-  producer threads and in batches of 100: jobs/s committed, and until every wake-up message is in
+  producer threads and in batches of 100 (and ``enqueue_invoices``, the bulk call, 100 invoices
+  per call): jobs/s committed, and until every wake-up message is in
   the Redis queue (published after commit by ``enqueue_invoice``, by the workers' ``LISTEN``
   listener for plain SQL; the worker used here consumes another queue, so messages stay counted).
 * **B5 memory.** Worker RSS (psutil) sampled through B1's 50-in-flight run; ``--soak MINUTES``
@@ -646,13 +647,13 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
     """B4: jobs/s committed and enqueued, for enqueue_invoice and plain SQL, per transaction and
     in batches."""
     from einvoice.queueing import CeleryPublisher
-    from einvoice.services.enqueue import enqueue_invoice
+    from einvoice.services.enqueue import enqueue_invoice, enqueue_invoices
 
     p = ctx.profile
     threads = 4
     db = ctx.stack.new_database("bench_b4")
     templates = db.seed_organizations(1)
-    invoices = iter(db.clone_invoices(templates, 4 * p.b4_jobs))
+    invoices = iter(db.clone_invoices(templates, 5 * p.b4_jobs))
     # Producers publish with this process's Celery app (celeryconfig reads the broker here).
     ctx.stack.use_in_this_process(db, "http://127.0.0.1:9")
     publisher = CeleryPublisher()
@@ -699,6 +700,11 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
                 enqueue_invoice(session, invoice_id, publisher=publisher)
             session.commit()
 
+    def bulk_producer(batch: list[uuid.UUID]) -> None:
+        with db.factory() as session:
+            enqueue_invoices(session, batch, publisher=publisher)
+            session.commit()
+
     def sql_producer(batch: list[uuid.UUID]) -> None:
         db.insert_jobs(batch, local.conn)
 
@@ -714,6 +720,8 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
             [[next(invoices)] for _ in range(n)], python_producer)
     measure("enqueue_invoice, 100 jobs per transaction",
             [[next(invoices) for _ in range(100)] for _ in range(n // 100)], python_producer)
+    measure("enqueue_invoices, 100 jobs per call and transaction",
+            [[next(invoices) for _ in range(100)] for _ in range(n // 100)], bulk_producer)
     measure("plain SQL, 1 job per transaction",
             [[next(invoices)] for _ in range(n)], sql_with_connection)
     measure("plain SQL, 100 jobs per INSERT",

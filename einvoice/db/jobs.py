@@ -48,28 +48,30 @@ def active_job_for_invoice(session: Session, invoice_id: uuid.UUID, document_typ
     ).one_or_none()
 
 
-def insert_pending_job(
+def insert_pending_jobs(
     session: Session,
     *,
-    invoice_id: uuid.UUID,
+    invoice_ids: Sequence[uuid.UUID],
     document_type: str,
     max_attempts: int,
     dispatched: bool = False,
-) -> Job | None:
-    """Insert a ``pending`` factus job for the invoice, in one statement; None if not inserted.
+) -> list[Job]:
+    """Insert a ``pending`` factus job for each invoice, in one statement; return the new jobs.
 
-    ``INSERT ... SELECT`` from ``invoice_sales`` (the job takes the invoice's
+    ``INSERT ... SELECT`` from ``invoice_sales`` (each job takes its invoice's
     ``organization_id``) ``ON CONFLICT DO NOTHING`` on the partial unique index
-    ``ux_ei_jobs_one_active_per_invoice``, so two concurrent producers cannot both insert.
-    None means: the invoice does not exist (or has no organization), or it already has a
-    non-final job of this document type. ``dispatched`` stamps ``dispatched_at`` (the caller
-    publishes the wake-up itself, so the ``NOTIFY`` listener leaves the job alone).
+    ``ux_ei_jobs_one_active_per_invoice``, so two concurrent producers cannot both insert. An
+    invoice that does not exist (or has no organization), or already has a non-final job of
+    this document type, gets no row. ``dispatched`` stamps ``dispatched_at`` (the caller
+    publishes the wake-ups itself, so the ``NOTIFY`` listener leaves the jobs alone).
     """
+    if not invoice_ids:
+        return []
     source = select(
         InvoiceSale.organization_id, InvoiceSale.id, literal(document_type), literal("factus"),
         literal("pending"), literal(max_attempts, SmallInteger),
         func.now() if dispatched else null(),
-    ).where(InvoiceSale.id == invoice_id, InvoiceSale.organization_id.is_not(None))
+    ).where(InvoiceSale.id.in_(list(invoice_ids)), InvoiceSale.organization_id.is_not(None))
     stmt = (
         insert(Job)
         .from_select(["organization_id", "invoice_id", "document_type", "provider", "status",
@@ -82,7 +84,15 @@ def insert_pending_job(
         )
         .returning(Job)
     )
-    return session.scalars(stmt).one_or_none()
+    return list(session.scalars(stmt))
+
+
+def active_jobs_for_invoices(session: Session, invoice_ids: Sequence[uuid.UUID],
+                             document_type: str) -> list[Job]:
+    """The non-final jobs of ``document_type`` of these invoices (at most one each)."""
+    return list(session.scalars(select(Job).where(
+        Job.invoice_id.in_(list(invoice_ids)), Job.document_type == document_type,
+        Job.status.in_(NON_FINAL_JOB_STATUSES))))
 
 
 def mark_dispatched(session: Session, job_ids: Sequence[uuid.UUID]) -> None:
@@ -407,21 +417,30 @@ def add_events(session: Session, job_id: uuid.UUID, events: Sequence[EventSpec])
     stamped ``clock_timestamp() + i µs`` so the events keep their order even within one
     microsecond. Nothing is returned; nothing here commits.
     """
-    if not events:
-        return
-    params: dict[str, Any] = {"job_id": job_id}
-    for index, (event_type, code, message, metadata) in enumerate(events):
+    add_events_of_jobs(session, [(job_id, event) for event in events])
+
+
+def add_events_of_jobs(session: Session, rows: Sequence[tuple[uuid.UUID, EventSpec]]) -> None:
+    """Like :func:`add_events`, for events of several jobs: ``rows`` are (job id, event)."""
+    for start in range(0, len(rows), 1000):  # PostgreSQL takes at most 65,535 parameters
+        _insert_events(session, rows[start:start + 1000])
+
+
+def _insert_events(session: Session, rows: Sequence[tuple[uuid.UUID, EventSpec]]) -> None:
+    params: dict[str, Any] = {}
+    for index, (job_id, (event_type, code, message, metadata)) in enumerate(rows):
+        params[f"j{index}"] = job_id
         params[f"t{index}"] = event_type
         params[f"c{index}"] = code
         params[f"m{index}"] = message
         params[f"d{index}"] = None if metadata is None else Jsonb(metadata)
-    session.execute(_insert_events_statement(len(events)), params)
+    session.execute(_insert_events_statement(len(rows)), params)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=128)
 def _insert_events_statement(rows: int) -> TextClause:
     values = ", ".join(
-        f"(:job_id, :t{i}, :c{i}, :m{i}, :d{i}, clock_timestamp() + interval '{i} microseconds')"
+        f"(:j{i}, :t{i}, :c{i}, :m{i}, :d{i}, clock_timestamp() + interval '{i} microseconds')"
         for i in range(rows))
     return text("INSERT INTO electronic_invoicing_events (job_id, event_type, event_code, "
                 f"event_message, metadata, created_at) VALUES {values}")

@@ -12,6 +12,7 @@ ERPs in other languages insert the row with plain SQL instead; the dispatcher pi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,7 +42,8 @@ def enqueue_invoice(
     ``EINVOICE_MAX_ATTEMPTS``) in the caller's transaction, with an ``enqueued`` event, and
     publishes ``einvoice.submit_invoice`` only after that transaction commits; a rollback
     publishes nothing. If the invoice already has a non-final job of this document type, that job
-    is returned and nothing is inserted or published.
+    is returned and nothing is inserted or published. (:func:`enqueue_invoices` does the same for
+    many invoices at once.)
 
     Args:
         session: the caller's session; this function flushes but never commits.
@@ -54,29 +56,55 @@ def enqueue_invoice(
     Raises:
         JobError: unknown invoice, or an unknown document type.
     """
+    [job] = enqueue_invoices(session, [invoice_id], document_type, publisher=publisher,
+                             max_attempts=max_attempts)
+    return job
+
+
+def enqueue_invoices(
+    session: Session,
+    invoice_ids: Sequence[uuid.UUID | str],
+    document_type: str = "invoice",
+    *,
+    publisher: Publisher | None = None,
+    max_attempts: int | None = None,
+) -> list[ElectronicInvoicingJob]:
+    """:func:`enqueue_invoice` for many invoices in one round: one ``INSERT ... SELECT`` for all
+    the jobs, one ``INSERT`` for their ``enqueued`` events, the wake-ups after the commit.
+
+    Args:
+        invoice_ids: ``invoice_sales.id`` values (duplicates are collapsed).
+    Returns:
+        One job per distinct invoice, in the order of ``invoice_ids``: the new job, or the
+        invoice's existing non-final job.
+    Raises:
+        JobError: an unknown document type, or invoices that do not exist (all of them named);
+            the caller should roll back (jobs of the other invoices may have been inserted).
+    """
     if document_type not in DOCUMENT_TYPES:
         raise JobError(f"unknown document_type {document_type!r}", reason="unknown_document_type")
-    invoice_uuid = uuid.UUID(str(invoice_id))
-    job = job_repo.insert_pending_job(
-        session,
-        invoice_id=invoice_uuid,
-        document_type=document_type,
-        max_attempts=max_attempts or get_settings().einvoice_max_attempts,
-        dispatched=True,
-    )
-    if job is None:  # no such invoice, or it has an active job (maybe a concurrent producer's)
-        existing = job_repo.active_job_for_invoice(session, invoice_uuid, document_type)
-        if existing is not None:
-            return existing
-        raise JobError(f"invoice_sales row {invoice_uuid} not found (or has no organization_id)",
-                       reason="invoice_not_found")
-    job_repo.add_events(session, job.id, [(
-        "enqueued", None, "enqueued by the Python producer",
-        {"to": "pending", "reference_code": job.reference_code})])
-    sender = publisher or default_publisher()
-    job_id = job.id
-    add_after_commit(session, lambda: sender.publish_submit(job_id))
-    return job
+    wanted = list(dict.fromkeys(uuid.UUID(str(i)) for i in invoice_ids))
+    inserted = job_repo.insert_pending_jobs(
+        session, invoice_ids=wanted, document_type=document_type,
+        max_attempts=max_attempts or get_settings().einvoice_max_attempts, dispatched=True)
+    by_invoice = {job.invoice_id: job for job in inserted}
+    missing = [i for i in wanted if i not in by_invoice]
+    if missing:  # an active job exists already (maybe a concurrent producer's), or no invoice
+        for job in job_repo.active_jobs_for_invoices(session, missing, document_type):
+            by_invoice[job.invoice_id] = job
+        unknown = [str(i) for i in missing if i not in by_invoice]
+        if unknown:
+            raise JobError(f"invoice_sales rows not found (or without organization_id): "
+                           f"{', '.join(unknown)}", reason="invoice_not_found")
+    job_repo.add_events_of_jobs(session, [
+        (job.id, ("enqueued", None, "enqueued by the Python producer",
+                  {"to": "pending", "reference_code": job.reference_code}))
+        for job in inserted])
+    if inserted:
+        sender = publisher or default_publisher()
+        new_ids = [job.id for job in inserted]
+        add_after_commit(session, lambda: [sender.publish_submit(i) for i in new_ids])
+    return [by_invoice[i] for i in wanted]
 
 
 def invoices_without_job(

@@ -23,7 +23,7 @@ from einvoice.services.dispatch import (
     listen_for_new_jobs,
     recover_expired_leases,
 )
-from einvoice.services.enqueue import enqueue_invoice, invoices_without_job
+from einvoice.services.enqueue import enqueue_invoice, enqueue_invoices, invoices_without_job
 from einvoice.settings import libpq_url, load_settings
 
 
@@ -386,3 +386,31 @@ def test_dian_rechecks_start_soon_and_back_off_to_the_cap() -> None:
     delays = [dian_recheck_delay(settings, n, random.Random(1)) for n in range(8)]
     assert 4 <= delays[0] <= 6 and 8 <= delays[1] <= 12 and 16 <= delays[2] <= 24
     assert max(delays) <= 300 * 1.2 and delays[-1] >= 300 * 0.8
+
+
+def test_enqueue_invoices_inserts_the_new_returns_the_existing_and_publishes_after_commit(
+    session: Session,
+) -> None:
+    publisher = RecordingPublisher()
+    invoices = [_invoice(session) for _ in range(3)]
+    existing = enqueue_invoice(session, invoices[0], publisher=publisher)
+    session.commit()
+    publisher.sent.clear()
+
+    jobs = enqueue_invoices(session, [*invoices, invoices[1]], publisher=publisher)
+    assert publisher.sent == []
+    session.commit()
+
+    assert [j.invoice_id for j in jobs] == invoices  # duplicates collapsed, order kept
+    assert jobs[0].id == existing.id
+    assert sorted(publisher.sent) == sorted(j.id for j in jobs[1:])  # only the new ones
+    enqueued = session.scalars(select(ElectronicInvoicingEvent.job_id).where(
+        ElectronicInvoicingEvent.event_type == "enqueued")).all()
+    assert sorted(enqueued) == sorted(j.id for j in jobs)
+
+
+def test_enqueue_invoices_names_every_unknown_invoice(session: Session) -> None:
+    unknown = [uuid.uuid4(), uuid.uuid4()]
+    with pytest.raises(JobError) as raised:
+        enqueue_invoices(session, [_invoice(session), *unknown], publisher=RecordingPublisher())
+    assert all(str(u) in str(raised.value) for u in unknown)
