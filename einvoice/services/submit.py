@@ -362,7 +362,7 @@ def dian_recheck_delay(settings: Settings, rechecks: int, rng: random.Random) ->
     ``EINVOICE_DIAN_SLOW_RECHECK_SECONDS`` (5 s) after the first "pending" answer, doubling
     with every further one up to ``EINVOICE_RETRY_CAP_SECONDS`` (300 s), ±20 % jitter. A pending
     document blocks its whole account at Factus (409, FACTUS_API.md §5.3), so the first
-    re-checks come soon; one DIAN keeps pending for long is not polled more than every 5 min.
+    re-checks come soon; a document DIAN keeps pending for long is polled at most every 5 min.
 
     Args:
         rechecks: "pending" answers already recorded for this document (``dian_slow`` events).
