@@ -780,7 +780,11 @@ def create_factus_clients(
         token_store = RedisTokenStore(redis_client, SecretBox.from_settings(settings))
     if renewal_locks is None:
         assert redis_client is not None
-        renewal_locks = RedisRenewalLocks(redis_client)
+        # One renewal: a rate-limit wait and two token calls (refresh, then password grant).
+        renewal = (settings.factus_rate_limit_max_wait_seconds
+                   + 2 * (settings.factus_connect_timeout + settings.factus_read_timeout) + 10)
+        renewal_locks = RedisRenewalLocks(redis_client, timeout=renewal,
+                                          blocking_timeout=min(renewal, 30.0))
     if limiter is None:
         assert redis_client is not None
         limiter = RedisRateLimiter.per_minute(

@@ -297,10 +297,15 @@ class RedisRenewalLocks:
 
     Args:
         client: a ``redis.Redis`` client.
-        timeout: seconds after which Redis frees a lock whose holder died. It must outlast a
-            renewal: a rate-limit wait (up to a minute at 80/min) plus two token calls.
+        timeout: seconds after which Redis frees a lock whose holder died (a worker killed
+            mid-renewal). It should outlast one renewal, a rate-limit wait plus two token calls;
+            :func:`~einvoice.factus.client.create_factus_clients` derives it from the timeouts
+            (55 s by default). Every thread of every process needing a token waits while the
+            lock is held, so a long value stalls the account after a crash: it was 180 s, and a
+            worker SIGKILLed mid-renewal stalled its account that long (issue 6, chaos).
         blocking_timeout: seconds a process waits for the lock before giving up with
-            :class:`TokenUnavailableError`.
+            :class:`TokenUnavailableError` (transient: the job is retried later and the thread
+            is freed).
         prefix: key prefix (``<prefix><account_key>``).
     """
 

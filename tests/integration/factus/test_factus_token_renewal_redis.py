@@ -5,6 +5,7 @@ them), and a rotating refresh token is never spent twice."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -107,3 +108,27 @@ def test_an_expiring_token_is_refreshed_once_and_the_new_refresh_token_kept(
             headers={"Accept": "application/json"},
         )
     assert response.status_code == 200
+
+
+def test_a_renewal_lock_left_by_a_killed_worker_frees_itself_after_its_timeout(
+    redis_client: redis.Redis,
+) -> None:
+    """A worker SIGKILLed mid-renewal never releases the lock: the next renewal waits for the
+    lock's timeout, not forever, and meanwhile a waiter gives up with a transient error."""
+    from einvoice.factus.errors import TokenUnavailableError
+
+    client = redis_client
+    dead = RedisRenewalLocks(client, timeout=1.0, blocking_timeout=0.1)
+    holder = dead.hold("acct")
+    holder.__enter__()  # ... and the process dies here, without releasing
+
+    impatient = RedisRenewalLocks(client, timeout=1.0, blocking_timeout=0.2)
+    with pytest.raises(TokenUnavailableError):
+        with impatient.hold("acct"):
+            pass
+    patient = RedisRenewalLocks(client, timeout=1.0, blocking_timeout=3.0)
+    started = time.monotonic()
+    with patient.hold("acct"):
+        waited = time.monotonic() - started
+    assert 0.5 < waited < 2.5
+

@@ -240,3 +240,18 @@ def test_a_missing_factus_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="FACTUS_CLIENT_SECRET, FACTUS_USERNAME, FACTUS_PASSWORD"):
         FactusAccount.from_settings(load_settings(_env_file=None))
+
+
+def test_the_renewal_lock_timeout_covers_one_renewal_and_no_more() -> None:
+    from einvoice.factus.client import create_factus_clients
+
+    settings = load_settings(_env_file=None, factus_connect_timeout=5, factus_read_timeout=15,
+                             factus_rate_limit_max_wait_seconds=5,
+                             einvoice_secret_key=SecretBox.generate_key())
+    clients = create_factus_clients(settings, redis_client=fakeredis.FakeRedis())
+    try:
+        locks = clients.renewal_locks
+        # a rate-limit wait and two token calls, plus a margin: 5 + 2 x 20 + 10
+        assert (locks._timeout, locks._blocking_timeout) == (55.0, 30.0)
+    finally:
+        clients.close()
