@@ -123,9 +123,8 @@ def test_a_renewal_lock_left_by_a_killed_worker_frees_itself_after_its_timeout(
     holder.__enter__()  # ... and the process dies here, without releasing
 
     impatient = RedisRenewalLocks(client, timeout=1.0, blocking_timeout=0.2)
-    with pytest.raises(TokenUnavailableError):
-        with impatient.hold("acct"):
-            pass
+    with pytest.raises(TokenUnavailableError), impatient.hold("acct"):
+        pass
     patient = RedisRenewalLocks(client, timeout=1.0, blocking_timeout=3.0)
     started = time.monotonic()
     with patient.hold("acct"):
