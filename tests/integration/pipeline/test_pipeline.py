@@ -39,6 +39,18 @@ def _validate_posts(pipeline: Pipeline) -> int:
     return int(pipeline.sandbox.stats()["global"]["validate_posts"]["bill"])
 
 
+def _left_pending_at_dian(pipeline: Pipeline, session: Session, invoice_id: Any,
+                          seed: int) -> Any:
+    """Submit the invoice while DIAN answers "pending" to everything; return its job id once it
+    is ``sent`` (dian_slow), with DIAN answering normally again."""
+    pipeline.sandbox.set_faults(dian_slow=1.0, seed=seed)
+    job_id = insert_job_sql(session, invoice_id)
+    [slow] = wait_for_jobs(pipeline.factory, [job_id], statuses=("sent",), timeout=30)
+    assert slow.error_code == "dian_slow"
+    pipeline.sandbox.set_faults(dian_slow=0.0)
+    return job_id
+
+
 def test_plain_sql_insert_ends_accepted_with_cufe_qr_and_events(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
@@ -109,15 +121,11 @@ def test_dian_slow_then_accepted_with_the_same_reference(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
     pipeline = make_pipeline(beat=True)
-    pipeline.sandbox.set_faults(dian_slow=1.0, seed=2)
     seed_organization(session)
     invoice_id = seed_invoice(session)
     session.commit()
-    job_id = insert_job_sql(session, invoice_id)
 
-    [slow] = wait_for_jobs(pipeline.factory, [job_id], statuses=("sent",), timeout=30)
-    assert slow.error_code == "dian_slow"
-    pipeline.sandbox.set_faults(dian_slow=0.0)
+    job_id = _left_pending_at_dian(pipeline, session, invoice_id, seed=2)
 
     [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=30)
     assert job.status == "accepted"
@@ -433,18 +441,15 @@ def test_document_left_pending_by_a_dead_worker_stops_blocking_the_account_at_th
     # Given a job whose worker died just after DIAN answered "pending": its document blocks the
     # account at Factus, and its lease still has ten minutes to run
     pipeline = make_pipeline(beat=True)
-    pipeline.sandbox.set_faults(dian_slow=1.0, seed=3)
     seed_organization(session)
     first, second = seed_invoice(session), seed_invoice(session)
     session.commit()
-    stuck_id = insert_job_sql(session, first)
-    wait_for_jobs(pipeline.factory, [stuck_id], statuses=("sent",), timeout=30)
+    stuck_id = _left_pending_at_dian(pipeline, session, first, seed=3)
     session.execute(text(
         "UPDATE electronic_invoicing_jobs SET status = 'processing', leased_by = 'dead-host:1:1', "
         "outcome_unknown = true, updated_at = now() - interval '2 minutes', "
         "lease_expires_at = now() + interval '10 minutes' WHERE id = :j"), {"j": stuck_id})
     session.commit()
-    pipeline.sandbox.set_faults(dian_slow=0.0)
 
     # When another invoice of the account is submitted (and gets a 409)
     [job] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, second)], timeout=40)
