@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # How long a worker thread may wait for a request slot before the job is parked until the
     # window frees (a saturated account must not hold every thread of the worker).
     factus_rate_limit_max_wait_seconds: float = Field(default=5.0, ge=0)
+    # The pace: at most this many requests per account in any second (0 = none), so the minute's
+    # requests are spread out instead of sent in one burst (issue 6, chaos: fewer 409s).
+    factus_rate_limit_per_second: int = Field(default=2, ge=0)
     factus_connect_timeout: float = Field(default=5.0, gt=0)
     factus_read_timeout: float = Field(default=15.0, gt=0)
     factus_validate_timeout: float = Field(default=30.0, gt=0)

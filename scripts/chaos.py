@@ -251,7 +251,10 @@ def check(db: Database, sim: SandboxServer, data: Dataset, job_ids: list[uuid.UU
     posts = 0
     validate_posts = 0
     answers: dict[str, int] = {}
+    requests: dict[str, int] = {}  # every request the accounts spent, by endpoint
     for account in stats["accounts"].values():
+        for endpoint, codes in account["requests"].items():
+            requests[endpoint] = requests.get(endpoint, 0) + sum(codes.values())
         for reference, times in account["validations_by_reference"]["bill"].items():
             validations[reference] = validations.get(reference, 0) + times
         for status, n in account["requests"].get(VALIDATE_PATH, {}).items():
@@ -279,6 +282,7 @@ def check(db: Database, sim: SandboxServer, data: Dataset, job_ids: list[uuid.UU
         "accepted_not_validated": len(accepted_refs - set(validations)),
         "accepted_without_cufe": sum(1 for row in rows if row[1] == "accepted" and not row[3]),
         "posts": posts, "validate_posts": validate_posts, "answers": answers,
+        "requests": dict(sorted(requests.items(), key=lambda kv: -kv[1])),
         "wrong_ok": wrong_ok, "wrong_bad": wrong_bad[:5], "wrong_total": len(data.wrong),
         "valid_not_accepted": valid_not_accepted[:10],
         "valid_not_accepted_count": len(valid_not_accepted),
@@ -409,6 +413,8 @@ def report(results: dict[str, Any], *, judge_ratio: bool = True) -> int:
           f"not accepted: {f['valid_not_accepted_count']} (status, last error) "
           f"{f['valid_not_accepted']}")
     print(f"CHAOS events by type/code: {f['events']}")
+    print(f"CHAOS requests to the simulator by endpoint ({sum(f['requests'].values())} in all, "
+          f"80 per minute per account allowed): {f['requests']}")
     for name, ok, figure in targets:
         verdict = "PASS" if ok else "MISS"
         if name == "POSTs per invoice" and not judge_ratio:

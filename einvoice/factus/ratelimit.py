@@ -14,6 +14,12 @@ loops: try a hit; when refused, read the window (``get_window_stats`` gives the 
 hit leaves it) and sleep until then, plus a little jitter so waiting processes do not all retry
 in the same millisecond.
 
+A second, one-second moving window paces the requests (``per_second``, 2 by default for 80 per
+minute): without it an account spends its whole minute in the first seconds and then waits, and
+every request in flight when one comes back "pending at DIAN" gets a 409 (FACTUS_API.md §5.3;
+issue 6, chaos: 617 × 409 in one run). Paced, an account has about one other request in flight
+at any time, and its minute's 80 requests go out over 40 s.
+
 Caveat: ``limits`` stamps hits with each client's clock (``time.time()``), so the hosts of the
 workers need synchronised clocks (NTP); skew of a second lets a few extra calls through at most.
 """
@@ -65,6 +71,8 @@ class RedisRateLimiter:
         max_wait_seconds: the longest :meth:`acquire` waits before raising
             :class:`RateLimitedError` (transient), so a worker does not sit on a job forever
             when the account is saturated; 2 windows by default.
+        per_second: at most this many requests per account in any 1 s (the pace); ``None`` or
+            0 for no pace.
         key_prefix: Redis key prefix of the windows.
         sleep, clock: injectable for tests (``time.sleep``, ``time.time``).
     """
@@ -76,6 +84,7 @@ class RedisRateLimiter:
         limit: int = 80,
         window_seconds: int = 60,
         max_wait_seconds: float | None = None,
+        per_second: int | None = None,
         key_prefix: str = "einvoice:factus:ratelimit",
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -87,6 +96,8 @@ class RedisRateLimiter:
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._item = RateLimitItemPerSecond(limit, window_seconds, namespace="factus")
+        self._pace = (RateLimitItemPerSecond(per_second, 1, namespace="factus-pace")
+                      if per_second else None)
         self._max_wait = 2.0 * window_seconds if max_wait_seconds is None else max_wait_seconds
         self._sleep = sleep
         self._clock = clock
@@ -114,6 +125,12 @@ class RedisRateLimiter:
         """
         started = self._clock()
         while True:
+            if self._pace is not None and not self._limiter.hit(self._pace, account_key):
+                # The pace's slot frees within a second. (Should the minute's window then be
+                # full, the slot taken here is wasted: the next request waits up to 1 s more.)
+                reset_at, _ = self._limiter.get_window_stats(self._pace, account_key)
+                self._wait_until(reset_at, started, account_key)
+                continue
             if self._limiter.hit(self._item, account_key):
                 waited = self._clock() - started
                 if waited > 1.0:
@@ -122,18 +139,22 @@ class RedisRateLimiter:
                     )
                 return
             reset_at, _remaining = self._limiter.get_window_stats(self._item, account_key)
-            now = self._clock()
-            # Another process may take the freed slot first; the loop then waits again.
-            delay = max(reset_at - now, 0.0) + random.uniform(0.005, 0.05)
-            if now + delay - started > self._max_wait:
-                raise RateLimitedError(
-                    f"no Factus request slot for account {account_key} within "
-                    f"{self._max_wait:.0f} s (limit {self.limit} per {self.window_seconds} s)",
-                    reason="rate_limit_wait",
-                    retry_after=max(reset_at - now, 0.0),
-                    may_have_reached=False,
-                )
-            self._sleep(delay)
+            self._wait_until(reset_at, started, account_key)
+
+    def _wait_until(self, reset_at: float, started: float, account_key: str) -> None:
+        """Sleep until ``reset_at`` (epoch s) plus jitter, or raise when past the maximum wait."""
+        now = self._clock()
+        # Another process may take the freed slot first; the caller's loop then waits again.
+        delay = max(reset_at - now, 0.0) + random.uniform(0.005, 0.05)
+        if now + delay - started > self._max_wait:
+            raise RateLimitedError(
+                f"no Factus request slot for account {account_key} within "
+                f"{self._max_wait:.0f} s (limit {self.limit} per {self.window_seconds} s)",
+                reason="rate_limit_wait",
+                retry_after=max(reset_at - now, 0.0),
+                may_have_reached=False,
+            )
+        self._sleep(delay)
 
     def remaining(self, account_key: str) -> int:
         """How many requests ``account_key`` may send right now without waiting (>= 0).
@@ -150,3 +171,5 @@ class RedisRateLimiter:
     def reset(self, account_key: str) -> None:
         """Forget the recorded hits of ``account_key`` (tests, operator tools)."""
         self._limiter.clear(self._item, account_key)
+        if self._pace is not None:
+            self._limiter.clear(self._pace, account_key)

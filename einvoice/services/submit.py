@@ -395,7 +395,29 @@ def _rejected_by_dian(client: FactusClient, claimed: _Claimed, codes: list[str],
 
 def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: _Claimed,
                              exc: PendingDocumentConflict) -> _Outcome:
-    """409: find the pending document; settle it if it is ours, else back off (Decision 4)."""
+    """409: find the pending document; settle it if it is ours, else back off (Decision 4).
+
+    A 409 never names the blocking document, and a re-send of this job's own pending reference
+    is accepted, so the blocker is another document. When our database already knows one (a
+    ``sent`` job of the same account, typically a DIAN-slow answer to a request that was in
+    flight beside this one), this job waits for that one's re-check without listing Factus's
+    pending documents: the list would cost a request of the account's quota and could only
+    find the same job (issue 6, chaos). Otherwise it lists them and settles ours.
+    """
+    with ctx.session_factory() as session:
+        blocker = job_repo.pending_blocker(
+            session, account=claimed.account.username, environment=claimed.account.environment,
+            document_type=claimed.document_type, exclude=claimed.job_id)
+    if blocker is not None:
+        recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
+        message = (f"409: job {blocker.id} has a document pending at DIAN on this account; "
+                   "waiting for its re-check")
+        outcome = _Outcome("retry", code="pending_document", http_status=409, message=message,
+                           delay=float(blocker.wait_seconds) + recheck * (0.5 + ctx.rng.random()),
+                           count_attempt=False)
+        outcome.events.append(("pending_conflict", "409", message,
+                               {"blocker": str(blocker.id)}))
+        return outcome
     try:
         pending = (client.list_credit_notes(status=0) if _is_credit_note(claimed)
                    else client.list_bills(status=0))

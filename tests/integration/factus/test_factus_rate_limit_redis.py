@@ -75,3 +75,25 @@ def test_a_saturated_account_gives_up_after_the_maximum_wait(factus_redis: redis
     assert caught.value.reason == "rate_limit_wait"
     assert caught.value.transient and not caught.value.may_have_reached
     assert 55 <= caught.value.retry_after <= 60
+
+
+def test_the_pace_spreads_an_accounts_requests_over_the_minute(factus_redis: redis.Redis) -> None:
+    # Given an account with room for 80 requests a minute, paced at 2 per second
+    limiter = RedisRateLimiter(factus_redis, limit=80, window_seconds=60, per_second=2)
+
+    # When 6 requests are made as fast as the limiter lets them
+    stamps = []
+    for _ in range(6):
+        limiter.acquire("acct")
+        stamps.append(time.time())
+
+    # Then no 1-second span holds more than 2 of them (0.05 s slack for writing the time down),
+    # so the 6 took at least 2 s instead of going out at once
+    for i, stamp in enumerate(stamps):
+        assert bisect.bisect_left(stamps, stamp + 1 - 0.05) - i <= 2
+    assert stamps[-1] - stamps[0] >= 1.9
+    # and another account is not held back by this one's pace
+    started = time.monotonic()
+    limiter.acquire("other")
+    limiter.acquire("other")
+    assert time.monotonic() - started < 0.5

@@ -461,3 +461,35 @@ def test_document_left_pending_by_a_dead_worker_stops_blocking_the_account_at_th
     assert ("pending_conflict", "409") in pipeline.events(job.id)
     assert _validations(pipeline, job.reference_code) == 1
     assert _validations(pipeline, stuck.reference_code) == 1
+
+
+def test_a_409_behind_our_own_pending_document_waits_for_it_without_listing_factus(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    # Given a job that DIAN left pending (no beat yet, so its re-check is not dispatched)
+    pipeline = make_pipeline()
+    seed_organization(session)
+    first, second = seed_invoice(session), seed_invoice(session)
+    session.commit()
+    slow_id = _left_pending_at_dian(pipeline, session, first, seed=5)
+
+    # When another job of the account reaches Factus anyway (its earlier attempt's outcome is
+    # unknown, so it looks its reference up and sends) and gets a 409
+    other_id = insert_job_sql(session, second)
+    session.execute(text("UPDATE electronic_invoicing_jobs SET outcome_unknown = true "
+                         "WHERE id = :j"), {"j": other_id})
+    session.commit()
+    deadline = time.monotonic() + 30
+    while ("pending_conflict", "409") not in pipeline.events(other_id):
+        assert time.monotonic() < deadline, pipeline.events(other_id)
+        time.sleep(0.2)
+
+    # Then it waits for that job's re-check: the only list request was its own lookup, none
+    # was spent on looking for the blocking document
+    lists = pipeline.sandbox.account_stats()["requests"]["GET /v1/bills"]
+    assert sum(lists.values()) == 1, lists
+    # and once the re-checks run, both documents are validated once each
+    pipeline.launcher.beat()
+    done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=40)
+    assert [j.status for j in done] == ["accepted", "accepted"]
+    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
