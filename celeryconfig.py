@@ -66,6 +66,8 @@ task_soft_time_limit = 150
 task_time_limit = 180
 worker_max_tasks_per_child = None
 worker_cancel_long_running_tasks_on_connection_loss = False
+# Celery's consumer, made to survive a Redis restart with tasks in flight (see workers/consumer.py).
+worker_consumer = "workers.consumer:Consumer"
 
 timezone = "America/Bogota"
 enable_utc = True

@@ -82,6 +82,13 @@ from einvoice.settings import Settings
 logger = logging.getLogger("einvoice.factus")
 
 Payload = BaseModel | Mapping[str, Any]
+#: A check run just before a write goes out; it raises to stop the write (see validate_bill).
+BeforeSend = Callable[[], None]
+#: A write that waited at least this long for its rate-limit slot runs its ``before_send``
+#: check: the world may have changed while it queued (issue 6: with the pace, a request can
+#: queue for seconds behind its account's others, and meanwhile one of them may have left a
+#: document pending at DIAN, which makes this one a certain 409).
+RECHECK_AFTER_WAIT_SECONDS = 0.05
 
 # Lookups by reference walk every partial match (the list filter is a LIKE, inferred): ask for
 # big pages so a short reference among thousands of documents costs a few calls, not hundreds.
@@ -272,12 +279,16 @@ class FactusClient:
 
     # --- bills (§3, §4, §6) ----------------------------------------------------------------
 
-    def validate_bill(self, payload: Payload) -> BillResult:
+    def validate_bill(self, payload: Payload, *, before_send: BeforeSend | None = None,
+                      ) -> BillResult:
         """``POST /v1/bills/validate``: create the bill and have DIAN validate it (§3, §4).
 
         Input: a :class:`einvoice.factus.v1.BillRequest` or a mapping already shaped like the v1
         body. Output: the bill; ``is_validated`` (status 1, CUFE present) or ``is_pending``
         (status 0 without a rejection: DIAN is slow, re-send the same payload later).
+        ``before_send``: called when the request had to wait for its rate-limit slot (at least
+        :data:`RECHECK_AFTER_WAIT_SECONDS`), just before it goes out; whatever it raises stops
+        the request, unsent (the caller's "does this still make sense?" check).
 
         Raises:
             PayloadValidationError, DianRejectionError, PendingDocumentConflict,
@@ -287,7 +298,8 @@ class FactusClient:
             RateLimitedError: 429 with a long ``Retry-After`` (or after the retries).
         """
         body = self._call(
-            "POST", v1.BILLS_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False
+            "POST", v1.BILLS_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False,
+            before_send=before_send,
         )
         return v1.parse_bill(body)
 
@@ -406,12 +418,14 @@ class FactusClient:
 
     # --- credit notes (§7.1) ---------------------------------------------------------------
 
-    def validate_credit_note(self, payload: Payload) -> CreditNoteResult:
+    def validate_credit_note(self, payload: Payload, *, before_send: BeforeSend | None = None,
+                             ) -> CreditNoteResult:
         """``POST /v1/credit-notes/validate`` (§7.1). Input: a
-        :class:`einvoice.factus.v1.CreditNoteRequest` or a v1-shaped mapping. Output and errors
-        as :meth:`validate_bill` (the note's code is ``cude``)."""
+        :class:`einvoice.factus.v1.CreditNoteRequest` or a v1-shaped mapping. Output, errors and
+        ``before_send`` as :meth:`validate_bill` (the note's code is ``cude``)."""
         body = self._call(
-            "POST", v1.CREDIT_NOTES_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False
+            "POST", v1.CREDIT_NOTES_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False,
+            before_send=before_send,
         )
         return v1.parse_credit_note(body)
 
@@ -535,6 +549,7 @@ class FactusClient:
         payload: Payload | None = None,
         validate: bool = False,
         resend_safe: bool = True,
+        before_send: BeforeSend | None = None,
     ) -> Any:
         content = v1.encode_body(payload) if payload is not None else None
         timeout = self._timeouts.for_validate() if validate else self._timeouts.for_read()
@@ -542,13 +557,15 @@ class FactusClient:
         def attempt() -> Any:
             token = self.tokens.access_token()
             response, body = self._send(
-                method, path, timeout=timeout, token=token, params=params, content=content
+                method, path, timeout=timeout, token=token, params=params, content=content,
+                before_send=before_send,
             )
             if response.status_code == 401:
                 # Decision 2: renew once and retry once; a second 401 is an AuthenticationError.
                 token = self.tokens.renew_after_rejection(token)
                 response, body = self._send(
-                    method, path, timeout=timeout, token=token, params=params, content=content
+                    method, path, timeout=timeout, token=token, params=params, content=content,
+                    before_send=before_send,
                 )
             return self._body_or_raise(response, body)
 
@@ -619,8 +636,11 @@ class FactusClient:
         params: Mapping[str, str] | None = None,
         content: bytes | None = None,
         form: dict[str, str] | None = None,
+        before_send: BeforeSend | None = None,
     ) -> tuple[httpx.Response, Any]:
-        self._limiter.acquire(self.account.key)
+        waited = self._limiter.acquire(self.account.key)
+        if before_send is not None and waited >= RECHECK_AFTER_WAIT_SECONDS:
+            before_send()
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"

@@ -45,9 +45,11 @@ logger = logging.getLogger("einvoice.factus")
 class RateLimiter(Protocol):
     """Something that lets a request for an account go ahead, waiting if needed."""
 
-    def acquire(self, account_key: str) -> None:
+    def acquire(self, account_key: str) -> float:
         """Return when one request for ``account_key`` may be sent.
 
+        Returns:
+            The seconds spent waiting for the slot (0.0 when one was free).
         Raises:
             RateLimitedError: when no slot frees up within the limiter's maximum wait.
         """
@@ -57,8 +59,9 @@ class RateLimiter(Protocol):
 class NoRateLimit:
     """A :class:`RateLimiter` that never waits (unit tests, benchmarks of raw throughput)."""
 
-    def acquire(self, account_key: str) -> None:
-        """Return at once."""
+    def acquire(self, account_key: str) -> float:
+        """Return at once: 0.0 s waited."""
+        return 0.0
 
 
 class RedisRateLimiter:
@@ -115,9 +118,11 @@ class RedisRateLimiter:
         """
         return cls(client, limit=per_minute, window_seconds=61, **kwargs)  # type: ignore[arg-type]
 
-    def acquire(self, account_key: str) -> None:
+    def acquire(self, account_key: str) -> float:
         """Take one slot for ``account_key``, sleeping until the window has room.
 
+        Returns:
+            The seconds spent waiting (wall clock), 0.0 or a few ms when a slot was free.
         Raises:
             RateLimitedError: (``reason="rate_limit_wait"``, ``may_have_reached=False``) when no
                 slot frees within ``max_wait_seconds``.
@@ -137,7 +142,7 @@ class RedisRateLimiter:
                     logger.info(
                         "Factus rate limit: waited %.1f s for account %s", waited, account_key
                     )
-                return
+                return waited
             reset_at, _remaining = self._limiter.get_window_stats(self._item, account_key)
             self._wait_until(reset_at, started, account_key)
 

@@ -23,12 +23,14 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import redis
 from sqlalchemy import and_, func, or_, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -135,6 +137,9 @@ class _Claimed:
     reconcile_only: bool = False
     # How many times DIAN already answered "pending" for this document (re-checks back off).
     dian_rechecks: int = 0
+    # Its own document is pending at DIAN (a re-check): Factus takes its re-send while the
+    # account is blocked, so it never waits for other jobs' pending documents.
+    own_pending: bool = False
 
 
 @dataclass
@@ -224,11 +229,7 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
         # instead of calling (no request spent, no attempt counted). A job that is itself
         # pending at DIAN never waits: its re-check re-sends its own reference, which Factus
         # accepts while blocked; two such jobs waiting for each other would never move.
-        wait = float(blocker.wait_seconds)
-        # Spread over about one re-check interval: the blocker needs DIAN's answer first.
-        recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
-        change.reschedule(delay=wait + recheck * (0.5 + ctx.rng.random()),
-                          code="account_blocked",
+        change.reschedule(delay=_wait_behind(ctx, blocker), code="account_blocked",
                           message=f"job {blocker.id} has a document pending at DIAN on this "
                           "account; waiting for it", count_attempt=False, event_type="waiting")
         return "waiting"
@@ -242,7 +243,34 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
         reconcile_first=reconcile_first, reconcile_only=reconcile_only,
         dian_rechecks=(job_repo.count_events(session, job.id, "dian_slow")
                        if previous == "sent" else 0),
+        own_pending=previous == "sent",
     )
+
+
+def _wait_behind(ctx: SubmitContext, blocker: Any) -> float:
+    """Seconds a job waits behind ``blocker`` (a :func:`job_repo.pending_blocker` row): until its
+    re-check is due, then spread over about one re-check interval (it needs DIAN's answer)."""
+    recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
+    return float(blocker.wait_seconds) + recheck * (0.5 + ctx.rng.random())
+
+
+def _blocker_of(ctx: SubmitContext, claimed: _Claimed) -> Any:
+    """Our ``sent`` job on the claimed job's Factus account, if any (a short read)."""
+    with ctx.session_factory() as session:
+        return job_repo.pending_blocker(
+            session, account=claimed.account.username, environment=claimed.account.environment,
+            document_type=claimed.document_type, exclude=claimed.job_id)
+
+
+class _AccountBlocked(EinvoiceError):
+    """Raised by the pre-send check: another job's document is pending at DIAN on the account."""
+
+    reason = "account_blocked"
+
+    def __init__(self, blocker: Any) -> None:
+        super().__init__(f"job {blocker.id} has a document pending at DIAN on this account; "
+                         "waiting for it (checked after waiting for a rate-limit slot; not sent)")
+        self.blocker = blocker
 
 
 class _WaitForInvoice(EinvoiceError):
@@ -310,10 +338,11 @@ def _lookup(client: FactusClient, claimed: _Claimed) -> Document | None:
     return client.find_bill_by_reference(claimed.reference_code)
 
 
-def _validate(client: FactusClient, claimed: _Claimed) -> Document:
+def _validate(client: FactusClient, claimed: _Claimed,
+              before_send: Callable[[], None] | None) -> Document:
     if _is_credit_note(claimed):
-        return client.validate_credit_note(claimed.payload)
-    return client.validate_bill(claimed.payload)
+        return client.validate_credit_note(claimed.payload, before_send=before_send)
+    return client.validate_bill(claimed.payload, before_send=before_send)
 
 
 def _delete(client: FactusClient, claimed: _Claimed, reference_code: str) -> None:
@@ -404,17 +433,12 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
     pending documents: the list would cost a request of the account's quota and could only
     find the same job (issue 6, chaos). Otherwise it lists them and settles ours.
     """
-    with ctx.session_factory() as session:
-        blocker = job_repo.pending_blocker(
-            session, account=claimed.account.username, environment=claimed.account.environment,
-            document_type=claimed.document_type, exclude=claimed.job_id)
+    blocker = _blocker_of(ctx, claimed)
     if blocker is not None:
-        recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
         message = (f"409: job {blocker.id} has a document pending at DIAN on this account; "
                    "waiting for its re-check")
         outcome = _Outcome("retry", code="pending_document", http_status=409, message=message,
-                           delay=float(blocker.wait_seconds) + recheck * (0.5 + ctx.rng.random()),
-                           count_attempt=False)
+                           delay=_wait_behind(ctx, blocker), count_attempt=False)
         outcome.events.append(("pending_conflict", "409", message,
                                {"blocker": str(blocker.id)}))
         return outcome
@@ -517,6 +541,17 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
     client = ctx.clients.for_account(claimed.account)
     events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = []
     posted = False
+    own_pending = claimed.own_pending
+
+    def still_unblocked() -> None:
+        # A send that queued for its rate-limit slot looks again for a document of ours
+        # pending at DIAN on the account: one may have appeared meanwhile, and Factus would
+        # answer this send with a 409 (FACTUS_API.md §5.3). A job whose own document is
+        # pending is never held: its re-send is what unblocks the account.
+        blocker = None if own_pending else _blocker_of(ctx, claimed)
+        if blocker is not None:
+            raise _AccountBlocked(blocker)
+
     try:
         if claimed.reconcile_first:
             found = _lookup(client, claimed)
@@ -534,6 +569,7 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
                     return outcome
                 events.append(("reconciled", "pending", f"document {found.number} found pending at "
                                "DIAN; re-sending with the same reference code", None))
+                own_pending = True
             elif claimed.reconcile_only:
                 return _Outcome("failed", code="attempts_exhausted",
                                 message=f"gave up after {claimed.max_attempts} attempts; no "
@@ -543,7 +579,7 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
                                "Factus; sending", None))
         started = time.monotonic()
         posted = True
-        document = _validate(client, claimed)
+        document = _validate(client, claimed, still_unblocked)
         latency = int((time.monotonic() - started) * 1000)
         outcome = _document_outcome(document, claimed, latency, client, ctx)
     except PayloadValidationError as exc:
@@ -557,6 +593,21 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
             already_processed=exc.already_processed)
     except PendingDocumentConflict as exc:
         outcome = _settle_pending_conflict(ctx, client, claimed, exc)
+    except redis.RedisError as exc:
+        # Redis (token store, renewal locks, rate limiter) went away mid-call. Give the job
+        # back now instead of leaving it ``processing`` until its lease expires (issue 6,
+        # chaos: a Redis restart held every in-flight job for the 120 s lease). Redis is only
+        # used before a request goes out, but a POST may already have been answered (a
+        # follow-up read failed), so once posted the outcome counts as unknown: the next
+        # attempt looks the reference up before sending anything.
+        outcome = _Outcome("retry", code="redis_unavailable", count_attempt=False,
+                           message=f"Redis unavailable during the Factus call: {exc}",
+                           delay=ctx.settings.einvoice_retry_base_seconds * (1 + ctx.rng.random()),
+                           outcome_unknown=claimed.reconcile_first or posted)
+    except _AccountBlocked as exc:
+        # Nothing was sent (and a reconcile lookup, if any, found no document of ours).
+        outcome = _Outcome("wait", code=exc.reason, message=exc.message,
+                           delay=_wait_behind(ctx, exc.blocker), outcome_unknown=False)
     except ForbiddenError as exc:
         outcome = _Outcome("failed", code=exc.reason, http_status=403,
                            message=f"Factus refused account {claimed.account.username} (403): "
@@ -676,6 +727,11 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
         change.finish(outcome.kind, code=outcome.code, message=outcome.message,
                       metadata={"http_status": outcome.http_status},
                       outcome_unknown=outcome.outcome_unknown)
+    elif outcome.kind == "wait":
+        change.values["outcome_unknown"] = outcome.outcome_unknown
+        change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "waiting",
+                          message=outcome.message or "", count_attempt=False,
+                          event_type="waiting")
     elif outcome.kind == "retry":
         change.values["outcome_unknown"] = outcome.outcome_unknown
         attempts_left = claimed.attempt < claimed.max_attempts or not outcome.count_attempt

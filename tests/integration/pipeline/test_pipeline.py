@@ -493,3 +493,31 @@ def test_a_409_behind_our_own_pending_document_waits_for_it_without_listing_fact
     done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=40)
     assert [j.status for j in done] == ["accepted", "accepted"]
     assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+
+
+def test_redis_restart_with_tasks_in_flight_leaves_the_worker_running(
+    make_pipeline: Callable[..., Pipeline], session: Session, services: Any
+) -> None:
+    # Given a worker in the middle of six slow submissions (their messages unacknowledged)
+    pipeline = make_pipeline(beat=True)
+    worker = pipeline.launcher.started[0]
+    pipeline.sandbox.set_faults(latency_ms=1500)
+    seed_organization(session)
+    invoices = [seed_invoice(session) for _ in range(7)]
+    session.commit()
+    jobs = [insert_job_sql(session, i) for i in invoices[:6]]
+    wait_for_jobs(pipeline.factory, jobs[:1], statuses=("processing",), timeout=15)
+
+    # When Redis stops and comes back
+    services.redis.stop()
+    time.sleep(2.0)
+    services.redis.start()
+
+    # Then the same worker process goes on: it finishes those jobs and takes a new one
+    late = insert_job_sql(session, invoices[6])
+    done = wait_for_jobs(pipeline.factory, [*jobs, late], timeout=120)
+    assert [j.status for j in done] == ["accepted"] * 7
+    assert worker.proc.poll() is None, worker.log()[-3000:]
+    assert "Unrecoverable error" not in worker.log()
+    per_reference = pipeline.sandbox.account_stats()["validations_by_reference"]["bill"]
+    assert all(per_reference.get(j.reference_code) == 1 for j in done)

@@ -447,8 +447,9 @@ class CountingLimiter:
     def __init__(self) -> None:
         self.slots: list[str] = []
 
-    def acquire(self, account_key: str) -> None:
+    def acquire(self, account_key: str) -> float:
         self.slots.append(account_key)
+        return 0.0
 
 
 def test_every_call_takes_a_rate_limit_slot_token_calls_and_repeats_included(
