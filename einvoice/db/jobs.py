@@ -406,6 +406,32 @@ def pending_blocker(
         "exclude": exclude}).first()
 
 
+_WAKE_WAITERS = text("""
+UPDATE electronic_invoicing_jobs
+   SET next_retry_at = now(), updated_at = now()
+ WHERE organization_id = :org AND status = 'pending' AND document_type = :document_type
+   AND error_code IN ('account_blocked', 'pending_document') AND next_retry_at > now()
+   AND NOT EXISTS (SELECT 1 FROM electronic_invoicing_jobs s
+                    WHERE s.organization_id = :org AND s.status = 'sent'
+                      AND s.document_type = :document_type)
+""")
+
+
+def wake_jobs_waiting_for_account(session: Session, organization_id: int,
+                                  document_type: str) -> int:
+    """Make the organization's jobs that wait for a pending document due now; return how many.
+
+    Called when a document that was pending at DIAN is settled (its job left ``sent``): the
+    jobs that waited behind it (``account_blocked``, or a 409's ``pending_document``) would
+    otherwise sit out the rest of their wait, up to a re-check interval and a half, while the
+    account could send (issue 6, chaos). Nothing happens while another of the organization's
+    documents of that type is still pending. Uses ``ix_ei_jobs_org_status``; nothing commits.
+    """
+    result = session.execute(_WAKE_WAITERS, {"org": organization_id,
+                                             "document_type": document_type})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 #: One event to append: (event_type, code, message, metadata), as :func:`add_event` takes them.
 EventSpec = tuple[str, str | None, str | None, dict[str, Any] | None]
 

@@ -125,6 +125,7 @@ class SubmitContext:
 @dataclass
 class _Claimed:
     job_id: uuid.UUID
+    organization_id: int
     attempt: int
     max_attempts: int
     document_type: str
@@ -237,7 +238,7 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
                          factus_account=account.username, outcome_unknown=True,
                          updated_at=job_repo.NOW)
     return _Claimed(
-        job_id=job.id, attempt=job.attempt_count, max_attempts=job.max_attempts,
+        job_id=job.id, organization_id=job.organization_id, attempt=job.attempt_count, max_attempts=job.max_attempts,
         document_type=job.document_type, reference_code=job.reference_code,
         invoice_id=job.invoice_id, payload=payload, account=account,
         reconcile_first=reconcile_first, reconcile_only=reconcile_only,
@@ -764,6 +765,10 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
             # Issue 7: the PDF and XML are downloaded once by a follow-up, published after
             # this commit.
             schedule_archive(session, claimed.job_id)
+        if claimed.own_pending and outcome.kind in ("accepted", "rejected", "failed"):
+            # Its document no longer blocks the account: the jobs waiting for it go now.
+            job_repo.wake_jobs_waiting_for_account(session, claimed.organization_id,
+                                                   claimed.document_type)
         uow.commit()
     return outcome.kind
 

@@ -466,8 +466,9 @@ def test_document_left_pending_by_a_dead_worker_stops_blocking_the_account_at_th
 def test_a_409_behind_our_own_pending_document_waits_for_it_without_listing_factus(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
-    # Given a job that DIAN left pending (no beat yet, so its re-check is not dispatched)
-    pipeline = make_pipeline()
+    # Given a job that DIAN left pending (no beat yet, so its re-check is not dispatched), and
+    # no pace (so no request queues for its slot and re-checks the account before going out)
+    pipeline = make_pipeline(FACTUS_RATE_LIMIT_PER_SECOND="0")
     seed_organization(session)
     first, second = seed_invoice(session), seed_invoice(session)
     session.commit()
@@ -521,3 +522,69 @@ def test_redis_restart_with_tasks_in_flight_leaves_the_worker_running(
     assert "Unrecoverable error" not in worker.log()
     per_reference = pipeline.sandbox.account_stats()["validations_by_reference"]["bill"]
     assert all(per_reference.get(j.reference_code) == 1 for j in done)
+
+
+def test_a_send_that_queued_for_its_slot_behind_a_pending_document_waits_without_a_post(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    # Given a job that DIAN left pending, and a pace of one request per second
+    pipeline = make_pipeline(FACTUS_RATE_LIMIT_PER_SECOND="1")
+    seed_organization(session)
+    first, second = seed_invoice(session), seed_invoice(session)
+    session.commit()
+    slow_id = _left_pending_at_dian(pipeline, session, first, seed=5)
+    posts_before = sum(pipeline.sandbox.account_stats()["requests"]
+                       ["POST /v1/bills/validate"].values())
+
+    # When another job of the account gets past the claim (its earlier outcome is unknown, so
+    # it looks its reference up first) and its POST has to queue for the next second's slot
+    other_id = insert_job_sql(session, second)
+    session.execute(text("UPDATE electronic_invoicing_jobs SET outcome_unknown = true "
+                         "WHERE id = :j"), {"j": other_id})
+    session.commit()
+    deadline = time.monotonic() + 30
+    while ("waiting", "account_blocked") not in pipeline.events(other_id):
+        assert time.monotonic() < deadline, pipeline.events(other_id)
+        time.sleep(0.2)
+
+    # Then it looked again after the wait, found the pending document and did not send
+    posts = pipeline.sandbox.account_stats()["requests"]["POST /v1/bills/validate"]
+    assert sum(posts.values()) == posts_before, posts
+    assert ("submitted", "409") not in pipeline.events(other_id)
+    # and once the re-checks run, both documents are validated once each
+    pipeline.launcher.beat()
+    done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=40)
+    assert [j.status for j in done] == ["accepted", "accepted"]
+    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+
+
+def test_jobs_waiting_behind_a_pending_document_go_as_soon_as_it_is_settled(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    # Given a job that DIAN left pending, re-checked only every 30 s
+    pipeline = make_pipeline(EINVOICE_DIAN_SLOW_RECHECK_SECONDS="30")
+    seed_organization(session)
+    first, second = seed_invoice(session), seed_invoice(session)
+    session.commit()
+    slow_id = _left_pending_at_dian(pipeline, session, first, seed=5)
+    # and another job of the account, waiting for it (until about its re-check and a half)
+    other_id = insert_job_sql(session, second)
+    deadline = time.monotonic() + 30
+    while ("waiting", "account_blocked") not in pipeline.events(other_id):
+        assert time.monotonic() < deadline, pipeline.events(other_id)
+        time.sleep(0.2)
+    waits_until = session.execute(text(
+        "SELECT next_retry_at FROM electronic_invoicing_jobs WHERE id = :j"),
+        {"j": other_id}).scalar_one()
+
+    # When the pending document's re-check runs now and settles it
+    session.execute(text("UPDATE electronic_invoicing_jobs SET next_retry_at = now() "
+                         "WHERE id = :j"), {"j": slow_id})
+    session.commit()
+    pipeline.launcher.beat()
+
+    # Then the waiting job goes at once, long before its wait was due to end
+    done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=25)
+    assert [j.status for j in done] == ["accepted", "accepted"]
+    assert done[1].processed_at < waits_until
+    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)

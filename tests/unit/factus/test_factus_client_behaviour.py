@@ -463,6 +463,49 @@ def test_every_call_takes_a_rate_limit_slot_token_calls_and_repeats_included(
     assert len(factus.requests) == 4
 
 
+class WaitingLimiter:
+    """Reports that every slot took ``waited`` seconds to come."""
+
+    def __init__(self, waited: float) -> None:
+        self.waited = waited
+
+    def acquire(self, account_key: str) -> float:
+        return self.waited
+
+
+class Blocked(Exception):
+    pass
+
+
+def test_a_validate_that_queued_for_its_slot_runs_its_check_and_is_not_sent_when_it_fails(
+    factus: ScriptedFactus, make_client: MakeClient
+) -> None:
+    factus.on(*VALIDATE, answer(201, bill_body()))
+    checks: list[str] = []
+
+    def blocked() -> None:
+        checks.append("checked")
+        raise Blocked
+
+    client = make_client(limiter=WaitingLimiter(0.3))
+    with pytest.raises(Blocked):
+        client.validate_bill(PAYLOAD, before_send=blocked)
+    assert checks == ["checked"]
+    # only the token call went out, not the validate
+    assert [r.url.path for r in factus.requests] == ["/oauth/token"]
+
+
+def test_a_validate_that_got_its_slot_at_once_skips_the_check(
+    factus: ScriptedFactus, make_client: MakeClient
+) -> None:
+    factus.on(*VALIDATE, answer(201, bill_body()))
+    checks: list[str] = []
+    make_client(limiter=WaitingLimiter(0.0)).validate_bill(
+        PAYLOAD, before_send=lambda: checks.append("checked"))
+    assert checks == []
+    assert [r.url.path for r in factus.requests] == ["/oauth/token", "/v1/bills/validate"]
+
+
 def test_logs_show_method_path_status_and_latency_but_never_a_secret(
     factus: ScriptedFactus, make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
