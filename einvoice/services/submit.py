@@ -578,6 +578,10 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
             else:
                 events.append(("reconciled", "absent", "no document with this reference code at "
                                "Factus; sending", None))
+        if claimed.reconcile_first:
+            # It skipped the claim's wait for a pending document (its own might have been the
+            # one); the lookup said it is not, so it now waits like any other job.
+            still_unblocked()
         started = time.monotonic()
         posted = True
         document = _validate(client, claimed, still_unblocked)

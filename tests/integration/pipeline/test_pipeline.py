@@ -466,30 +466,41 @@ def test_document_left_pending_by_a_dead_worker_stops_blocking_the_account_at_th
 def test_a_409_behind_our_own_pending_document_waits_for_it_without_listing_factus(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
-    # Given a job that DIAN left pending (no beat yet, so its re-check is not dispatched), and
-    # no pace (so no request queues for its slot and re-checks the account before going out)
+    # Given a document that DIAN left pending at Factus, whose job our database does not yet
+    # show as ``sent`` (as between DIAN's answer and its recording), and no pace
     pipeline = make_pipeline(FACTUS_RATE_LIMIT_PER_SECOND="0")
     seed_organization(session)
     first, second = seed_invoice(session), seed_invoice(session)
     session.commit()
     slow_id = _left_pending_at_dian(pipeline, session, first, seed=5)
-
-    # When another job of the account reaches Factus anyway (its earlier attempt's outcome is
-    # unknown, so it looks its reference up and sends) and gets a 409
-    other_id = insert_job_sql(session, second)
-    session.execute(text("UPDATE electronic_invoicing_jobs SET outcome_unknown = true "
-                         "WHERE id = :j"), {"j": other_id})
+    session.execute(text("UPDATE electronic_invoicing_jobs SET status = 'pending', "
+                         "next_retry_at = now() + interval '1 hour' WHERE id = :j"),
+                    {"j": slow_id})
     session.commit()
+    lists_before = sum(pipeline.sandbox.account_stats()["requests"]
+                       .get("GET /v1/bills", {}).values())
+
+    # When another job of the account is sent (slowly), and the pending one is recorded as
+    # ``sent`` while that POST is on its way, so that Factus answers it 409
+    pipeline.sandbox.set_faults(latency_ms=2000)
+    other_id = insert_job_sql(session, second)
     deadline = time.monotonic() + 30
+    while ("claimed", None) not in pipeline.events(other_id):
+        assert time.monotonic() < deadline, pipeline.events(other_id)
+        time.sleep(0.05)
+    session.execute(text("UPDATE electronic_invoicing_jobs SET status = 'sent', "
+                         "next_retry_at = now() WHERE id = :j"), {"j": slow_id})
+    session.commit()
     while ("pending_conflict", "409") not in pipeline.events(other_id):
         assert time.monotonic() < deadline, pipeline.events(other_id)
         time.sleep(0.2)
 
-    # Then it waits for that job's re-check: the only list request was its own lookup, none
-    # was spent on looking for the blocking document
-    lists = pipeline.sandbox.account_stats()["requests"]["GET /v1/bills"]
-    assert sum(lists.values()) == 1, lists
+    # Then it waits for that job's re-check without spending a request on listing Factus's
+    # pending documents to find the blocker
+    lists = pipeline.sandbox.account_stats()["requests"].get("GET /v1/bills", {})
+    assert sum(lists.values()) == lists_before, lists
     # and once the re-checks run, both documents are validated once each
+    pipeline.sandbox.set_faults(latency_ms=0)
     pipeline.launcher.beat()
     done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=40)
     assert [j.status for j in done] == ["accepted", "accepted"]
