@@ -159,3 +159,25 @@ def test_generate_sample_refuses_impossible_requests(
 ) -> None:
     with pytest.raises(ValueError):
         generate_sample(session, today=TODAY, **arguments)  # type: ignore[arg-type]
+
+
+def test_loading_an_invoice_names_a_missing_row_or_issuer(session: Session) -> None:
+    import uuid
+
+    from sqlalchemy import text
+
+    # An invoice id with no row
+    missing = _refusal(session, uuid.uuid4())
+    assert (missing.reason, missing.field) == ("invoice_not_found", "invoice_sales.id")
+    # An invoice whose issuer row is gone (the ERP's tables have no foreign key to it)
+    invoice_id = make_invoice(session, today=TODAY)
+    session.execute(text("UPDATE invoice_sales SET organization_id = 987654 WHERE id = :i"),
+                    {"i": invoice_id})
+    orphan = _refusal(session, invoice_id)
+    assert (orphan.reason, orphan.field) == ("missing_organization",
+                                             "invoice_sales.organization_id")
+    # and a complete one loads with its issuer, customer and branch
+    session.execute(text("UPDATE invoice_sales SET organization_id = "
+                         "(SELECT min(id) FROM organizations) WHERE id = :i"), {"i": invoice_id})
+    data = load_invoice(session, invoice_id, "invoice")
+    assert data.organization.nit and data.customer is not None
