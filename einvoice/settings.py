@@ -30,6 +30,8 @@ malformed, never a traceback full of pydantic internals.
 
 from __future__ import annotations
 
+import math
+
 import base64
 import binascii
 from functools import lru_cache
@@ -109,8 +111,17 @@ class Settings(BaseSettings):
     # window frees (a saturated account must not hold every thread of the worker).
     factus_rate_limit_max_wait_seconds: float = Field(default=5.0, ge=0)
     # The pace: at most this many requests per account in any second (0 = none), so the minute's
-    # requests are spread out instead of sent in one burst (issue 6, chaos: fewer 409s).
-    factus_rate_limit_per_second: int = Field(default=2, ge=0)
+    # requests are spread out instead of sent in one burst (issue 6, chaos: fewer 409s). Unset:
+    # 1.5 × the per-minute limit / 60, rounded up (2 for 80 per minute).
+    factus_rate_limit_per_second: int | None = Field(default=None, ge=0)
+
+    @property
+    def factus_pace_per_second(self) -> int:
+        """The pace in effect: ``factus_rate_limit_per_second``, or derived from the minute's
+        limit when unset (requests per second per account; 0 = no pace)."""
+        if self.factus_rate_limit_per_second is not None:
+            return self.factus_rate_limit_per_second
+        return max(1, math.ceil(self.factus_rate_limit_per_minute * 1.5 / 60))
     factus_connect_timeout: float = Field(default=5.0, gt=0)
     factus_read_timeout: float = Field(default=15.0, gt=0)
     factus_validate_timeout: float = Field(default=30.0, gt=0)

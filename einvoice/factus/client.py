@@ -810,7 +810,7 @@ def create_factus_clients(
         limiter = RedisRateLimiter.per_minute(
             redis_client, settings.factus_rate_limit_per_minute,
             max_wait_seconds=settings.factus_rate_limit_max_wait_seconds,
-            per_second=settings.factus_rate_limit_per_second,
+            per_second=settings.factus_pace_per_second,
         )
     return FactusClients(
         settings,

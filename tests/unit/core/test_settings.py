@@ -76,3 +76,21 @@ def test_secrets_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACTUS_CLIENT_SECRET", "client-secret-value")
     text = repr(load_settings())
     assert "hunter2-very-secret" not in text and "client-secret-value" not in text
+
+
+@pytest.mark.parametrize(("per_minute", "per_second", "pace"), [
+    ("80", None, 2),            # Factus's limit: the minute's 80 go out over 40 s, not at once
+    ("1200", None, 30),         # the demo's: 1.5 × its average rate
+    ("10000000", None, 250000),  # the benchmarks' "no limit" stays no limit
+    ("80", "0", 0),             # set explicitly: no pace
+    ("80", "5", 5),
+])
+def test_the_pace_follows_the_minute_limit_unless_set(
+    monkeypatch: pytest.MonkeyPatch, per_minute: str, per_second: str | None, pace: int
+) -> None:
+    monkeypatch.setenv("FACTUS_RATE_LIMIT_PER_MINUTE", per_minute)
+    if per_second is None:
+        monkeypatch.delenv("FACTUS_RATE_LIMIT_PER_SECOND", raising=False)
+    else:
+        monkeypatch.setenv("FACTUS_RATE_LIMIT_PER_SECOND", per_second)
+    assert load_settings().factus_pace_per_second == pace
