@@ -51,6 +51,25 @@ def _left_pending_at_dian(pipeline: Pipeline, session: Session, invoice_id: Any,
     return job_id
 
 
+def _blocked_account(pipeline: Pipeline, session: Session) -> tuple[Any, Any]:
+    """Seed the organization and two invoices; leave the first's document pending at DIAN.
+
+    Returns (the pending job's id, the second invoice's id)."""
+    seed_organization(session)
+    first, second = seed_invoice(session), seed_invoice(session)
+    session.commit()
+    return _left_pending_at_dian(pipeline, session, first, seed=5), second
+
+
+def _wait_for_event(pipeline: Pipeline, job_id: Any, event: tuple[str, str | None],
+                    timeout: float = 30.0, poll: float = 0.2) -> None:
+    """Wait until the job has an ``(event_type, event_code)`` event (or fail with its events)."""
+    deadline = time.monotonic() + timeout
+    while event not in pipeline.events(job_id):
+        assert time.monotonic() < deadline, pipeline.events(job_id)
+        time.sleep(poll)
+
+
 def test_plain_sql_insert_ends_accepted_with_cufe_qr_and_events(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
@@ -469,10 +488,7 @@ def test_a_409_behind_our_own_pending_document_waits_for_it_without_listing_fact
     # Given a document that DIAN left pending at Factus, whose job our database does not yet
     # show as ``sent`` (as between DIAN's answer and its recording), and no pace
     pipeline = make_pipeline(FACTUS_RATE_LIMIT_PER_SECOND="0")
-    seed_organization(session)
-    first, second = seed_invoice(session), seed_invoice(session)
-    session.commit()
-    slow_id = _left_pending_at_dian(pipeline, session, first, seed=5)
+    slow_id, second = _blocked_account(pipeline, session)
     session.execute(text("UPDATE electronic_invoicing_jobs SET status = 'pending', "
                          "next_retry_at = now() + interval '1 hour' WHERE id = :j"),
                     {"j": slow_id})
@@ -484,16 +500,11 @@ def test_a_409_behind_our_own_pending_document_waits_for_it_without_listing_fact
     # ``sent`` while that POST is on its way, so that Factus answers it 409
     pipeline.sandbox.set_faults(latency_ms=2000)
     other_id = insert_job_sql(session, second)
-    deadline = time.monotonic() + 30
-    while ("claimed", None) not in pipeline.events(other_id):
-        assert time.monotonic() < deadline, pipeline.events(other_id)
-        time.sleep(0.05)
+    _wait_for_event(pipeline, other_id, ("claimed", None), poll=0.05)
     session.execute(text("UPDATE electronic_invoicing_jobs SET status = 'sent', "
                          "next_retry_at = now() WHERE id = :j"), {"j": slow_id})
     session.commit()
-    while ("pending_conflict", "409") not in pipeline.events(other_id):
-        assert time.monotonic() < deadline, pipeline.events(other_id)
-        time.sleep(0.2)
+    _wait_for_event(pipeline, other_id, ("pending_conflict", "409"))
 
     # Then it waits for that job's re-check without spending a request on listing Factus's
     # pending documents to find the blocker
@@ -540,10 +551,7 @@ def test_a_send_that_queued_for_its_slot_behind_a_pending_document_waits_without
 ) -> None:
     # Given a job that DIAN left pending, and a pace of one request per second
     pipeline = make_pipeline(FACTUS_RATE_LIMIT_PER_SECOND="1")
-    seed_organization(session)
-    first, second = seed_invoice(session), seed_invoice(session)
-    session.commit()
-    slow_id = _left_pending_at_dian(pipeline, session, first, seed=5)
+    slow_id, second = _blocked_account(pipeline, session)
     posts_before = sum(pipeline.sandbox.account_stats()["requests"]
                        ["POST /v1/bills/validate"].values())
 
@@ -553,10 +561,7 @@ def test_a_send_that_queued_for_its_slot_behind_a_pending_document_waits_without
     session.execute(text("UPDATE electronic_invoicing_jobs SET outcome_unknown = true "
                          "WHERE id = :j"), {"j": other_id})
     session.commit()
-    deadline = time.monotonic() + 30
-    while ("waiting", "account_blocked") not in pipeline.events(other_id):
-        assert time.monotonic() < deadline, pipeline.events(other_id)
-        time.sleep(0.2)
+    _wait_for_event(pipeline, other_id, ("waiting", "account_blocked"))
 
     # Then it looked again after the wait, found the pending document and did not send
     posts = pipeline.sandbox.account_stats()["requests"]["POST /v1/bills/validate"]
@@ -574,16 +579,10 @@ def test_jobs_waiting_behind_a_pending_document_go_as_soon_as_it_is_settled(
 ) -> None:
     # Given a job that DIAN left pending, re-checked only every 30 s
     pipeline = make_pipeline(EINVOICE_DIAN_SLOW_RECHECK_SECONDS="30")
-    seed_organization(session)
-    first, second = seed_invoice(session), seed_invoice(session)
-    session.commit()
-    slow_id = _left_pending_at_dian(pipeline, session, first, seed=5)
+    slow_id, second = _blocked_account(pipeline, session)
     # and another job of the account, waiting for it (until about its re-check and a half)
     other_id = insert_job_sql(session, second)
-    deadline = time.monotonic() + 30
-    while ("waiting", "account_blocked") not in pipeline.events(other_id):
-        assert time.monotonic() < deadline, pipeline.events(other_id)
-        time.sleep(0.2)
+    _wait_for_event(pipeline, other_id, ("waiting", "account_blocked"))
     waits_until = session.execute(text(
         "SELECT next_retry_at FROM electronic_invoicing_jobs WHERE id = :j"),
         {"j": other_id}).scalar_one()
