@@ -156,6 +156,12 @@ class Settings(BaseSettings):
             raise ValueError("expected a URL like redis://host:6379/0")
         return value
 
+    @field_validator("factus_rate_limit_per_second", mode="before")
+    @classmethod
+    def _blank_pace_is_unset(cls, value: object) -> object:
+        # ``FACTUS_RATE_LIMIT_PER_SECOND=`` (blank, as .env.example shows it) means "derive it".
+        return None if isinstance(value, str) and value.strip() == "" else value
+
     @field_validator("einvoice_secret_key")
     @classmethod
     def _check_key(cls, value: SecretStr | None) -> SecretStr | None:

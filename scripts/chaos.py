@@ -106,7 +106,11 @@ QUICK = ChaosProfile(
     env={"EINVOICE_LEASE_SECONDS": "10", "EINVOICE_VISIBILITY_TIMEOUT": "20",
          "EINVOICE_REDISPATCH_SECONDS": "5", "EINVOICE_DISPATCH_INTERVAL": "1",
          "EINVOICE_RETRY_BASE_SECONDS": "0.5", "EINVOICE_RETRY_CAP_SECONDS": "3",
-         "EINVOICE_DIAN_SLOW_RECHECK_SECONDS": "1", "FACTUS_VALIDATE_TIMEOUT": "2"},
+         "EINVOICE_DIAN_SLOW_RECHECK_SECONDS": "1", "FACTUS_VALIDATE_TIMEOUT": "2",
+         # A job's waits for rate slots (token, lookup, POST: one each, at the account's pace
+         # of 2/s shared by 8 threads) must stay well inside the 10 s lease, or leases expire
+         # and every expiry costs a reconcile lookup (as the product's 5 s does in 120 s).
+         "FACTUS_RATE_LIMIT_MAX_WAIT_SECONDS": "2"},
     sim={"timeout_hang_seconds": 3.0},
 )
 
