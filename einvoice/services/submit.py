@@ -238,9 +238,10 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
                          factus_account=account.username, outcome_unknown=True,
                          updated_at=job_repo.NOW)
     return _Claimed(
-        job_id=job.id, organization_id=job.organization_id, attempt=job.attempt_count, max_attempts=job.max_attempts,
-        document_type=job.document_type, reference_code=job.reference_code,
-        invoice_id=job.invoice_id, payload=payload, account=account,
+        job_id=job.id, organization_id=job.organization_id, attempt=job.attempt_count,
+        max_attempts=job.max_attempts, document_type=job.document_type,
+        reference_code=job.reference_code, invoice_id=job.invoice_id, payload=payload,
+        account=account,
         reconcile_first=reconcile_first, reconcile_only=reconcile_only,
         dian_rechecks=(job_repo.count_events(session, job.id, "dian_slow")
                        if previous == "sent" else 0),
@@ -270,7 +271,7 @@ class _AccountBlocked(EinvoiceError):
 
     def __init__(self, blocker: Any) -> None:
         super().__init__(f"job {blocker.id} has a document pending at DIAN on this account; "
-                         "waiting for it (checked after waiting for a rate-limit slot; not sent)")
+                         "waiting for it (checked just before the POST; nothing was sent)")
         self.blocker = blocker
 
 
