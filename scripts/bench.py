@@ -376,7 +376,7 @@ def b1_throughput(ctx: Context) -> dict[str, Any]:
             workers, _beat = start_system(
                 ctx, db, sim.base_url, in_flight,
                 # The simulator's limit is off; so is, in effect, the client's (shared) one.
-                FACTUS_RATE_LIMIT_PER_MINUTE="10000000")
+                FACTUS_RATE_LIMIT_PER_MINUTE="10000000", FACTUS_RATE_LIMIT_PER_SECOND="0")
             warm = db.insert_jobs([next(invoices) for _ in range(p.b1_warmup)])
             db.wait_final(warm, timeout=120)
             meter = cpu_meter(ctx, workers)
@@ -487,7 +487,8 @@ def b2_latency(ctx: Context) -> dict[str, Any]:
     invoices = db.clone_invoices(templates, count + 100)
     with SandboxServer(latency_ms=200, rate_limit_per_minute=None) as sim:
         workers, _ = start_system(ctx, db, sim.base_url, 50,
-                                  FACTUS_RATE_LIMIT_PER_MINUTE="10000000")
+                                  FACTUS_RATE_LIMIT_PER_MINUTE="10000000",
+                                  FACTUS_RATE_LIMIT_PER_SECOND="0")
         warm = db.insert_jobs(invoices[:100])
         db.wait_final(warm, timeout=120)
         log(f"B2: {p.b2_rate:g} arrivals/s for {p.b2_seconds:g} s, open loop")
@@ -531,7 +532,8 @@ def soak(ctx: Context) -> dict[str, Any]:
     samples: list[tuple[float, dict[str, int]]] = []
     with SandboxServer(latency_ms=200, rate_limit_per_minute=None) as sim:
         workers, _ = start_system(ctx, db, sim.base_url, 50,
-                                  FACTUS_RATE_LIMIT_PER_MINUTE="10000000")
+                                  FACTUS_RATE_LIMIT_PER_MINUTE="10000000",
+                                  FACTUS_RATE_LIMIT_PER_SECOND="0")
         started = time.monotonic()
         every = max(1, int(rate * 15))
 
