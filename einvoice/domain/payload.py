@@ -342,13 +342,33 @@ def _range_matches(range_document_type: str, expected: DocumentType) -> bool:
 def _numbering_range_id(
     numbering_range: NumberingRangeData | None, expected: DocumentType, today: date
 ) -> int:
-    """Check the ERP numbering range and return its Factus id (FACTUS_API.md §8.1)."""
+    """Check the ERP numbering range and return its Factus id (FACTUS_API.md §8.1).
+
+    Order: a range exists, its dates (not yet valid, expired), active, document type, synced
+    with Factus, not used up."""
     if numbering_range is None:
         raise PayloadError(
             "no_active_numbering_range",
             field="invoice_sequences",
             value=None,
             detail=f"the organization has no active numbering range for {expected.value}",
+        )
+    # The resolution's dates come before the active flag: a range that ended is also marked
+    # inactive once ``einvoice sync ranges`` has run, and "expired" is the cause the ERP can act
+    # on (the same invoice must not change its rule code with the sync's timing).
+    if numbering_range.valid_from is not None and today < numbering_range.valid_from:
+        raise PayloadError(
+            "numbering_range_not_yet_valid",
+            field="invoice_sequences.valid_from",
+            value=numbering_range.valid_from.isoformat(),
+            detail=f"the range only starts on that date; today is {today.isoformat()}",
+        )
+    if numbering_range.valid_until is not None and today > numbering_range.valid_until:
+        raise PayloadError(
+            "numbering_range_expired",
+            field="invoice_sequences.valid_until",
+            value=numbering_range.valid_until.isoformat(),
+            detail=f"the range's resolution ended; today is {today.isoformat()}",
         )
     if not numbering_range.is_active:
         raise PayloadError(
@@ -376,20 +396,6 @@ def _numbering_range_id(
                 f"numbering range {numbering_range.id} has no Factus id; sync the ranges from "
                 "GET /v1/numbering-ranges"
             ),
-        )
-    if numbering_range.valid_from is not None and today < numbering_range.valid_from:
-        raise PayloadError(
-            "numbering_range_not_yet_valid",
-            field="invoice_sequences.valid_from",
-            value=numbering_range.valid_from.isoformat(),
-            detail=f"the range only starts on that date; today is {today.isoformat()}",
-        )
-    if numbering_range.valid_until is not None and today > numbering_range.valid_until:
-        raise PayloadError(
-            "numbering_range_expired",
-            field="invoice_sequences.valid_until",
-            value=numbering_range.valid_until.isoformat(),
-            detail=f"the range's resolution ended; today is {today.isoformat()}",
         )
     if (
         numbering_range.current_number is not None

@@ -558,3 +558,14 @@ def test_float_money_is_a_programming_error_not_an_erp_rejection(
     # Repositories hand NUMERIC over as Decimal; a float would leak binary fractions into money.
     with pytest.raises(TypeError, match="unit_price must be a Decimal"):
         build(item(unit_price=20000.0)(invoice))
+
+
+def test_an_expired_range_is_reported_as_expired_even_once_sync_marked_it_inactive(
+    invoice: InvoiceData, reject: Reject
+) -> None:
+    # Given the branch's range whose resolution ended, before and after `sync ranges` marked
+    # it inactive (as Factus lists it)
+    expired = numbering(valid_until=date(2025, 3, 13))(invoice)
+    synced = numbering(valid_until=date(2025, 3, 13), is_active=False)(invoice)
+    # Then the invoice is rejected for the same, actionable reason either way
+    assert reject(expired).code == reject(synced).code == "numbering_range_expired"
