@@ -45,9 +45,13 @@ def test_a_worker_process_gets_a_client_with_encrypted_tokens_and_a_shared_limit
         assert clients.for_account(FactusAccount.from_settings(clients.settings)) is client
         # and the token pair sits in Redis, encrypted
         raw = factus_redis.get("einvoice:factus:token:default")
-        assert raw is not None and b"eyJ" not in raw and b"access_token" not in raw
         stored = clients.token_store.load("default")
         assert stored is not None and stored.access_token == client.tokens.access_token()
+        # (the token itself is not in the stored bytes; a fixed prefix such as the JWT's "eyJ"
+        # would also match the ciphertext's random base64 about once in a thousand runs)
+        assert raw is not None and b"access_token" not in raw
+        assert stored.access_token.encode() not in raw
+        assert stored.refresh_token is None or stored.refresh_token.encode() not in raw
         # and both calls (token + company) took a slot of the account's shared minute window
         # (the other key is the pace's 1-second window, which may have expired already)
         (window,) = list(factus_redis.scan_iter("einvoice:factus:ratelimit:factus/*"))
