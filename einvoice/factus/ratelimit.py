@@ -130,9 +130,11 @@ class RedisRateLimiter:
         """
         started = self._clock()
         while True:
+            # The pace first, then the minute's window. When the pace lets a request through
+            # but the window is full, that pace slot is wasted (the account's next request
+            # waits up to 1 s more); the other order would waste a slot of the scarce minute.
             if self._pace is not None and not self._limiter.hit(self._pace, account_key):
-                # The pace's slot frees within a second. (Should the minute's window then be
-                # full, the slot taken here is wasted: the next request waits up to 1 s more.)
+                # The pace's slot frees within a second.
                 reset_at, _ = self._limiter.get_window_stats(self._pace, account_key)
                 self._wait_until(reset_at, started, account_key)
                 continue
