@@ -11,7 +11,7 @@ creates them and the downgrade drops them; the ERP tables are not touched.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-28
+Create Date: 2026-11-21
 """
 
 from __future__ import annotations
