@@ -24,6 +24,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -234,6 +235,9 @@ class PostgresServer:
             ]
             if self.fast:
                 opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+            # Extra server options, e.g. "-c shared_preload_libraries=pg_stat_statements" to see
+            # where a benchmark's database time goes.
+            opts += shlex.split(os.environ.get("EINVOICE_PG_OPTIONS", ""))
             result = self._pg_ctl(
                 "-w", "-t", "60", "-l", str(self.datadir / "server.log"), "-o", " ".join(opts),
                 "start",

@@ -47,6 +47,17 @@ def _start_job_listener(**_: object) -> None:
     thread.start()
 
 
-from celery.signals import worker_ready  # noqa: E402
+def _remember_concurrency(sender: object, **_: object) -> None:
+    """On worker init: size this process's database pool for ``-c N`` (see
+    :func:`workers.resources.set_concurrency`). ``sender`` is Celery's ``WorkController``."""
+    from workers.resources import set_concurrency  # noqa: PLC0415
 
+    threads = getattr(sender, "concurrency", None)
+    if threads:
+        set_concurrency(int(threads))
+
+
+from celery.signals import worker_init, worker_ready  # noqa: E402
+
+worker_init.connect(_remember_concurrency, weak=False)
 worker_ready.connect(_start_job_listener, weak=False)

@@ -40,6 +40,27 @@ class Resources:
 _lock = threading.Lock()
 _resources: Resources | None = None
 _pid: int | None = None
+#: The worker's concurrency (``-c N``), set at ``worker_init`` (see :func:`set_concurrency`).
+_concurrency: int | None = None
+
+
+def set_concurrency(threads: int) -> None:
+    """Remember how many tasks this worker runs at once, to size the database pool for them.
+
+    ``celery worker -c N`` does not write ``worker_concurrency`` into ``app.conf`` (Celery keeps
+    it on the ``WorkController``), so :func:`workers.app` passes it on at ``worker_init``.
+    Without it a ``-c 25`` worker had a pool of 10 + 10 overflow connections: threads waited for
+    a connection, and overflow connections were opened and closed all the time (issue 6, B1).
+    """
+    global _concurrency
+    _concurrency = max(1, int(threads))
+
+
+def concurrency() -> int:
+    """Tasks this worker runs at once: ``-c N``, else ``worker_concurrency``, else 8."""
+    from workers.app import app  # noqa: PLC0415 - the app is configured by now
+
+    return _concurrency or int(app.conf.worker_concurrency or 8)
 
 
 def get_resources() -> Resources:
@@ -57,8 +78,9 @@ def _build() -> Resources:
     from workers.app import app  # noqa: PLC0415 - the app is configured by now
 
     settings = get_settings()
-    concurrency = int(app.conf.worker_concurrency or 8)
-    engine = make_engine(settings.require_database_url(), pool_size=min(concurrency, 50) + 2,
+    # One connection per task thread, plus the job listener's and a margin; never more than
+    # 52 kept open per process (PostgreSQL's max_connections is shared by every worker).
+    engine = make_engine(settings.require_database_url(), pool_size=min(concurrency(), 50) + 2,
                          max_overflow=10)
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=10,
                                         socket_connect_timeout=5, retry_on_timeout=True,

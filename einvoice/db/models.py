@@ -208,6 +208,8 @@ class InvoiceItem(Base):
     """``invoice_items``: one line of an invoice (Factus ``items[]``)."""
 
     __tablename__ = "invoice_items"
+    # Migration 0005: each submission reads its invoice's lines by invoice_id.
+    __table_args__ = (Index("ix_invoice_items_invoice", "invoice_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")

@@ -177,6 +177,34 @@ def test_downgrade_on_prefilled_database_keeps_the_erp_tables_and_rows(empty_db_
         assert conn.execute("SELECT total FROM invoice_sales").fetchone() == (Decimal("119000.50"),)
 
 
+def _item_indexes(url: str) -> list[str]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'invoice_items' "
+            "AND indexdef LIKE '%(invoice_id%' ORDER BY indexname")]
+
+
+def test_invoice_lines_are_indexed_by_invoice_once_even_when_the_erp_indexed_them(
+        empty_db_url: str) -> None:
+    # Migration 0005: every submission reads its lines by invoice_id. An ERP with its own index
+    # on that column gets no duplicate, and the downgrade leaves the ERP's index alone.
+    _prefill(empty_db_url)
+    with psycopg.connect(libpq_url(empty_db_url), autocommit=True) as conn:
+        conn.execute("CREATE INDEX erp_items_by_invoice ON invoice_items (invoice_id, id)")
+
+    migrate.upgrade(empty_db_url)
+    assert _item_indexes(empty_db_url) == ["erp_items_by_invoice"]
+    migrate.downgrade(empty_db_url)
+    assert _item_indexes(empty_db_url) == ["erp_items_by_invoice"]
+
+
+def test_invoice_lines_index_comes_and_goes_with_its_migration(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url)
+    assert _item_indexes(empty_db_url) == ["ix_invoice_items_invoice"]
+    migrate.downgrade(empty_db_url, "0004")
+    assert _item_indexes(empty_db_url) == []
+
+
 @pytest.mark.parametrize(
     ("table", "key", "expected"),
     [
