@@ -113,15 +113,18 @@ WITH due AS (
            AS queued
       FROM electronic_invoicing_jobs
      WHERE status IN ('pending', 'sent') AND provider = 'factus' AND next_retry_at <= now()
-), processing AS (
+), processing AS MATERIALIZED (
     -- Processing jobs per organization: an index-only read of ix_ei_jobs_processing_by_org.
+    -- MATERIALIZED (and in_flight too): read once. Inlined, a planner that believes the due
+    -- jobs are 1 row (statistics not yet refreshed after an ERP's bulk insert) re-ran this
+    -- read for every candidate: 4,635 times, 3.7 s per round in the B1 benchmark.
     SELECT organization_id, count(*) AS n
       FROM electronic_invoicing_jobs
      WHERE status = 'processing' AND provider = 'factus'
      GROUP BY organization_id
 ), queued AS (
     SELECT organization_id, count(*) AS n FROM due WHERE queued GROUP BY organization_id
-), in_flight AS (
+), in_flight AS MATERIALIZED (
     SELECT organization_id, coalesce(p.n, 0) + coalesce(q.n, 0) AS n
       FROM processing p
       FULL JOIN queued q USING (organization_id)

@@ -308,6 +308,27 @@ def test_an_old_backlog_of_one_organization_does_not_starve_the_others(session: 
     assert len(picked) == 8 and set(newer) <= set(picked)  # 5 of organization 1, all 3 of 2
 
 
+def _plan_nodes(plan: dict) -> list[dict]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
+
+
+def test_dispatcher_counts_the_jobs_in_flight_once_per_round_even_on_stale_statistics(
+        session: Session) -> None:
+    # Issue 6, B1: right after a bulk insert (no ANALYZE yet) the planner believed the due jobs
+    # were one row, and re-read the processing jobs once per candidate: 3.7 s per round.
+    _due_jobs(session, 1, 40, status="processing")
+    _due_jobs(session, 1, 3000)
+    statement = "EXPLAIN (ANALYZE, FORMAT JSON) " + job_repo._SELECT_DUE_FOR_DISPATCH.text
+    (plan,) = session.execute(text(statement), {
+        "limit": 500, "per_organization": 100, "redispatch_seconds": 60, "budget_orgs": [],
+        "budget_counts": []}).scalar_one()
+    session.rollback()
+
+    reads = [node for node in _plan_nodes(plan["Plan"])
+             if node.get("Index Name") == "ix_ei_jobs_processing_by_org"]
+    assert reads and all(node["Actual Loops"] == 1 for node in reads)
+
+
 def test_negative_budget_is_a_clear_error(session: Session) -> None:
     with pytest.raises(ValueError, match="negative"):
         job_repo.select_due_for_dispatch(session, limit=10, per_organization=10,
