@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     einvoice_org_dispatch_share: int = Field(default=100, ge=1)
     # Workers LISTEN for plain SQL inserts (PostgreSQL NOTIFY) for instant pickup.
     einvoice_listen: bool = True
+    # Issue 7: every accepted document's PDF and XML are downloaded once and stored. Off, nothing
+    # is scheduled at acceptance (each download is a Factus request against the account's quota;
+    # ``einvoice docs archive JOB_ID`` still archives one job on demand).
+    einvoice_archive_documents: bool = True
 
     @field_validator("database_url")
     @classmethod

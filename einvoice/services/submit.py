@@ -768,8 +768,9 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
                 number=document.number or "", qr_image=document.qr_image,
                 validated_at=document.validated_at or job_repo.db_now(session))
             # Issue 7: the PDF and XML are downloaded once by a follow-up, published after
-            # this commit.
-            schedule_archive(session, claimed.job_id)
+            # this commit (unless EINVOICE_ARCHIVE_DOCUMENTS is off).
+            if ctx.settings.einvoice_archive_documents:
+                schedule_archive(session, claimed.job_id)
         if claimed.own_pending and outcome.kind in ("accepted", "rejected", "failed"):
             # Its document no longer blocks the account: the jobs waiting for it go now.
             job_repo.wake_jobs_waiting_for_account(session, claimed.organization_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -159,6 +160,28 @@ def test_a_stored_file_whose_bytes_changed_is_refused(
     name, content = get_document(session, job_id, "xml")
     assert name.endswith(".xml") and content
     assert followups(pipeline.factory, job_id, "archive")[0]["status"] == "done"
+
+
+def test_with_the_archive_off_an_accepted_job_gets_no_download_until_an_operator_asks(
+    make_pipeline: Callable[..., Pipeline], session: Session, in_process: InProcess,
+) -> None:
+    # Given workers on every queue with EINVOICE_ARCHIVE_DOCUMENTS=false, and beat
+    pipeline = make_pipeline(beat=True, EINVOICE_ARCHIVE_DOCUMENTS="false")
+
+    # When an invoice is accepted
+    job_id = accepted_job(pipeline, session)
+
+    # Then it has its CUFE, but no follow-up and no download, even after beat's rounds
+    assert session.execute(text("SELECT cufe FROM electronic_invoicing_jobs WHERE id = :j"),
+                           {"j": job_id}).scalar_one()
+    time.sleep(2.0)  # four dispatcher intervals of the test environment
+    assert followups(pipeline.factory, job_id) == []
+    assert requests_to(pipeline, PDF_ENDPOINT) == {} and requests_to(pipeline, XML_ENDPOINT) == {}
+    # and an operator's request archives it all the same
+    request_archive(session, job_id, publisher=in_process.publisher(pipeline))
+    session.commit()
+    [archive] = wait_for_followups(pipeline.factory, job_id, "archive", 1, statuses=("done",))
+    assert sorted(_stored(session, job_id)) == ["pdf", "xml"]
 
 
 def test_documents_are_not_archived_for_a_job_that_is_not_accepted(
