@@ -33,6 +33,7 @@ from einvoice.queueing import (
     TASK_RECOVER,
     TASK_REFRESH_TOKENS,
     TASK_SUBMIT,
+    TASK_SUBMIT_MANY,
     TASK_SYNC,
 )
 from einvoice.settings import get_settings
@@ -91,6 +92,7 @@ task_queues = (
 )
 task_routes = {
     TASK_SUBMIT: {"queue": QUEUE_SUBMISSION},
+    TASK_SUBMIT_MANY: {"queue": QUEUE_SUBMISSION},
     TASK_DISPATCH: {"queue": QUEUE_MAINTENANCE},
     TASK_RECOVER: {"queue": QUEUE_MAINTENANCE},
     TASK_REFRESH_TOKENS: {"queue": QUEUE_MAINTENANCE},

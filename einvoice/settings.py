@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     einvoice_org_dispatch_share: int = Field(default=100, ge=1)
     # Workers LISTEN for plain SQL inserts (PostgreSQL NOTIFY) for instant pickup.
     einvoice_listen: bool = True
+    # Most jobs one wake-up message carries when a burst is published (queueing.wakeup_chunks).
+    einvoice_wakeup_max_jobs: int = Field(default=10, ge=1, le=100)
     # Issue 7: every accepted document's PDF and XML are downloaded once and stored. Off, nothing
     # is scheduled at acceptance (each download is a Factus request against the account's quota;
     # ``einvoice docs archive JOB_ID`` still archives one job on demand).

@@ -676,6 +676,7 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
     def measure(name: str, batches: list[list[uuid.UUID]],
                 produce: Callable[[list[uuid.UUID]], None]) -> None:
         ctx.stack.flush_redis()
+        queued_jobs = ctx.stack.queued_jobs()
         jobs = sum(len(b) for b in batches)
         chunks = [batches[i::threads] for i in range(threads)]
         meter = cpu_meter(ctx, workers)
@@ -689,10 +690,11 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
             thread.join()
         committed = time.monotonic() - started
         deadline = time.monotonic() + 120
-        while ctx.stack.queue_length() < jobs and time.monotonic() < deadline:
+        while queued_jobs.count() < jobs and time.monotonic() < deadline:
             time.sleep(0.01)
         enqueued = time.monotonic() - started
         queued = ctx.stack.queue_length()
+        queued_jobs.close()
         cpu = meter.stop()
         results[name] = {"committed": jobs / committed, "enqueued": jobs / enqueued,
                          "jobs": jobs, "queued": queued}

@@ -21,6 +21,8 @@ the product's own queries stay in ``einvoice.db``.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -92,6 +94,43 @@ def percentile(values: Sequence[float], pct: float) -> float:
 # ------------------------------------------------------------------------------------------
 # Celery processes
 # ------------------------------------------------------------------------------------------
+
+
+class QueuedJobs:
+    """Jobs woken up by the messages of a Celery queue that nobody consumes (B4).
+
+    A wake-up message carries one job (``einvoice.submit_invoice``) or several
+    (``einvoice.submit_invoices``, :func:`einvoice.queueing.wakeup_chunks`), so the list's length
+    is not the job count. Kombu pushes new messages at the head of the Redis list, so each
+    :meth:`count` reads only the messages added since the previous one.
+    """
+
+    def __init__(self, redis_url: str, queue: str) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.queue = queue
+        self.messages = 0
+        self.jobs = 0
+
+    def count(self) -> int:
+        """Jobs in the queue's messages so far."""
+        length = int(self.client.llen(self.queue))
+        if length > self.messages:
+            for raw in self.client.lrange(self.queue, 0, length - self.messages - 1):
+                self.jobs += self.jobs_in(raw)
+            self.messages = length
+        return self.jobs
+
+    @staticmethod
+    def jobs_in(raw: bytes) -> int:
+        """How many jobs one Celery message (kombu's Redis JSON envelope, protocol 2) wakes."""
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        many = message["headers"].get("task") == "einvoice.submit_invoices"
+        return len(args[0]) if many else 1
+
+    def close(self) -> None:
+        """Close the Redis connection."""
+        self.client.close()
 
 
 @dataclass
@@ -461,6 +500,10 @@ class Stack:
             return int(client.llen(queue))
         finally:
             client.close()
+
+    def queued_jobs(self, queue: str = "submission") -> QueuedJobs:
+        """A counter of the jobs whose wake-ups wait in ``queue`` (see :class:`QueuedJobs`)."""
+        return QueuedJobs(self.redis_url, queue)
 
     def worker_env(self, database: Database, factus_base_url: str, **extra: str) -> dict[str, str]:
         """The environment of a worker or beat for ``database`` and a simulator at

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from einvoice import queueing
 from einvoice.services import dispatch
-from einvoice.services.submit import submit_job
+from einvoice.services.submit import submit_job, submit_jobs
 from workers.app import app
 from workers.resources import get_resources
 
@@ -45,6 +45,17 @@ def submit_invoice(job_id: str) -> str:
     Returns the outcome label (``accepted``, ``retry``, ``not_due``, ...).
     """
     return submit_job(get_resources().submit, job_id)
+
+
+@app.task(base=EinvoiceTask, name=queueing.TASK_SUBMIT_MANY)
+def submit_invoices(job_ids: list[str]) -> dict[str, int]:
+    """Run ``submit_invoice`` for each of ``job_ids`` in turn: one wake-up message of a burst
+    (see einvoice.queueing.wakeup_chunks and einvoice.services.submit.submit_jobs).
+
+    Returns ``{outcome: count}``. Jobs not started within 60 s are published again.
+    """
+    res = get_resources()
+    return submit_jobs(res.submit, job_ids, requeue=res.publisher.publish_submit_many)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_DISPATCH, max_retries=0)

@@ -85,9 +85,8 @@ def dispatch_due_jobs(
             budgets=account_budgets(uow.session, settings, limiter),
         )
         uow.commit()
-    for job_id in ids:
-        publisher.publish_submit(job_id)
     if ids:
+        publisher.publish_submit_many(ids)
         log.info("dispatched %d due jobs", len(ids))
     return len(ids)
 
@@ -101,7 +100,8 @@ def dispatch_new_jobs(
     Used by the ``LISTEN einvoice_jobs`` listener for instant pickup of plain SQL inserts, with
     every notification that arrived together in one batch: one compare-and-set ``UPDATE`` marks
     them dispatched (a job the beat dispatcher or another listener already took is skipped),
-    then, after the commit, one message per marked job is published. Given ``settings`` and the
+    then, after the commit, their wake-ups are published (a large burst in fewer messages,
+    :func:`einvoice.queueing.wakeup_chunks`). Given ``settings`` and the
     rate ``limiter``, jobs of organizations whose budget is 0 (:func:`account_budgets`: a
     document pending at DIAN, or no request left in the window) are left to the dispatcher.
     """
@@ -111,8 +111,8 @@ def dispatch_new_jobs(
             uow.session, job_ids,
             exclude_organizations=[org for org, budget in budgets.items() if budget <= 0])
         uow.commit()
-    for job_id in won:
-        publisher.publish_submit(job_id)
+    if won:
+        publisher.publish_submit_many(won)
     return len(won)
 
 

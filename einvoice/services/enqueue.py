@@ -103,7 +103,7 @@ def enqueue_invoices(
     if inserted:
         sender = publisher or default_publisher()
         new_ids = [job.id for job in inserted]
-        add_after_commit(session, lambda: [sender.publish_submit(i) for i in new_ids])
+        add_after_commit(session, lambda: sender.publish_submit_many(new_ids))
     return [by_invoice[i] for i in wanted]
 
 

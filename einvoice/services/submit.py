@@ -23,7 +23,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -836,3 +836,45 @@ def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
             result = _record(ctx, claimed, worker, outcome)
     log.info("job %s attempt %d: %s %s", job_uuid, claimed.attempt, result, outcome.code or "")
     return result
+
+
+def submit_jobs(
+    ctx: SubmitContext,
+    job_ids: Sequence[uuid.UUID | str],
+    *,
+    requeue: Callable[[list[uuid.UUID]], None],
+    budget_seconds: float = 60.0,
+) -> dict[str, int]:
+    """Run :func:`submit_job` for each of ``job_ids`` in turn (one wake-up message of a burst,
+    :func:`einvoice.queueing.wakeup_chunks`).
+
+    Each job is claimed, sent and recorded exactly as on its own; a job already taken or final
+    is a no-op, so a message delivered twice is harmless. After ``budget_seconds`` the jobs not
+    started yet are handed to ``requeue`` (published again as a new message) and this call
+    returns: a message is never held unacknowledged long enough to approach the broker's
+    visibility timeout (300 s), however slow Factus is.
+
+    Args:
+        ctx: the process's resources.
+        job_ids: ``electronic_invoicing_jobs.id`` values.
+        requeue: publishes the wake-ups of the jobs left over (e.g. the publisher's
+            ``publish_submit_many``).
+        budget_seconds: how long to keep starting new jobs.
+    Returns:
+        ``{outcome: count}`` over the jobs run (outcomes as :func:`submit_job`), plus
+        ``requeued`` when some were handed back.
+    Raises:
+        As :func:`submit_job`: an infrastructure error stops the run; the task retries the
+        whole message, whose finished jobs are then no-ops.
+    """
+    outcomes: dict[str, int] = {}
+    started = time.monotonic()
+    ids = [uuid.UUID(str(job_id)) for job_id in job_ids]
+    for index, job_id in enumerate(ids):
+        if index and time.monotonic() - started > budget_seconds:
+            requeue(ids[index:])
+            outcomes["requeued"] = len(ids) - index
+            break
+        outcome = submit_job(ctx, job_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes

@@ -240,6 +240,38 @@ def test_same_message_delivered_twice_gives_one_submission(
     assert [t for t, _ in pipeline.events(job_id)].count("claimed") == 1
 
 
+def test_a_burst_woken_in_messages_of_several_jobs_is_validated_once_each(
+    make_pipeline: Callable[..., Pipeline], session: Session, redis_url: str
+) -> None:
+    # Given 250 pending jobs whose wake-ups are published as one burst, before any worker runs
+    # (with the account's rate limit lifted, at the simulator and in the client)
+    pipeline = make_pipeline(start=False, EINVOICE_LISTEN="false",
+                             FACTUS_RATE_LIMIT_PER_MINUTE="100000", FACTUS_RATE_LIMIT_PER_SECOND="0")
+    pipeline.sandbox.set_faults(rate_limit_per_minute=None)
+    seed_organization(session)
+    invoices = [seed_invoice(session) for _ in range(250)]
+    session.commit()
+    jobs = [insert_job_sql(session, i) for i in invoices]
+    publisher = CeleryPublisher(max_jobs_per_message=10)
+    publisher.app.conf.broker_url = pipeline.env["CELERY_BROKER_URL"]
+    publisher.publish_submit_many(jobs)
+    # the burst is 125 messages of 2 jobs (spread over at least 100 messages), not 250
+    assert redis.Redis.from_url(redis_url).llen("submission") == 125
+
+    # When a worker takes them
+    pipeline.launcher.worker(concurrency=8)
+
+    # Then every job is accepted, each sent and claimed exactly once
+    done = wait_for_jobs(pipeline.factory, jobs, timeout=90)
+    assert [j.status for j in done] == ["accepted"] * 250
+    assert _validate_posts(pipeline) == 250
+    assert len({j.cufe for j in done}) == 250
+    claims = session.execute(text(
+        "SELECT count(*) FROM electronic_invoicing_events WHERE event_type = 'claimed' "
+        "AND job_id = ANY(:ids)"), {"ids": jobs}).scalar_one()
+    assert claims == 250
+
+
 def test_worker_killed_mid_call_then_restarted_validates_once(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 import redis
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from einvoice.db import jobs as job_repo
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSale
 from einvoice.errors import JobError
+from einvoice.queueing import wakeup_chunks
 from einvoice.services.dispatch import (
     LISTENER_LOCK_KEY,
     account_budgets,
@@ -24,6 +25,7 @@ from einvoice.services.dispatch import (
     recover_expired_leases,
 )
 from einvoice.services.enqueue import enqueue_invoice, enqueue_invoices, invoices_without_job
+from einvoice.services.submit import SubmitContext, submit_jobs
 from einvoice.settings import libpq_url, load_settings
 
 
@@ -32,9 +34,16 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.sent: list[uuid.UUID] = []
+        self.messages: list[list[uuid.UUID]] = []
 
     def publish_submit(self, job_id: uuid.UUID) -> None:
         self.sent.append(job_id)
+        self.messages.append([job_id])
+
+    def publish_submit_many(self, job_ids: Sequence[uuid.UUID]) -> None:
+        for chunk in wakeup_chunks(job_ids, 10):
+            self.sent.extend(chunk)
+            self.messages.append(chunk)
 
 
 def _invoice(session: Session, org: int = 1) -> uuid.UUID:
@@ -327,6 +336,22 @@ def test_dispatcher_counts_the_jobs_in_flight_once_per_round_even_on_stale_stati
     reads = [node for node in _plan_nodes(plan["Plan"])
              if node.get("Index Name") == "ix_ei_jobs_processing_by_org"]
     assert reads and all(node["Actual Loops"] == 1 for node in reads)
+
+
+def test_a_wakeup_of_several_jobs_hands_back_those_not_started_within_its_budget(
+        session_factory: sessionmaker[Session]) -> None:
+    # Jobs that are not due (unknown ids here) return at once, without any Factus call.
+    ctx = SubmitContext(session_factory=session_factory, clients=None,  # type: ignore[arg-type]
+                        settings=load_settings(), worker_id="test")
+    ids = [uuid.uuid4() for _ in range(4)]
+    handed_back: list[uuid.UUID] = []
+
+    assert submit_jobs(ctx, ids, requeue=handed_back.extend) == {"not_due": 4}
+    assert handed_back == []
+    # With its budget spent after the first job, the other three are published again.
+    outcome = submit_jobs(ctx, [str(i) for i in ids], requeue=handed_back.extend,
+                          budget_seconds=0.0)
+    assert outcome == {"not_due": 1, "requeued": 3} and handed_back == ids[1:]
 
 
 def test_negative_budget_is_a_clear_error(session: Session) -> None:
