@@ -8,7 +8,7 @@ Fernet ciphertext (:mod:`einvoice.crypto`) and are decrypted only into a ``Secre
 from __future__ import annotations
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from einvoice.crypto import SecretBox
@@ -93,10 +93,13 @@ def account_keys_by_organization(session: Session, settings: Settings) -> dict[i
     """Organization id -> the key of its own Factus account (the ``factus_credentials`` row id,
     as text: the key of its tokens and rate limit), for every organization with an active row
     in ``FACTUS_ENVIRONMENT``. Organizations on the default account are absent."""
-    rows = session.execute(
-        select(FactusCredential.organization_id, FactusCredential.id).where(
-            FactusCredential.environment == settings.factus_environment,
-            FactusCredential.is_active.is_(True),
-        )
-    )
+    rows = session.execute(_ACTIVE_ACCOUNT_KEYS, {"environment": settings.factus_environment})
     return {int(org): str(key) for org, key in rows}
+
+
+# Built once: the job listener asks for every batch of notifications (issue 6, B2).
+_ACTIVE_ACCOUNT_KEYS = (
+    select(FactusCredential.__table__.c.organization_id, FactusCredential.__table__.c.id)
+    .where(FactusCredential.__table__.c.environment == bindparam("environment"),
+           FactusCredential.__table__.c.is_active.is_(True))
+)

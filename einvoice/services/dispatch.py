@@ -146,7 +146,7 @@ def listen_for_new_jobs(
     *,
     poll_seconds: float = 1.0,
     standby_seconds: float = 5.0,
-    gather_seconds: float = 0.002,
+    gather_seconds: float = 0.01,
     max_batch: int = 1000,
 ) -> None:
     """Block, calling ``on_jobs(job_ids)`` for the ``NOTIFY einvoice_jobs`` payloads until ``stop``.
@@ -161,7 +161,8 @@ def listen_for_new_jobs(
       for every insert; only one would win it.)
     * **Batches.** After the first notification, whatever else arrives within
       ``gather_seconds`` (up to ``max_batch``) is handed over in the same call, so a producer
-      committing 1,000 inserts at once costs one ``UPDATE``, not 1,000.
+      committing 1,000 inserts at once costs one ``UPDATE``, not 1,000. The 10 ms default also
+      groups steady arrivals (about one per batch at 100/s with 2 ms), for 10 ms of latency.
     * A lost connection (PostgreSQL restarted) is re-opened after a pause; notifications sent
       meanwhile are not lost work, because the beat dispatcher finds those jobs anyway.
 
