@@ -360,26 +360,53 @@ def job_by_reference(session: Session, reference_code: str) -> Job | None:
     return session.scalars(select(Job).where(Job.reference_code == reference_code)).one_or_none()
 
 
+_MARK_NEW_DISPATCHED = text("""
+WITH fresh AS (
+    -- The notified jobs nobody published yet, numbered within their organization, oldest first.
+    SELECT id, organization_id,
+           row_number() OVER (PARTITION BY organization_id ORDER BY created_at, id) AS nth
+      FROM electronic_invoicing_jobs
+     WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'pending' AND provider = 'factus'
+       AND dispatched_at IS NULL
+), capped AS (
+    SELECT f.id, f.organization_id, f.nth
+      FROM fresh f
+      LEFT JOIN unnest(CAST(:cap_orgs AS integer[]), CAST(:caps AS integer[]))
+                AS c(organization_id, cap) USING (organization_id)
+     WHERE c.cap IS NULL OR f.nth <= c.cap
+)
+UPDATE electronic_invoicing_jobs j
+   SET dispatched_at = now()
+  FROM capped
+ WHERE j.id = capped.id AND j.status = 'pending' AND j.dispatched_at IS NULL
+RETURNING j.id, capped.organization_id, capped.nth
+""")
+
+
 def mark_new_dispatched(session: Session, job_ids: Sequence[uuid.UUID], *,
-                        exclude_organizations: Sequence[int] = ()) -> list[uuid.UUID]:
+                        caps: Mapping[int, int] | None = None) -> list[uuid.UUID]:
     """Compare-and-set ``dispatched_at`` on those of ``job_ids`` that are pending and have none.
 
-    One ``UPDATE ... WHERE id = ANY(...)`` for a whole batch of ``NOTIFY`` payloads. Returns the
-    ids this call marked (their wake-up is the caller's to publish); a job already dispatched,
-    claimed or final is left alone, so two listeners or a listener and the beat dispatcher never
-    publish the same job twice. Jobs of ``exclude_organizations`` are left for the dispatcher.
+    One ``UPDATE`` for a whole batch of ``NOTIFY`` payloads. Returns the ids this call marked
+    (their wake-up is the caller's to publish), each organization's first, then each one's
+    second, and so on, so that wake-ups sharing a message (:func:`einvoice.queueing.wakeup_chunks`)
+    mix organizations. A job already dispatched, claimed or final is left alone, so two
+    listeners or a listener and the beat dispatcher never publish the same job twice.
+
+    Args:
+        caps: organization id -> the most of its jobs to mark now (its account's budget,
+            :func:`einvoice.services.dispatch.account_budgets`; 0 marks none); the others stay
+            for the dispatcher, which hands them out as the account's window frees. Issue 6, B3:
+            marking a whole backlog of 3,200 jobs at once sent every worker thread to wait for
+            the same few accounts' request slots while the others' stayed idle.
     """
     if not job_ids:
         return []
-    stmt = (update(Job)
-            .where(Job.id.in_(job_ids), Job.status == "pending", Job.provider == "factus",
-                   Job.dispatched_at.is_(None))
-            .values(dispatched_at=func.now())
-            .returning(Job.id)
-            .execution_options(synchronize_session=False))
-    if exclude_organizations:
-        stmt = stmt.where(Job.organization_id.not_in(list(exclude_organizations)))
-    return list(session.scalars(stmt))
+    cap_items = sorted((caps or {}).items())
+    rows = session.execute(_MARK_NEW_DISPATCHED, {
+        "ids": list(job_ids), "cap_orgs": [int(org) for org, _ in cap_items],
+        "caps": [max(int(cap), 0) for _, cap in cap_items]}).all()
+    return [row.id for row in sorted(rows, key=lambda r: (r.nth, r.organization_id))]
 
 
 _PENDING_BLOCKER = text("""

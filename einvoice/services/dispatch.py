@@ -101,15 +101,15 @@ def dispatch_new_jobs(
     every notification that arrived together in one batch: one compare-and-set ``UPDATE`` marks
     them dispatched (a job the beat dispatcher or another listener already took is skipped),
     then, after the commit, their wake-ups are published (a large burst in fewer messages,
-    :func:`einvoice.queueing.wakeup_chunks`). Given ``settings`` and the
-    rate ``limiter``, jobs of organizations whose budget is 0 (:func:`account_budgets`: a
-    document pending at DIAN, or no request left in the window) are left to the dispatcher.
+    :func:`einvoice.queueing.wakeup_chunks`). Given ``settings`` and the rate ``limiter``, an
+    organization with its own account gets at most its budget of them (:func:`account_budgets`:
+    none while a document is pending at DIAN, else the requests left in its window minus its
+    jobs in flight); the others are left to the dispatcher, which hands them out fairly as the
+    window frees.
     """
     with UnitOfWork(session_factory) as uow:
         budgets = account_budgets(uow.session, settings, limiter) if settings else {}
-        won = job_repo.mark_new_dispatched(
-            uow.session, job_ids,
-            exclude_organizations=[org for org, budget in budgets.items() if budget <= 0])
+        won = job_repo.mark_new_dispatched(uow.session, job_ids, caps=budgets)
         uow.commit()
     if won:
         publisher.publish_submit_many(won)

@@ -7,6 +7,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from typing import Any
+
 import pytest
 import redis
 from sqlalchemy import select, text
@@ -381,11 +383,10 @@ def test_concurrent_dispatchers_never_pick_the_same_job(
     assert set(a) | set(b) | set(c) == set(jobs)  # the rows only skipped are picked later
 
 
-def test_dispatcher_gives_each_account_only_what_it_can_send_and_a_blocked_one_only_its_recheck(
-    session: Session, session_factory: sessionmaker[Session], redis_client: redis.Redis
-) -> None:
+def _three_accounts(session: Session, redis_client: redis.Redis) -> tuple[Any, Any, uuid.UUID]:
     """Organizations 1-3 have their own Factus accounts (80 requests per window): 1 has used 75
-    and has 2 jobs in flight, 2 has a document pending at DIAN, 3 is idle."""
+    and has 2 jobs in flight, 2 has a document pending at DIAN, 3 is idle; each has 20 new
+    pending jobs. Returns (settings, the rate limiter, organization 2's re-check job)."""
     from einvoice.crypto import SecretBox
     from einvoice.factus.ratelimit import RedisRateLimiter
     from einvoice.services.accounts import save_credentials
@@ -413,14 +414,45 @@ def test_dispatcher_gives_each_account_only_what_it_can_send_and_a_blocked_one_o
         "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id) "
         "SELECT org, gen_random_uuid() FROM generate_series(1, 3) org, generate_series(1, 20)"))
     session.commit()
-
     assert account_budgets(session, settings, limiter) == {1: 3, 2: 0, 3: 80}
+    return settings, limiter, recheck
+
+
+def _organizations(session: Session, job_ids: Sequence[uuid.UUID]) -> list[int]:
+    return [session.get(ElectronicInvoicingJob, j).organization_id for j in job_ids]
+
+
+def test_dispatcher_gives_each_account_only_what_it_can_send_and_a_blocked_one_only_its_recheck(
+    session: Session, session_factory: sessionmaker[Session], redis_client: redis.Redis
+) -> None:
+    settings, limiter, recheck = _three_accounts(session, redis_client)
     publisher = RecordingPublisher()
     dispatch_due_jobs(session_factory, publisher, settings, limiter)
 
-    orgs = [session.get(ElectronicInvoicingJob, j).organization_id for j in publisher.sent]
+    orgs = _organizations(session, publisher.sent)
     assert (orgs.count(1), orgs.count(2), orgs.count(3)) == (3, 1, 20)
     assert recheck in publisher.sent
+
+
+def test_listener_wakes_each_account_only_what_it_can_send_and_leaves_the_rest_to_the_dispatcher(
+    session: Session, session_factory: sessionmaker[Session], redis_client: redis.Redis
+) -> None:
+    settings, limiter, _ = _three_accounts(session, redis_client)
+    notified = list(session.scalars(text(
+        "SELECT id FROM electronic_invoicing_jobs WHERE status = 'pending' ORDER BY created_at")))
+    publisher = RecordingPublisher()
+
+    assert dispatch_new_jobs(session_factory, publisher, notified, settings, limiter) == 23
+
+    # Organization 1 gets the 3 requests its window has left, 2 (pending at DIAN) none, 3 all.
+    orgs = _organizations(session, publisher.sent)
+    assert (orgs.count(1), orgs.count(2), orgs.count(3)) == (3, 0, 20)
+    assert orgs[:2] in ([1, 3], [3, 1])  # the organizations' jobs alternate, first ones first
+    # The other 37 are still undispatched: the dispatcher hands them out as the windows free.
+    left = session.execute(text(
+        "SELECT count(*) FROM electronic_invoicing_jobs WHERE status = 'pending' "
+        "AND dispatched_at IS NULL")).scalar_one()
+    assert left == 37
 
 
 def test_dian_rechecks_start_soon_and_back_off_to_the_cap() -> None:
