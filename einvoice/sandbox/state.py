@@ -270,6 +270,11 @@ class Account:
         default_factory=lambda: {k: {} for k in KINDS}
     )
     stats: Stats = field(default_factory=Stats)
+    # Documents stored and maybe not validated yet, oldest first; :meth:`pending` drops the ones
+    # validated or deleted since, so it does not scan every document of the account.
+    unvalidated: dict[DocumentKind, dict[str, Document]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
 
     @property
     def key(self) -> str:
@@ -278,7 +283,13 @@ class Account:
 
     def pending(self, kind: DocumentKind) -> Document | None:
         """The account's first not-validated document of ``kind``, if any (it causes 409s)."""
-        return next((d for d in self.documents[kind].values() if d.pending), None)
+        candidates = self.unvalidated[kind]
+        stored = self.documents[kind]
+        for number, document in list(candidates.items()):
+            if document.pending and stored.get(number) is document:
+                return document
+            del candidates[number]
+        return None
 
     def summary(self) -> dict[str, Any]:
         """What the control API says about the account (never the password or the secret)."""
@@ -926,6 +937,7 @@ class SandboxState:
             bill=bill,
         )
         account.documents[kind][number] = document
+        account.unvalidated[kind][number] = document
         account.by_reference[kind][document.reference_code] = document
         account.by_id[kind][internal_id] = document
         if bill is not None:

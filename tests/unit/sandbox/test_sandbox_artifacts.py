@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 import struct
 import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from xml.etree import ElementTree as ET
+
+import zxingcpp
+from PIL import Image
 
 from einvoice.sandbox import artifacts
 
@@ -61,6 +65,19 @@ def test_the_qr_image_is_a_real_png_of_a_qr_code_after_the_factus_prefix():
     assert width == height == 57
     idat = png[png.index(b"IDAT") + 4 : png.index(b"IEND") - 8]
     assert len(zlib.decompress(idat)) == height * (1 + (width + 7) // 8)
+
+
+def test_a_qr_reader_reads_the_dian_lookup_url_of_the_cufe_from_the_qr_image():
+    cufe = _cufe()
+    png = base64.b64decode(artifacts.qr_image(cufe).split(",", 1)[1].strip())
+
+    # Scaled up as a viewer would show it; zxing-cpp's reader is independent of how it was drawn.
+    picture = Image.open(io.BytesIO(png)).convert("L")
+    picture = picture.resize((picture.width * 4, picture.height * 4), Image.Resampling.NEAREST)
+    found = zxingcpp.read_barcode(picture, formats=zxingcpp.BarcodeFormat.QRCode)
+
+    assert found is not None and found.text == artifacts.qr_url(cufe)
+    assert found.text == "https://catalogo-vpfe-hab.dian.gov.co/document/searchqr?documentkey=" + cufe
 
 
 def test_the_pdf_is_well_formed_with_a_correct_cross_reference_table():
