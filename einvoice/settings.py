@@ -30,10 +30,9 @@ malformed, never a traceback full of pydantic internals.
 
 from __future__ import annotations
 
-import math
-
 import base64
 import binascii
+import math
 from functools import lru_cache
 from typing import Literal
 

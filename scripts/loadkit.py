@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # celeryconfig lives at the project root
     sys.path.insert(0, str(ROOT))
 
+# The imports below need ROOT on sys.path (``einvoice`` from a checkout without install).
 import psutil
 import psycopg
 import redis

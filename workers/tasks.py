@@ -102,4 +102,4 @@ def sync_reference_data(kind: str) -> dict[str, int]:
 
 
 # Registers the follow-up tasks (issue 7) whenever Celery autodiscovers this module.
-from workers import followups  # noqa: F401
+from workers import followups  # noqa: E402, F401

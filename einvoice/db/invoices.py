@@ -110,7 +110,7 @@ def _split_invoice_row(row: Sequence[Any]) -> list[SimpleNamespace | None]:
     parts: list[SimpleNamespace | None] = []
     start = 0
     for names in _INVOICE_PART_NAMES:
-        values = dict(zip(names, row[start:start + len(names)]))
+        values = dict(zip(names, row[start:start + len(names)], strict=True))
         start += len(names)
         parts.append(None if values["id"] is None else SimpleNamespace(**values))
     return parts

@@ -5,8 +5,8 @@
   ClTec TipoAmbiente``; for a credit note the CUDE ends with the software PIN instead of the
   technical key. ``TipoAmbiente`` is ``2`` (habilitación), as in the Factus sandbox.
 - **QR**: the sandbox URL ``https://catalogo-vpfe-hab.dian.gov.co/document/searchqr?documentkey=<cufe>``
-  (§4.1) rendered as a real PNG (zxing-cpp encodes, Pillow writes the PNG), sent as ``"data:image/png;base64, <png>"`` (note the
-  space, §4.1).
+  (§4.1) rendered as a real PNG (zxing-cpp encodes, Pillow writes the PNG), sent as
+  ``"data:image/png;base64, <png>"`` (note the space, §4.1).
 - **PDF**: a small, well-formed one-page PDF 1.4 listing the document's key data (the graphic
   representation Factus would send; its exact look is not part of the contract).
 - **XML**: a UBL 2.1-like ``Invoice`` / ``CreditNote`` with the DIAN essentials.

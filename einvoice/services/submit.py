@@ -480,7 +480,7 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
     #    and meanwhile the account's other jobs wait for them without calling (``_claim``), so
     #    409s and settling lookups cannot eat the account's quota while the re-check starves.
     with UnitOfWork(ctx.session_factory) as uow:
-        for ref, owner_id in deleted:
+        for _ref, owner_id in deleted:
             job_repo.add_event(uow.session, owner_id, "document_deleted", code="200",
                                message="deleted its unvalidated document at Factus: it "
                                f"blocked job {claimed.job_id} (409)")

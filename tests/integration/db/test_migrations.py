@@ -88,7 +88,7 @@ def _prefill(url: str) -> None:
             "INSERT INTO invoice_items (id, invoice_id, description, qty, unit_price) "
             "VALUES (gen_random_uuid(), %s, 'Café', 2, 50000)", (INVOICE_ID,)
         )
-        for job_id, provider in zip(JOB_IDS, ["siigo", "alegra"]):
+        for job_id, provider in zip(JOB_IDS, ["siigo", "alegra"], strict=True):
             conn.execute(
                 "INSERT INTO electronic_invoicing_jobs (id, organization_id, invoice_id, "
                 "document_type, provider, status) VALUES (%s, 7, %s, 'invoice', %s, 'failed')",

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from stdnum.co import nit as co_nit
 
 from einvoice.db.engine import make_engine, make_session_factory
-from einvoice.sample import catalog
 from einvoice.db.invoices import known_municipality_ids, load_invoice
 from einvoice.db.models import (
     Branch,
