@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 from sqlalchemy.orm import Session, sessionmaker
@@ -147,6 +149,7 @@ def listen_for_new_jobs(
     poll_seconds: float = 1.0,
     standby_seconds: float = 5.0,
     gather_seconds: float = 0.01,
+    quiet_seconds: float = 0.002,
     max_batch: int = 1000,
 ) -> None:
     """Block, calling ``on_jobs(job_ids)`` for the ``NOTIFY einvoice_jobs`` payloads until ``stop``.
@@ -159,10 +162,11 @@ def listen_for_new_jobs(
       every ``standby_seconds``. When the active worker dies its connection closes, the lock is
       released and a standby takes over. (Several listeners would each run the same ``UPDATE``
       for every insert; only one would win it.)
-    * **Batches.** After the first notification, whatever else arrives within
-      ``gather_seconds`` (up to ``max_batch``) is handed over in the same call, so a producer
-      committing 1,000 inserts at once costs one ``UPDATE``, not 1,000. The 10 ms default also
-      groups steady arrivals (about one per batch at 100/s with 2 ms), for 10 ms of latency.
+    * **Batches.** After the first notification, more are gathered while they keep coming:
+      until ``quiet_seconds`` (2 ms) pass without one, ``gather_seconds`` (10 ms) after the
+      first, or ``max_batch`` are in hand; then the batch is handed over in one call. A
+      producer committing 1,000 inserts at once costs one ``UPDATE``, not 1,000, while a job
+      that arrives alone (steady 100/s arrivals are 10 ms apart) waits 2 ms, not 10.
     * A lost connection (PostgreSQL restarted) is re-opened after a pause; notifications sent
       meanwhile are not lost work, because the beat dispatcher finds those jobs anyway.
 
@@ -189,12 +193,28 @@ def listen_for_new_jobs(
                     batch = [n.payload for n in conn.notifies(timeout=poll_seconds, stop_after=1)]
                     if not batch:
                         continue
-                    batch += [n.payload for n in conn.notifies(timeout=gather_seconds,
-                                                               stop_after=max_batch)]
+                    _gather(conn, batch, gather_seconds, quiet_seconds, max_batch)
                     _hand_over(batch, on_jobs)
         except psycopg.OperationalError as exc:
             log.warning("job listener lost PostgreSQL (%s); reconnecting", exc)
             stop.wait(2.0)
+
+
+def _gather(conn: Any, batch: list[str], gather_seconds: float, quiet_seconds: float,
+            max_batch: int) -> None:
+    """Append to ``batch`` the notification payloads that keep arriving on ``conn`` (a psycopg
+    connection that LISTENs): stop after ``quiet_seconds`` without one, ``gather_seconds`` in
+    all, or at ``max_batch`` payloads."""
+    deadline = time.monotonic() + gather_seconds
+    while len(batch) < max_batch:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        more = [n.payload for n in conn.notifies(timeout=min(quiet_seconds, left),
+                                                 stop_after=max_batch - len(batch))]
+        if not more:
+            return
+        batch += more
 
 
 def _hand_over(payloads: list[str], on_jobs: Callable[[list[uuid.UUID]], object]) -> None:
