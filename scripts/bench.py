@@ -885,6 +885,17 @@ def b6_line(r: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------
 
 
+def reference_loop_seconds(iterations: int = 10_000_000) -> float:
+    """Seconds of CPU a fixed pure-Python loop takes now: how fast this (virtual) machine runs at
+    the moment. Runs on a shared host vary with the neighbours' load; printing this beside the
+    figures tells a slow hour from a slower system (same code, same loop, another time)."""
+    started = time.process_time()
+    total = 0
+    for i in range(iterations):
+        total += i
+    return time.process_time() - started
+
+
 def machine_line(stack: Stack) -> str:
     """Date, CPU, cores, memory and the versions the figures were measured with."""
     import celery
@@ -907,7 +918,8 @@ def machine_line(stack: Stack) -> str:
             f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
             f"Python {platform.python_version()}, PostgreSQL {version[0] if version else '?'}, "
             f"Redis {redis_info.get('redis_version')}, Celery {celery.__version__}, "
-            f"httpx {httpx.__version__}")
+            f"httpx {httpx.__version__}; reference loop (10M additions) "
+            f"{reference_loop_seconds():.2f} s of CPU")
 
 
 SCENARIOS = ("B1", "B2", "B3", "B4", "B6")
