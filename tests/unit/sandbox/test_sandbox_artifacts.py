@@ -71,7 +71,8 @@ def test_a_qr_reader_reads_the_dian_lookup_url_of_the_cufe_from_the_qr_image():
     cufe = _cufe()
     png = base64.b64decode(artifacts.qr_image(cufe).split(",", 1)[1].strip())
 
-    # Scaled up as a viewer would show it; zxing-cpp's reader is independent of how it was drawn.
+    # Scaled up as a viewer shows it, then decoded from the PNG's pixels: a broken PNG, inverted
+    # colours, a missing quiet zone or the wrong URL fail here.
     picture = Image.open(io.BytesIO(png)).convert("L")
     picture = picture.resize((picture.width * 4, picture.height * 4), Image.Resampling.NEAREST)
     found = zxingcpp.read_barcode(picture, formats=zxingcpp.BarcodeFormat.QRCode)
