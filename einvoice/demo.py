@@ -105,7 +105,6 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     from einvoice.db import migrate  # noqa: PLC0415
     from einvoice.db.engine import make_engine, make_session_factory  # noqa: PLC0415
     from einvoice.db.models import ElectronicInvoicingJob  # noqa: PLC0415
-    from einvoice.queueing import CeleryPublisher  # noqa: PLC0415
     from einvoice.sample import generate_sample  # noqa: PLC0415
     from einvoice.services.enqueue import enqueue_invoice  # noqa: PLC0415
 
@@ -187,11 +186,10 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
 
         started = time.monotonic()
         invoice_ids = list(sample.valid_invoice_ids) + [w["invoice_id"] for w in sample.wrong_invoices]
-        publisher = CeleryPublisher()
         by_python, by_sql = invoice_ids[0::2], invoice_ids[1::2]
         with factory() as session:
             for invoice_id in by_python:
-                enqueue_invoice(session, invoice_id, publisher=publisher)
+                enqueue_invoice(session, invoice_id)
                 session.commit()
             for invoice_id in by_sql:
                 session.execute(text(
@@ -200,7 +198,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                     "FROM invoice_sales WHERE id = :id"), {"id": invoice_id})
                 session.commit()
             for note_id in sample.credit_note_ids:
-                enqueue_invoice(session, note_id, "credit_note", publisher=publisher)
+                enqueue_invoice(session, note_id, "credit_note")
                 session.commit()
         total = len(invoice_ids) + len(sample.credit_note_ids)
         out.print(f"enqueued {len(by_python)} invoices with the Python producer, {len(by_sql)} "

@@ -22,9 +22,10 @@ and beat as subprocesses, and this driver. Scenarios (issue 6):
   organization.
 * **B4 producers.** ``enqueue_invoice`` and plain SQL inserts, one job per transaction from several
   producer threads and in batches of 100 (and ``enqueue_invoices``, the bulk call, 100 invoices
-  per call): jobs/s committed, and until every wake-up message is in
-  the Redis queue (published after commit by ``enqueue_invoice``, by the workers' ``LISTEN``
-  listener for plain SQL; the worker used here consumes another queue, so messages stay counted).
+  per call), and ``enqueue_invoice`` with a publisher (the call publishes after the commit):
+  jobs/s committed, and until every wake-up message is in the Redis queue (published by the
+  workers' ``LISTEN`` listener, or by the call given a publisher; the worker used here consumes
+  another queue, so messages stay counted). The target is checked on one job per transaction.
 * **B5 memory.** Worker RSS (psutil) sampled through B1's 50-in-flight run; ``--soak MINUTES``
   runs open-loop load for that long and reports the growth from the first minute to the end.
 * **B6 scale.** 1,000,000 job rows (most final); the dispatcher's query
@@ -662,7 +663,7 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
     threads = 4
     db = ctx.stack.new_database("bench_b4")
     templates = db.seed_organizations(1)
-    invoices = iter(db.clone_invoices(templates, 5 * p.b4_jobs))
+    invoices = iter(db.clone_invoices(templates, 6 * p.b4_jobs))
     # Producers publish with this process's Celery app (celeryconfig reads the broker here).
     ctx.stack.use_in_this_process(db, "http://127.0.0.1:9")
     publisher = CeleryPublisher()
@@ -708,12 +709,18 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
     def python_producer(batch: list[uuid.UUID]) -> None:
         with db.factory() as session:
             for invoice_id in batch:
+                enqueue_invoice(session, invoice_id)
+            session.commit()
+
+    def publishing_producer(batch: list[uuid.UUID]) -> None:
+        with db.factory() as session:
+            for invoice_id in batch:
                 enqueue_invoice(session, invoice_id, publisher=publisher)
             session.commit()
 
     def bulk_producer(batch: list[uuid.UUID]) -> None:
         with db.factory() as session:
-            enqueue_invoices(session, batch, publisher=publisher)
+            enqueue_invoices(session, batch)
             session.commit()
 
     def sql_producer(batch: list[uuid.UUID]) -> None:
@@ -729,6 +736,8 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
     n = p.b4_jobs
     measure("enqueue_invoice, 1 job per transaction",
             [[next(invoices)] for _ in range(n)], python_producer)
+    measure("enqueue_invoice with a publisher (the call publishes), 1 job per transaction",
+            [[next(invoices)] for _ in range(n)], publishing_producer)
     measure("enqueue_invoice, 100 jobs per transaction",
             [[next(invoices) for _ in range(100)] for _ in range(n // 100)], python_producer)
     measure("enqueue_invoices, 100 jobs per call and transaction",
@@ -742,15 +751,18 @@ def b4_producers(ctx: Context) -> dict[str, Any]:
 
 
 def b4_line(r: dict[str, Any]) -> str:
-    """The B4 summary line: the slower of committed/enqueued per mode, against 1,000/s."""
+    """The B4 summary line: the slower of committed/enqueued per mode; the target (1,000/s) is
+    checked on one job per transaction, the hardest case, for ``enqueue_invoice`` (its default,
+    listener-woken mode) and for plain SQL."""
     modes = r["modes"]
-    parts = [f"{name}: {min(v['committed'], v['enqueued']):.0f}/s" for name, v in modes.items()]
-    best = {kind: max((min(v["committed"], v["enqueued"]) for name, v in modes.items()
-                       if name.startswith(kind)), default=0.0)
-            for kind in ("enqueue_invoice", "plain SQL")}
-    ok = all(v >= 1000 for v in best.values())
+    rate = {name: min(v["committed"], v["enqueued"]) for name, v in modes.items()}
+    parts = [f"{name}: {value:.0f}/s" for name, value in rate.items()]
+    checked = [rate.get("enqueue_invoice, 1 job per transaction", 0.0),
+               rate.get("plain SQL, 1 job per transaction", 0.0)]
+    ok = all(v >= 1000 for v in checked)
     return (f"B4 producers ({r['threads']} threads, committed and enqueued): " + "; ".join(parts)
-            + f" [target ≥ 1,000 jobs/s for each producer: {'PASS' if ok else 'MISS'}]")
+            + " [target ≥ 1,000 jobs/s for enqueue_invoice and plain SQL, one job per "
+            f"transaction: {'PASS' if ok else 'MISS'}]")
 
 
 # ------------------------------------------------------------------------------------------

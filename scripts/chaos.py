@@ -166,16 +166,14 @@ def load_dataset(db: Database, profile: ChaosProfile, seed: int, accounts: list[
 
 def enqueue_all(db: Database, data: Dataset) -> list[uuid.UUID]:
     """Enqueue every invoice: even positions with ``enqueue_invoice`` (one transaction each),
-    odd ones with a plain SQL insert. Returns the job ids."""
-    from einvoice.queueing import CeleryPublisher
+    odd ones with a plain SQL insert; the workers' listener publishes both. Returns the job ids."""
     from einvoice.services.enqueue import enqueue_invoice
 
-    publisher = CeleryPublisher()
     job_ids: list[uuid.UUID] = []
     with db.factory() as session, db.connect() as conn:
         for position, invoice_id in enumerate(data.invoice_ids):
             if position % 2 == 0:
-                job_ids.append(enqueue_invoice(session, invoice_id, publisher=publisher).id)
+                job_ids.append(enqueue_invoice(session, invoice_id).id)
                 session.commit()
             else:
                 job_ids.extend(db.insert_jobs([invoice_id], conn))

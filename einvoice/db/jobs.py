@@ -13,8 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import SmallInteger, func, literal, null, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
@@ -22,7 +21,6 @@ from einvoice.db.models import (
     NON_FINAL_JOB_STATUSES,
     ElectronicInvoicingEvent,
     ElectronicInvoicingJob,
-    InvoiceSale,
 )
 
 Job = ElectronicInvoicingJob
@@ -48,6 +46,33 @@ def active_job_for_invoice(session: Session, invoice_id: uuid.UUID, document_typ
     ).one_or_none()
 
 
+# Jobs and their "enqueued" events in one statement (one round trip per producer call). The
+# ON CONFLICT target names the partial unique index's predicate literally: with a bound parameter
+# PostgreSQL could not match the index once psycopg prepares the statement (after 5 executions).
+_INSERT_PENDING_JOBS = text("""
+WITH new AS (
+    INSERT INTO electronic_invoicing_jobs
+           (organization_id, invoice_id, document_type, provider, status, max_attempts,
+            dispatched_at)
+    SELECT organization_id, id, :document_type, 'factus', 'pending', :max_attempts,
+           CASE WHEN :dispatched THEN now() END
+      FROM invoice_sales
+     WHERE id = ANY(CAST(:invoice_ids AS uuid[])) AND organization_id IS NOT NULL
+        ON CONFLICT (invoice_id, document_type)
+           WHERE status IN ('pending', 'processing', 'sent') DO NOTHING
+    RETURNING *
+), events AS (
+    INSERT INTO electronic_invoicing_events (job_id, event_type, event_message, metadata,
+                                             created_at)
+    SELECT id, 'enqueued', :message,
+           jsonb_build_object('to', 'pending', 'reference_code', reference_code),
+           clock_timestamp()
+      FROM new
+)
+SELECT * FROM new
+""")
+
+
 def insert_pending_jobs(
     session: Session,
     *,
@@ -55,36 +80,29 @@ def insert_pending_jobs(
     document_type: str,
     max_attempts: int,
     dispatched: bool = False,
+    message: str = "enqueued",
 ) -> list[Job]:
-    """Insert a ``pending`` factus job for each invoice, in one statement; return the new jobs.
+    """Insert a ``pending`` factus job for each invoice, with its ``enqueued`` event, in one
+    statement; return the new jobs (ORM objects in ``session``).
 
     ``INSERT ... SELECT`` from ``invoice_sales`` (each job takes its invoice's
     ``organization_id``) ``ON CONFLICT DO NOTHING`` on the partial unique index
     ``ux_ei_jobs_one_active_per_invoice``, so two concurrent producers cannot both insert. An
     invoice that does not exist (or has no organization), or already has a non-final job of
-    this document type, gets no row. ``dispatched`` stamps ``dispatched_at`` (the caller
-    publishes the wake-ups itself, so the ``NOTIFY`` listener leaves the jobs alone).
+    this document type, gets no row and no event. Each new job gets one ``enqueued`` event
+    (``message``; metadata ``{"to": "pending", "reference_code": ...}``).
+
+    Args:
+        dispatched: stamp ``dispatched_at``: the caller publishes the wake-ups itself, so the
+            ``NOTIFY`` trigger (migration 0004) stays silent. False: the trigger notifies the
+            workers' listener when the transaction commits, and it publishes them.
     """
     if not invoice_ids:
         return []
-    source = select(
-        InvoiceSale.organization_id, InvoiceSale.id, literal(document_type), literal("factus"),
-        literal("pending"), literal(max_attempts, SmallInteger),
-        func.now() if dispatched else null(),
-    ).where(InvoiceSale.id.in_(list(invoice_ids)), InvoiceSale.organization_id.is_not(None))
-    stmt = (
-        insert(Job)
-        .from_select(["organization_id", "invoice_id", "document_type", "provider", "status",
-                      "max_attempts", "dispatched_at"], source)
-        .on_conflict_do_nothing(
-            index_elements=["invoice_id", "document_type"],
-            # A literal predicate: with bound parameters PostgreSQL cannot match the partial
-            # index once psycopg prepares the statement (after 5 executions).
-            index_where=text("status IN ('pending', 'processing', 'sent')"),
-        )
-        .returning(Job)
-    )
-    return list(session.scalars(stmt))
+    stmt = select(Job).from_statement(_INSERT_PENDING_JOBS)
+    return list(session.scalars(stmt, {
+        "invoice_ids": list(invoice_ids), "document_type": document_type,
+        "max_attempts": max_attempts, "dispatched": dispatched, "message": message}))
 
 
 def active_jobs_for_invoices(session: Session, invoice_ids: Sequence[uuid.UUID],

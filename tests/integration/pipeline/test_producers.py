@@ -241,6 +241,51 @@ def test_one_listener_publishes_each_plain_insert_once_and_a_standby_takes_over(
     stops[1 - active].set()
 
 
+def test_enqueue_without_a_publisher_is_woken_by_the_listener_after_commit_only(
+    session: Session, session_factory: sessionmaker[Session], db_url: str
+) -> None:
+    """The default: the call only inserts; the trigger's NOTIFY reaches the workers' listener
+    when the transaction commits, and the listener publishes the job once. A rolled-back call
+    wakes nobody."""
+    publisher = RecordingPublisher()
+    stop = threading.Event()
+    listener = threading.Thread(
+        target=listen_for_new_jobs, daemon=True,
+        args=(libpq_url(db_url), lambda ids: dispatch_new_jobs(session_factory, publisher, ids),
+              stop), kwargs={"poll_seconds": 0.1, "standby_seconds": 0.2})
+    listener.start()
+    try:
+        assert _wait(lambda: bool(session.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objid = :key"), {"key": LISTENER_LOCK_KEY}).scalar()))
+        session.commit()
+        time.sleep(0.3)  # the lock holder LISTENs right after taking the lock
+        kept, dropped = _invoice(session), _invoice(session)
+        session.commit()
+
+        job = enqueue_invoice(session, kept)
+        time.sleep(0.5)
+        assert publisher.sent == []  # not before the commit
+        session.commit()
+        assert _wait(lambda: publisher.sent == [job.id])
+        enqueue_invoice(session, dropped)
+        session.rollback()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        listener.join(timeout=5)
+
+    assert publisher.sent == [job.id]
+    assert session.scalar(select(ElectronicInvoicingJob.dispatched_at).where(
+        ElectronicInvoicingJob.id == job.id)) is not None  # the listener stamped its publish
+    assert session.scalar(select(ElectronicInvoicingJob.id).where(
+        ElectronicInvoicingJob.invoice_id == dropped)) is None
+    [event] = session.scalars(select(ElectronicInvoicingEvent).where(
+        ElectronicInvoicingEvent.job_id == job.id)).all()
+    assert (event.event_type, event.metadata_) == (
+        "enqueued", {"to": "pending", "reference_code": job.reference_code})
+
+
 # -- select_due_for_dispatch: budgets, in-flight accounting, concurrent dispatchers ----------
 
 
