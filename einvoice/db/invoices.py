@@ -15,7 +15,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, select, update
+from sqlalchemy import Table, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from einvoice.db.models import (
@@ -255,29 +255,3 @@ def known_municipality_ids(session: Session) -> frozenset[int]:
     return frozenset(session.scalars(select(DianMunicipality.id)))
 
 
-_MARK_VALIDATED = (
-    update(_SALES)
-    .where(_SALES.c.id == bindparam("invoice_id"))
-    .values(xml_uuid=bindparam("cufe"), number=bindparam("number"),
-            qr_image=bindparam("qr_image"), validated_at=bindparam("validated_at"),
-            status=VALIDATED)
-)
-
-
-def mark_validated(
-    session: Session,
-    invoice_id: uuid.UUID,
-    *,
-    cufe: str,
-    number: str,
-    qr_image: str | None,
-    validated_at: datetime,
-) -> None:
-    """Write DIAN's answer onto ``invoice_sales`` (issue 4, "Outcomes", accepted).
-
-    ``xml_uuid`` takes the CUFE (or a credit note's CUDE), ``number`` the Factus number,
-    ``qr_image`` the data-URI PNG, ``validated_at`` DIAN's validation time (UTC), ``status``
-    becomes ``validated``.
-    """
-    session.execute(_MARK_VALIDATED, {"invoice_id": invoice_id, "cufe": cufe, "number": number,
-                                      "qr_image": qr_image, "validated_at": validated_at})

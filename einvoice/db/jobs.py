@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -368,11 +367,6 @@ def events_for(session: Session, job_id: uuid.UUID) -> list[ElectronicInvoicingE
     )
 
 
-def db_now(session: Session) -> datetime:
-    """PostgreSQL's ``now()`` (UTC), the clock every worker agrees on."""
-    return session.execute(select(func.now())).scalar_one()
-
-
 def job_by_reference(session: Session, reference_code: str) -> Job | None:
     """The job whose Factus ``reference_code`` is ``reference_code``, or None (not ours)."""
     return session.scalars(select(Job).where(Job.reference_code == reference_code)).one_or_none()
@@ -484,42 +478,6 @@ def wake_jobs_waiting_for_account(session: Session, organization_id: int,
 EventSpec = tuple[str, str | None, str | None, dict[str, Any] | None]
 
 
-def add_events(session: Session, job_id: uuid.UUID, events: Sequence[EventSpec]) -> None:
-    """Append ``events`` to the job's history in one multi-row ``INSERT`` (the hot path's way).
-
-    Same rows as calling :func:`add_event` for each, without an ORM flush per event: row ``i`` is
-    stamped ``clock_timestamp() + i µs`` so the events keep their order even within one
-    microsecond. Nothing is returned; nothing here commits.
-    """
-    add_events_of_jobs(session, [(job_id, event) for event in events])
-
-
-def add_events_of_jobs(session: Session, rows: Sequence[tuple[uuid.UUID, EventSpec]]) -> None:
-    """Like :func:`add_events`, for events of several jobs: ``rows`` are (job id, event)."""
-    for start in range(0, len(rows), 1000):  # PostgreSQL takes at most 65,535 parameters
-        _insert_events(session, rows[start:start + 1000])
-
-
-def _insert_events(session: Session, rows: Sequence[tuple[uuid.UUID, EventSpec]]) -> None:
-    params: dict[str, Any] = {}
-    for index, (job_id, (event_type, code, message, metadata)) in enumerate(rows):
-        params[f"j{index}"] = job_id
-        params[f"t{index}"] = event_type
-        params[f"c{index}"] = code
-        params[f"m{index}"] = message
-        params[f"d{index}"] = None if metadata is None else Jsonb(metadata)
-    session.execute(_insert_events_statement(len(rows)), params)
-
-
-@functools.lru_cache(maxsize=128)
-def _insert_events_statement(rows: int) -> TextClause:
-    values = ", ".join(
-        f"(:j{i}, :t{i}, :c{i}, :m{i}, :d{i}, clock_timestamp() + interval '{i} microseconds')"
-        for i in range(rows))
-    return text("INSERT INTO electronic_invoicing_events (job_id, event_type, event_code, "
-                f"event_message, metadata, created_at) VALUES {values}")
-
-
 class Sql:
     """A SQL expression as a value of :func:`update_job` (``Sql("now()")``), with its params."""
 
@@ -533,9 +491,25 @@ class Sql:
 NOW = Sql("now()")
 
 
+#: The invoice's side of an acceptance, written by :func:`update_job`'s statement: the CUFE (or
+#: CUDE) into ``xml_uuid``, the Factus ``number``, the QR ``qr_image`` (data-URI PNG) and DIAN's
+#: ``validated_at`` (now() when None), ``status`` ``validated`` (issue 4, "Outcomes"; the
+#: columns :class:`einvoice.db.models.InvoiceSale` documents).
+_MARK_VALIDATED_OF_JOB = """, validated AS (
+    UPDATE invoice_sales
+       SET xml_uuid = :m_cufe, number = :m_number, qr_image = :m_qr_image,
+           validated_at = coalesce(CAST(:m_validated_at AS timestamptz), now()),
+           status = 'validated'
+      FROM job WHERE invoice_sales.id = job.invoice_id
+)"""
+
+
 def update_job(session: Session, job_id: uuid.UUID, values: Mapping[str, Any], *,
-               lease: tuple[str, int] | None = None) -> uuid.UUID | None:
-    """``UPDATE`` one job's columns; the hot path's replacement for an ORM flush.
+               lease: tuple[str, int] | None = None, events: Sequence[EventSpec] = (),
+               validated: Mapping[str, Any] | None = None) -> uuid.UUID | None:
+    """``UPDATE`` one job's columns, append its events and, on acceptance, mark its invoice
+    validated: one statement (data-modifying CTEs), one round trip; the hot path's replacement
+    for an ORM flush and three statements (issue 6, B1).
 
     Args:
         values: column name -> a Python value (bound; dicts are stored as JSONB) or a
@@ -543,8 +517,14 @@ def update_job(session: Session, job_id: uuid.UUID, values: Mapping[str, Any], *
             :delay)", delay=3.0)``). Column names come from our code, never from input.
         lease: (worker, attempt): update only while the job is ``processing`` under that
             worker's lease of that attempt.
+        events: appended in order (row ``i`` stamped
+            ``clock_timestamp() + i µs``), only if the job matched.
+        validated: ``{"cufe", "number", "qr_image", "validated_at"}`` (``validated_at`` a UTC
+            ``datetime`` or None for now()): written onto the job's ``invoice_sales`` row, only
+            if the job matched.
     Returns:
-        The job's ``invoice_id``, or None when no row matched (unknown job, or lease lost).
+        The job's ``invoice_id``, or None when no row matched (unknown job, or lease lost):
+        then nothing at all was written.
     """
     params: dict[str, Any] = {"job_id": job_id}
     sets = []
@@ -560,13 +540,29 @@ def update_job(session: Session, job_id: uuid.UUID, values: Mapping[str, Any], *
         where += (" AND status = 'processing' AND leased_by = :lease_worker"
                   " AND attempt_count = :lease_attempt")
         params["lease_worker"], params["lease_attempt"] = lease
-    sql = (f"UPDATE electronic_invoicing_jobs SET {', '.join(sets)} WHERE {where} "
+    job = (f"UPDATE electronic_invoicing_jobs SET {', '.join(sets)} WHERE {where} "
            "RETURNING invoice_id") if sets else (
            f"SELECT invoice_id FROM electronic_invoicing_jobs WHERE {where}")
+    sql = f"WITH job AS ({job})"
+    if events:
+        rows = ", ".join(f"(:e_t{i}, :e_c{i}, :e_m{i}, CAST(:e_d{i} AS jsonb), {i})"
+                         for i in range(len(events)))
+        sql += (", events AS (INSERT INTO electronic_invoicing_events (job_id, event_type, "
+                "event_code, event_message, metadata, created_at) SELECT :job_id, e.t, e.c, "
+                "e.m, e.d, clock_timestamp() + e.i * interval '1 microsecond' "
+                f"FROM job, (VALUES {rows}) AS e(t, c, m, d, i))")
+        for i, (event_type, code, message, metadata) in enumerate(events):
+            params[f"e_t{i}"], params[f"e_c{i}"], params[f"e_m{i}"] = event_type, code, message
+            params[f"e_d{i}"] = None if metadata is None else Jsonb(metadata)
+    if validated is not None:
+        sql += _MARK_VALIDATED_OF_JOB
+        params.update({f"m_{key}": validated[key]
+                       for key in ("cufe", "number", "qr_image", "validated_at")})
+    sql += " SELECT invoice_id FROM job"
     return session.execute(_statement(sql), params).scalar_one_or_none()
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def _statement(sql: str) -> TextClause:
     return text(sql)
 

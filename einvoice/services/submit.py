@@ -173,8 +173,8 @@ def _thread_worker_id(ctx: SubmitContext) -> str:
 def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str:
     """Claim the job and build its payload; return a _Claimed, or a short reason string.
 
-    One transaction: the compare-and-set claim, the ERP reads of the payload, then one ``UPDATE``
-    of the job and one ``INSERT`` of its events (:class:`_Change`).
+    One transaction: the compare-and-set claim, the ERP reads of the payload, then one statement
+    that updates the job and inserts its events (:class:`_Change`).
     """
     with UnitOfWork(ctx.session_factory) as uow:
         session = uow.session
@@ -648,8 +648,9 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
 class _Change:
     """What one step does to a job: column values and events, written together by :meth:`apply`.
 
-    One Core ``UPDATE`` and one multi-row ``INSERT`` of events per step, instead of an ORM
-    flush per change and per event (the hot path's cost, issue 6 B1).
+    One statement per step (:func:`job_repo.update_job`: the ``UPDATE``, the events' multi-row
+    ``INSERT`` and, on acceptance, the invoice's ``UPDATE``), instead of an ORM flush per change
+    and per event (the hot path's cost, issue 6 B1).
 
     Args:
         attempt: the job's ``attempt_count`` as claimed (events carry it).
@@ -695,23 +696,19 @@ class _Change:
                                                "to": status, "delay_s": round(delay, 3)})
 
     def apply(self, session: Session, job_id: uuid.UUID, *, lease: tuple[str, int] | None = None,
-              ) -> uuid.UUID | None:
-        """Write the change: one ``UPDATE`` of the job (if any value), one ``INSERT`` of events.
+              validated: dict[str, Any] | None = None) -> uuid.UUID | None:
+        """Write the change in one statement (:func:`job_repo.update_job`): the job's values,
+        its events and, with ``validated``, the invoice's CUFE, number, QR and validation time.
 
         Args:
-            lease: (worker, attempt): update only while that worker still holds that attempt's
+            lease: (worker, attempt): write only while that worker still holds that attempt's
                 lease; otherwise write nothing.
+            validated: the invoice's side of an acceptance (see :func:`job_repo.update_job`).
         Returns:
-            The job's ``invoice_id`` when the update matched (or there was none to make), None
-            when the lease was lost.
+            The job's ``invoice_id`` when the job matched, None when the lease was lost.
         """
-        invoice_id = None
-        if self.values or lease is not None:
-            invoice_id = job_repo.update_job(session, job_id, self.values, lease=lease)
-            if invoice_id is None:
-                return None
-        job_repo.add_events(session, job_id, self.events)
-        return invoice_id
+        return job_repo.update_job(session, job_id, self.values, lease=lease,
+                                   events=self.events, validated=validated)
 
 
 def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
@@ -755,22 +752,22 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
                           message=f"gave up after {claimed.attempt} attempts: {outcome.message}")
     with UnitOfWork(ctx.session_factory) as uow:
         session = uow.session
-        invoice_id = change.apply(session, claimed.job_id, lease=(worker, claimed.attempt))
+        validated = None
+        if outcome.kind == "accepted":
+            document = outcome.document
+            assert document is not None
+            validated = {"cufe": change.values["cufe"] or "", "number": document.number or "",
+                         "qr_image": document.qr_image, "validated_at": document.validated_at}
+        invoice_id = change.apply(session, claimed.job_id, lease=(worker, claimed.attempt),
+                                  validated=validated)
         if invoice_id is None:
             log.warning("job %s: lease lost before recording %s; the new holder reconciles",
                         claimed.job_id, outcome.kind)
             return "lease_lost"
-        if outcome.kind == "accepted":
-            document = outcome.document
-            assert document is not None
-            invoice_repo.mark_validated(
-                session, invoice_id, cufe=change.values["cufe"] or "",
-                number=document.number or "", qr_image=document.qr_image,
-                validated_at=document.validated_at or job_repo.db_now(session))
-            # Issue 7: the PDF and XML are downloaded once by a follow-up, published after
-            # this commit (unless EINVOICE_ARCHIVE_DOCUMENTS is off).
-            if ctx.settings.einvoice_archive_documents:
-                schedule_archive(session, claimed.job_id)
+        # Issue 7: the PDF and XML are downloaded once by a follow-up, published after this
+        # commit (unless EINVOICE_ARCHIVE_DOCUMENTS is off).
+        if outcome.kind == "accepted" and ctx.settings.einvoice_archive_documents:
+            schedule_archive(session, claimed.job_id)
         if claimed.own_pending and outcome.kind in ("accepted", "rejected", "failed"):
             # Its document no longer blocks the account: the jobs waiting for it go now.
             job_repo.wake_jobs_waiting_for_account(session, claimed.organization_id,
