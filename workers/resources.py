@@ -80,8 +80,10 @@ def _build() -> Resources:
     settings = get_settings()
     # One connection per task thread, plus the job listener's and a margin; never more than
     # 52 kept open per process (PostgreSQL's max_connections is shared by every worker).
+    # No pre-ping: every database step of a task is retried (the claim by the task, the record
+    # for 60 s), and the first disconnect error after a PostgreSQL restart replaces the pool.
     engine = make_engine(settings.require_database_url(), pool_size=min(concurrency(), 50) + 2,
-                         max_overflow=10)
+                         max_overflow=10, pre_ping=False)
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=10,
                                         socket_connect_timeout=5, retry_on_timeout=True,
                                         health_check_interval=10)

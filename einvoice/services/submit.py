@@ -257,11 +257,21 @@ def _wait_behind(ctx: SubmitContext, blocker: Any) -> float:
 
 
 def _blocker_of(ctx: SubmitContext, claimed: _Claimed) -> Any:
-    """Our ``sent`` job on the claimed job's Factus account, if any (a short read)."""
-    with ctx.session_factory() as session:
-        return job_repo.pending_blocker(
-            session, account=claimed.account.username, environment=claimed.account.environment,
-            document_type=claimed.document_type, exclude=claimed.job_id)
+    """Our ``sent`` job on the claimed job's Factus account, if any (a short read).
+
+    A database error here (PostgreSQL restarting) counts as "none known": the check only saves
+    a request, and a 409 that it would have avoided is handled like any other.
+    """
+    try:
+        with ctx.session_factory() as session:
+            return job_repo.pending_blocker(
+                session, account=claimed.account.username,
+                environment=claimed.account.environment,
+                document_type=claimed.document_type, exclude=claimed.job_id)
+    except (OperationalError, DBAPIError) as exc:
+        log.warning("job %s: pre-send check for a pending document failed (%s); sending",
+                    claimed.job_id, type(exc).__name__)
+        return None
 
 
 class _AccountBlocked(EinvoiceError):
