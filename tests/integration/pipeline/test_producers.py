@@ -384,6 +384,33 @@ def test_dispatcher_counts_the_jobs_in_flight_once_per_round_even_on_stale_stati
     assert reads and all(node["Actual Loops"] == 1 for node in reads)
 
 
+def test_listener_marks_a_burst_reading_each_job_once_even_on_stale_statistics(
+        session: Session, session_factory: sessionmaker[Session]) -> None:
+    # Issue 6, B1: statistics taken while nearly every job was final, then an ERP's bulk insert
+    # (no ANALYZE yet): the planner believed the pending jobs were a handful and joined the
+    # marked ones back through a full scan of the active-jobs index, once per job: 1.7 s and
+    # 1.2 million buffers per 1,000-job batch.
+    done = _insert_plain(session, 300)
+    session.execute(text("UPDATE electronic_invoicing_jobs SET status = 'accepted' "
+                         "WHERE id = ANY(:ids)"), {"ids": list(done)})
+    session.commit()
+    with session_factory() as autocommit:
+        autocommit.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).execute(
+            text("VACUUM ANALYZE electronic_invoicing_jobs"))
+    burst = list(_insert_plain(session, 3000))
+    statement = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + job_repo._MARK_NEW_DISPATCHED.text
+    (plan,) = session.execute(text(statement), {
+        "ids": burst[:1000], "cap_orgs": [], "caps": []}).scalar_one()
+    session.rollback()
+
+    top = plan["Plan"]
+    assert top["Actual Rows"] == 1000
+    buffers = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+    assert buffers < 50 * 1000, [(node["Node Type"], node.get("Index Name"), node["Actual Loops"],
+                                  node["Shared Hit Blocks"])
+                                 for node in _plan_nodes(top)]
+
+
 def test_a_wakeup_of_several_jobs_hands_back_those_not_started_within_its_budget(
         session_factory: sessionmaker[Session]) -> None:
     # Jobs that are not due (unknown ids here) return at once, without any Factus call.
