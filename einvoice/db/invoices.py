@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, case, func, select, true
 from sqlalchemy.orm import Session
 
+from einvoice.db import raw
 from einvoice.db.models import (
     Branch,
     Customer,
@@ -105,6 +106,8 @@ _ITEM_ROWS = (
     .order_by(_ITEMS.c.id)
 )
 
+_INVOICE_ROW_RAW = raw.RawStatement.of(_INVOICE_ROW)
+_ITEM_ROWS_RAW = raw.RawStatement.of(_ITEM_ROWS)
 
 _INVOICE_PART_NAMES = tuple(tuple(column.name for column in table.c)
                             for table, _prefix in _INVOICE_PARTS)
@@ -135,7 +138,7 @@ def _numbering_range(row: Any, document_type: str) -> NumberingRangeData | None:
 
 
 def _items(session: Session, invoice_id: uuid.UUID) -> tuple[ItemData, ...]:
-    rows = session.execute(_ITEM_ROWS, {"invoice_id": invoice_id}).all()
+    rows = raw.execute(session, _ITEM_ROWS_RAW, {"invoice_id": invoice_id}).fetchall()
     items = []
     for index, item in enumerate(rows):
         items.append(
@@ -198,8 +201,8 @@ def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str) ->
     """
     # The invoice with its issuer, customer, branch and numbering range in one statement (five
     # round trips before; issue 6, B1: the ORM loads were half of the payload build's time).
-    row = session.execute(_INVOICE_ROW, {"invoice_id": invoice_id,
-                                         "document_type": document_type}).first()
+    row = raw.execute(session, _INVOICE_ROW_RAW, {"invoice_id": invoice_id,
+                                                  "document_type": document_type}).fetchone()
     if row is None:
         raise PayloadError("invoice_not_found", field="invoice_sales.id", value=str(invoice_id),
                            detail="the invoice row does not exist")

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
+from einvoice.db import raw
 from einvoice.db.models import (
     NON_FINAL_JOB_STATUSES,
     ElectronicInvoicingEvent,
@@ -290,6 +291,8 @@ RETURNING id, organization_id, invoice_id, document_type, status, attempt_count,
           request_payload, error_code, error_message, outcome_unknown, reference_code
 """)
 
+_CLAIM_RAW = raw.RawStatement.of(_CLAIM)
+
 
 def claim(session: Session, job_id: uuid.UUID, *, lease_seconds: int, worker: str) -> Any:
     """Atomically take a due job: ``pending``/``sent`` → ``processing`` with a lease.
@@ -304,8 +307,9 @@ def claim(session: Session, job_id: uuid.UUID, *, lease_seconds: int, worker: st
         (already incremented), ``max_attempts``, ``request_payload``, ``error_code``,
         ``error_message``, ``outcome_unknown``, ``reference_code``).
     """
-    return session.execute(_CLAIM, {"job_id": job_id, "lease_seconds": int(lease_seconds),
-                                    "worker": worker}).one_or_none()
+    return raw.execute(session, _CLAIM_RAW, {"job_id": job_id,
+                                             "lease_seconds": int(lease_seconds),
+                                             "worker": worker}).fetchone()
 
 
 def release_expired_leases(session: Session, *, limit: int) -> list[tuple[uuid.UUID, str | None, bool]]:
@@ -451,6 +455,8 @@ SELECT id, greatest(extract(epoch FROM next_retry_at - now()), 0)::float AS wait
  LIMIT 1
 """)
 
+_PENDING_BLOCKER_RAW = raw.RawStatement.of(_PENDING_BLOCKER)
+
 
 def pending_blocker(
     session: Session, *, account: str, environment: str, document_type: str, exclude: uuid.UUID
@@ -464,9 +470,9 @@ def pending_blocker(
         None, or a row with ``id`` (the blocking job) and ``wait_seconds`` (float, >= 0: until
         its re-check is due).
     """
-    return session.execute(_PENDING_BLOCKER, {
+    return raw.execute(session, _PENDING_BLOCKER_RAW, {
         "account": account, "environment": environment, "document_type": document_type,
-        "exclude": exclude}).first()
+        "exclude": exclude}).fetchone()
 
 
 _WAKE_WAITERS = text("""
@@ -550,7 +556,8 @@ def update_job(session: Session, job_id: uuid.UUID, values: Mapping[str, Any], *
     """
     statement, params = update_job_statement(job_id, values, lease=lease, events=events,
                                              validated=validated)
-    return session.execute(statement, params).scalar_one_or_none()
+    row = raw.execute(session, _raw_statement(statement), params).fetchone()
+    return None if row is None else row.invoice_id
 
 
 def update_job_statement(job_id: uuid.UUID, values: Mapping[str, Any], *,
@@ -597,6 +604,11 @@ def update_job_statement(job_id: uuid.UUID, values: Mapping[str, Any], *,
 @functools.lru_cache(maxsize=1024)
 def _statement(sql: str) -> TextClause:
     return text(sql)
+
+
+@functools.lru_cache(maxsize=1024)
+def _raw_statement(statement: TextClause) -> raw.RawStatement:
+    return raw.RawStatement.of(statement)
 
 
 _GATE_COUNTS = text("""
