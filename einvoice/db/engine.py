@@ -1,8 +1,9 @@
 """Engine and session factory. Created per process by the caller, never at import time.
 
 ``make_engine`` always drives PostgreSQL with psycopg 3 (``DATABASE_URL`` is normalised by
-:mod:`einvoice.settings`). Pools are small and pre-pinged so that a restarted PostgreSQL costs a
-reconnect, not a stuck worker.
+:mod:`einvoice.settings`). Pools are small; by default each connection is pinged as it leaves the
+pool, so a restarted PostgreSQL costs a reconnect, not an error. The workers turn the ping off and
+retry instead (see :func:`make_engine`).
 """
 
 from __future__ import annotations
