@@ -3,7 +3,7 @@
 SQLAlchemy spends about 0.2-0.25 ms of CPU per ``Session.execute`` on this machine before and
 after psycopg's own work (a cache key and parameter processing for the compiled statement, the
 execution context, the result's column metadata): 0.44 ms in all for the invoice read against
-0.20 ms through psycopg alone. A job runs nine statements, so the worker's few fixed statements
+0.20 ms through psycopg alone. A job runs six statements, so the worker's few fixed statements
 are compiled to psycopg's SQL once, at import, and run here, inside the session's transaction on
 the same connection. Everything else keeps using the ORM and Core as usual.
 
