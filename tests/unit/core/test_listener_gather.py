@@ -63,3 +63,36 @@ def test_gathering_never_outlasts_its_window():
     dispatch._gather(conn, batch, gather_seconds=0.0, quiet_seconds=0.002, max_batch=1000)
 
     assert batch == ["first"] and conn.calls == []
+
+
+def test_a_job_that_arrives_after_a_pause_is_handed_over_without_waiting():
+    conn = ScriptedNotifies([[], ["late"]])
+    batch = ["job-1"]
+
+    dispatch._collect(conn, batch, after_pause=True, gather_seconds=0.01, quiet_seconds=0.002,
+                      max_batch=1000)
+
+    assert batch == ["job-1"]
+    assert conn.calls == [(0.0, 999)]  # one poll of what already arrived, no 2 ms wait
+
+
+def test_a_burst_after_a_pause_is_still_gathered():
+    conn = ScriptedNotifies([["a", "b"], ["c"], []])
+    batch = ["first"]
+
+    dispatch._collect(conn, batch, after_pause=True, gather_seconds=5.0, quiet_seconds=0.002,
+                      max_batch=1000)
+
+    assert batch == ["first", "a", "b", "c"]
+    assert conn.calls == [(0.0, 999), (0.002, 997), (0.002, 996)]
+
+
+def test_notifications_that_follow_each_other_closely_are_gathered():
+    conn = ScriptedNotifies([["a"], []])
+    batch = ["first"]
+
+    dispatch._collect(conn, batch, after_pause=False, gather_seconds=5.0, quiet_seconds=0.002,
+                      max_batch=1000)
+
+    assert batch == ["first", "a"]
+    assert conn.calls == [(0.002, 999), (0.002, 998)]  # no zero-timeout poll first
