@@ -51,9 +51,6 @@ def _remember_concurrency(sender: object, **_: object) -> None:
     """On worker init: size this process's database pool for ``-c N`` (see
     :func:`workers.resources.set_concurrency`). ``sender`` is Celery's ``WorkController``."""
     from workers.resources import set_concurrency  # noqa: PLC0415
-    import os, sys  # EXPERIMENT
-    if os.environ.get("EXP_SWITCH"):
-        sys.setswitchinterval(float(os.environ["EXP_SWITCH"]))
 
     threads = getattr(sender, "concurrency", None)
     if threads:
