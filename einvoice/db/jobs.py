@@ -113,10 +113,19 @@ def active_jobs_for_invoices(session: Session, invoice_ids: Sequence[uuid.UUID],
         Job.status.in_(NON_FINAL_JOB_STATUSES))))
 
 
+# One array parameter, not an expanding IN: a dispatcher round marks up to 500 jobs, and 500
+# bound values made PostgreSQL parse and plan a new statement every round (B6's whole dispatch
+# transaction, p99 20 ms on a million rows).
+_MARK_DISPATCHED = text("UPDATE electronic_invoicing_jobs SET dispatched_at = now() "
+                        "WHERE id = ANY(CAST(:ids AS uuid[]))")
+
+
 def mark_dispatched(session: Session, job_ids: Sequence[uuid.UUID]) -> None:
-    """Record that a wake-up message was published now for ``job_ids``."""
+    """Record that a wake-up message was published now for ``job_ids`` (``dispatched_at =
+    now()``, the transaction's start, UTC). ORM objects of these jobs already loaded in
+    ``session`` keep their old ``dispatched_at`` until refreshed."""
     if job_ids:
-        session.execute(update(Job).where(Job.id.in_(job_ids)).values(dispatched_at=func.now()))
+        session.execute(_MARK_DISPATCHED, {"ids": list(job_ids)})
 
 
 # The dispatcher's statement (see select_due_for_dispatch for the rules and the plan). Plain SQL:
