@@ -378,7 +378,7 @@ def add_event(
         metadata_=metadata, created_at=func.clock_timestamp(),
     )
     session.add(event)
-    session.flush([event])
+    session.flush()
     return event
 
 
