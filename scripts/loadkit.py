@@ -102,8 +102,11 @@ class QueuedJobs:
 
     A wake-up message carries one job (``einvoice.submit_invoice``) or several
     (``einvoice.submit_invoices``, :func:`einvoice.queueing.wakeup_chunks`), so the list's length
-    is not the job count. Kombu pushes new messages at the head of the Redis list, so each
-    :meth:`count` reads only the messages added since the previous one.
+    is not the job count. Kombu pushes new messages at the head of the Redis list (LPUSH), so
+    each :meth:`count` reads only the messages added since the previous one, addressed from the
+    tail: counted from the head, a message pushed between the ``LLEN`` and the ``LRANGE`` would
+    shift the range, one message would be counted twice and another never (a B4 run waited its
+    whole 120 s for jobs that were in the queue all along).
     """
 
     def __init__(self, redis_url: str, queue: str) -> None:
@@ -116,7 +119,7 @@ class QueuedJobs:
         """Jobs in the queue's messages so far."""
         length = int(self.client.llen(self.queue))
         if length > self.messages:
-            for raw in self.client.lrange(self.queue, 0, length - self.messages - 1):
+            for raw in self.client.lrange(self.queue, -length, -(self.messages + 1)):
                 self.jobs += self.jobs_in(raw)
             self.messages = length
         return self.jobs
