@@ -29,9 +29,13 @@ twice per reference code 0 (the simulator's ``validations_by_reference``); accep
 ``--quick`` is the small version for the test suite: 40 invoices over 2 organizations, 2 kills,
 one Redis and one PostgreSQL restart, with short timeouts (lease 10 s, visibility timeout 20 s,
 validate timeout 2 s); it still takes about a minute because the lease sweeper runs every 30 s.
-Every correctness target is judged as in the full run; the POSTs-per-invoice ratio is printed but
-not judged there: it is a rate over 2,000 invoices, and over 40 one burst of 409s (an account
-blocked by a DIAN-slow document) moves it by a tenth.
+Every correctness target is judged as in the full run, and so is liveness: a job not final when
+the run gives up (the visibility timeout + 90 s after the last fault) counts as lost. Two figures
+are printed but not judged there, because over 40 invoices one burst of 409s (an account blocked
+by a DIAN-slow document while its requests were in flight) moves them far: the POSTs-per-invoice
+ratio, a rate over 2,000 invoices, and the time from the last fault until every job is final
+(18-51 s in ten quick runs of 2026-12-03, 89 s in one beside the rest of the test suite, with 38
+answers 409; the full run's figure is the target). The test suite runs no timed tests (issue 6).
 
 Usage::
 
@@ -374,13 +378,19 @@ def main(argv: list[str] | None = None) -> int:
                    "elapsed": time.monotonic() - started, "invoices": len(data.invoice_ids)}
     finally:
         stack.down()
-    return report(results, judge_ratio=not args.quick)
+    return report(results, full_run=not args.quick)
 
 
-def report(results: dict[str, Any], *, judge_ratio: bool = True) -> int:
-    """Print the figures with PASS/MISS per target; return the exit status.
+#: Figures a quick run prints without judging them (see the module's docstring).
+_NOT_JUDGED_IN_QUICK_RUNS = ("POSTs per invoice",
+                             "every job final after the last fault within visibility timeout + 60 s")
 
-    ``judge_ratio`` False prints the POSTs-per-invoice ratio as ``not judged`` (quick runs).
+
+def report(results: dict[str, Any], *, full_run: bool = True) -> int:
+    """Print the figures with PASS/MISS per target; return the exit status (0 or 1).
+
+    ``full_run`` False (``--quick``) prints the POSTs-per-invoice ratio and the time until every
+    job was final as ``not judged`` (see the module's docstring); the others are judged alike.
     """
     if not results:
         print("CHAOS did not complete")
@@ -402,11 +412,11 @@ def report(results: dict[str, Any], *, judge_ratio: bool = True) -> int:
          (f"{f['validated_not_accepted']} (and accepted but not validated "
           f"{f['accepted_not_validated']})")),
         ("POSTs per invoice", (f["posts"] <= 1.2 * invoices and f["not_final"] == 0)
-         or not judge_ratio,
+         or not full_run,
          (f"{f['posts']} POSTs / {invoices} invoices = {f['posts'] / invoices:.3f} (≤ 1.2; "
           f"answers {f['answers']}; {f['validate_posts']} reached the handler)")),
         ("every job final after the last fault within visibility timeout + 60 s",
-         after is not None and after <= bound,
+         (after is not None and after <= bound) or not full_run,
          f"{'never' if after is None else f'{after:.0f} s'} (bound {bound} s)"),
         ("wrong invoices rejected with their rule code", f["wrong_ok"] == f["wrong_total"],
          f"{f['wrong_ok']}/{f['wrong_total']}" + (f"; not: {f['wrong_bad']}"
@@ -423,7 +433,7 @@ def report(results: dict[str, Any], *, judge_ratio: bool = True) -> int:
           f"80 per minute per account allowed): {f['requests']}")
     for name, ok, figure in targets:
         verdict = "PASS" if ok else "MISS"
-        if name == "POSTs per invoice" and not judge_ratio:
+        if name in _NOT_JUDGED_IN_QUICK_RUNS and not full_run:
             verdict = "not judged in a quick run"
         elif name == "POSTs per invoice" and f["not_final"]:
             verdict = "MISS: not every job is final, so the count is incomplete"
