@@ -495,19 +495,23 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
                                message="deleted its unvalidated document at Factus: it "
                                f"blocked job {claimed.job_id} (409)")
         for ref, owner_id in in_flight:
-            # A ``processing`` owner claimed over a minute ago is held by a dead worker (no
-            # live claim lasts that long: the validate timeout is 30 s); waiting for its lease
-            # (120 s) would block the account that long. Its document is pending at DIAN, so it
-            # becomes ``sent`` now; ``outcome_unknown`` stays set, so its re-check looks the
-            # reference up first. Were its worker alive after all, its late record would find
-            # the lease gone and write nothing (the re-check adopts the outcome).
+            # A ``processing`` owner whose lease has expired, or claimed over a minute ago, is
+            # held by a dead worker (no live claim lasts a minute: the validate timeout is
+            # 30 s); waiting for the lease sweeper (every 30 s) or for the lease itself (120 s)
+            # would block the account that long, and the account's other jobs would meet a 409
+            # at every try meanwhile (the quick chaos run's bursts of 22-38 answers 409). Its
+            # document is pending at DIAN, so it becomes ``sent`` now; ``outcome_unknown``
+            # stays set, so its re-check looks the reference up first. Were its worker alive
+            # after all, its late record would find the lease gone and write nothing (the
+            # re-check adopts the outcome).
             took = uow.session.execute(
                 update(ElectronicInvoicingJob)
                 .where(ElectronicInvoicingJob.id == owner_id,
                        or_(ElectronicInvoicingJob.status.in_(("pending", "sent")),
                            and_(ElectronicInvoicingJob.status == "processing",
-                                ElectronicInvoicingJob.updated_at
-                                < func.now() - text("interval '60 seconds'"))))
+                                or_(ElectronicInvoicingJob.lease_expires_at < func.now(),
+                                    ElectronicInvoicingJob.updated_at
+                                    < func.now() - text("interval '60 seconds'")))))
                 .values(status="sent", error_code="dian_slow", lease_expires_at=None,
                         error_message="pending at DIAN (found by a 409); re-checking",
                         next_retry_at=func.now(), dispatched_at=None, updated_at=func.now())

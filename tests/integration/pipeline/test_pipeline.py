@@ -486,11 +486,16 @@ def test_two_dian_pending_jobs_of_one_account_do_not_wait_for_each_other(
     assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
 
 
+@pytest.mark.parametrize(("claimed_ago", "lease_left"), [
+    ("2 minutes", "10 minutes"),  # claimed longer ago than any live claim lasts
+    ("10 seconds", "-1 second"),  # claimed recently, but its lease has run out
+], ids=["claimed-long-ago", "lease-expired"])
 def test_document_left_pending_by_a_dead_worker_stops_blocking_the_account_at_the_first_409(
-    make_pipeline: Callable[..., Pipeline], session: Session
+    make_pipeline: Callable[..., Pipeline], session: Session, claimed_ago: str, lease_left: str
 ) -> None:
     # Given a job whose worker died just after DIAN answered "pending": its document blocks the
-    # account at Factus, and its lease still has ten minutes to run
+    # account at Factus, and its lease either still has ten minutes to run, or has just run out
+    # (before the lease sweeper's next round)
     pipeline = make_pipeline(beat=True)
     seed_organization(session)
     first, second = seed_invoice(session), seed_invoice(session)
@@ -498,8 +503,9 @@ def test_document_left_pending_by_a_dead_worker_stops_blocking_the_account_at_th
     stuck_id = _left_pending_at_dian(pipeline, session, first, seed=3)
     session.execute(text(
         "UPDATE electronic_invoicing_jobs SET status = 'processing', leased_by = 'dead-host:1:1', "
-        "outcome_unknown = true, updated_at = now() - interval '2 minutes', "
-        "lease_expires_at = now() + interval '10 minutes' WHERE id = :j"), {"j": stuck_id})
+        "outcome_unknown = true, updated_at = now() - CAST(:ago AS interval), "
+        "lease_expires_at = now() + CAST(:left AS interval) WHERE id = :j"),
+        {"j": stuck_id, "ago": claimed_ago, "left": lease_left})
     session.commit()
 
     # When another invoice of the account is submitted (and gets a 409)
@@ -510,6 +516,11 @@ def test_document_left_pending_by_a_dead_worker_stops_blocking_the_account_at_th
     [stuck] = wait_for_jobs(pipeline.factory, [stuck_id], timeout=30)
     assert (job.status, stuck.status) == ("accepted", "accepted")
     assert ("pending_conflict", "409") in pipeline.events(job.id)
+    first_conflict = session.execute(text(
+        "SELECT event_message FROM electronic_invoicing_events WHERE job_id = :j "
+        "AND event_type = 'pending_conflict' ORDER BY created_at LIMIT 1"),
+        {"j": job.id}).scalar_one()
+    assert f"re-check of job {stuck_id}" in first_conflict  # at that 409, not a later one
     assert _validations(pipeline, job.reference_code) == 1
     assert _validations(pipeline, stuck.reference_code) == 1
 
