@@ -34,7 +34,7 @@ the run gives up (the visibility timeout + 90 s after the last fault) counts as 
 are printed but not judged there, because over 40 invoices one burst of 409s (an account blocked
 by a DIAN-slow document while its requests were in flight) moves them far: the POSTs-per-invoice
 ratio, a rate over 2,000 invoices, and the time from the last fault until every job is final
-(18-51 s in ten quick runs of 2026-12-03, 89 s in one beside the rest of the test suite, with 38
+(18-51 s in ten quick runs of 2026-12-03, 89 s in one beside the rest of the test suite, with 32
 answers 409; the full run's figure is the target). The test suite runs no timed tests (issue 6).
 
 Usage::

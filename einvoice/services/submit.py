@@ -499,7 +499,7 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
             # held by a dead worker (no live claim lasts a minute: the validate timeout is
             # 30 s); waiting for the lease sweeper (every 30 s) or for the lease itself (120 s)
             # would block the account that long, and the account's other jobs would meet a 409
-            # at every try meanwhile (the quick chaos run's bursts of 22-38 answers 409). Its
+            # at every try meanwhile (one cause of the quick chaos run's bursts of 409s). Its
             # document is pending at DIAN, so it becomes ``sent`` now; ``outcome_unknown``
             # stays set, so its re-check looks the reference up first. Were its worker alive
             # after all, its late record would find the lease gone and write nothing (the
