@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.sql.elements import TextClause
 
 from einvoice.db import raw
@@ -99,10 +99,37 @@ def insert_pending_jobs(
     """
     if not invoice_ids:
         return []
-    stmt = select(Job).from_statement(_INSERT_PENDING_JOBS)
-    return list(session.scalars(stmt, {
+    rows = raw.execute(session, _INSERT_PENDING_JOBS_RAW, {
         "invoice_ids": list(invoice_ids), "document_type": document_type,
-        "max_attempts": max_attempts, "dispatched": dispatched, "message": message}))
+        "max_attempts": max_attempts, "dispatched": dispatched, "message": message}).fetchall()
+    return [_loaded_job(session, row) for row in rows]
+
+
+_INSERT_PENDING_JOBS_RAW = raw.RawStatement.of(_INSERT_PENDING_JOBS)
+
+
+@functools.cache
+def _job_attribute_keys() -> dict[str, str]:
+    """Column name -> ``Job`` attribute name, for every column of the table."""
+    mapper = Job.__mapper__
+    return {column.name: mapper.get_property_by_column(column).key
+            for column in Job.__table__.columns}
+
+
+def _loaded_job(session: Session, row: Any) -> Job:
+    """The ORM object of a whole ``electronic_invoicing_jobs`` row read through :mod:`raw`
+    (``RETURNING *``), persistent in ``session`` as if a query had loaded it: no pending
+    changes, in the identity map, refreshed like any loaded object.
+
+    Issue 6, B4: loading the row through ``select(Job).from_statement(...)`` cost the producer
+    0.29 ms of CPU per ``enqueue_invoice`` call of 0.68 ms (SQLAlchemy's execution context and
+    its match of 28 result columns by name), for one job per call.
+    """
+    keys = _job_attribute_keys()
+    job = Job(**{keys[name]: value for name, value in zip(row._fields, row, strict=True)})
+    make_transient_to_detached(job)
+    session.add(job)
+    return job
 
 
 def active_jobs_for_invoices(session: Session, invoice_ids: Sequence[uuid.UUID],

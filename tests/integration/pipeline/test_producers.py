@@ -93,6 +93,39 @@ def test_enqueue_twice_returns_the_same_job(session: Session) -> None:
     assert publisher.sent == [first.id]
 
 
+def test_enqueued_job_is_a_loaded_orm_object_of_the_callers_session(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The job comes back as if a query had loaded it (it is read through psycopg, not the
+    ORM): every column as stored, in the identity map, nothing pending, and it refreshes and
+    saves like any loaded object, also in a session that expires objects on commit."""
+    expiring = sessionmaker(bind=session_factory.kw["bind"], expire_on_commit=True)
+    with expiring() as session:
+        invoice_id = _invoice(session, org=7)
+        job = enqueue_invoice(session, invoice_id, max_attempts=3)
+
+        assert job in session and not session.new and not session.dirty
+        assert session.get(ElectronicInvoicingJob, job.id) is job
+        stored = session.execute(
+            text("SELECT * FROM electronic_invoicing_jobs WHERE id = :id"), {"id": job.id}
+        ).mappings().one()
+        attrs = ElectronicInvoicingJob.__mapper__.column_attrs
+        assert {a.columns[0].name: getattr(job, a.key) for a in attrs} == dict(stored)
+        assert (job.organization_id, job.status, job.max_attempts) == (7, "pending", 3)
+        assert job.reference_code and job.dispatched_at is None
+        session.commit()
+
+        session.execute(text("UPDATE electronic_invoicing_jobs SET error_message = 'seen' "
+                             "WHERE id = :id"), {"id": job.id})
+        session.commit()
+        assert job.error_message == "seen"  # expired on commit, reloaded from the row
+
+        job.error_code = "from_the_orm"
+        session.commit()
+        assert session.scalar(text("SELECT error_code FROM electronic_invoicing_jobs "
+                                   "WHERE id = :id"), {"id": job.id}) == "from_the_orm"
+
+
 def test_enqueue_unknown_invoice_is_a_clear_error(session: Session) -> None:
     with pytest.raises(JobError, match="not found"):
         enqueue_invoice(session, uuid.uuid4(), publisher=RecordingPublisher())
