@@ -800,7 +800,8 @@ def create_factus_clients(
         token_store = RedisTokenStore(redis_client, SecretBox.from_settings(settings))
     if renewal_locks is None:
         assert redis_client is not None
-        # One renewal: a rate-limit wait and two token calls (refresh, then password grant).
+        # One renewal: a rate-limit wait and two token calls (refresh, then password grant). A
+        # live holder keeps the lock that long at most; a dead one, its 10 s lease.
         renewal = (settings.factus_rate_limit_max_wait_seconds
                    + 2 * (settings.factus_connect_timeout + settings.factus_read_timeout) + 10)
         renewal_locks = RedisRenewalLocks(redis_client, timeout=renewal,

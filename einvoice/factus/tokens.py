@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 import redis
+import redis.lock
 from pydantic import SecretStr
 from redis.exceptions import LockError
 
@@ -295,17 +297,25 @@ class ThreadRenewalLocks:
 class RedisRenewalLocks:
     """:class:`RenewalLocks` shared by every process through ``redis.lock.Lock``.
 
+    The lock lives in Redis for ``lease`` seconds at a time, and a watchdog thread of its holder
+    resets that every ``lease / 3`` seconds (``Lock.reacquire``) while the renewal runs. A holder
+    SIGKILLed mid-renewal stops resetting it, so the account's other workers wait ``lease``
+    seconds for it, not a whole renewal's worst case: with one fixed 55 s timeout, a worker killed
+    while fetching an account's first token stalled every job of that account for 55 s, their
+    leases expired meanwhile and each then cost a reconcile lookup on the account's quota (issue
+    6, the quick chaos run: 89 s to final, 62 lookups for 40 invoices).
+
     Args:
         client: a ``redis.Redis`` client.
-        timeout: seconds after which Redis frees a lock whose holder died (a worker killed
-            mid-renewal). It should outlast one renewal, a rate-limit wait plus two token calls;
+        timeout: the most one holder keeps the lock, in seconds: the watchdog stops resetting it
+            after that, so a holder that hangs (alive) frees it too. It should outlast one
+            renewal, a rate-limit wait plus two token calls;
             :func:`~einvoice.factus.client.create_factus_clients` derives it from the timeouts
-            (55 s by default). Every thread of every process needing a token waits while the
-            lock is held, so a long value stalls the account after a crash: it was 180 s, and a
-            worker SIGKILLed mid-renewal stalled its account that long (issue 6, chaos).
+            (55 s by default).
         blocking_timeout: seconds a process waits for the lock before giving up with
             :class:`TokenUnavailableError` (transient: the job is retried later and the thread
             is freed).
+        lease: seconds the lock outlives a dead holder (default 10; at most ``timeout``).
         prefix: key prefix (``<prefix><account_key>``).
     """
 
@@ -315,10 +325,12 @@ class RedisRenewalLocks:
         *,
         timeout: float = 180.0,
         blocking_timeout: float = 180.0,
+        lease: float = 10.0,
         prefix: str = "einvoice:factus:token-lock:",
     ) -> None:
         self._redis = client
         self._timeout = timeout
+        self._lease = min(lease, timeout)
         self._blocking_timeout = blocking_timeout
         self._prefix = prefix
 
@@ -327,7 +339,7 @@ class RedisRenewalLocks:
         """See :meth:`RenewalLocks.hold`."""
         lock = self._redis.lock(
             self._prefix + account_key,
-            timeout=self._timeout,
+            timeout=self._lease,
             blocking_timeout=self._blocking_timeout,
             thread_local=False,
         )
@@ -336,9 +348,15 @@ class RedisRenewalLocks:
                 f"another process has been renewing the Factus token of account {account_key} "
                 f"for over {self._blocking_timeout:.0f} s"
             )
+        done = threading.Event()
+        watchdog = threading.Thread(target=self._keep, args=(lock, account_key, done),
+                                    name=f"token-lock-{account_key}", daemon=True)
+        watchdog.start()
         try:
             yield
         finally:
+            done.set()
+            watchdog.join()
             try:
                 lock.release()
             except LockError:
@@ -346,6 +364,22 @@ class RedisRenewalLocks:
                 logger.warning(
                     "Factus token lock of account %s expired before release", account_key
                 )
+
+    def _keep(self, lock: redis.lock.Lock, account_key: str, done: threading.Event) -> None:
+        """Reset ``lock``'s time to live every ``lease / 3`` s until ``done``, for ``timeout``
+        seconds in all; stop at the first failure (the holder's release then says so)."""
+        give_up = time.monotonic() + self._timeout - self._lease
+        while not done.wait(self._lease / 3):
+            if time.monotonic() >= give_up:
+                logger.warning("Factus token renewal of account %s has held its lock for %.0f s; "
+                               "letting it expire", account_key, self._timeout)
+                return
+            try:
+                lock.reacquire()
+            except (LockError, redis.RedisError) as exc:
+                logger.warning("cannot extend the Factus token lock of account %s: %s",
+                               account_key, exc)
+                return
 
 
 class TokenGrants(Protocol):

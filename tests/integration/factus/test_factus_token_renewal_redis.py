@@ -5,6 +5,8 @@ them), and a rotating refresh token is never spent twice."""
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -110,24 +112,60 @@ def test_an_expiring_token_is_refreshed_once_and_the_new_refresh_token_kept(
     assert response.status_code == 200
 
 
-def test_a_renewal_lock_left_by_a_killed_worker_frees_itself_after_its_timeout(
-    redis_client: redis.Redis,
+_HOLD_AND_SLEEP = """
+import sys, time, redis
+from einvoice.factus.tokens import RedisRenewalLocks
+locks = RedisRenewalLocks(redis.Redis.from_url(sys.argv[1]), timeout=120, lease=1.0)
+with locks.hold("acct"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_renewal_lock_left_by_a_killed_worker_frees_itself_after_its_lease(
+    redis_url: str, redis_client: redis.Redis,
 ) -> None:
-    """A worker SIGKILLed mid-renewal never releases the lock: the next renewal waits for the
-    lock's timeout, not forever, and meanwhile a waiter gives up with a transient error."""
+    """A worker SIGKILLed mid-renewal never releases the lock: while it lived, its watchdog
+    kept the lock; once dead, the next renewal waits about one lease (1 s here), not the
+    renewal's whole timeout (120 s here), and meanwhile a waiter gives up with a transient
+    error."""
     from einvoice.factus.errors import TokenUnavailableError
 
-    client = redis_client
-    dead = RedisRenewalLocks(client, timeout=1.0, blocking_timeout=0.1)
-    holder = dead.hold("acct")
-    holder.__enter__()  # ... and the process dies here, without releasing
-
-    impatient = RedisRenewalLocks(client, timeout=1.0, blocking_timeout=0.2)
-    with pytest.raises(TokenUnavailableError), impatient.hold("acct"):
-        pass
-    patient = RedisRenewalLocks(client, timeout=1.0, blocking_timeout=3.0)
-    started = time.monotonic()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_AND_SLEEP, redis_url],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        time.sleep(2.5)  # two and a half leases: alive, its watchdog keeps the lock
+        impatient = RedisRenewalLocks(redis_client, timeout=120, blocking_timeout=0.2, lease=1.0)
+        with pytest.raises(TokenUnavailableError), impatient.hold("acct"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    killed = time.monotonic()
+    patient = RedisRenewalLocks(redis_client, timeout=120, blocking_timeout=30, lease=1.0)
     with patient.hold("acct"):
-        waited = time.monotonic() - started
-    assert 0.5 < waited < 2.5
+        waited = time.monotonic() - killed
+    assert waited < 1.5
+
+
+def test_a_renewal_that_hangs_keeps_its_lock_no_longer_than_the_timeout(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A holder that is alive but stuck (a Factus call that never ends) keeps the lock for the
+    renewal's ``timeout``, not forever: the watchdog stops extending it. Its late release only
+    logs."""
+    from einvoice.factus.errors import TokenUnavailableError
+
+    stuck = RedisRenewalLocks(redis_client, timeout=2.0, lease=0.5)
+    started = time.monotonic()
+    with stuck.hold("acct"):
+        time.sleep(1.2)  # over two leases: still held
+        with pytest.raises(TokenUnavailableError), \
+                RedisRenewalLocks(redis_client, blocking_timeout=0.1).hold("acct"):
+            pass
+        with RedisRenewalLocks(redis_client, blocking_timeout=5.0).hold("acct"):
+            waited = time.monotonic() - started
+    assert 1.8 < waited < 3.0
+    assert "expired before release" in caplog.text
 
