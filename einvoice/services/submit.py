@@ -458,7 +458,16 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
         pending = (client.list_credit_notes(status=0) if _is_credit_note(claimed)
                    else client.list_bills(status=0))
     except FactusError as list_error:
-        return _retry_outcome(ctx, claimed, list_error, "pending_document")
+        # The POST's 409 stays on the record (a ``submitted/409`` event): a lookup that found
+        # no rate slot used to leave only its own ``rate_limit_wait``, and the 409 was missing
+        # from the job's history (issue 6, quick chaos: 34 answers 409, 17 events). Nothing was
+        # created, so the outcome is known.
+        outcome = _retry_outcome(ctx, claimed, list_error, "pending_document")
+        outcome.http_status, outcome.outcome_unknown = 409, False
+        outcome.events.append(("pending_conflict", "409", "409: listing the account's pending "
+                               f"documents failed ({list_error.reason}); trying again later",
+                               None))
+        return outcome
     settled: list[str] = []
     foreign: list[str] = []
     # 1. Whose documents are they? (a short read; no transaction stays open during HTTP)
@@ -585,7 +594,7 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
                     return outcome
                 events.append(("reconciled", "pending", f"document {found.number} found pending at "
                                "DIAN; re-sending with the same reference code", None))
-                own_pending = True
+                own_pending = claimed.own_pending = True  # a re-check from now on (see _record)
             elif claimed.reconcile_only:
                 return _Outcome("failed", code="attempts_exhausted",
                                 message=f"gave up after {claimed.max_attempts} attempts; no "
@@ -752,15 +761,22 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
     elif outcome.kind == "retry":
         change.values["outcome_unknown"] = outcome.outcome_unknown
         attempts_left = claimed.attempt < claimed.max_attempts or not outcome.count_attempt
+        # A re-check whose document is pending at DIAN stays ``sent`` through its retries (a
+        # 5xx, no rate slot, Redis gone): the document still blocks the account at Factus, and
+        # ``sent`` keeps the account's other jobs waiting for it (the dispatcher's budget 0, the
+        # claim's check). Put back ``pending``, it opened the account to a burst of POSTs that
+        # Factus answered 409 (issue 6, quick chaos).
+        status = "sent" if claimed.own_pending else "pending"
         if attempts_left:
             change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "retry",
-                              message=outcome.message or "", count_attempt=outcome.count_attempt)
+                              message=outcome.message or "", count_attempt=outcome.count_attempt,
+                              status=status)
         elif outcome.outcome_unknown:
             # The last attempt may have reached Factus: one more pass looks the reference
             # up (and never sends) before the job is given up.
             change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "retry",
                               message=(outcome.message or "") + " (outcome unknown: reconciling)",
-                              count_attempt=True)
+                              count_attempt=True, status=status)
         else:
             change.finish("failed", code=outcome.code,
                           message=f"gave up after {claimed.attempt} attempts: {outcome.message}")

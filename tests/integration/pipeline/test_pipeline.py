@@ -617,6 +617,70 @@ def test_a_send_that_queued_for_its_slot_behind_a_pending_document_waits_without
     assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
 
 
+def test_a_recheck_that_meets_a_server_error_stays_sent_and_the_account_keeps_waiting(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    # Given a job whose document DIAN left pending, then Factus answering 503 to everything,
+    # and retries that wait half a minute
+    pipeline = make_pipeline(beat=True, EINVOICE_RETRY_BASE_SECONDS="30",
+                             EINVOICE_RETRY_CAP_SECONDS="60")
+    slow_id, second = _blocked_account(pipeline, session)
+    pipeline.sandbox.set_faults(error_503=1.0)
+
+    # When its re-check's re-send meets the 503
+    _wait_for_event(pipeline, slow_id, ("retry_scheduled", "factus_maintenance"))
+
+    # Then the job stays ``sent``: its document is still pending at DIAN ...
+    to = session.execute(text(
+        "SELECT metadata->>'to' FROM electronic_invoicing_events WHERE job_id = :j "
+        "AND event_code = 'factus_maintenance' AND event_type = 'retry_scheduled'"),
+        {"j": slow_id}).scalar_one()
+    assert to == "sent"
+    # ... so another job of the account waits for it instead of sending (Factus would answer
+    # 409), and once Factus is back both documents are validated once each
+    other_id = insert_job_sql(session, second)
+    _wait_for_event(pipeline, other_id, ("waiting", "account_blocked"))
+    assert not [e for e in pipeline.events(other_id) if e[0] == "submitted"]
+    pipeline.sandbox.set_faults(error_503=0.0)
+    session.execute(text("UPDATE electronic_invoicing_jobs SET next_retry_at = now() "
+                         "WHERE id = :j"), {"j": slow_id})
+    session.commit()
+    done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=40)
+    assert [j.status for j in done] == ["accepted", "accepted"]
+    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+
+
+def test_a_409_whose_lookup_finds_no_rate_slot_stays_in_the_jobs_history(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    # Given a document pending at DIAN on the account that einvoice does not know (its job is
+    # gone), and a pace of one request per second with no waiting for a slot
+    pipeline = make_pipeline(beat=True, FACTUS_RATE_LIMIT_PER_SECOND="1",
+                             FACTUS_RATE_LIMIT_MAX_WAIT_SECONDS="0")
+    seed_organization(session)
+    first, second = seed_invoice(session), seed_invoice(session)
+    session.commit()
+    pipeline.sandbox.set_faults(dian_slow=1.0, seed=7)
+    [slow] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, first)],
+                           statuses=("sent",), timeout=30)
+    session.execute(text("DELETE FROM electronic_invoicing_jobs WHERE id = :j"), {"j": slow.id})
+    session.commit()
+
+    # When another job of the account is sent: Factus answers 409, and the list of pending
+    # documents that would find the blocker gets no request slot in that second
+    job_id = insert_job_sql(session, second)
+    _wait_for_event(pipeline, job_id, ("pending_conflict", "409"))
+
+    # Then the job's history shows the POST's 409 and why it is retried
+    events = pipeline.events(job_id)
+    assert ("submitted", "409") in events
+    assert ("retry_scheduled", "rate_limit_wait") in events
+    message = session.execute(text(
+        "SELECT event_message FROM electronic_invoicing_events WHERE job_id = :j "
+        "AND event_type = 'pending_conflict' LIMIT 1"), {"j": job_id}).scalar_one()
+    assert "listing the account's pending documents failed (rate_limit_wait)" in message
+
+
 def test_jobs_waiting_behind_a_pending_document_go_as_soon_as_it_is_settled(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
