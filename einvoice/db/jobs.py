@@ -315,8 +315,10 @@ def select_due_for_dispatch(
 _LOCK_JOB = ("target AS (SELECT ctid FROM electronic_invoicing_jobs WHERE id = :job_id "
              "FOR NO KEY UPDATE)")
 
-_CLAIM = text(f"""
-WITH {_LOCK_JOB}
+# The claim's lock also reads the status the job had (``RETURNING`` gives the new one).
+_CLAIM = text("""
+WITH target AS (SELECT ctid, status FROM electronic_invoicing_jobs WHERE id = :job_id
+                FOR NO KEY UPDATE)
 UPDATE electronic_invoicing_jobs
    SET status = 'processing', attempt_count = attempt_count + 1,
        lease_expires_at = now() + make_interval(secs => :lease_seconds),
@@ -324,7 +326,8 @@ UPDATE electronic_invoicing_jobs
  WHERE ctid = (SELECT ctid FROM target) AND provider = 'factus'
    AND status IN ('pending', 'sent') AND next_retry_at <= now()
 RETURNING id, organization_id, invoice_id, document_type, status, attempt_count, max_attempts,
-          request_payload, error_code, error_message, outcome_unknown, reference_code
+          request_payload, error_code, error_message, outcome_unknown, reference_code,
+          (SELECT status FROM target) AS previous_status
 """)
 
 _CLAIM_RAW = raw.RawStatement.of(_CLAIM)
@@ -341,7 +344,8 @@ def claim(session: Session, job_id: uuid.UUID, *, lease_seconds: int, worker: st
         None, or the claimed row (attribute access like the ORM object: ``id``,
         ``organization_id``, ``invoice_id``, ``document_type``, ``status``, ``attempt_count``
         (already incremented), ``max_attempts``, ``request_payload``, ``error_code``,
-        ``error_message``, ``outcome_unknown``, ``reference_code``).
+        ``error_message``, ``outcome_unknown``, ``reference_code``, and ``previous_status``:
+        ``pending`` or ``sent``, the status it was claimed from).
     """
     return raw.execute(session, _CLAIM_RAW, {"job_id": job_id,
                                              "lease_seconds": int(lease_seconds),

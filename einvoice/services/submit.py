@@ -182,7 +182,11 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
                              worker=worker)
         if job is None:
             return "not_due"  # already claimed, final, not due, or unknown: nothing to do
-        previous = "sent" if job.error_code == "dian_slow" else "pending"
+        # ``sent``: its document is pending at DIAN (a re-check, also after a retry of one,
+        # see _record). A ``pending`` row with error_code ``dian_slow`` is a re-check whose
+        # lease expired (the sweeper puts jobs back ``pending`` and keeps the error).
+        previous = ("sent" if job.previous_status == "sent" or job.error_code == "dian_slow"
+                    else "pending")
         change = _Change(job.attempt_count)
         change.event("claimed", None, f"claimed by {worker}",
                      {"attempt": job.attempt_count, "from": previous, "to": "processing",

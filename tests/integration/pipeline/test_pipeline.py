@@ -460,6 +460,35 @@ def test_resend_after_unknown_outcome_carries_the_first_payload(
     assert job.request_payload["customer"]["email"] == "maria@example.com"
 
 
+def test_a_recheck_retried_after_a_missed_rate_slot_still_carries_its_first_payload(
+    make_pipeline: Callable[..., Pipeline], session: Session
+) -> None:
+    # Given a job whose document DIAN left pending, whose re-check then found no rate slot (as
+    # the worker leaves it: still ``sent``, the wait as its error, the outcome known)
+    pipeline = make_pipeline(beat=True)
+    slow_id, _ = _blocked_account(pipeline, session)
+    session.execute(text(
+        "UPDATE electronic_invoicing_jobs SET error_code = 'rate_limit_wait', "
+        "next_retry_at = now() + interval '1 hour' WHERE id = :j AND status = 'sent'"),
+        {"j": slow_id})
+    session.commit()
+    first = session.get(ElectronicInvoicingJob, slow_id).request_payload
+    assert first is not None
+    # ... and meanwhile the ERP edits the invoice's customer e-mail
+    session.execute(text("UPDATE customers SET email = 'nuevo@example.com'"))
+    session.execute(text("UPDATE electronic_invoicing_jobs SET next_retry_at = now() "
+                         "WHERE id = :j"), {"j": slow_id})
+    session.commit()
+
+    # When the re-check runs again, then it re-sends the very payload of the first send
+    # (Decision 3), and the document is validated once
+    [job] = wait_for_jobs(pipeline.factory, [slow_id], timeout=30)
+    assert job.status == "accepted"
+    assert job.request_payload == first
+    assert job.request_payload["customer"]["email"] == "maria@example.com"
+    assert _validations(pipeline, job.reference_code) == 1
+
+
 def test_two_dian_pending_jobs_of_one_account_do_not_wait_for_each_other(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
