@@ -35,6 +35,14 @@ def _validations(pipeline: Pipeline, reference: str) -> int:
     return int(stats.get(reference, 0))
 
 
+def _assert_accepted_and_validated_once(pipeline: Pipeline, job_ids: list[Any],
+                                        timeout: float = 40) -> None:
+    """Wait for the jobs to end; each must be ``accepted`` and validated exactly once at Factus."""
+    done = wait_for_jobs(pipeline.factory, job_ids, timeout=timeout)
+    assert [j.status for j in done] == ["accepted"] * len(job_ids)
+    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+
+
 def _validate_posts(pipeline: Pipeline) -> int:
     return int(pipeline.sandbox.stats()["global"]["validate_posts"]["bill"])
 
@@ -510,9 +518,7 @@ def test_two_dian_pending_jobs_of_one_account_do_not_wait_for_each_other(
     session.commit()
 
     # When the dispatcher re-checks them, then both end accepted, each validated once
-    done = wait_for_jobs(pipeline.factory, jobs, timeout=30)
-    assert [j.status for j in done] == ["accepted", "accepted"]
-    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+    _assert_accepted_and_validated_once(pipeline, jobs, timeout=30)
 
 
 @pytest.mark.parametrize(("claimed_ago", "lease_left"), [
@@ -585,9 +591,7 @@ def test_a_409_behind_our_own_pending_document_waits_for_it_without_listing_fact
     # and once the re-checks run, both documents are validated once each
     pipeline.sandbox.set_faults(latency_ms=0)
     pipeline.launcher.beat()
-    done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=40)
-    assert [j.status for j in done] == ["accepted", "accepted"]
-    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+    _assert_accepted_and_validated_once(pipeline, [slow_id, other_id])
 
 
 def test_redis_restart_with_tasks_in_flight_leaves_the_worker_running(
@@ -641,9 +645,7 @@ def test_a_send_that_queued_for_its_slot_behind_a_pending_document_waits_without
     assert ("submitted", "409") not in pipeline.events(other_id)
     # and once the re-checks run, both documents are validated once each
     pipeline.launcher.beat()
-    done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=40)
-    assert [j.status for j in done] == ["accepted", "accepted"]
-    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+    _assert_accepted_and_validated_once(pipeline, [slow_id, other_id])
 
 
 def test_a_recheck_that_meets_a_server_error_stays_sent_and_the_account_keeps_waiting(
@@ -674,9 +676,7 @@ def test_a_recheck_that_meets_a_server_error_stays_sent_and_the_account_keeps_wa
     session.execute(text("UPDATE electronic_invoicing_jobs SET next_retry_at = now() "
                          "WHERE id = :j"), {"j": slow_id})
     session.commit()
-    done = wait_for_jobs(pipeline.factory, [slow_id, other_id], timeout=40)
-    assert [j.status for j in done] == ["accepted", "accepted"]
-    assert all(_validations(pipeline, j.reference_code) == 1 for j in done)
+    _assert_accepted_and_validated_once(pipeline, [slow_id, other_id])
 
 
 def test_a_409_whose_lookup_finds_no_rate_slot_stays_in_the_jobs_history(
