@@ -9,6 +9,7 @@ Factus simulator), ``jobs`` (producers and operator actions), ``sync`` (DIAN ref
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -155,6 +156,44 @@ def secrets_generate_key() -> None:
     print(Fernet.generate_key().decode())
 
 
+@secrets_app.command("rotate")
+@friendly_errors
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the first key of EINVOICE_SECRET_KEY.
+
+    Put the new key first on every process (EINVOICE_SECRET_KEY=NEW,OLD), run this, then drop
+    OLD. Covers factus_credentials (client secret, password, tokens) and the Redis token cache.
+    Exits 1 when some value opens with no key (listed; left as it is).
+    """
+    import redis as redis_lib  # noqa: PLC0415
+
+    from einvoice.crypto import SecretBox  # noqa: PLC0415
+    from einvoice.services.accounts import rotate_secrets  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    box = SecretBox.from_settings(settings)
+    client = redis_lib.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        report = rotate_secrets(_session_factory(), client, box)
+    except redis_lib.RedisError as exc:
+        # The database part is committed by then; a re-run is harmless.
+        err_console.print(f"[red]error:[/red] Redis token cache not rotated ({escape(str(exc))}); "
+                          "run `einvoice secrets rotate` again when Redis is reachable",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+    console.print(f"re-encrypted with the first of {box.key_count} key(s): "
+                  f"{report.values} values in {report.rows} factus_credentials rows, "
+                  f"{report.redis_tokens} Redis tokens", soft_wrap=True)
+    if report.unreadable:
+        for name in report.unreadable:
+            err_console.print(f"[red]unreadable with every key:[/red] {escape(name)}",
+                              highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 
 # --------------------------------------------------------------------------------------- jobs
 
@@ -186,6 +225,25 @@ def _job_dict(job: Any) -> dict[str, Any]:
     }
 
 
+def _actor() -> str:
+    """Who runs this command, for the events of operator actions (``$USER`` or the uid)."""
+    import getpass  # noqa: PLC0415
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid{os.getuid()}"
+
+
+def _confirm_new_document(yes: bool, what: str) -> None:
+    """Ask before giving ``what`` a fresh reference code (unless ``--yes``)."""
+    if yes:
+        return
+    typer.confirm(f"A fresh reference code for {what} makes Factus create a new document even if "
+                  "the old reference already created one (two legal documents for one sale). "
+                  "Go on?", abort=True)
+
+
 @jobs_app.command("enqueue")
 @friendly_errors
 def jobs_enqueue(
@@ -193,14 +251,27 @@ def jobs_enqueue(
     all_unsent: bool = typer.Option(False, "--all-unsent", help="Every invoice with no job yet."),
     org: int = typer.Option(None, "--org", help="Organization for --all-unsent."),
     document_type: str = typer.Option("invoice", help="invoice or credit_note."),
+    new_document: bool = typer.Option(
+        False, "--new-document", help="Give the new job a fresh reference code even if the "
+        "invoice's last job ended with its outcome unknown (asks for confirmation)."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Create jobs for invoices (the Python producer), published after each commit."""
+    """Create jobs for invoices (the Python producer), published after each commit.
+
+    An invoice that already has an accepted document gets no new job: its accepted job is shown.
+    An invoice whose last job ended with its outcome unknown gets a job that reuses that job's
+    reference code (Factus returns the same document for it), unless --new-document is given.
+    """
     from rich.progress import Progress  # noqa: PLC0415
     from sqlalchemy import select  # noqa: PLC0415
 
     from einvoice.db.models import Organization  # noqa: PLC0415
-    from einvoice.services.enqueue import enqueue_invoice, invoices_without_job  # noqa: PLC0415
+    from einvoice.services.enqueue import (  # noqa: PLC0415
+        enqueue_invoices_reporting,
+        invoices_without_job,
+    )
+    from einvoice.services.operator import new_document_for_job  # noqa: PLC0415
 
     factory = _session_factory()
     with factory() as session:
@@ -211,19 +282,39 @@ def jobs_enqueue(
                 ids += [str(i) for i in invoices_without_job(session, org_id, document_type)]
     if not ids:
         raise typer.BadParameter("give --invoice ID or --all-unsent")
-    created = []
+    if new_document:
+        _confirm_new_document(yes, f"{len(ids)} invoice(s)")
+    created, accepted, existing, inherited = [], [], [], []
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("enqueueing", total=len(ids))
         for invoice_id in ids:
             with factory() as session:
-                job = enqueue_invoice(session, invoice_id, document_type)
+                [(job, is_new)] = enqueue_invoices_reporting(session, [invoice_id], document_type)
+                if new_document and is_new and job.outcome_unknown:
+                    new_document_for_job(session, job.id, actor=_actor())
                 session.commit()
-                created.append(_job_dict(job))
+                row = _job_dict(job)
+                if job.status == "accepted":
+                    accepted.append(row)
+                elif not is_new:
+                    existing.append(row)
+                else:
+                    created.append(row)
+                    if job.outcome_unknown:
+                        inherited.append(row)
             progress.advance(task)
     if as_json:
-        _print_json(created)
-    else:
-        console.print(f"[green]{len(created)} job(s) enqueued[/green]")
+        _print_json(created + existing + accepted)
+        return
+    console.print(f"[green]{len(created)} job(s) enqueued[/green]")
+    for row in inherited:
+        console.print(f"job {row['id']} reuses reference code {row['reference_code']} of the "
+                      "invoice's last job, whose outcome is unknown: Factus is asked first")
+    for row in existing:
+        console.print(f"invoice {row['invoice_id']} already has job {row['id']} ({row['status']})")
+    for row in accepted:
+        console.print(f"[yellow]invoice {row['invoice_id']} already has an accepted document: "
+                      f"job {row['id']}, number {row['number']}; nothing enqueued[/yellow]")
 
 
 @jobs_app.command("status")
@@ -316,9 +407,16 @@ def jobs_show(job_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
 def jobs_retry(
     job_id: str = typer.Argument(None),
     failed: bool = typer.Option(False, "--failed", help="Retry every failed job."),
+    new_document: bool = typer.Option(
+        False, "--new-document", help="Send under a fresh reference code instead of looking the "
+        "old one up (asks for confirmation; can create a second document)."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Re-queue a failed or rejected job (after fixing its data), keeping its reference code."""
+    """Re-queue a failed or rejected job (after fixing its data), keeping its reference code.
+
+    A job whose outcome is unknown is looked up at Factus by that code before anything is sent.
+    """
     from einvoice.queueing import default_publisher  # noqa: PLC0415
     from einvoice.services.operator import failed_job_ids, retry_job  # noqa: PLC0415
 
@@ -327,10 +425,12 @@ def jobs_retry(
         ids = failed_job_ids(session) if failed else ([job_id] if job_id else [])
     if not ids:
         raise typer.BadParameter("give a JOB_ID or --failed")
+    if new_document:
+        _confirm_new_document(yes, f"{len(ids)} job(s)")
     done = []
     for key in ids:
         with factory() as session:
-            job = retry_job(session, key)
+            job = retry_job(session, key, actor=_actor(), new_document=new_document)
             session.commit()
             default_publisher().publish_submit(job.id)
             done.append(str(job.id))

@@ -5,6 +5,11 @@ so that every value stored in Redis or PostgreSQL is authenticated: a wrong key 
 fails loudly instead of decrypting to garbage. The key is ``EINVOICE_SECRET_KEY`` (see
 ``einvoice.settings``); :func:`SecretBox.generate_key` makes a new one.
 
+Key rotation (``cryptography``'s ``MultiFernet``): ``EINVOICE_SECRET_KEY`` may hold several keys
+separated by commas. The first encrypts; every one of them decrypts. To rotate, put the new key
+first (``NEW,OLD``) on every process, run ``einvoice secrets rotate`` (every stored value is
+re-encrypted with ``NEW``), then drop ``OLD``.
+
 Errors::
 
     EinvoiceError
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import binascii
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from einvoice.errors import ConfigError
 from einvoice.settings import Settings
@@ -35,29 +40,61 @@ class SecretDecryptError(ConfigError):
     reason = "secret_key_mismatch"
 
 
+def parse_keys(keys: bytes | str) -> list[bytes]:
+    """Split ``EINVOICE_SECRET_KEY`` into its Fernet keys, first (the encrypting one) first.
+
+    Args:
+        keys: one key, or several separated by commas (blanks around them are ignored), as
+            url-safe base64 text.
+    Returns:
+        The keys as bytes, in the given order (at least one).
+    Raises:
+        SecretKeyError: when there is no key, or one of them is not a Fernet key (32 url-safe
+            base64 bytes); the message gives its position, never the key.
+    """
+    text = keys.decode("ascii", "replace") if isinstance(keys, bytes) else keys
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise SecretKeyError("EINVOICE_SECRET_KEY is empty; create a key with "
+                             "`einvoice secrets generate-key`")
+    parsed: list[bytes] = []
+    for position, part in enumerate(parts, start=1):
+        try:
+            Fernet(part.encode("ascii"))
+        except (ValueError, binascii.Error, TypeError, UnicodeError):
+            which = f"key {position} of {len(parts)} in " if len(parts) > 1 else ""
+            raise SecretKeyError(
+                f"{which}EINVOICE_SECRET_KEY is not a Fernet key (32 url-safe base64 bytes); "
+                "create one with `einvoice secrets generate-key`"
+            ) from None
+        parsed.append(part.encode("ascii"))
+    return parsed
+
+
 class SecretBox:
-    """Encrypts and decrypts short text secrets with one Fernet key.
+    """Encrypts and decrypts short text secrets with one or more Fernet keys.
 
     Args:
         key: the Fernet key, as the url-safe base64 text (``bytes`` or ``str``) that
-            :meth:`generate_key` returns and ``EINVOICE_SECRET_KEY`` holds.
+            :meth:`generate_key` returns and ``EINVOICE_SECRET_KEY`` holds; or several such
+            keys separated by commas: the first encrypts, any of them decrypts.
 
     Raises:
-        SecretKeyError: when ``key`` is not a valid Fernet key. The message never shows the key.
+        SecretKeyError: when a key is not a valid Fernet key. The message never shows the key.
     """
 
     def __init__(self, key: bytes | str) -> None:
-        raw = key.encode() if isinstance(key, str) else key
-        try:
-            self._fernet = Fernet(raw)
-        except (ValueError, binascii.Error, TypeError):
-            raise SecretKeyError(
-                "EINVOICE_SECRET_KEY is not a Fernet key (32 url-safe base64 bytes); "
-                "create one with `einvoice secrets generate-key`"
-            ) from None
+        keys = parse_keys(key)
+        self._key_count = len(keys)
+        self._fernet = MultiFernet([Fernet(k) for k in keys])
 
     def __repr__(self) -> str:
-        return "SecretBox(key=**********)"
+        return f"SecretBox(keys={self._key_count}, key=**********)"
+
+    @property
+    def key_count(self) -> int:
+        """How many keys the box holds (1 + the older keys kept for decryption)."""
+        return self._key_count
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
@@ -94,4 +131,17 @@ class SecretBox:
             raise SecretDecryptError(
                 "a stored secret cannot be decrypted with EINVOICE_SECRET_KEY: it was encrypted "
                 "with another key (was the key rotated?) or the stored value was altered"
+            ) from None
+
+    def rotate(self, token: str) -> str:
+        """Return ``token`` re-encrypted with the first key (whichever key it was made with).
+
+        Raises:
+            SecretDecryptError: as :meth:`decrypt`, when no key of the box opens ``token``.
+        """
+        try:
+            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        except (InvalidToken, UnicodeError):
+            raise SecretDecryptError(
+                "a stored secret cannot be decrypted with any key of EINVOICE_SECRET_KEY"
             ) from None

@@ -2,6 +2,9 @@
 
 What it does, in order:
 
+0. refuses to run at all when ``FACTUS_ENVIRONMENT`` is ``production`` or ``FACTUS_BASE_URL``
+   names the production Factus host (:func:`refuse_production`): its synthetic invoices would be
+   real DIAN documents and use up real numbers of the account's numbering ranges;
 1. starts the embedded PostgreSQL and Redis (:mod:`einvoice.devservices`, folder ``.einvoice/demo``);
 2. starts the Factus simulator with a realistic DIAN latency (a few hundred ms to over a second)
    and a small share of faults (503s, DIAN slow) — unless ``FACTUS_BASE_URL`` and the four
@@ -23,9 +26,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from rich.console import Console
@@ -34,6 +39,8 @@ from rich.table import Table
 from sqlalchemy import func, select, text
 
 from einvoice.devservices import DevServices, free_port, project_root
+from einvoice.errors import ConfigError
+from einvoice.settings import FACTUS_URLS
 
 DEMO_DB = "einvoice_demo"
 SANDBOX_CREDENTIALS = {
@@ -81,6 +88,61 @@ class _Processes:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _configured(name: str, environ: Mapping[str, str], env_files: Iterable[Path]) -> list[str]:
+    """The values of variable ``name`` the demo's processes may see, as pydantic-settings reads them.
+
+    The process environment wins (names are case-insensitive); without it, each ``.env`` file
+    that exists may supply the value.
+    """
+    from dotenv import dotenv_values  # noqa: PLC0415 - pydantic-settings' own .env reader
+
+    found = [value for key, value in environ.items() if key.upper() == name]
+    if found:
+        return found
+    for env_file in env_files:
+        if env_file.is_file():
+            found += [v for k, v in dotenv_values(env_file).items() if k.upper() == name and v]
+    return found
+
+
+def refuse_production(
+    environ: Mapping[str, str] | None = None, env_files: Iterable[Path] | None = None
+) -> None:
+    """Stop the demo before it starts anything when it could reach the production Factus.
+
+    Inputs:
+        environ: the environment the demo and its workers inherit (default ``os.environ``).
+        env_files: the ``.env`` files the settings may read (default: the current folder's and
+            the checkout's, the workers' working folder).
+
+    Raises:
+        ConfigError: ``FACTUS_ENVIRONMENT`` is ``production`` (any case), or ``FACTUS_BASE_URL``
+            names the production host (``FACTUS_URLS["production"]``, FACTUS_API.md). The demo's
+            invoices are synthetic; in production each would become a legal DIAN document and
+            consume a real number of the numbering range.
+    """
+    environ = os.environ if environ is None else environ
+    files = list(env_files) if env_files is not None else [
+        Path.cwd() / ".env", project_root() / ".env"]
+    production_host = urlsplit(FACTUS_URLS["production"]).hostname
+    if any(v.strip().lower() == "production"
+           for v in _configured("FACTUS_ENVIRONMENT", environ, files)):
+        raise ConfigError(
+            "einvoice demo refuses FACTUS_ENVIRONMENT=production: its synthetic invoices would "
+            "become real DIAN documents and use up real numbers; unset FACTUS_ENVIRONMENT or set "
+            "it to sandbox",
+            reason="demo_refuses_production",
+        )
+    if any(urlsplit(v.strip()).hostname == production_host
+           for v in _configured("FACTUS_BASE_URL", environ, files)):
+        raise ConfigError(
+            f"einvoice demo refuses FACTUS_BASE_URL={FACTUS_URLS['production']} (production "
+            "Factus): its synthetic invoices would become real DIAN documents and use up real "
+            "numbers; unset FACTUS_BASE_URL or point it at the sandbox",
+            reason="demo_refuses_production",
+        )
+
+
 def _real_factus_configured() -> bool:
     return bool(os.environ.get("FACTUS_BASE_URL")) and all(
         os.environ.get(name) for name in SANDBOX_CREDENTIALS)
@@ -100,8 +162,11 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     """Run the demo; return the process exit status (0 when every job ended final).
 
     Raises:
+        ConfigError: the environment points at the production Factus (:func:`refuse_production`);
+            raised before anything starts.
         einvoice.devservices.ServiceError: PostgreSQL or Redis could not start.
     """
+    refuse_production()
     from einvoice.db import migrate  # noqa: PLC0415
     from einvoice.db.engine import make_engine, make_session_factory  # noqa: PLC0415
     from einvoice.db.models import ElectronicInvoicingJob  # noqa: PLC0415

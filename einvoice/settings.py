@@ -17,8 +17,20 @@ FACTUS_CLIENT_SECRET        OAuth client secret of the default account          
 FACTUS_USERNAME             account e-mail of the default account                      none
 FACTUS_PASSWORD             account password of the default account                    none
 EINVOICE_SECRET_KEY         Fernet key that encrypts credentials and tokens at rest    required to store or
-                            (``einvoice secrets generate-key`` prints a new one)       read secrets
+                            (``einvoice secrets generate-key`` prints a new one);      read secrets
+                            several comma-separated keys: the first encrypts, all
+                            decrypt (``einvoice secrets rotate``)
 ==========================  =========================================================  =====================
+
+Accounts of several organizations (optional):
+
+* ``EINVOICE_DEFAULT_ACCOUNT``: ``shared`` lets organizations without a ``factus_credentials``
+  row submit with the ``FACTUS_*`` account; ``none`` refuses them (``no_factus_account``).
+  Unset: ``none`` as soon as any organization has a row, ``shared`` while none has.
+* ``EINVOICE_FACTUS_ALLOWED_HOSTS``: hosts a ``factus_credentials.base_url`` may name besides
+  the https Factus hosts and the host of ``FACTUS_BASE_URL`` (comma-separated; none by default).
+
+``repr()`` of the settings shows URLs with their password as ``***`` (:func:`redact_url`).
 
 Tuning knobs (all optional) are the other fields of :class:`Settings`; each field's name in upper
 case is its variable.
@@ -73,6 +85,34 @@ def normalize_database_url(url: str) -> str:
     return f"{target}://{rest}"
 
 
+def redact_url(url: str | None) -> str | None:
+    """Return ``url`` with its password replaced by ``***`` (``user:password@`` -> ``user:***@``).
+
+    For ``repr(Settings)`` and log lines. Celery's ``;``-separated failover broker URLs are
+    redacted one by one; a URL without a password is returned unchanged (``None`` stays ``None``).
+    """
+    if not url:
+        return url
+    return ";".join(_redact_one(part) for part in url.split(";"))
+
+
+def _redact_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # The last "@" before any query splits user info from host: a password may hold an
+    # unencoded "@" or "/" (libpq and redis-py accept some), a path practically never does.
+    before_query = min((i for i in (rest.find(c) for c in "?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, before_query)
+    if at < 0:
+        return url
+    userinfo = rest[:at]
+    if ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***{rest[at:]}"
+
+
 def libpq_url(sqlalchemy_url: str) -> str:
     """Return the plain libpq form (``postgresql://...``) of a normalized SQLAlchemy URL.
 
@@ -103,6 +143,13 @@ class Settings(BaseSettings):
     factus_username: str | None = None
     factus_password: SecretStr | None = None
     einvoice_secret_key: SecretStr | None = None
+    # Organizations without their own factus_credentials row: ``shared`` submits them with the
+    # FACTUS_* account, ``none`` refuses them. Unset: ``none`` as soon as any organization has a
+    # row (else another company's NIT would issue their invoices), ``shared`` while none has.
+    einvoice_default_account: Literal["shared", "none"] | None = None
+    # Hosts a factus_credentials.base_url may name besides the https Factus hosts and the host
+    # of FACTUS_BASE_URL (comma-separated, e.g. ``127.0.0.1,localhost`` for the simulator).
+    einvoice_factus_allowed_hosts: str = ""
 
     # --- Factus transport (FACTUS_API.md Decisions 5 and 6) ---
     factus_rate_limit_per_minute: int = Field(default=80, ge=1)
@@ -133,6 +180,12 @@ class Settings(BaseSettings):
     einvoice_retry_cap_seconds: float = Field(default=300.0, gt=0)
     einvoice_lease_seconds: int = Field(default=120, ge=10)
     einvoice_dian_slow_recheck_seconds: float = Field(default=5.0, gt=0)
+    einvoice_dian_pending_timeout_seconds: float = Field(
+        default=86400.0, gt=0,
+        description="How long a document DIAN keeps 'pending' is re-checked, counted from its "
+        "first pending answer (since the job's last operator retry); a re-check still pending "
+        "after that ends the job failed with dian_timeout, outcome_unknown kept (an operator "
+        "retry re-checks by reference code and never sends a new document). Seconds.")
     einvoice_redispatch_seconds: int = Field(default=60, ge=1)
     einvoice_dispatch_batch: int = Field(default=500, ge=1)
     einvoice_org_dispatch_share: int = Field(default=100, ge=1)
@@ -161,6 +214,14 @@ class Settings(BaseSettings):
             raise ValueError("expected a URL like redis://host:6379/0")
         return value
 
+    @field_validator("einvoice_default_account", mode="before")
+    @classmethod
+    def _blank_default_account_is_unset(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return value or None
+        return value
+
     @field_validator("factus_rate_limit_per_second", mode="before")
     @classmethod
     def _blank_pace_is_unset(cls, value: object) -> object:
@@ -170,18 +231,22 @@ class Settings(BaseSettings):
     @field_validator("einvoice_secret_key")
     @classmethod
     def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or value.get_secret_value() == "":
+        if value is None or value.get_secret_value().strip() == "":
             return None
-        try:
-            raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise ValueError(
-                "expected a Fernet key (32 url-safe base64 bytes); "
-                "create one with `einvoice secrets generate-key`"
-            )
-        return value
+        # Several keys separated by commas: the first encrypts, all decrypt (key rotation).
+        keys = [key.strip() for key in value.get_secret_value().split(",")]
+        for position, key in enumerate(keys, start=1):
+            try:
+                raw = base64.urlsafe_b64decode(key.encode())
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                which = f"key {position} of {len(keys)}: " if len(keys) > 1 else ""
+                raise ValueError(
+                    f"{which}expected a Fernet key (32 url-safe base64 bytes); "
+                    "create one with `einvoice secrets generate-key`"
+                )
+        return SecretStr(",".join(keys))
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -191,6 +256,17 @@ class Settings(BaseSettings):
             self.factus_base_url = FACTUS_URLS[self.factus_environment]
         self.factus_base_url = self.factus_base_url.rstrip("/")
         return self
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        # repr() and str() of the settings end up in logs and tracebacks: no URL password.
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name in _URL_FIELDS else value)
+
+    @property
+    def factus_allowed_hosts(self) -> frozenset[str]:
+        """``EINVOICE_FACTUS_ALLOWED_HOSTS`` as lower-case host names (empty when unset)."""
+        return frozenset(host.strip().lower().strip("[]")
+                         for host in self.einvoice_factus_allowed_hosts.split(",") if host.strip())
 
     # -- accessors that fail with one clear line --------------------------------------------
 
@@ -222,6 +298,9 @@ class Settings(BaseSettings):
             and self.factus_username
             and self.factus_password
         )
+
+
+_URL_FIELDS = frozenset({"database_url", "redis_url", "celery_broker_url", "factus_base_url"})
 
 
 def _env_name(loc: tuple[object, ...]) -> str:

@@ -1,9 +1,40 @@
-"""The Celery app. Settings come from ``celeryconfig``; tasks from :mod:`workers.tasks`."""
+"""The Celery app. Settings come from ``celeryconfig``; tasks from :mod:`workers.tasks`.
+
+A worker (or beat) whose settings are malformed, or whose ``EINVOICE_SECRET_KEY`` cannot decrypt
+the stored Factus credentials, stops at start with one line on stderr and exit status 78
+(``EX_CONFIG``), before it takes any job: a key problem must never fail jobs one by one.
+"""
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 
+#: Exit status of a worker refused at start (sysexits.h ``EX_CONFIG``).
+EXIT_CONFIG = 78
+
+
+def _stop(message: str) -> None:
+    """Print ``message`` as one line on stderr and exit with :data:`EXIT_CONFIG`."""
+    sys.stderr.write(f"einvoice worker cannot start: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(EXIT_CONFIG)
+
+
+def _settings_or_stop() -> None:
+    """Load the settings now (``celeryconfig`` needs them): a bad variable is one line, not
+    Celery's option-parsing traceback."""
+    from einvoice.errors import ConfigError  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    try:
+        get_settings()
+    except ConfigError as exc:
+        _stop(str(exc))
+
+
+_settings_or_stop()
 app = Celery("einvoice")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
@@ -57,7 +88,45 @@ def _remember_concurrency(sender: object, **_: object) -> None:
         set_concurrency(int(threads))
 
 
+def _check_secret_key(**_: object) -> None:
+    """On worker init: decrypt one stored ``factus_credentials`` row with ``EINVOICE_SECRET_KEY``
+    (:func:`einvoice.services.accounts.check_secret_key`); stop the worker if it cannot.
+
+    ``SystemExit`` passes through Celery's signal dispatch (it catches ``Exception`` only), so the
+    worker ends before its pool starts. A database that cannot be reached is not a key problem:
+    the worker starts, and jobs whose credentials turn out unreadable are retried, not failed.
+    """
+    from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
+
+    from einvoice.crypto import SecretBox  # noqa: PLC0415
+    from einvoice.db.engine import make_engine, make_session_factory  # noqa: PLC0415
+    from einvoice.errors import EinvoiceError  # noqa: PLC0415
+    from einvoice.services.accounts import check_secret_key  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    if settings.einvoice_secret_key is None or not settings.database_url:
+        return  # nothing to check with; the worker_ready step reports the missing variable
+    try:
+        box = SecretBox.from_settings(settings)
+        engine = make_engine(settings.require_database_url(), pool_size=1, max_overflow=0)
+        try:
+            with make_session_factory(engine)() as session:
+                check_secret_key(session, box)
+        finally:
+            engine.dispose()
+    except EinvoiceError as exc:
+        _stop(str(exc))
+    except DBAPIError as exc:
+        import logging  # noqa: PLC0415
+
+        logging.getLogger("einvoice").warning(
+            "EINVOICE_SECRET_KEY not checked at start, the database is unreachable (%s)",
+            type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+
+
 from celery.signals import worker_init, worker_ready  # noqa: E402
 
 worker_init.connect(_remember_concurrency, weak=False)
+worker_init.connect(_check_secret_key, weak=False)
 worker_ready.connect(_start_job_listener, weak=False)

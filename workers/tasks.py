@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import logging
 
-import redis.exceptions
 from celery import Task
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from einvoice import queueing
 from einvoice.services import dispatch
-from einvoice.services.submit import submit_job, submit_jobs
+from einvoice.services.submit import INFRASTRUCTURE_ERRORS, submit_job, submit_jobs
 from workers.app import app
 from workers.resources import get_resources
 
 log = logging.getLogger(__name__)
 
-INFRA_ERRORS = (OperationalError, DBAPIError, redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError)
+# PostgreSQL or Redis unreachable: retried. Not every DBAPIError: a row PostgreSQL refuses
+# (DataError, IntegrityError) would fail again at every retry; the submit service ends that
+# job itself (internal_error) and its task returns normally.
+INFRA_ERRORS = INFRASTRUCTURE_ERRORS
 
 
 class EinvoiceTask(Task):

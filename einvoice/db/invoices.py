@@ -4,6 +4,16 @@
 ``branches`` + ``organizations`` + ``invoice_sequences`` into the domain's plain
 :class:`~einvoice.domain.invoices.InvoiceData` (seed 002 "Mapeo de Datos"), so that payload
 building stays pure.
+
+Tenancy: every row a document draws on (the invoice's customer, branch, numbering range and
+products, and a credit note's corrected invoice) must belong to the invoice's organization, and
+so must the job that asked for it. A row of another organization ends the job ``rejected`` with
+``organization_mismatch`` naming the row, before any call to Factus: an ERP that points an
+invoice at another company's customer would otherwise issue a legal document with that
+company's data. A customer, product or branch row with a NULL ``organization_id`` is accepted: it
+is no other company's row (a single-company ERP leaves the column empty), and refusing it would
+stop such an ERP at its first invoice. The organization ids are read in the statements that read
+the rows, so the checks cost no query.
 """
 
 from __future__ import annotations
@@ -100,7 +110,8 @@ _INVOICE_ROW = (
 )
 
 _ITEM_ROWS = (
-    select(*_ITEMS.c, _PRODUCTS.c.sku.label("product_sku"))
+    select(*_ITEMS.c, _PRODUCTS.c.sku.label("product_sku"),
+           _PRODUCTS.c.organization_id.label("product_organization_id"))
     .select_from(_ITEMS.outerjoin(_PRODUCTS, _PRODUCTS.c.id == _ITEMS.c.product_id))
     .where(_ITEMS.c.invoice_id == bindparam("invoice_id"))
     .order_by(_ITEMS.c.id)
@@ -137,16 +148,31 @@ def _numbering_range(row: Any, document_type: str) -> NumberingRangeData | None:
     )
 
 
-def _items(session: Session, invoice_id: uuid.UUID) -> tuple[ItemData, ...]:
-    rows = raw.execute(session, _ITEM_ROWS_RAW, {"invoice_id": invoice_id}).fetchall()
+def _check_owner(table: str, row_id: object, row_organization: int | None,
+                 invoice: Any) -> None:
+    """Refuse a row of another organization than the invoice's (see the module docstring).
+
+    Raises: PayloadError ``organization_mismatch`` with field ``<table>.organization_id`` and the
+    row's organization as value; NULL passes.
+    """
+    if row_organization is not None and row_organization != invoice.organization_id:
+        raise PayloadError(
+            "organization_mismatch", field=f"{table}.organization_id", value=row_organization,
+            detail=(f"{table} row {row_id} belongs to organization {row_organization}, but invoice "
+                    f"{invoice.id} belongs to organization {invoice.organization_id}; a document "
+                    "may only use its own organization's rows"))
+
+
+def _items(session: Session, invoice: Any) -> tuple[ItemData, ...]:
+    rows = raw.execute(session, _ITEM_ROWS_RAW, {"invoice_id": invoice.id}).fetchall()
     items = []
     for index, item in enumerate(rows):
+        if item.product_id is not None:
+            _check_owner("products", item.product_id, item.product_organization_id, invoice)
         items.append(
             ItemData(
                 id=str(item.id), description=item.description,
-                qty=item.qty if item.qty is not None else Decimal("0"),
-                unit_price=item.unit_price if item.unit_price is not None else Decimal("0"),
-                tax_rate=item.tax_rate if item.tax_rate is not None else Decimal("0"),
+                qty=item.qty, unit_price=item.unit_price, tax_rate=item.tax_rate,
                 tax_included=item.tax_included, discount_rate=item.discount_rate,
                 discount_amount=item.discount_amount, code_reference=item.code_reference,
                 product_sku=item.product_sku, product_id=item.product_id,
@@ -162,13 +188,28 @@ def _items(session: Session, invoice_id: uuid.UUID) -> tuple[ItemData, ...]:
 
 
 def _related(session: Session, invoice: Any) -> dict[str, object]:
-    """For a credit note: the original's Factus bill id, total, and what was already credited."""
+    """For a credit note: the original's Factus bill id, total, and what was already credited.
+
+    Raises: PayloadError ``organization_mismatch`` when the corrected invoice belongs to another
+    organization.
+    """
     if invoice.related_invoice_id is None:
         return {}
     original = session.get(InvoiceSale, invoice.related_invoice_id)
+    if original is not None:
+        # Unlike a customer, an invoice always has an organization: NULL is no company's
+        # document, so it cannot be credited by this one.
+        if original.organization_id != invoice.organization_id:
+            raise PayloadError(
+                "organization_mismatch", field="related_invoice.organization_id",
+                value=original.organization_id,
+                detail=(f"invoice_sales row {original.id} (the corrected invoice) belongs to "
+                        f"organization {original.organization_id}, but credit note {invoice.id} "
+                        f"belongs to organization {invoice.organization_id}"))
     bill_id = session.scalar(
         select(ElectronicInvoicingJob.factus_document_id).where(
             ElectronicInvoicingJob.invoice_id == invoice.related_invoice_id,
+            ElectronicInvoicingJob.organization_id == invoice.organization_id,
             ElectronicInvoicingJob.document_type == "invoice",
             ElectronicInvoicingJob.status == "accepted",
         )
@@ -178,6 +219,7 @@ def _related(session: Session, invoice: Any) -> dict[str, object]:
         .join(ElectronicInvoicingJob, ElectronicInvoicingJob.invoice_id == InvoiceSale.id)
         .where(
             InvoiceSale.related_invoice_id == invoice.related_invoice_id,
+            InvoiceSale.organization_id == invoice.organization_id,
             InvoiceSale.id != invoice.id,
             ElectronicInvoicingJob.document_type == "credit_note",
             ElectronicInvoicingJob.status.in_(("accepted", "pending", "processing", "sent")),
@@ -190,14 +232,23 @@ def _related(session: Session, invoice: Any) -> dict[str, object]:
     }
 
 
-def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str) -> InvoiceData:
+def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str,
+                 organization_id: int | None = None) -> InvoiceData:
     """Read one ERP invoice and everything its payload needs.
 
+    Args:
+        organization_id: the organization of the job that asks for the document
+            (``electronic_invoicing_jobs.organization_id``); when given, the invoice must belong
+            to it (an ERP's plain INSERT may set another one, and the job's organization chooses
+            the Factus account).
     Returns:
         :class:`InvoiceData` (money as ``Decimal`` COP, rates in percent, dates as ``date``).
     Raises:
-        PayloadError: ``invoice_not_found``, ``missing_organization``, or ``malformed_json`` for a
-            JSON column (withholding taxes, allowance charges, billing period) that does not parse.
+        PayloadError: ``invoice_not_found``, ``missing_organization``, ``organization_mismatch``
+            (the job, customer, branch, numbering range, a product or a credit note's corrected
+            invoice of another organization; see the module docstring), or ``malformed_json``
+            for a JSON column (withholding taxes, allowance charges, billing period) that does
+            not parse.
     """
     # The invoice with its issuer, customer, branch and numbering range in one statement (five
     # round trips before; issue 6, B1: the ORM loads were half of the payload build's time).
@@ -211,6 +262,17 @@ def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str) ->
     if org is None:
         raise PayloadError("missing_organization", field="invoice_sales.organization_id",
                            value=invoice.organization_id, detail="no such organization")
+    if organization_id is not None and organization_id != invoice.organization_id:
+        raise PayloadError(
+            "organization_mismatch", field="electronic_invoicing_jobs.organization_id",
+            value=organization_id,
+            detail=(f"the job is for organization {organization_id}, but invoice_sales row "
+                    f"{invoice.id} belongs to organization {invoice.organization_id}; the job "
+                    "would be sent with the other organization's Factus account"))
+    for table, part in (("customers", customer), ("branches", branch),
+                        ("invoice_sequences", numbering_range)):
+        if part is not None:
+            _check_owner(table, part.id, part.organization_id, invoice)
     return InvoiceData(
         id=str(invoice.id),
         organization=OrganizationData(
@@ -228,7 +290,7 @@ def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str) ->
             email=customer.email, phone=customer.phone, address=customer.address,
             city=customer.city,
         ),
-        items=_items(session, invoice.id),
+        items=_items(session, invoice),
         numbering_range=_numbering_range(numbering_range, document_type),
         branch=None if branch is None else BranchData(
             id=branch.id, name=branch.name, address=branch.address, city=branch.city,

@@ -58,6 +58,10 @@ WITH new AS (
            CASE WHEN :dispatched THEN now() END
       FROM invoice_sales
      WHERE id = ANY(CAST(:invoice_ids AS uuid[])) AND organization_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM electronic_invoicing_jobs accepted
+                        WHERE accepted.invoice_id = invoice_sales.id
+                          AND accepted.document_type = :document_type
+                          AND accepted.status = 'accepted')
         ON CONFLICT (invoice_id, document_type)
            WHERE status IN ('pending', 'processing', 'sent') DO NOTHING
     RETURNING *
@@ -88,9 +92,12 @@ def insert_pending_jobs(
     ``INSERT ... SELECT`` from ``invoice_sales`` (each job takes its invoice's
     ``organization_id``) ``ON CONFLICT DO NOTHING`` on the partial unique index
     ``ux_ei_jobs_one_active_per_invoice``, so two concurrent producers cannot both insert. An
-    invoice that does not exist (or has no organization), or already has a non-final job of
-    this document type, gets no row and no event. Each new job gets one ``enqueued`` event
-    (``message``; metadata ``{"to": "pending", "reference_code": ...}``).
+    invoice that does not exist (or has no organization), already has a non-final job of this
+    document type, or already has an accepted document of it, gets no row and no event. A job
+    after an ambiguous ending inherits its predecessor's ``reference_code`` and starts with
+    ``outcome_unknown`` set (the insert trigger of migration 0006): ``RETURNING`` shows both.
+    Each new job gets one ``enqueued`` event (``message``; metadata ``{"to": "pending",
+    "reference_code": ...}``).
 
     Args:
         dispatched: stamp ``dispatched_at``: the caller publishes the wake-ups itself, so the
@@ -132,12 +139,30 @@ def _loaded_job(session: Session, row: Any) -> Job:
     return job
 
 
-def active_jobs_for_invoices(session: Session, invoice_ids: Sequence[uuid.UUID],
-                             document_type: str) -> list[Job]:
-    """The non-final jobs of ``document_type`` of these invoices (at most one each)."""
-    return list(session.scalars(select(Job).where(
+def current_jobs_for_invoices(session: Session, invoice_ids: Sequence[uuid.UUID],
+                              document_type: str) -> list[Job]:
+    """The jobs of ``document_type`` of these invoices that stand for their document: the
+    accepted one, else the non-final one (at most one of each per invoice: unique indexes).
+
+    Returns:
+        At most one job per invoice; an invoice with neither is absent.
+    """
+    rows = session.scalars(select(Job).where(
         Job.invoice_id.in_(list(invoice_ids)), Job.document_type == document_type,
-        Job.status.in_(NON_FINAL_JOB_STATUSES))))
+        Job.status.in_((*NON_FINAL_JOB_STATUSES, "accepted"))))
+    by_invoice: dict[uuid.UUID, Job] = {}
+    for job in rows:
+        if job.status == "accepted" or job.invoice_id not in by_invoice:
+            by_invoice[job.invoice_id] = job
+    return list(by_invoice.values())
+
+
+def accepted_job_for_invoice(session: Session, invoice_id: uuid.UUID,
+                             document_type: str) -> Job | None:
+    """The accepted job of (invoice, document type), or None (at most one: unique index)."""
+    return session.scalars(select(Job).where(
+        Job.invoice_id == invoice_id, Job.document_type == document_type,
+        Job.status == "accepted").limit(1)).one_or_none()
 
 
 # One array parameter, not an expanding IN: a dispatcher round marks up to 500 jobs, and 500
@@ -425,8 +450,13 @@ def events_for(session: Session, job_id: uuid.UUID) -> list[ElectronicInvoicingE
 
 
 def job_by_reference(session: Session, reference_code: str) -> Job | None:
-    """The job whose Factus ``reference_code`` is ``reference_code``, or None (not ours)."""
-    return session.scalars(select(Job).where(Job.reference_code == reference_code)).one_or_none()
+    """The job whose Factus ``reference_code`` is ``reference_code``, or None (not ours).
+
+    A job that inherited the code of its invoice's earlier job (outcome unknown) shares it with
+    that job: the newest of them is returned, the one that stands for the document now.
+    """
+    return session.scalars(select(Job).where(Job.reference_code == reference_code)
+                           .order_by(Job.created_at.desc()).limit(1)).one_or_none()
 
 
 _MARK_NEW_DISPATCHED = text("""
@@ -687,3 +717,110 @@ def count_events(session: Session, job_id: uuid.UUID, event_type: str) -> int:
         text("SELECT count(*) FROM electronic_invoicing_events "
              "WHERE job_id = :job_id AND event_type = :event_type"),
         {"job_id": job_id, "event_type": event_type}).scalar_one())
+
+
+# The lease check before a POST: the row by primary key, locked, then updated by its address
+# (see _LOCK_JOB for why), only while this worker still holds this attempt.
+_RENEW_LEASE = text("""
+WITH target AS (SELECT ctid FROM electronic_invoicing_jobs WHERE id = :job_id
+                FOR NO KEY UPDATE)
+UPDATE electronic_invoicing_jobs
+   SET lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
+ WHERE ctid = (SELECT ctid FROM target) AND status = 'processing'
+   AND leased_by = :worker AND attempt_count = :attempt
+RETURNING id
+""")
+
+_RENEW_LEASE_RAW = raw.RawStatement.of(_RENEW_LEASE)
+
+
+def renew_lease(session: Session, job_id: uuid.UUID, *, worker: str, attempt: int,
+                lease_seconds: float) -> bool:
+    """Confirm that ``worker`` still holds attempt ``attempt`` of the job, and extend its lease.
+
+    A compare-and-set on (``status = 'processing'``, ``leased_by``, ``attempt_count``): when
+    the lease expired and the sweeper released the job, or another worker claimed it since (a
+    new ``attempt_count``), nothing changes and the answer is False. An expired lease that
+    nobody took yet is still this worker's: it is extended. On success ``lease_expires_at``
+    becomes ``now() + lease_seconds`` and ``updated_at`` ``now()`` (UTC, PostgreSQL's clock).
+    Nothing commits.
+
+    Returns:
+        True when the worker holds the job (lease extended), False when it lost it.
+    """
+    row = raw.execute(session, _RENEW_LEASE_RAW, {
+        "job_id": job_id, "worker": worker, "attempt": int(attempt),
+        "lease_seconds": float(lease_seconds)}).fetchone()
+    return row is not None
+
+
+# Ends a job that could not be claimed (its claim's transaction failed and was rolled back),
+# with the same conditions the claim has, so a job another worker holds now is left alone.
+_FAIL_UNCLAIMED = text("""
+WITH target AS (SELECT ctid, status FROM electronic_invoicing_jobs WHERE id = :job_id
+                FOR NO KEY UPDATE),
+job AS (
+UPDATE electronic_invoicing_jobs
+   SET status = 'failed', attempt_count = attempt_count + 1, error_code = :code,
+       error_message = :message, outcome_unknown = outcome_unknown OR status = 'sent',
+       leased_by = :worker, lease_expires_at = NULL, processed_at = now(), updated_at = now()
+ WHERE ctid = (SELECT ctid FROM target) AND provider = 'factus'
+   AND status IN ('pending', 'sent') AND next_retry_at <= now()
+RETURNING id, attempt_count, outcome_unknown
+), events AS (
+INSERT INTO electronic_invoicing_events (job_id, event_type, event_code, event_message, metadata,
+                                         created_at)
+SELECT id, 'failed', :code, :message,
+       CAST(:metadata AS jsonb) || jsonb_build_object(
+           'attempt', attempt_count, 'from', (SELECT status FROM target), 'to', 'failed',
+           'outcome_unknown', outcome_unknown),
+       clock_timestamp()
+  FROM job
+)
+SELECT id, outcome_unknown FROM job
+""")
+
+
+def fail_unclaimed_job(session: Session, job_id: uuid.UUID, *, worker: str, code: str,
+                       message: str, metadata: Mapping[str, Any]) -> bool | None:
+    """End a due job ``failed`` with ``code`` and ``message``, and its ``failed`` event.
+
+    For a job whose claim could not be completed (its transaction rolled back, so the job is
+    still ``pending`` or ``sent`` and due): the same compare-and-set as :func:`claim`, so a job
+    claimed or finished by someone else meanwhile is left alone. The attempt is counted;
+    ``outcome_unknown`` is kept, and set for a ``sent`` job (its document exists at Factus), so
+    that an operator's retry looks the reference code up before sending. The event's metadata
+    is ``metadata`` plus ``attempt``, ``from``, ``to`` and ``outcome_unknown``. Nothing commits.
+
+    Returns:
+        The job's ``outcome_unknown`` when it was ended, None when it was not due (left alone).
+    """
+    row = session.execute(_FAIL_UNCLAIMED, {
+        "job_id": job_id, "worker": worker, "code": code, "message": message,
+        "metadata": Jsonb(dict(metadata))}).fetchone()
+    return None if row is None else bool(row.outcome_unknown)
+
+
+_DIAN_PENDING_HISTORY = text("""
+SELECT count(*) AS rechecks,
+       coalesce(extract(epoch FROM now() - min(e.created_at)), 0)::float AS pending_seconds
+  FROM electronic_invoicing_events e
+ WHERE e.job_id = :job_id AND e.event_type = 'dian_slow'
+   AND e.created_at > coalesce((SELECT max(r.created_at) FROM electronic_invoicing_events r
+                                 WHERE r.job_id = :job_id AND r.event_type = 'operator_retry'),
+                                '-infinity')
+""")
+
+
+def dian_pending_history(session: Session, job_id: uuid.UUID) -> tuple[int, float]:
+    """How long the job's document has been "pending at DIAN", from its events.
+
+    Counts the job's ``dian_slow`` events (one per "pending" answer) since its last
+    ``operator_retry`` (an operator's retry starts a new bound), through the index
+    ``ix_ei_events_job_created``.
+
+    Returns:
+        (pending answers, seconds since the first of them; 0.0 when there is none).
+    """
+    row = session.execute(_DIAN_PENDING_HISTORY, {"job_id": job_id}).one()
+    return int(row.rechecks), float(row.pending_seconds)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -101,6 +102,8 @@ class Branch(Base):
     """``branches``: an establishment of an organization (Factus ``establishment``)."""
 
     __tablename__ = "branches"
+    # Migration 0006: the key an invoice's (branch_id, organization_id) refers to.
+    __table_args__ = (Index("ux_branches_id_organization", "id", "organization_id", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
     organization_id: Mapped[int | None] = mapped_column(Integer)
@@ -117,6 +120,8 @@ class Customer(Base):
     """``customers``: the buyer (Factus ``customer``)."""
 
     __tablename__ = "customers"
+    # Migration 0006: the key an invoice's (customer_id, organization_id) refers to.
+    __table_args__ = (Index("ux_customers_id_organization", "id", "organization_id", unique=True),)
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
@@ -149,7 +154,8 @@ class Product(Base):
     organization_id: Mapped[int | None] = mapped_column(Integer)
     sku: Mapped[str | None] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(Text)
-    unit_code: Mapped[str | None] = mapped_column(CHAR)
+    # DIAN unit code ("94", "KGM"): text, not the seed's CHAR (one character).
+    unit_code: Mapped[str | None] = mapped_column(Text)
     tax_id: Mapped[int | None] = mapped_column(Integer)
     barcode: Mapped[str | None] = mapped_column(Text)
 
@@ -163,6 +169,24 @@ class InvoiceSale(Base):
     """
 
     __tablename__ = "invoice_sales"
+    # Migration 0006: an invoice's customer, branch and referenced invoice belong to its own
+    # organization (NOT VALID there: an ERP's existing rows are not re-checked; deferred: rows
+    # may be inserted in any order within a transaction).
+    __table_args__ = (
+        Index("ux_invoice_sales_id_organization", "id", "organization_id", unique=True),
+        ForeignKeyConstraint(["customer_id", "organization_id"],
+                             ["customers.id", "customers.organization_id"],
+                             name="fk_invoice_sales_customer_organization",
+                             deferrable=True, initially="DEFERRED"),
+        ForeignKeyConstraint(["branch_id", "organization_id"],
+                             ["branches.id", "branches.organization_id"],
+                             name="fk_invoice_sales_branch_organization",
+                             deferrable=True, initially="DEFERRED"),
+        ForeignKeyConstraint(["related_invoice_id", "organization_id"],
+                             ["invoice_sales.id", "invoice_sales.organization_id"],
+                             name="fk_invoice_sales_related_organization",
+                             deferrable=True, initially="DEFERRED"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
@@ -360,7 +384,15 @@ class ElectronicInvoicingJob(Base):
             unique=True,
             postgresql_where=text("status IN ('pending', 'processing', 'sent')"),
         ),
-        Index("ux_ei_jobs_reference_code", "reference_code", unique=True),
+        # A reference code is unique among live jobs; a new job of an invoice whose last job
+        # ended with its outcome unknown inherits that job's code (migration 0006), so the
+        # failed job and its successor share it.
+        Index("ux_ei_jobs_reference_code_live", "reference_code", unique=True,
+              postgresql_where=text("status IN ('pending', 'processing', 'sent', 'accepted')")),
+        Index("ix_ei_jobs_reference_code", "reference_code"),
+        # One accepted document per (invoice, document type).
+        Index("ux_ei_jobs_one_accepted_per_invoice", "invoice_id", "document_type", unique=True,
+              postgresql_where=text("status = 'accepted'")),
         # "Does this Factus account have one of our documents pending at DIAN?" (checked on
         # every claim: Factus blocks creates while one is pending).
         Index(

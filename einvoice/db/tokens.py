@@ -3,7 +3,9 @@
 Seed 002 gives ``factus_credentials`` the columns ``access_token``, ``refresh_token`` and
 ``token_expires_at``; the tokens are kept there, Fernet-encrypted with ``EINVOICE_SECRET_KEY``,
 so that a rotated refresh token survives a Redis flush. The default account (``FACTUS_*``
-variables, key ``"default"``) has no row and uses the fallback store (Redis, encrypted).
+variables, key ``"default:<fingerprint>"``) has no row and uses the fallback store (Redis,
+encrypted). Token keys are :attr:`einvoice.factus.tokens.FactusAccount.token_key`:
+``<row id>:<fingerprint of the account's identity>``; the row id finds the row.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from einvoice.crypto import SecretBox
+from einvoice.crypto import SecretBox, SecretDecryptError
 from einvoice.db.models import FactusCredential
 from einvoice.factus.tokens import StoredToken, TokenStore
 
@@ -28,7 +30,8 @@ class CredentialTokenStore:
     Args:
         session_factory: sessions on ``DATABASE_URL``.
         box: encrypts and decrypts the token columns.
-        fallback: the store for account keys that are not a credential row id ("default").
+        fallback: the store for token keys that do not start with a credential row id
+            (the default account's).
         margin_seconds: how long before ``token_expires_at`` a loaded token stops being used.
     """
 
@@ -42,7 +45,7 @@ class CredentialTokenStore:
     @staticmethod
     def _row_id(account_key: str) -> uuid.UUID | None:
         try:
-            return uuid.UUID(account_key)
+            return uuid.UUID(account_key.split(":", 1)[0])
         except ValueError:
             return None
 
@@ -61,7 +64,7 @@ class CredentialTokenStore:
         try:
             access = self._box.decrypt(row.access_token)
             refresh = self._box.decrypt(row.refresh_token) if row.refresh_token else None
-        except Exception:  # noqa: BLE001 - a rotated key: renew with a password grant
+        except SecretDecryptError:  # a key dropped too early: renew with a password grant
             log.warning("stored Factus token of credentials %s cannot be decrypted; renewing",
                         row_id)
             return None

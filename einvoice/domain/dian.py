@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from decimal import Decimal
 from types import MappingProxyType
 
 from stdnum.co import nit as stdnum_nit
@@ -319,3 +320,58 @@ NUMBERING_RANGE_DOCUMENTS: Mapping[str, str] = MappingProxyType(
 # Factus documents ``observation`` as "no más de 250 caracteres" (DOC1 factura-avanzada and
 # notas-credito; FACTUS_API.md §3.1, §7.1).
 OBSERVATION_MAX_CHARS = 250
+
+# --- Pre-flight limits ---------------------------------------------------------------------
+# Tax rates DIAN defines per tribute: DIAN "Anexo Técnico de Factura Electrónica de Venta" v1.9
+# (Resolución 000165 de 2023), tables of §13.3.10 "Tablas de tarifas por impuesto", code lists
+# ``TarifaImpuestoIVA-2.1`` (0.00 exento, 5.00, 16.00 contratos firmados con el Estado antes de la
+# Ley 1819, 19.00 general) and ``TarifaImpuestoINC-2.1`` (2.00, 4.00, 8.00 general, 16.00). Factus
+# publishes no rate table (DOC1 tablas, ``tributos-de-productos``): it forwards the rate to DIAN,
+# which rejects a rate off its list after the document has consumed a number. Keys are the Factus
+# product tribute ids of :data:`PRODUCT_TRIBUTES` (1 IVA, 4 INC); other tributes (ICA, IC, the
+# nominal taxes) have municipal or per-unit rates and are not checked here.
+TAX_RATES_BY_TRIBUTE: Mapping[int, frozenset[Decimal]] = MappingProxyType(
+    {
+        1: frozenset(Decimal(rate) for rate in ("0", "5", "16", "19")),
+        4: frozenset(Decimal(rate) for rate in ("2", "4", "8", "16")),
+    }
+)
+
+# Identification formats per Factus identification_document_id (table above). Colombian numbers
+# (tarjeta de identidad, cédula de ciudadanía, NIT, NUIP) are digits only once the dots and blanks
+# an ERP writes are removed; DIAN's longest NIT has 15 digits, the bound the Factus simulator uses
+# for NITs. A passport number is letters and digits; the other foreign or legacy documents
+# (registro civil serials, extranjería, PEP, foreign tax ids) may also carry hyphens. The length 20
+# for those is chosen (no source documents one): longer than any passport or foreign tax id format
+# known to us, short enough to catch a name typed into the number column.
+DIGITS_ONLY_DOCUMENTS = frozenset({2, 3, 6, 11})
+PASSPORT_DOCUMENT_ID = 7
+IDENTIFICATION_DIGITS_MAX = 15
+IDENTIFICATION_OTHER_MAX = 20
+
+# Length of the free-text fields Factus does not bound in its docs (names, company, trade name,
+# addresses, phone, code_reference, item name and note, surcharge reason). DOC1 documents only
+# ``observation`` (250, above). 255 is chosen: it is the default length of a string column in
+# Laravel, the framework Factus runs on (FACTUS_API.md §1), so a longer text is either refused or
+# cut by Factus; no real name, address or product name needs more.
+TEXT_MAX_CHARS = 255
+# RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the angle brackets, so an address
+# has at most 254 characters; the local part at most 64 (§4.5.3.1.1).
+EMAIL_MAX_CHARS = 254
+EMAIL_LOCAL_MAX_CHARS = 64
+
+# Money and quantities: Factus types ``price`` (and the v1 discount and withholding rates) as a
+# JSON float with at most 2 decimals (DOC1 factura-avanzada) and does not document the integer
+# digits. The bound chosen is 13 integer digits (below 10,000,000,000,000 COP): an IEEE double,
+# what a JSON number with decimals becomes in Factus's PHP (inferred), round-trips every decimal
+# of at most 15 significant digits (13 integer + 2 decimal), so beyond it the amount Factus reads
+# may not be the one sent. It applies to unit prices, quantities, each line (price × quantity),
+# surcharges and the document total.
+AMOUNT_LIMIT = Decimal(10) ** 13
+
+# Lines per document. Neither Factus (DOC1, DOC2) nor DIAN's annex documents a maximum; the limit
+# is chosen: the call is synchronous with DIAN (FACTUS_API.md §9, 3–4 s typical) and its time
+# grows with the XML, so a document far beyond any retail or wholesale sale risks the 30 s read
+# timeout and an unknown outcome. 500 is a hundred times the longest sale of the sample data and
+# more than a retail or wholesale sale needs; an ERP with longer documents splits them.
+MAX_ITEMS = 500

@@ -97,9 +97,12 @@ class ItemData:
 
     Attributes:
         description: ``invoice_items.description``, sent as the item name.
-        qty: ``invoice_items.qty``; Factus v1 needs an integer.
-        unit_price: ``invoice_items.unit_price`` in COP, net or tax-included per ``tax_included``.
-        tax_rate: ``invoice_items.tax_rate`` in percent (19, 5, 0).
+        qty: ``invoice_items.qty``; Factus v1 needs an integer. ``None`` (SQL NULL) is refused
+            by the payload builder (``missing_quantity``), never read as 0.
+        unit_price: ``invoice_items.unit_price`` in COP, net or tax-included per ``tax_included``;
+            ``None`` is refused (``missing_price``).
+        tax_rate: ``invoice_items.tax_rate`` in percent (19, 5, 0); ``None`` is refused
+            (``missing_tax_rate``).
         tax_included: ``invoice_items.tax_included``; ``None`` defers to the invoice's flag.
         discount_rate: ``invoice_items.discount_rate`` in percent.
         discount_amount: ``invoice_items.discount_amount`` in COP, on the same basis as
@@ -116,9 +119,9 @@ class ItemData:
     """
 
     description: str | None
-    qty: Decimal
-    unit_price: Decimal
-    tax_rate: Decimal
+    qty: Decimal | None
+    unit_price: Decimal | None
+    tax_rate: Decimal | None
     tax_included: bool | None = None
     discount_rate: Decimal | None = None
     discount_amount: Decimal | None = None

@@ -271,3 +271,50 @@ def new_reference_code() -> str:
     """
     token = base64.b32encode(secrets.token_bytes(10)).decode("ascii")
     return REFERENCE_CODE_PREFIX + token
+
+
+# --- Ambiguous endings --------------------------------------------------------------------------
+
+#: ``error_code`` values of a ``failed`` job whose document may nevertheless exist at Factus:
+#: its outcome was never learnt (``outcome_unknown``, ``invalid_cufe``), DIAN kept it pending
+#: past the bound (``dian_timeout``), Factus holds a validated document that does not match the
+#: payload (``reconcile_mismatch``), or DIAN says it processed it before (rule 90,
+#: ``dian_already_processed``). A retry or a new job of the invoice reuses that job's reference
+#: code and looks it up first, so Factus's deduplication by reference code protects it; only an
+#: operator's explicit ``--new-document`` draws a fresh one. A failed job with the
+#: ``outcome_unknown`` flag set is ambiguous whatever its code. The database's insert trigger
+#: (migration 0006) applies the same list.
+AMBIGUOUS_FAILURE_CODES = ("outcome_unknown", "reconcile_mismatch", "dian_already_processed",
+                           "dian_timeout", "invalid_cufe")
+
+
+def is_ambiguous_ending(status: str, error_code: str | None, outcome_unknown: bool) -> bool:
+    """Whether a job's ending leaves its document's existence at Factus unknown.
+
+    Args:
+        status: the job's status; only ``failed`` can be ambiguous.
+        error_code: the job's ``error_code``.
+        outcome_unknown: the job's ``outcome_unknown`` flag.
+    Returns:
+        True for a ``failed`` job with the flag set or an :data:`AMBIGUOUS_FAILURE_CODES` code.
+    """
+    return status == "failed" and (outcome_unknown or error_code in AMBIGUOUS_FAILURE_CODES)
+
+
+# --- Trusting Factus's answer --------------------------------------------------------------------
+
+
+def is_valid_unique_code(code: object) -> bool:
+    """Whether ``code`` can be a DIAN CUFE (invoice) or CUDE (credit note).
+
+    Both are the SHA-384 of the document's fields written in hexadecimal: exactly 96 characters
+    ``0-9a-f`` (DIAN's Anexo Técnico de Factura Electrónica de Venta, CUFE/CUDE as SHA-384;
+    Factus returns them in lowercase: FACTUS_API.md §4.1). Upper-case hex is accepted too.
+
+    Args:
+        code: the ``cufe``/``cude`` of a Factus answer (any type; None when absent).
+    Returns:
+        True for a 96-character hex string, False otherwise.
+    """
+    return (isinstance(code, str) and len(code) == 96
+            and all(c in "0123456789abcdefABCDEF" for c in code))

@@ -10,8 +10,24 @@ Entry points:
 Both builders check the invoice rule by rule in a fixed order and raise the first
 :class:`~einvoice.domain.errors.PayloadError`; the order is: document type, reference code,
 numbering range, header codes (currency, payment, operation type; for a credit note: correction
-concept, related bill), customer, establishment, items (one by one, each field in turn),
-allowance charges, billing period, totals, and for a credit note the credit cap.
+concept, related bill), observation, customer, establishment, items (their count, then one by
+one, each field in turn), allowance charges, billing period, totals, and for a credit note the
+credit cap.
+
+Pre-flight rules for values Factus or DIAN would refuse, or accept wrongly (codes in brackets;
+the limits and their sources are in :mod:`einvoice.domain.dian`, "Pre-flight limits"):
+
+* **Numbers.** NaN and ±Infinity, legal in PostgreSQL ``numeric``, are refused wherever they
+  appear (``non_finite_number``); a NULL quantity, price or tax rate is refused, not read as 0
+  (``missing_quantity``, ``missing_price``, ``missing_tax_rate``). A quantity, unit price, line,
+  surcharge or document total of more than 13 integer digits is refused (``amount_too_large``).
+* **Tax rates.** An IVA or INC rate DIAN does not define is refused (``unknown_tax_rate``).
+* **Texts.** Every text sent is checked for C0/C1 control and bidirectional characters
+  (``forbidden_character``; TAB, LF and CR are allowed in the observation, addresses and item
+  notes) and for its length (``text_too_long``: 255 characters, 254 for an e-mail); e-mails must
+  be one well-formed address (``invalid_email``); identification numbers must fit their document
+  type (``invalid_identification``, ``invalid_nit``).
+* **Lines.** At most 500 items (``too_many_items``).
 
 Decisions (each is also documented where it is applied):
 
@@ -28,9 +44,10 @@ Decisions (each is also documented where it is applied):
   credited may not exceed the related bill's Factus total (``credit_exceeds_invoice``).
 * **Quantity.** Must be a whole number; ``2.5`` kg is refused (``non_integer_quantity``), never
   rounded, because rounding would change what is billed.
-* **Observation.** ``invoice_sales.notes`` longer than 250 characters is truncated to 249
-  characters plus "…" rather than refused: it is free text, and refusing a sale for a long note
-  would block invoicing for no fiscal reason.
+* **Observation.** ``invoice_sales.notes`` longer than 250 characters (DOC1's limit) is
+  truncated to 249 characters plus "…" rather than refused: it is free text, and refusing a sale
+  for a long note would block invoicing for no fiscal reason. Hidden characters in it are refused
+  all the same.
 * **Establishment.** Sent only when the invoice has a branch; each field comes from the branch
   and falls back to the organization. Without a branch Factus uses the account's registered
   company data (DOC1: use ``establishment`` "cuando manejes más de un establecimiento").
@@ -46,6 +63,7 @@ Decisions (each is also documented where it is applied):
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -73,6 +91,30 @@ _ZERO = Decimal(0)
 BOGOTA = timezone(timedelta(hours=-5), "America/Bogota")
 _REFERENCE_CODE_RE = re.compile(r"[A-Za-z0-9._-]+")
 _END_OF_DAY = "23:59:59"
+# C0 and C1 controls, DEL, the bidirectional marks, embeddings, overrides and isolates (U+061C,
+# U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) and the line/paragraph separators: invisible on the
+# PDF and in DIAN's XML, they make a printed name or reference read differently from what is stored
+# (the "Trojan Source" reordering, CVE-2021-42574). Free text (observation, addresses, item notes)
+# keeps TAB, LF and CR, which a multi-line ERP field legitimately holds.
+_BIDI_AND_SEPARATORS = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_FORBIDDEN_IN_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
+_FORBIDDEN_IN_TEXT = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
+# One address in RFC 5322 dot-atom form (no leading, trailing or doubled dot in the local part) at
+# a domain of letter-digit-hyphen labels (RFC 1035) with an alphabetic top-level label: what a mail
+# server delivers to. Lists ("a@x.co; b@y.co"), blanks and a missing domain are refused.
+_EMAIL_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+# What ERPs write inside identification numbers ("1.020.304.050", "900 825 759").
+_ID_SEPARATORS_RE = re.compile(r"[\s.,]")
+_DIGITS_ID_RE = re.compile(f"[0-9]{{1,{dian.IDENTIFICATION_DIGITS_MAX}}}")
+_PASSPORT_RE = re.compile(f"[A-Za-z0-9]{{1,{dian.IDENTIFICATION_OTHER_MAX}}}")
+_OTHER_ID_RE = re.compile(f"[A-Za-z0-9][A-Za-z0-9-]{{0,{dian.IDENTIFICATION_OTHER_MAX - 1}}}")
+_PREVIEW_CHARS = 40
+# A float estimate of the document total at or above this may reach dian.AMOUNT_LIMIT once
+# computed exactly (float rounding is far below a tenth of it).
+_AMOUNT_ESTIMATE_BOUND = float(dian.AMOUNT_LIMIT) * 0.9
 
 JsonDict = dict[str, Any]
 
@@ -185,6 +227,7 @@ def build_bill_payload(
     payment_form, due_date = _payment_form(invoice)
     payment_method = _payment_method(invoice)
     operation_type = _operation_type(invoice)
+    observation = _observation(invoice.notes)
     if invoice.customer is None:
         raise PayloadError(
             "missing_customer",
@@ -201,7 +244,7 @@ def build_bill_payload(
     payload: JsonDict = {
         "numbering_range_id": range_id,
         "reference_code": reference_code,
-        "observation": _observation(invoice.notes),
+        "observation": observation,
         "payment_form": payment_form,
     }
     if due_date is not None:
@@ -269,6 +312,7 @@ def build_credit_note_payload(
         )
     _check_currency(invoice)
     payment_method = _payment_method(invoice)
+    observation = _observation(invoice.notes)
     customer = (
         _customer_payload(invoice.customer, known_municipality_ids)
         if invoice.customer is not None
@@ -285,7 +329,7 @@ def build_credit_note_payload(
         "customization_id": dian.CREDIT_NOTE_WITH_REFERENCE,
         "bill_id": invoice.related_bill_id,
         "reference_code": reference_code,
-        "observation": _observation(invoice.notes),
+        "observation": observation,
         "payment_method_code": payment_method,
         "send_email": bool(invoice.send_email),
     }
@@ -299,8 +343,8 @@ def build_credit_note_payload(
     if allowance_charges:
         payload["allowance_charges"] = allowance_charges
 
-    _check_total(invoice, payload)
-    _check_credit_cap(invoice, payload)
+    note_total = _check_total(invoice, payload)
+    _check_credit_cap(invoice, _document_total(payload) if note_total is None else note_total)
     return payload
 
 
@@ -518,8 +562,9 @@ def _correction_concept(invoice: InvoiceData) -> int:
 
 
 def _observation(notes: str | None) -> str:
-    # Decision (module docstring): truncate, do not refuse.
-    text = (notes or "").strip()
+    # Decision (module docstring): truncate a long note, do not refuse it; hidden characters are
+    # refused all the same, as in every text.
+    text = _text(notes or "", "invoice_sales.notes", max_chars=len(notes or ""), multiline=True)
     if len(text) <= dian.OBSERVATION_MAX_CHARS:
         return text
     return text[: dian.OBSERVATION_MAX_CHARS - 1] + "…"
@@ -532,17 +577,114 @@ def _blank(value: str | None) -> bool:
     return value is None or not value.strip()
 
 
-def _clean(value: str | None) -> str | None:
-    """The text stripped of outer blanks, or ``None`` when nothing is left."""
-    return value.strip() or None if value is not None else None
+def _preview(text: str) -> str:
+    """A long text shortened for an error message (its length is in the detail)."""
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
+
+
+def _text(
+    value: str, field: str, *, max_chars: int = dian.TEXT_MAX_CHARS, multiline: bool = False
+) -> str:
+    """Check one ERP text for control/bidirectional characters and length; return it stripped.
+
+    Inputs: the column's text, its ``field`` path for the error, the most characters allowed
+    (default :data:`einvoice.domain.dian.TEXT_MAX_CHARS`, the limit chosen where Factus documents
+    none), and whether TAB/LF/CR are allowed (free text). Output: the text without outer blanks.
+    Raises: :class:`PayloadError` ``forbidden_character`` (naming the code point and its position)
+    or ``text_too_long``.
+    """
+    text = value.strip()
+    # str.isprintable() is false for every forbidden character (categories Cc, Cf, Zl, Zp): a
+    # C-speed pass that spares the regex on the usual, plain text.
+    found = (
+        None
+        if text.isprintable()
+        else (_FORBIDDEN_IN_TEXT if multiline else _FORBIDDEN_IN_LINE).search(text)
+    )
+    if found is not None:
+        char = found.group()
+        name = unicodedata.name(char, "control character")
+        raise PayloadError(
+            "forbidden_character",
+            field=field,
+            value=_preview(text),
+            detail=(
+                f"U+{ord(char):04X} ({name}) at character {found.start() + 1}: control and "
+                "bidirectional characters are invisible on the document and can make it read "
+                "differently from what is stored; remove it from the ERP row"
+            ),
+        )
+    if len(text) > max_chars:
+        raise PayloadError(
+            "text_too_long",
+            field=field,
+            value=_preview(text),
+            detail=f"{len(text)} characters, more than the {max_chars} allowed for this field",
+        )
+    return text
+
+
+def _email(value: str, field: str) -> str:
+    """Check one e-mail address (see ``_EMAIL_RE``; RFC 5321 lengths); return it stripped.
+
+    Raises: :class:`PayloadError` ``forbidden_character``, ``text_too_long`` (over 254
+    characters) or ``invalid_email``.
+    """
+    text = _text(value, field, max_chars=dian.EMAIL_MAX_CHARS)
+    if (
+        _EMAIL_RE.fullmatch(text) is None
+        or text.index("@") > dian.EMAIL_LOCAL_MAX_CHARS
+    ):
+        raise PayloadError(
+            "invalid_email",
+            field=field,
+            value=text,
+            detail=(
+                "expected one address such as nombre@empresa.com.co: no blanks, one '@', no "
+                "list of addresses, a domain with a dot (RFC 5322 dot-atom, RFC 5321 lengths)"
+            ),
+        )
+    return text
+
+
+def _identification(document_id: int, raw: str) -> str:
+    """Check a non-NIT identification number against its document type; return it cleaned.
+
+    Input: the Factus ``identification_document_id`` and ``customers.identification_number``.
+    Output: the number without the dots, commas and blanks ERPs write. Rule
+    (:data:`einvoice.domain.dian.DIGITS_ONLY_DOCUMENTS`): TI, CC and NUIP are 1–15 digits; a
+    passport 1–20 letters and digits; the other documents 1–20 letters, digits and hyphens.
+    Raises: :class:`PayloadError` ``forbidden_character`` or ``invalid_identification``.
+    """
+    field = "customers.identification_number"
+    number = _ID_SEPARATORS_RE.sub("", _text(raw, field))
+    if document_id in dian.DIGITS_ONLY_DOCUMENTS:
+        pattern, rule = _DIGITS_ID_RE, f"digits only, at most {dian.IDENTIFICATION_DIGITS_MAX}"
+    elif document_id == dian.PASSPORT_DOCUMENT_ID:
+        pattern = _PASSPORT_RE
+        rule = f"letters and digits only, at most {dian.IDENTIFICATION_OTHER_MAX}"
+    else:
+        pattern = _OTHER_ID_RE
+        rule = f"letters, digits and hyphens, at most {dian.IDENTIFICATION_OTHER_MAX}"
+    if pattern.fullmatch(number) is None:
+        raise PayloadError(
+            "invalid_identification",
+            field=field,
+            value=raw,
+            detail=(
+                f"a {dian.IDENTIFICATION_DOCUMENTS[document_id][1]} number is {rule} "
+                "(dots and blanks are removed first)"
+            ),
+        )
+    return number
 
 
 def _nit_and_dv(customer: CustomerData, raw: str) -> tuple[str, int]:
     """Clean a NIT, compute its DV with python-stdnum, and check any DV the ERP stored."""
-    text = re.sub(r"[\s.,]", "", raw)
+    text = _ID_SEPARATORS_RE.sub("", _text(raw, "customers.identification_number"))
     number, hyphen, embedded = text.partition("-")
     if (
-        re.fullmatch(r"[0-9]+", number) is None
+        _DIGITS_ID_RE.fullmatch(number) is None
         or int(number) == 0
         or (hyphen and re.fullmatch(r"[0-9]", embedded) is None)
     ):
@@ -550,7 +692,10 @@ def _nit_and_dv(customer: CustomerData, raw: str) -> tuple[str, int]:
             "invalid_nit",
             field="customers.identification_number",
             value=raw,
-            detail="a NIT is digits only, optionally followed by '-' and its check digit",
+            detail=(
+                f"a NIT is 1–{dian.IDENTIFICATION_DIGITS_MAX} digits, optionally followed by '-' "
+                "and its check digit"
+            ),
         )
     computed = dian.nit_check_digit(number)
     if hyphen and int(embedded) != computed:
@@ -605,7 +750,7 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
         # for Factus to compute, so the stored payload shows what was sent.
         payload["dv"] = str(dv)
     else:
-        payload["identification"] = re.sub(r"[\s.,]", "", raw_number)
+        payload["identification"] = _identification(document_id, raw_number)
 
     legal_organization = (
         customer.legal_organization_id
@@ -627,10 +772,27 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
                 value=customer.company_name,
                 detail="a legal person (legal_organization_id 1) needs a razón social (§3.3)",
             )
-        payload["company"] = customer.company_name.strip()
+        payload["company"] = _text(customer.company_name, "customers.company_name")
     else:
-        parts = (_clean(customer.first_name), _clean(customer.last_name))
+        parts = (
+            _text(value, f"customers.{column}")
+            for column, value in (
+                ("first_name", customer.first_name),
+                ("last_name", customer.last_name),
+            )
+            if value is not None
+        )
         names = " ".join(part for part in parts if part)
+        if len(names) > dian.TEXT_MAX_CHARS:
+            raise PayloadError(
+                "text_too_long",
+                field="customers.first_name",
+                value=_preview(names),
+                detail=(
+                    f"first and last name together are {len(names)} characters, more than "
+                    f"the {dian.TEXT_MAX_CHARS} allowed for Factus customer.names"
+                ),
+            )
         if not names:
             raise PayloadError(
                 "missing_customer_name",
@@ -642,7 +804,12 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
     for column in ("trade_name", "address", "email", "phone"):
         value = getattr(customer, column)
         if not _blank(value):
-            payload[column] = value.strip()
+            field = f"customers.{column}"
+            payload[column] = (
+                _email(value, field)
+                if column == "email"
+                else _text(value, field, multiline=column == "address")
+            )
 
     tribute_id = (
         customer.tribute_id if customer.tribute_id is not None else dian.DEFAULT_CUSTOMER_TRIBUTE_ID
@@ -695,8 +862,10 @@ def _establishment_payload(
         ("email", "email"),
     ):
         value = getattr(branch, column)
+        field = f"branches.{column}"
         if _blank(value):
             value = getattr(organization, column)
+            field = f"organizations.{column}"
         if _blank(value):
             raise PayloadError(
                 "incomplete_establishment",
@@ -704,7 +873,11 @@ def _establishment_payload(
                 value=getattr(branch, column),
                 detail=f"neither the branch nor organization {organization.id} has {column} set",
             )
-        payload[key] = value.strip()
+        payload[key] = (
+            _email(value, field)
+            if column == "email"
+            else _text(value, field, multiline=column == "address")
+        )
     municipality_id = branch.municipality_id
     field = "branches.municipality_id"
     if municipality_id is None:
@@ -728,11 +901,41 @@ def _establishment_payload(
 
 
 def _as_decimal(value: object, field: str) -> Decimal:
-    # The repositories hand NUMERIC columns over as Decimal; a float here is a programming
-    # error (binary fractions would leak into money), not bad ERP data.
+    """A NUMERIC column's value as a finite Decimal.
+
+    Raises: :class:`PayloadError` ``non_finite_number`` for NaN or ±Infinity, which PostgreSQL's
+    ``numeric`` stores but no amount, quantity or rate can be; ``TypeError`` for a float or
+    ``None`` (the repositories hand NUMERIC over as Decimal, and callers check NULL first with
+    their own rule code: a float would leak binary fractions into money).
+    """
     if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
         raise TypeError(f"{field} must be a Decimal, got {type(value).__name__}")
-    return Decimal(value)
+    number = Decimal(value)
+    if not number.is_finite():
+        raise PayloadError(
+            "non_finite_number",
+            field=field,
+            value=str(number),
+            detail=(
+                "NaN and Infinity are legal in a PostgreSQL numeric column but are not an "
+                "amount, quantity or rate; write the real number in the ERP row"
+            ),
+        )
+    return number
+
+
+def _check_amount_limit(value: Decimal, field: str, what: str) -> None:
+    """Refuse an amount or quantity of more than 13 integer digits (:data:`dian.AMOUNT_LIMIT`)."""
+    if abs(value) >= dian.AMOUNT_LIMIT:
+        raise PayloadError(
+            "amount_too_large",
+            field=field,
+            value=value,
+            detail=(
+                f"{what} has more than 13 integer digits; Factus carries amounts as JSON numbers "
+                "with 2 decimals, exact only below 10,000,000,000,000"
+            ),
+        )
 
 
 def _has_more_than_2_decimals(value: Decimal) -> bool:
@@ -825,6 +1028,17 @@ def _items_payload(invoice: InvoiceData, known_unit_measure_ids: Container[int])
             value=0,
             detail="the invoice has no items; Factus requires at least one (§3.4)",
         )
+    if len(invoice.items) > dian.MAX_ITEMS:
+        raise PayloadError(
+            "too_many_items",
+            field="invoice_items",
+            value=len(invoice.items),
+            detail=(
+                f"at most {dian.MAX_ITEMS} lines per document (a limit einvoice sets: Factus "
+                "documents none, and the call waits for DIAN); split the sale into several "
+                "invoices"
+            ),
+        )
     return [
         _item_payload(index, item, invoice, known_unit_measure_ids)
         for index, item in enumerate(invoice.items)
@@ -845,22 +1059,40 @@ def _item_payload(
 
     if item.description is None or _blank(item.description):
         raise fail("missing_item_name", "description", item.description, "Factus needs a name")
-    code_reference = next(
-        (
-            str(candidate).strip()
-            for candidate in (item.code_reference, item.product_sku, item.product_id)
-            if candidate is not None and str(candidate).strip()
-        ),
-        None,
-    )
-    if code_reference is None:
+    name = _text(item.description, f"{where}.description")
+    # code_reference falls back to the product's sku, then to its id.
+    if item.code_reference is not None and item.code_reference.strip():
+        code_reference = _text(item.code_reference, f"{where}.code_reference")
+    elif item.product_sku is not None and item.product_sku.strip():
+        code_reference = _text(item.product_sku, "products.sku")
+    elif item.product_id is not None:
+        code_reference = str(item.product_id)
+    else:
         raise fail(
             "missing_code_reference",
             "code_reference",
             None,
             "no code_reference, product sku or product_id to send as code_reference",
         )
+    note = (
+        _text(item.note, f"{where}.note", multiline=True)
+        if item.note is not None and not _blank(item.note)
+        else None
+    )
 
+    for column, value, what in (
+        ("qty", item.qty, "a quantity"),
+        ("unit_price", item.unit_price, "a price"),
+        ("tax_rate", item.tax_rate, "a tax rate"),
+    ):
+        if value is None:
+            # NULL is not zero: a free item or an untaxed one is written as 0 in the ERP.
+            raise fail(
+                f"missing_{'quantity' if column == 'qty' else column.removeprefix('unit_')}",
+                column,
+                None,
+                f"the line has no {column}; {what} is required and NULL is not read as 0",
+            )
     qty = _as_decimal(item.qty, f"{where}.qty")
     if qty != qty.to_integral_value():
         raise fail(
@@ -872,11 +1104,13 @@ def _item_payload(
         )
     if qty <= 0:
         raise fail("non_positive_quantity", "qty", qty, "the quantity must be at least 1")
+    _check_amount_limit(qty, f"{where}.qty", f"{label}: the quantity")
     quantity = int(qty)
 
     unit_price = _as_decimal(item.unit_price, f"{where}.unit_price")
     if unit_price < 0:
         raise fail("negative_amount", "unit_price", unit_price, "a price cannot be negative")
+    _check_amount_limit(unit_price, f"{where}.unit_price", f"{label}: the unit price")
 
     tax_rate = _as_decimal(item.tax_rate, f"{where}.tax_rate")
     if tax_rate < 0 or tax_rate >= HUNDRED or _has_more_than_2_decimals(tax_rate):
@@ -938,6 +1172,17 @@ def _item_payload(
             item.tribute_id,
             "not a Factus product tribute id (GET /v1/tributes/products: 1–17)",
         )
+    allowed_rates = dian.TAX_RATES_BY_TRIBUTE.get(tribute_id)
+    if allowed_rates is not None and tax_rate not in allowed_rates:
+        tribute_name = dian.PRODUCT_TRIBUTES[tribute_id][1]
+        raise fail(
+            "unknown_tax_rate",
+            "tax_rate",
+            tax_rate,
+            f"DIAN defines {tribute_name} at "
+            f"{', '.join(str(rate) for rate in sorted(allowed_rates))} % only (Anexo Técnico "
+            f"1.9, tarifas por impuesto); check the rate, or the item's tribute_id {tribute_id}",
+        )
     withholding_taxes = _withholding_payload(item, where, label)
 
     erp = _erp_line(base_line, tax_rate, tax_included=tax_included)
@@ -949,9 +1194,10 @@ def _item_payload(
         tax_rate=tax_rate,
         erp=erp,
     )
+    _check_amount_limit(price * quantity, f"{where}.unit_price", f"{label}: price × quantity")
     payload: JsonDict = {
         "code_reference": code_reference,
-        "name": item.description.strip(),
+        "name": name,
         "quantity": quantity,
         "discount_rate": _wire_number(discount_rate),
         "price": _wire_number(price),
@@ -962,8 +1208,8 @@ def _item_payload(
         "tribute_id": tribute_id,
         "withholding_taxes": withholding_taxes,
     }
-    if item.note is not None and not _blank(item.note):
-        payload["note"] = item.note.strip()
+    if note is not None:
+        payload["note"] = note
     return payload
 
 
@@ -1076,6 +1322,7 @@ def _allowance_charges_payload(charges: Sequence[AllowanceChargeData]) -> list[J
                 value=charge.reason,
                 detail="Factus requires the reason of a surcharge (§3.5)",
             )
+        reason = _text(charge.reason, f"{where}.reason")
         base_amount = _as_decimal(charge.base_amount, f"{where}.base_amount")
         amount = _as_decimal(charge.amount, f"{where}.amount")
         for column, value in (("base_amount", base_amount), ("amount", amount)):
@@ -1086,11 +1333,12 @@ def _allowance_charges_payload(charges: Sequence[AllowanceChargeData]) -> list[J
                     value=value,
                     detail="a surcharge amount cannot be negative",
                 )
+            _check_amount_limit(value, f"{where}.{column}", f"the surcharge's {column}")
         entries.append(
             {
                 "concept_type": concept,
                 "is_surcharge": True,
-                "reason": charge.reason.strip(),
+                "reason": reason,
                 "base_amount": str(round2(base_amount)),
                 "amount": str(round2(amount)),
             }
@@ -1139,9 +1387,33 @@ def total_tolerance(payload: Mapping[str, Any]) -> Decimal:
     return Decimal("1.00") + CENT * (units + len(payload["items"]))
 
 
-def _check_total(invoice: InvoiceData, payload: Mapping[str, Any]) -> None:
+def _document_total(payload: Mapping[str, Any]) -> Decimal:
+    """The payload's Factus total (§4.2), refused when beyond the digits Factus carries."""
+    factus_total = factus_payload_total(payload)
+    _check_amount_limit(factus_total, "invoice_sales.total", "the document total Factus computes")
+    return factus_total
+
+
+def _check_total(invoice: InvoiceData, payload: Mapping[str, Any]) -> Decimal | None:
+    """Check the ERP's totals against the payload; return the Factus total when computed.
+
+    Without an ERP total, the exact Factus total (a Decimal pass over every line) is computed only
+    when a float upper bound of it (Σ price × quantity + surcharges, before discounts) comes near
+    :data:`dian.AMOUNT_LIMIT`: the common sale pays for one sum of floats, not for §4.2 twice.
+    """
+    # The ERP's other totals are not sent, but a NaN there is a corrupt row all the same.
+    for column in ("subtotal", "tax_total"):
+        value = getattr(invoice, column)
+        if value is not None:
+            _as_decimal(value, f"invoice_sales.{column}")
     if invoice.total is None:
-        return
+        estimate = sum(item["price"] * item["quantity"] for item in payload["items"]) + sum(
+            float(charge["amount"]) for charge in payload.get("allowance_charges", ())
+        )
+        if estimate >= _AMOUNT_ESTIMATE_BOUND:
+            return _document_total(payload)
+        return None
+    factus_total = _document_total(payload)
     erp_total = _as_decimal(invoice.total, "invoice_sales.total")
     if erp_total < 0:
         raise PayloadError(
@@ -1150,7 +1422,6 @@ def _check_total(invoice: InvoiceData, payload: Mapping[str, Any]) -> None:
             value=erp_total,
             detail="a document total cannot be negative",
         )
-    factus_total = factus_payload_total(payload)
     tolerance = total_tolerance(payload)
     if abs(factus_total - erp_total) > tolerance:
         raise PayloadError(
@@ -1163,12 +1434,12 @@ def _check_total(invoice: InvoiceData, payload: Mapping[str, Any]) -> None:
                 f"tolerance {tolerance}"
             ),
         )
+    return factus_total
 
 
-def _check_credit_cap(invoice: InvoiceData, payload: Mapping[str, Any]) -> None:
+def _check_credit_cap(invoice: InvoiceData, note_total: Decimal) -> None:
     related_total = _as_decimal(invoice.related_invoice_total, "related_invoice.total")
     credited = _as_decimal(invoice.related_invoice_credited_total, "related_invoice.credited_total")
-    note_total = factus_payload_total(payload)
     available = related_total - credited
     if note_total > available:
         raise PayloadError(

@@ -20,7 +20,11 @@ What each call does (FACTUS_API.md §1, Decisions 2–6):
    and other writes (validate, delete, send e-mail, refresh grant) only when the request certainly
    did not reach Factus (a connect error) or was refused unprocessed (429). A validate whose
    outcome is unknown (read timeout, 5xx, dropped connection, unreadable body) is never re-sent
-   here: the error is raised and the job layer reconciles by reference code (Decision 3).
+   here: the error is raised and the job layer reconciles by reference code (Decision 3);
+7. never sleeps (backoff, ``Retry-After``) past the submission attempt's deadline
+   (:mod:`einvoice.factus.deadline`): the error is raised instead;
+8. runs a write's ``fence`` callback, if given, right before the request goes out (the job layer
+   confirms there that it still holds the job's lease; whatever it raises stops the request).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.wait import wait_base, wait_random_exponential
 
 from einvoice.crypto import SecretBox
-from einvoice.factus import v1
+from einvoice.factus import deadline, v1
 from einvoice.factus.errors import (
     FactusError,
     NotFoundError,
@@ -233,7 +237,7 @@ class FactusClient:
         self._sleep = sleep
         self._wait = _FactusWait(self._retry)
         self.tokens = TokenManager(
-            account.key,
+            account.token_key,  # per account identity, not per "default"/row id
             grants=self,
             store=token_store if token_store is not None else InMemoryTokenStore(),
             locks=renewal_locks if renewal_locks is not None else ThreadRenewalLocks(),
@@ -280,7 +284,7 @@ class FactusClient:
     # --- bills (§3, §4, §6) ----------------------------------------------------------------
 
     def validate_bill(self, payload: Payload, *, before_send: BeforeSend | None = None,
-                      ) -> BillResult:
+                      fence: BeforeSend | None = None) -> BillResult:
         """``POST /v1/bills/validate``: create the bill and have DIAN validate it (§3, §4).
 
         Input: a :class:`einvoice.factus.v1.BillRequest` or a mapping already shaped like the v1
@@ -289,6 +293,10 @@ class FactusClient:
         ``before_send``: called when the request had to wait for its rate-limit slot (at least
         :data:`RECHECK_AFTER_WAIT_SECONDS`), just before it goes out; whatever it raises stops
         the request, unsent (the caller's "does this still make sense?" check).
+        ``fence``: called right before every send of the request (after its rate-limit slot and
+        ``before_send``; again before the repeat after a 401 or a 429), whether or not it
+        waited; whatever it raises stops the request, unsent (the caller's "do I still hold
+        this job?" check).
 
         Raises:
             PayloadValidationError, DianRejectionError, PendingDocumentConflict,
@@ -299,7 +307,7 @@ class FactusClient:
         """
         body = self._call(
             "POST", v1.BILLS_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False,
-            before_send=before_send,
+            before_send=before_send, fence=fence,
         )
         return v1.parse_bill(body)
 
@@ -385,10 +393,10 @@ class FactusClient:
         body = self._call("DELETE", v1.bill_delete_path(reference_code), resend_safe=False)
         return factus_message(body)
 
-    def send_bill_email(self, number: str, email: str | None = None) -> str:
-        """``POST /v1/bills/send-email/{number}`` (§6.5): e-mail the bill to ``email`` (or to the
-        customer's address when ``None``). Returns Factus' message. Not repeated on an unknown
-        outcome (Factus limits e-mails per bill per day, per an SDK comment).
+    def send_bill_email(self, number: str, email: str) -> str:
+        """``POST /v1/bills/send-email/{number}`` (§6.5): e-mail the bill to ``email`` (required
+        by Factus). Returns Factus' message. Not repeated on an unknown outcome (Factus limits
+        e-mails per bill per day, per an SDK comment).
 
         Raises:
             NotFoundError, FactusError.
@@ -401,7 +409,7 @@ class FactusClient:
         )
         return factus_message(body)
 
-    def send_credit_note_email(self, number: str, email: str | None = None) -> str:
+    def send_credit_note_email(self, number: str, email: str) -> str:
         """``POST /v1/credit-notes/send-email/{number}`` (§7.1): as :meth:`send_bill_email`,
         for a credit note. Returns Factus' message; not repeated on an unknown outcome.
 
@@ -419,13 +427,13 @@ class FactusClient:
     # --- credit notes (§7.1) ---------------------------------------------------------------
 
     def validate_credit_note(self, payload: Payload, *, before_send: BeforeSend | None = None,
-                             ) -> CreditNoteResult:
+                             fence: BeforeSend | None = None) -> CreditNoteResult:
         """``POST /v1/credit-notes/validate`` (§7.1). Input: a
         :class:`einvoice.factus.v1.CreditNoteRequest` or a v1-shaped mapping. Output, errors and
-        ``before_send`` as :meth:`validate_bill` (the note's code is ``cude``)."""
+        ``before_send`` and ``fence`` as :meth:`validate_bill` (the note's code is ``cude``)."""
         body = self._call(
             "POST", v1.CREDIT_NOTES_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False,
-            before_send=before_send,
+            before_send=before_send, fence=fence,
         )
         return v1.parse_credit_note(body)
 
@@ -550,6 +558,7 @@ class FactusClient:
         validate: bool = False,
         resend_safe: bool = True,
         before_send: BeforeSend | None = None,
+        fence: BeforeSend | None = None,
     ) -> Any:
         content = v1.encode_body(payload) if payload is not None else None
         timeout = self._timeouts.for_validate() if validate else self._timeouts.for_read()
@@ -558,14 +567,14 @@ class FactusClient:
             token = self.tokens.access_token()
             response, body = self._send(
                 method, path, timeout=timeout, token=token, params=params, content=content,
-                before_send=before_send,
+                before_send=before_send, fence=fence,
             )
             if response.status_code == 401:
                 # Decision 2: renew once and retry once; a second 401 is an AuthenticationError.
                 token = self.tokens.renew_after_rejection(token)
                 response, body = self._send(
                     method, path, timeout=timeout, token=token, params=params, content=content,
-                    before_send=before_send,
+                    before_send=before_send, fence=fence,
                 )
             return self._body_or_raise(response, body)
 
@@ -618,6 +627,15 @@ class FactusClient:
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
+        left = deadline.remaining()
+        if error is not None and left is not None and wait > left:
+            # A backoff or Retry-After that ends past the attempt's deadline is not slept
+            # through: the job layer reschedules the job and frees the thread and the lease.
+            logger.warning(
+                "factus retry %d for account %s after %s skipped: the %.2f s wait ends past the "
+                "attempt's deadline (%.2f s left)", state.attempt_number, self.account.key,
+                getattr(error, "reason", type(error).__name__), wait, left)
+            raise error
         logger.warning(
             "factus retry %d for account %s after %s; waiting %.2f s",
             state.attempt_number,
@@ -637,10 +655,13 @@ class FactusClient:
         content: bytes | None = None,
         form: dict[str, str] | None = None,
         before_send: BeforeSend | None = None,
+        fence: BeforeSend | None = None,
     ) -> tuple[httpx.Response, Any]:
         waited = self._limiter.acquire(self.account.key)
         if before_send is not None and waited >= RECHECK_AFTER_WAIT_SECONDS:
             before_send()
+        if fence is not None:
+            fence()
         headers = {"Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"

@@ -37,6 +37,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from einvoice.factus import deadline
 from einvoice.factus.errors import RateLimitedError
 
 logger = logging.getLogger("einvoice.factus")
@@ -125,7 +126,7 @@ class RedisRateLimiter:
             The seconds spent waiting (wall clock), 0.0 or a few ms when a slot was free.
         Raises:
             RateLimitedError: (``reason="rate_limit_wait"``, ``may_have_reached=False``) when no
-                slot frees within ``max_wait_seconds``.
+                slot frees within ``max_wait_seconds`` or before the attempt's deadline.
             redis.RedisError: when Redis is unreachable.
         """
         started = self._clock()
@@ -149,14 +150,18 @@ class RedisRateLimiter:
             self._wait_until(reset_at, started, account_key)
 
     def _wait_until(self, reset_at: float, started: float, account_key: str) -> None:
-        """Sleep until ``reset_at`` (epoch s) plus jitter, or raise when past the maximum wait."""
+        """Sleep until ``reset_at`` (epoch s) plus jitter, or raise when past the maximum wait
+        or past the attempt's deadline (:mod:`einvoice.factus.deadline`)."""
         now = self._clock()
         # Another process may take the freed slot first; the caller's loop then waits again.
         delay = max(reset_at - now, 0.0) + random.uniform(0.005, 0.05)
-        if now + delay - started > self._max_wait:
+        left = deadline.remaining()
+        if now + delay - started > self._max_wait or (left is not None and delay > left):
+            bound = (f"{self._max_wait:.0f} s" if left is None or delay <= left
+                     else "the attempt's deadline")
             raise RateLimitedError(
                 f"no Factus request slot for account {account_key} within "
-                f"{self._max_wait:.0f} s (limit {self.limit} per {self.window_seconds} s)",
+                f"{bound} (limit {self.limit} per {self.window_seconds} s)",
                 reason="rate_limit_wait",
                 retry_after=max(reset_at - now, 0.0),
                 may_have_reached=False,

@@ -24,6 +24,7 @@ methods.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -41,6 +42,7 @@ from redis.exceptions import LockError
 
 from einvoice.crypto import SecretBox, SecretDecryptError
 from einvoice.errors import ConfigError
+from einvoice.factus import deadline
 from einvoice.factus.errors import FactusError, TokenUnavailableError
 from einvoice.factus.schemas import TokenResponse
 from einvoice.settings import Settings
@@ -48,6 +50,8 @@ from einvoice.settings import Settings
 logger = logging.getLogger("einvoice.factus")
 
 DEFAULT_ACCOUNT_KEY = "default"
+#: Redis key prefix of stored tokens (``<prefix><FactusAccount.token_key>``).
+TOKEN_KEY_PREFIX = "einvoice:factus:token:"
 
 
 def utc_now() -> datetime:
@@ -61,7 +65,8 @@ class FactusAccount:
 
     Attributes:
         key: ``"default"`` for the ``FACTUS_*`` variables, else the ``factus_credentials`` row id
-            (as text). Tokens, locks and rate limits are kept per key.
+            (as text). Rate limits are kept per key; tokens and their renewal locks per
+            :attr:`token_key`, which adds the account's identity.
         environment: ``"sandbox"`` or ``"production"``.
         base_url: API root without a trailing slash, e.g. ``https://api-sandbox.factus.com.co``.
         client_id, client_secret: the OAuth client.
@@ -80,6 +85,19 @@ class FactusAccount:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    @property
+    def token_key(self) -> str:
+        """The key of this account's token and renewal lock: ``<key>:<fingerprint>``.
+
+        The fingerprint is a hash of the account's identity (environment, base URL, client id,
+        username), so a token is never handed to another account under the same ``key``: with
+        a fixed ``"default"``, changing ``FACTUS_USERNAME`` (or the environment) kept using the
+        previous account's token, i.e. another company's NIT.
+        """
+        identity = "\n".join((self.environment, self.base_url.lower(), self.client_id,
+                              self.username))
+        return f"{self.key}:{hashlib.sha256(identity.encode('utf-8')).hexdigest()[:16]}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FactusAccount:
@@ -231,7 +249,7 @@ class RedisTokenStore:
         client: redis.Redis,
         box: SecretBox,
         *,
-        prefix: str = "einvoice:factus:token:",
+        prefix: str = TOKEN_KEY_PREFIX,
         ttl_seconds: int = 30 * 24 * 3600,
     ) -> None:
         self._redis = client
@@ -290,8 +308,28 @@ class ThreadRenewalLocks:
         """See :meth:`RenewalLocks.hold` (never times out)."""
         with self._guard:
             lock = self._locks.setdefault(account_key, threading.Lock())
-        with lock:
+        with _until_deadline(lock, account_key):
             yield
+
+
+@contextmanager
+def _until_deadline(lock: threading.Lock, account_key: str) -> Iterator[None]:
+    """Hold ``lock``, waiting for it at most until the submission attempt's deadline
+    (:mod:`einvoice.factus.deadline`; no deadline: as long as it takes).
+
+    Raises:
+        TokenUnavailableError: the deadline came first (another thread is renewing the token).
+    """
+    left = deadline.remaining()
+    if not lock.acquire(timeout=-1 if left is None else max(left, 0.0)):
+        raise TokenUnavailableError(
+            f"the Factus token of account {account_key} is being renewed by another thread and "
+            "the attempt's deadline came first"
+        )
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class RedisRenewalLocks:
@@ -340,7 +378,8 @@ class RedisRenewalLocks:
         lock = self._redis.lock(
             self._prefix + account_key,
             timeout=self._lease,
-            blocking_timeout=self._blocking_timeout,
+            # Never waits past the submission attempt's deadline (einvoice.factus.deadline).
+            blocking_timeout=deadline.cap(self._blocking_timeout),
             thread_local=False,
         )
         if not lock.acquire():
@@ -436,7 +475,7 @@ class TokenManager:
         cached = self._cached
         if cached is not None and cached.is_usable(self._clock()):
             return cached.access_token
-        with self._mutex:
+        with _until_deadline(self._mutex, self._key):
             return self._obtain(rejected=None).access_token
 
     def renew_after_rejection(self, rejected_access_token: str) -> str:
@@ -448,7 +487,7 @@ class TokenManager:
         Raises:
             FactusError: as :meth:`access_token`.
         """
-        with self._mutex:
+        with _until_deadline(self._mutex, self._key):
             return self._obtain(rejected=rejected_access_token).access_token
 
     def _acceptable(self, token: StoredToken | None, rejected: str | None) -> bool:

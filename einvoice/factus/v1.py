@@ -430,10 +430,16 @@ def encode_body(payload: BaseModel | Mapping[str, Any]) -> bytes:
     return json.dumps(data, default=_json_default, ensure_ascii=False).encode("utf-8")
 
 
-def send_email_body(email: str | None) -> dict[str, str]:
-    """Body of the send-email call (§6.5). Without ``email``, an empty object: Factus then uses
-    the customer's address (inferred: the docs only show calls with an address)."""
-    return {"email": email} if email else {}
+def send_email_body(email: str) -> dict[str, str]:
+    """Body of the send-email call: ``{"email": address}``. Factus requires the address (its
+    "enviar correo" page lists ``email`` as required; the simulator answers 422 without it).
+
+    Raises:
+        ValueError: an empty ``email`` (the caller resolves the customer's address first).
+    """
+    if not email:
+        raise ValueError("send-email needs an e-mail address")
+    return {"email": email}
 
 
 def reference_code_of(payload: BaseModel | Mapping[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ contract alone, so that a misreading on one side shows up as a failing test on t
 
 Modules: ``catalogs`` (reference tables), ``amounts`` (§4.2 arithmetic), ``validation`` (422 rules),
 ``artifacts`` (CUFE, QR, PDF, XML), ``state`` (accounts, tokens, documents, stats), ``faults``,
-``ratelimit``, ``render`` (JSON shapes), ``app`` (routes), ``server`` and ``cli``. ``SIMULATOR.md``
-lists every behaviour the contract left open and what the simulator does there.
+``ratelimit``, ``render`` (JSON shapes), ``app`` (routes), ``server`` and ``cli``.
+``docs/simulator.md`` lists every behaviour the contract left open and what the simulator does
+there.
 """

@@ -8,12 +8,19 @@ derives every amount of the response from it:
 - ``discount = round2(price × quantity × discount_rate/100 / (1 + tax_rate/100))``.
 - Document ``gross_value``, ``taxable_amount`` and ``tax_amount`` are sums of the items';
   ``total = Σ line + surcharges − discounts`` (allowance charges); withholdings do not reduce it.
-- ReteIVA (05) ``value = tax_amount × rate/100``; ReteRenta (06) and ReteICA (07)
+- ReteIVA (05) ``value = round2(unrounded tax × rate/100)`` where the unrounded tax is
+  ``line − line / (1 + tax_rate/100)``: a real v1 capture shows ``2155462.18`` where the rounded tax
+  gives ``.19`` (FACTUS_API.md §4.2 caveat). ReteRenta (06) and ReteICA (07)
   ``value = taxable_amount × rate/100`` (ReteICA's base is inferred).
 - Allowance ``percentage = amount / base_amount × 100``.
 
+v2 sends ``price`` **net of tax** and quantities with up to two decimals, several taxes per line
+(Factus v2 docs ``facturas/crear-y-validar``, ``buenas-practicas/cambios-v2-v1``); see
+:func:`net_item_amounts`. Both kinds of item end in the same :class:`DocumentAmounts`, so a document
+renders through either version.
+
 Rounding is half-up to 2 decimals (PHP ``round``). This checks to the cent against the DOC1 example
-(§4.3 and the "Factura avanzada" response). No I/O here.
+(§4.3 and the "Factura avanzada" response) and the v2 "redondeo en medios de pago" example. No I/O.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ class ItemInput:
 
     Attributes:
         price: unit price in COP, tax included (v1).
-        quantity: integer units.
+        quantity: units (whole in v1).
         discount_rate: percent, 0-100.
         tax_rate: percent (``"19.00"`` → ``Decimal("19.00")``).
         tribute_id: product tribute id (1 IVA, 3 ICA, 4 INC, ...), used to split taxes for the CUFE.
@@ -61,11 +68,56 @@ class ItemInput:
     """
 
     price: Decimal
-    quantity: int
+    quantity: int | Decimal
     discount_rate: Decimal
     tax_rate: Decimal
     tribute_id: int = 1
     withholdings: tuple[WithholdingInput, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaxInput:
+    """One v2 ``items[].taxes[]`` entry: ``tribute_id`` (the catalog id of its code), ``code``
+    (``"01"`` IVA, ``"04"`` INC, ``"35"``), ``rate`` in percent, ``is_excluded`` (no tax)."""
+
+    tribute_id: int
+    code: str
+    rate: Decimal
+    is_excluded: bool = False
+
+
+@dataclass(frozen=True)
+class NetItemInput:
+    """The monetary fields of one v2 item (price **net** of tax).
+
+    Attributes:
+        price: unit price in COP without tax and before discount.
+        quantity: units, up to two decimals.
+        discount_rate: percent, 0-100 (used when ``discount_amount`` is None).
+        discount_amount: the line discount in COP, when sent instead of a rate.
+        taxes: the line's taxes (at least one in a valid request).
+        withholdings: self-withholdings of the item (``rate`` in percent).
+    """
+
+    price: Decimal
+    quantity: Decimal
+    discount_rate: Decimal
+    discount_amount: Decimal | None
+    taxes: tuple[TaxInput, ...]
+    withholdings: tuple[WithholdingInput, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaxAmount:
+    """A computed line tax: ``tribute_id``, ``code``, ``rate`` (percent), ``taxable_amount`` and
+    ``tax_amount`` (COP, 2 decimals), ``is_excluded``."""
+
+    tribute_id: int
+    code: str
+    rate: Decimal
+    taxable_amount: Decimal
+    tax_amount: Decimal
+    is_excluded: bool
 
 
 @dataclass(frozen=True)
@@ -96,6 +148,7 @@ class ItemAmounts:
     tax_amount: Decimal
     discount: Decimal
     withholdings: tuple[WithholdingAmount, ...]
+    taxes: tuple[TaxAmount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,12 +203,14 @@ def item_amounts(item: ItemInput) -> ItemAmounts:
     line = round2(gross * (1 - item.discount_rate / HUNDRED))
     taxable = round2(line / tax_factor)
     tax = line - taxable
+    # ReteIVA's base is the tax before rounding (FACTUS_API.md §4.2: real 2155462.18, not .19).
+    unrounded_tax = line - line / tax_factor
     discount = round2(gross * item.discount_rate / HUNDRED / tax_factor)
     withholdings = tuple(
         WithholdingAmount(
             code=w.code,
             rate=w.rate,
-            value=round2((tax if w.code == RETE_IVA else taxable) * w.rate / HUNDRED),
+            value=round2((unrounded_tax if w.code == RETE_IVA else taxable) * w.rate / HUNDRED),
         )
         for w in sorted(item.withholdings, key=lambda w: w.code)
     )
@@ -166,6 +221,62 @@ def item_amounts(item: ItemInput) -> ItemAmounts:
         tax_amount=tax,
         discount=discount,
         withholdings=withholdings,
+    )
+
+
+def net_item_amounts(item: NetItemInput) -> ItemAmounts:
+    """Compute one v2 item's amounts from its net price.
+
+    ``gross = price × quantity``; ``discount = discount_amount`` or ``round2(gross × rate/100)``;
+    ``taxable = round2(gross − discount)``; each tax ``round2(taxable × rate/100)`` (0 when
+    excluded); ``line = taxable + Σ taxes``. ReteIVA is ``round2(IVA × rate/100)`` on the unrounded
+    IVA, ReteRenta ``round2(taxable × rate/100)``. Per-line tax rounding checks to the cent against
+    the v2 "redondeo en medios de pago" example (total 260564.81).
+
+    Args:
+        item: the item's monetary fields.
+
+    Returns:
+        :class:`ItemAmounts` with ``taxes`` filled and ``gross_value = taxable_amount``.
+    """
+    gross = item.price * item.quantity
+    if item.discount_amount is not None:
+        discount = round2(item.discount_amount)
+    else:
+        discount = round2(gross * item.discount_rate / HUNDRED)
+    taxable = round2(gross - discount)
+    taxes = tuple(
+        TaxAmount(
+            tribute_id=t.tribute_id,
+            code=t.code,
+            rate=ZERO if t.is_excluded else t.rate,
+            taxable_amount=taxable,
+            tax_amount=ZERO if t.is_excluded else round2(taxable * t.rate / HUNDRED),
+            is_excluded=t.is_excluded,
+        )
+        for t in item.taxes
+    )
+    tax = sum((t.tax_amount for t in taxes), ZERO)
+    iva = sum(
+        (taxable * t.rate / HUNDRED for t in item.taxes if t.code == "01" and not t.is_excluded),
+        Decimal(0),
+    )
+    withholdings = tuple(
+        WithholdingAmount(
+            code=w.code,
+            rate=w.rate,
+            value=round2((iva if w.code == RETE_IVA else taxable) * w.rate / HUNDRED),
+        )
+        for w in sorted(item.withholdings, key=lambda w: w.code)
+    )
+    return ItemAmounts(
+        line=taxable + tax,
+        gross_value=taxable,
+        taxable_amount=taxable,
+        tax_amount=tax,
+        discount=discount,
+        withholdings=withholdings,
+        taxes=taxes,
     )
 
 
@@ -185,18 +296,22 @@ def allowance_amounts(allowance: AllowanceInput) -> AllowanceAmounts:
 
 
 def document_amounts(
-    items: Sequence[ItemInput], allowances: Iterable[AllowanceInput] = ()
+    items: Sequence[ItemInput | NetItemInput], allowances: Iterable[AllowanceInput] = ()
 ) -> DocumentAmounts:
     """Compute a whole document's amounts from its items and allowance charges (FACTUS_API.md §4.2).
 
     Args:
-        items: the request items (at least one in a valid request; an empty list gives zeros).
+        items: the request items, v1 (:class:`ItemInput`, tax-included price) or v2
+            (:class:`NetItemInput`, net price); at least one in a valid request.
         allowances: the request's ``allowance_charges``.
 
     Returns:
         :class:`DocumentAmounts` with every sum rounded to the cent.
     """
-    computed = tuple(item_amounts(item) for item in items)
+    computed = tuple(
+        net_item_amounts(item) if isinstance(item, NetItemInput) else item_amounts(item)
+        for item in items
+    )
     charges = tuple(allowance_amounts(a) for a in allowances)
     surcharge = sum((c.amount for c in charges if c.is_surcharge), ZERO)
     discount = sum((c.amount for c in charges if not c.is_surcharge), ZERO)
@@ -208,6 +323,12 @@ def document_amounts(
             withholding_totals[w.code] = (w.rate, value + w.value)
     tax_by_tribute: dict[int, Decimal] = {}
     for item, amounts in zip(items, computed, strict=True):
+        if isinstance(item, NetItemInput):
+            for tax in amounts.taxes:
+                tax_by_tribute[tax.tribute_id] = (
+                    tax_by_tribute.get(tax.tribute_id, ZERO) + tax.tax_amount
+                )
+            continue
         tax_by_tribute[item.tribute_id] = (
             tax_by_tribute.get(item.tribute_id, ZERO) + amounts.tax_amount
         )

@@ -1,14 +1,16 @@
-"""The simulator's HTTP face: a Starlette app with the Factus v1 routes and the control API.
+"""The simulator's HTTP face: a Starlette app with the Factus v1 and v2 routes and the control API.
 
-API routes (FACTUS_API.md §2-§8): ``POST /oauth/token`` and the ``/v1/...`` routes listed in
-:meth:`SandboxApp.routes`. Each API request goes through the same steps, in this order:
+API routes (FACTUS_API.md §2-§8, §10): ``POST /oauth/token``, the ``/v1/...`` routes listed in
+:meth:`SandboxApp.routes` and the ``/v2/...`` routes of :mod:`einvoice.sandbox.v2_app`. Each API
+request goes through the same steps, in this order:
 
 1. added latency (``await asyncio.sleep``: never blocks the event loop);
-2. ``/v1``: bearer token → account, or 401 ``{"message": "Unauthenticated."}``;
+2. ``/v1`` and ``/v2``: bearer token → account, or 401 ``{"message": "Unauthenticated."}``;
 3. the account's per-minute quota (429 ``{"message": "Too Many Attempts."}`` + ``Retry-After``);
    every answer to an identified account carries ``X-RateLimit-Limit/Remaining/Reset``;
 4. a transport fault draw (500, 503, injected 429, expired token → 401);
-5. ``/v1`` with an account whose v1 access is disabled → 403 (PROBE, §1/§5.6);
+5. a route of an API version the account does not have (``/v1`` for a v2-only account, ``/v2``
+   for a v1-only one) → 403 (PROBE, §1/§5.6);
 6. the route itself; the answer is counted in the stats per account, endpoint and status.
 
 Control API (no auth, no quota, no faults), for tests and benchmarks:
@@ -22,7 +24,8 @@ Control API (no auth, no quota, no faults), for tests and benchmarks:
                                ``{"revoke_tokens": bool, "drop_added_accounts": bool}``
 ``GET  /__sandbox/accounts``   account summaries (never secrets)
 ``POST /__sandbox/accounts``   add an account: ``{client_id, client_secret, username, password,
-                               company_name?, company_nit?, v1_enabled?, test_ranges?}``
+                               company_name?, company_nit?, v1_enabled?, v2_enabled?,
+                               test_ranges?, ranges_registered?}``
 ``GET  /__sandbox/stats``      counters: see :meth:`einvoice.sandbox.state.SandboxState.stats`
 =============================  ==================================================================
 """
@@ -48,13 +51,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from einvoice.sandbox import artifacts, catalogs, render
+from einvoice.sandbox import artifacts, catalogs, render, v2_app, v2_render
 from einvoice.sandbox.amounts import money
 from einvoice.sandbox.faults import FaultConfig, FaultConfigError, FaultInjector
 from einvoice.sandbox.ratelimit import AccountRateLimiter, RateDecision
 from einvoice.sandbox.state import (
     Account,
     AccountSpec,
+    CreateResult,
     Document,
     DocumentKind,
     SandboxError,
@@ -177,6 +181,9 @@ class SandboxApp:
         self.state = SandboxState(accounts)
         self.faults = FaultInjector(self.startup_faults)
         self.limiter = AccountRateLimiter()
+        # (account key, kind, reference_code) of documents a ``dian_stuck`` fault left pending:
+        # DIAN never answers them, so a resend is answered "pending" again.
+        self._stuck: set[tuple[str, DocumentKind, str]] = set()
 
     # -- the pipeline -------------------------------------------------------------------------
 
@@ -234,8 +241,11 @@ class SandboxApp:
             injected = self._transport_fault(fault, quota)
             if injected is not None:
                 return self._finish(injected, label, account, quota)
-            if not account.spec.v1_enabled:
-                return self._finish(_json(403, FORBIDDEN), label, account, quota)
+            version = path.split("/")[1]
+            if not account.spec.allows(version):
+                # An account opened for one API version answers 403 on the other's routes (PROBE).
+                body = FORBIDDEN if version == "v1" else v2_render.forbidden(version)
+                return self._finish(_json(403, body), label, account, quota)
             response = await handler(request, account)
             if isinstance(response, _HangThenDrop):
                 self.state.record_request(account, label, "dropped")
@@ -249,7 +259,7 @@ class SandboxApp:
     async def token(self, request: Request) -> Response:
         """``POST /oauth/token`` (FACTUS_API.md §2): urlencoded or multipart form, both grants."""
         label = "POST /oauth/token"
-        delay = self.faults.latency_seconds()
+        delay = self.faults.latency_seconds() + self.faults.config.token_latency_ms / 1000.0
         if delay:
             await asyncio.sleep(delay)
         try:
@@ -291,28 +301,51 @@ class SandboxApp:
     async def _create(self, request: Request, account: Account, kind: DocumentKind) -> Response:
         self.state.count_validate_post(account, kind)
         body = await _json_body(request)
+        fault = self.faults.outcome_fault()
+        # The state knows the faults of a stored document; these two are the wire's.
+        state_fault = {"dian_stuck": "dian_slow", "invalid_cufe": None}.get(fault or "", fault)
         if kind == "bill":
             bill_request, bag = validate_bill(body)
             if bill_request is None:
                 return _json(422, bag.body())
-            result = self.state.create_bill(account, bill_request, self.faults.outcome_fault())
+            stuck = self._still_stuck(account, kind, bill_request.reference_code)
+            result = stuck or self.state.create_bill(account, bill_request, state_fault)
         else:
             note_request, bag = validate_credit_note(body)
             if note_request is None:
                 return _json(422, bag.body())
-            result = self.state.create_credit_note(
-                account, note_request, self.faults.outcome_fault()
-            )
+            stuck = self._still_stuck(account, kind, note_request.reference_code)
+            result = stuck or self.state.create_credit_note(account, note_request, state_fault)
         if result.hang:
             return _HangThenDrop(self.faults.config.timeout_hang_seconds)
         if result.document is None:
             return _json(result.status, result.body)
         if result.document.rejected:
             return _json(422, dian_rejection_body(result.document.errors))
-        data = (render.bill_data if kind == "bill" else render.credit_note_data)(
-            result.document, account
-        )
+        document = result.document
+        if fault == "dian_stuck" and document.pending:
+            self._stuck.add((account.key, kind, document.reference_code))
+        data = (render.bill_data if kind == "bill" else render.credit_note_data)(document, account)
+        if fault == "invalid_cufe" and document.status == 1:
+            render.spoil_unique_code(data, kind)
         return _json(201, {"status": "Created", "message": result.message, "data": data})
+
+    def _still_stuck(self, account: Account, kind: DocumentKind,
+                     reference_code: str) -> CreateResult | None:
+        """A resend of a document a ``dian_stuck`` fault left pending: answered "pending" again
+        (201, status 0), nothing validated. None when the reference is not stuck (any more: a
+        deleted document is forgotten, so its next POST creates a new one)."""
+        key = (account.key, kind, reference_code)
+        if key not in self._stuck:
+            return None
+        with self.state.lock:
+            document = account.by_reference[kind].get(reference_code)
+        if document is None or not document.pending or document.rejected:
+            self._stuck.discard(key)
+            return None
+        return CreateResult(201, document, message=(
+            f"Documento con el código de referencia {reference_code} registrado; pendiente de "
+            "validación por la DIAN"))
 
     async def bill_validate(self, request: Request, account: Account) -> Response:
         """``POST /v1/bills/validate`` (§3-§5)."""
@@ -399,8 +432,9 @@ class SandboxApp:
                 409, {"status": "Conflict", "message": f"El documento {number} no ha sido validado"}
             )
         body = await _json_body(request)
+        # ``email`` is a required body field (DOC1 and v2 ``enviar-correo``): no fallback to the
+        # customer's address.
         email = body.get("email") if isinstance(body, dict) else None
-        email = email or document.customer.email
         if not isinstance(email, str) or "@" not in email:
             return _json(
                 422,
@@ -572,6 +606,7 @@ class SandboxApp:
         )
         self.faults.configure(self.startup_faults, reseed=True)
         self.limiter.reset()
+        self._stuck.clear()
         return _json(200, {"status": "reset"})
 
     async def accounts_list(self, request: Request) -> Response:
@@ -623,6 +658,7 @@ class SandboxApp:
             api("GET", "/v1/measurement-units", self.unit_list),
             api("GET", "/v1/tributes/products", self.tribute_list),
             api("GET", "/v1/company", self.company),
+            *v2_app.V2Api(self).routes(),
             Route("/__sandbox/health", self.health, methods=["GET"]),
             Route("/__sandbox/faults", self.faults_get, methods=["GET"]),
             Route("/__sandbox/faults", self.faults_set, methods=["POST"]),

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def municipalities() -> dict[int, Municipality]:
     Returns:
         ``{factus_id: Municipality}`` in file order (1,122 rows; the row without a ``factus_id`` is
         skipped). Department ids are assigned in order of first appearance, which is Factus' own
-        department ordering (the file is sorted by ``factus_id``; see ``MUNICIPALITIES.md``).
+        department ordering (the file is sorted by ``factus_id``; see ``docs/reference-data.md``).
 
     Raises:
         FileNotFoundError: the data file is missing from the installed package.
@@ -272,3 +273,142 @@ def municipalities() -> dict[int, Municipality]:
         )
         table[municipality.id] = municipality
     return table
+
+
+# ---------------------------------------------------------------------------------------------
+# API v2 tables (Factus v2 docs "Tablas de referencia": tablas, unit-measures, municipios)
+#
+# v2 sends codes where v1 sent ids. Each v2 entry keeps the v1 id of the same row when v1 has it, so
+# that one stored document renders through both versions; rows v1 does not know get an id of their
+# own from 1000 up (never sent on the wire by v1 clients, only rendered).
+
+_V2_ONLY_ID_BASE = 1000
+
+
+def _v2_by_code(rows: list[tuple[str, str]], v1: dict[int, CatalogEntry]) -> dict[str, CatalogEntry]:
+    v1_by_code = {entry.code: entry for entry in v1.values()}
+    table: dict[str, CatalogEntry] = {}
+    for index, (code, name) in enumerate(rows):
+        known = v1_by_code.get(code)
+        table[code] = CatalogEntry(known.id if known else _V2_ONLY_ID_BASE + index, code, name)
+    return table
+
+
+# "Códigos de tipos de documentos de identidad" (v2 adds 48 PPT).
+V2_IDENTIFICATION_DOCUMENTS = _v2_by_code(
+    [(e.code, e.name) for e in IDENTIFICATION_DOCUMENTS.values()]
+    + [("48", "PPT (Permiso Protección Temporal)")],
+    IDENTIFICATION_DOCUMENTS,
+)
+NIT_DOCUMENT_CODE = "31"
+
+# "Códigos de tributos clientes" and "Código de tipos de organizaciones".
+V2_CUSTOMER_TRIBUTES = _v2_by_code([("01", "IVA"), ("ZZ", "No aplica")], CUSTOMER_TRIBUTES)
+V2_LEGAL_ORGANIZATIONS = _v2_by_code(
+    [("1", "Persona Jurídica"), ("2", "Persona Natural")], LEGAL_ORGANIZATIONS
+)
+
+# "Códigos de impuestos": 01 IVA, 04 INC, 35 ultraprocessed food tax (v1 has no row for it).
+V2_TAXES = _v2_by_code(
+    [("01", "IVA"), ("04", "INC"), ("35", "ICUI")], PRODUCT_TRIBUTES
+)
+# "Códigos de retenciones": only ReteIVA and ReteRenta in v2 (v1 also had ReteICA 07).
+V2_WITHHOLDING_TAXES = {code: WITHHOLDING_TAXES[code] for code in ("05", "06")}
+
+# "Responsabilidades fiscales".
+RESPONSIBILITIES = {
+    "O-13": "Gran contribuyente",
+    "O-15": "Autorretenedor",
+    "O-23": "Agente de retención de IVA",
+    "O-47": "Régimen simple de tributación",
+    "R-99-PN": "No responsable",
+}
+DEFAULT_RESPONSIBILITY = "R-99-PN"
+
+# "Unidades de medida" (v2 unit-measures page): the table has about a thousand UN/ECE rows; the
+# simulator knows the ones a shop or a service company uses, with Factus' own spelling.
+V2_UNIT_MEASURES = _v2_by_code(
+    [
+        ("94", "unidad"),
+        ("KGM", "kilogramo"),
+        ("LBR", "libra"),
+        ("ONZ", "onza"),
+        ("MGM", "miligramo"),
+        ("LTR", "litro"),
+        ("MLT", "mililitro"),
+        ("A76", "galón"),
+        ("MTR", "metro"),
+        ("CMT", "centímetro"),
+        ("MMT", "milímetro"),
+        ("KTM", "kilómetro"),
+        ("MTK", "metro cuadrado"),
+        ("MTQ", "Metro cúbico"),
+        ("BX", "caja"),
+        ("CA", "Caja"),
+        ("BO", "botella"),
+        ("KT", "equipo"),
+        ("NPR", "numero de pares"),
+        ("NMP", "número de paquetes"),
+        ("NAR", "número de artículos"),
+        ("LEF", "hoja"),
+        ("HUR", "hora"),
+        ("MIN", "minuto"),
+        ("LUN", "mes"),
+        ("ANA", "año"),
+        ("KWH", "kilovatios hora"),
+        ("LS", "Suma global"),
+    ],
+    UNIT_MEASURES,
+)
+
+# Countries (v2 "countries" table): the simulator names Colombia and accepts any ISO 3166-1
+# alpha-2 code for the others.
+COUNTRIES = {"CO": "Colombia"}
+COLOMBIA = "CO"
+
+
+@lru_cache(maxsize=1)
+def municipalities_by_code() -> dict[str, Municipality]:
+    """The Factus municipalities keyed by DANE code (v2 ``municipality_code``, e.g. ``"68679"``)."""
+    return {m.code: m for m in municipalities().values()}
+
+
+def _any(*tables: dict[Any, CatalogEntry]) -> dict[int, CatalogEntry]:
+    merged: dict[int, CatalogEntry] = {}
+    for table in tables:
+        for entry in table.values():
+            merged.setdefault(entry.id, entry)
+    return merged
+
+
+def unit_measure(unit_id: int) -> CatalogEntry:
+    """The unit of measure with that id, from the v1 table or the v2 one (for rendering).
+
+    Raises:
+        KeyError: no table has that id.
+    """
+    return _any(UNIT_MEASURES, V2_UNIT_MEASURES)[unit_id]
+
+
+def product_tribute(tribute_id: int) -> CatalogEntry:
+    """The product tribute with that id, from the v1 table or the v2 tax table (for rendering).
+
+    Raises:
+        KeyError: no table has that id.
+    """
+    return _any(PRODUCT_TRIBUTES, V2_TAXES)[tribute_id]
+
+
+def identification_document(document_id: int) -> CatalogEntry:
+    """The identification document type with that id, v1 or v2 (for rendering).
+
+    Raises:
+        KeyError: no table has that id.
+    """
+    return _any(IDENTIFICATION_DOCUMENTS, V2_IDENTIFICATION_DOCUMENTS)[document_id]
+
+
+# Range documents that need a DIAN resolution (v2 ``crear-rango``: 21 invoice, 24 support document,
+# 30 paper invoice); the others (22, 23, 25) are created without one.
+RESOLUTION_RANGE_DOCUMENTS = frozenset({"21", "24", "30"})
+V2_RANGE_DOCUMENTS = {code: RANGE_DOCUMENTS[code] for code in ("21", "22", "23", "24", "25", "30")}

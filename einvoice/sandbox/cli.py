@@ -11,20 +11,24 @@ from typing import Annotated
 
 import typer
 
-from einvoice.sandbox.server import ACCOUNTS_ENV, serve
+from einvoice.sandbox.server import ACCOUNTS_ENV, MODES, serve
 from einvoice.sandbox.state import AccountSpec
 
 app = typer.Typer(
-    help="The Factus v1 sandbox simulator (the other side of the wire).", no_args_is_help=True
+    help="The Factus v1/v2 sandbox simulator (the other side of the wire).", no_args_is_help=True
 )
 
 
-def _account(value: str) -> AccountSpec:
+def _account(value: str, mode: str = "both") -> AccountSpec:
     parts = value.split(":", 3)
     if len(parts) != 4 or not all(parts):
         raise typer.BadParameter("expected client_id:client_secret:username:password")
     return AccountSpec(
-        client_id=parts[0], client_secret=parts[1], username=parts[2], password=parts[3]
+        client_id=parts[0],
+        client_secret=parts[1],
+        username=parts[2],
+        password=parts[3],
+        **MODES[mode],
     )
 
 
@@ -65,6 +69,15 @@ def serve_command(
     fault_dian_slow: Annotated[
         float, typer.Option(help="Share of new documents left pending (status 0).")
     ] = 0.0,
+    fault_dian_stuck: Annotated[
+        float, typer.Option(help="Share of new documents left pending for good (resends too).")
+    ] = 0.0,
+    fault_invalid_cufe: Annotated[
+        float, typer.Option(help="Share of new documents answered with an invalid CUFE/CUDE.")
+    ] = 0.0,
+    token_latency_ms: Annotated[
+        float, typer.Option(help="Added latency of POST /oauth/token only, ms.")
+    ] = 0.0,
     fault_expired_token: Annotated[
         float, typer.Option(help="Share of /v1 requests whose token expires.")
     ] = 0.0,
@@ -85,6 +98,20 @@ def serve_command(
         list[str] | None,
         typer.Option(help="Extra account client_id:client_secret:username:password (repeatable)."),
     ] = None,
+    v2_account: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Extra v2-only account (403 on /v1, like a Factus account opened today), "
+            "client_id:client_secret:username:password (repeatable)."
+        ),
+    ] = None,
+    v1_account: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Extra v1-only account (403 on /v2), client_id:client_secret:username:password "
+            "(repeatable)."
+        ),
+    ] = None,
     accounts_json: Annotated[
         str | None,
         typer.Option(
@@ -96,7 +123,12 @@ def serve_command(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve the simulator until interrupted (Ctrl-C)."""
-    accounts = [_account(value) for value in account or []] + _accounts_json(accounts_json)
+    accounts = (
+        [_account(value) for value in account or []]
+        + [_account(value, "v2") for value in v2_account or []]
+        + [_account(value, "v1") for value in v1_account or []]
+        + _accounts_json(accounts_json)
+    )
     typer.echo(f"Factus sandbox simulator on http://{host}:{port}", err=True)
     serve(
         host,
@@ -111,6 +143,9 @@ def serve_command(
         rate_limit_429=fault_429,
         dian_rejection=fault_dian_rejection,
         dian_slow=fault_dian_slow,
+        dian_stuck=fault_dian_stuck,
+        invalid_cufe=fault_invalid_cufe,
+        token_latency_ms=token_latency_ms,
         expired_token=fault_expired_token,
         rate_limit_per_minute=rate_limit or None,
         token_expires_in=token_expires_in,

@@ -12,7 +12,13 @@ Two independent draws decide a request's fate, so the shares of each group must 
 - **outcome** (only ``POST .../validate`` of a new document): ``timeout_after_store`` (store and
   validate, then hang ``timeout_hang_seconds`` and drop the connection), ``dian_rejection`` (DIAN
   rule FAD06, 422, document stored with status 0), ``dian_slow`` (201 with status 0 and no errors; a
-  resend with the same ``reference_code`` validates it).
+  resend with the same ``reference_code`` validates it), ``dian_stuck`` (as ``dian_slow``, but
+  every resend is answered "pending" again: DIAN never answers), ``invalid_cufe`` (the document is
+  stored and validated, but the 201 carries a CUFE/CUDE that is not 96 hex characters: its first
+  64; a lookup by reference shows the real one).
+
+``token_latency_ms`` delays only ``POST /oauth/token`` (a slow identity provider), on top of
+``latency_ms``.
 
 Latency (``latency_ms`` ± uniform ``latency_jitter_ms``) is drawn from a second generator so that
 changing it does not shift the fault sequence.
@@ -27,7 +33,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 TRANSPORT_FAULTS = ("error_500", "error_503", "rate_limit_429", "expired_token")
-OUTCOME_FAULTS = ("timeout_after_store", "dian_rejection", "dian_slow")
+OUTCOME_FAULTS = ("timeout_after_store", "dian_rejection", "dian_slow", "dian_stuck",
+                  "invalid_cufe")
 DEFAULT_RATE_LIMIT = 80  # requests per minute per account, FACTUS_API.md §9
 
 
@@ -42,8 +49,10 @@ class FaultConfig:
     Attributes:
         latency_ms: added delay before every API request is answered, in milliseconds.
         latency_jitter_ms: uniform ± jitter on top of ``latency_ms``, in milliseconds.
+        token_latency_ms: extra delay of every ``POST /oauth/token``, in milliseconds.
         error_500, error_503, rate_limit_429, expired_token: transport shares, 0..1.
-        timeout_after_store, dian_rejection, dian_slow: validate-outcome shares, 0..1.
+        timeout_after_store, dian_rejection, dian_slow, dian_stuck, invalid_cufe:
+            validate-outcome shares, 0..1.
         rate_limit_per_minute: real limit per account (None disables it).
         token_expires_in: lifetime of new access tokens, in seconds.
         timeout_hang_seconds: how long ``timeout_after_store`` hangs before dropping the connection
@@ -54,6 +63,7 @@ class FaultConfig:
 
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
+    token_latency_ms: float = 0.0
     error_500: float = 0.0
     error_503: float = 0.0
     rate_limit_429: float = 0.0
@@ -61,6 +71,8 @@ class FaultConfig:
     timeout_after_store: float = 0.0
     dian_rejection: float = 0.0
     dian_slow: float = 0.0
+    dian_stuck: float = 0.0
+    invalid_cufe: float = 0.0
     rate_limit_per_minute: int | None = DEFAULT_RATE_LIMIT
     token_expires_in: int = 3600
     timeout_hang_seconds: float = 35.0
@@ -98,7 +110,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not 0.0 <= share <= 1.0:
             raise FaultConfigError(f"{name} must be a share between 0 and 1, got {value!r}")
         return share
-    if name in ("latency_ms", "latency_jitter_ms", "timeout_hang_seconds"):
+    if name in ("latency_ms", "latency_jitter_ms", "token_latency_ms", "timeout_hang_seconds"):
         amount = _number(name, value)
         if amount < 0:
             raise FaultConfigError(f"{name} must not be negative, got {value!r}")

@@ -190,7 +190,7 @@ def _item(item: ItemData, amounts: ItemAmounts, *, with_mandate: bool) -> dict[s
             "note": item.note,
             "code_reference": item.code_reference,
             "name": item.name,
-            "quantity": item.quantity,
+            "quantity": _number(Decimal(item.quantity)),
             "discount_rate": money(item.discount_rate),
             "discount": money(amounts.discount),
             "gross_value": money(amounts.gross_value),
@@ -199,9 +199,9 @@ def _item(item: ItemData, amounts: ItemAmounts, *, with_mandate: bool) -> dict[s
             "tax_amount": money(amounts.tax_amount),
             "price": money(item.price),
             "is_excluded": item.is_excluded,
-            "unit_measure": _entry(catalogs.UNIT_MEASURES[item.unit_measure_id]),
+            "unit_measure": _entry(catalogs.unit_measure(item.unit_measure_id)),
             "standard_code": _entry(catalogs.STANDARD_CODES[item.standard_code_id]),
-            "tribute": _entry(catalogs.PRODUCT_TRIBUTES[item.tribute_id]),
+            "tribute": _entry(catalogs.product_tribute(item.tribute_id)),
             "total": _number(amounts.line),
             "withholding_taxes": [
                 {
@@ -306,6 +306,7 @@ def bill_data(document: Document, account: Account) -> dict[str, Any]:
                 "status": document.status,
                 "send_email": int(request.send_email),
                 "qr": artifacts.qr_url(document.cufe),
+                "public_url": document.public_url,
                 "cufe": document.cufe,
                 "validated": _validated(document),
                 **_amount_fields(amounts),
@@ -543,3 +544,15 @@ def paginate(
             "links": _page_links(base_url, page, last),
         },
     }
+
+
+def spoil_unique_code(data: dict[str, Any], kind: str) -> None:
+    """Make a validate answer's CUFE (bill) or CUDE (credit note) invalid, in place: keep its
+    first 64 characters (a SHA-256's length, where DIAN's code is a SHA-384: 96 hex).
+
+    The ``invalid_cufe`` fault: the document itself stays validated with its real code, which
+    ``show`` and the lists keep returning (a 201 whose code is not to be trusted).
+    """
+    block, key = ("bill", "cufe") if kind == "bill" else ("credit_note", "cude")
+    code = data[block].get(key)
+    data[block][key] = code[:64] if isinstance(code, str) else None

@@ -48,12 +48,23 @@ CLI_FLAGS = {
     "rate_limit_429": "--fault-429",
     "dian_rejection": "--fault-dian-rejection",
     "dian_slow": "--fault-dian-slow",
+    "dian_stuck": "--fault-dian-stuck",
+    "invalid_cufe": "--fault-invalid-cufe",
+    "token_latency_ms": "--token-latency-ms",
     "expired_token": "--fault-expired-token",
     "rate_limit_per_minute": "--rate-limit",
     "token_expires_in": "--token-expires-in",
     "timeout_hang_seconds": "--timeout-hang-seconds",
     "retry_after_seconds": "--retry-after-seconds",
     "seed": "--seed",
+}
+
+
+# Account modes (``AccountSpec.mode``) as the flags that make them.
+MODES: dict[str, dict[str, bool]] = {
+    "both": {"v1_enabled": True, "v2_enabled": True},
+    "v1": {"v1_enabled": True, "v2_enabled": False},
+    "v2": {"v1_enabled": False, "v2_enabled": True},
 }
 
 
@@ -327,17 +338,32 @@ class SandboxServer:
         return dict(accounts[key])
 
     def add_account(
-        self, client_id: str, client_secret: str, username: str, password: str, **extra: Any
+        self,
+        client_id: str,
+        client_secret: str,
+        username: str,
+        password: str,
+        *,
+        mode: str | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
         """Add an account at run time (``POST /__sandbox/accounts``); returns its summary.
 
         Args:
             client_id, client_secret, username, password: its OAuth credentials.
-            **extra: ``company_name``, ``company_nit``, ``v1_enabled``, ``test_ranges``.
+            mode: ``"v1"`` (403 on ``/v2``), ``"v2"`` (403 on ``/v1``, as a Factus account opened
+                today) or ``"both"``; None leaves ``v1_enabled``/``v2_enabled`` to ``extra``.
+            **extra: ``company_name``, ``company_nit``, ``v1_enabled``, ``v2_enabled``,
+                ``test_ranges``, ``ranges_registered`` (False: ranges must be created through
+                ``POST /v2/numbering-ranges`` first).
 
         Raises:
-            SandboxServerError: a duplicate account or an invalid field (HTTP 400).
+            SandboxServerError: a duplicate account, an unknown mode or an invalid field (HTTP 400).
         """
+        if mode is not None:
+            if mode not in MODES:
+                raise SandboxServerError(f"mode must be one of {sorted(MODES)}")
+            extra = {**extra, **MODES[mode]}
         spec = {
             "client_id": client_id,
             "client_secret": client_secret,

@@ -8,6 +8,12 @@ Rules it enforces (FACTUS_API.md; "inferred" where the contract says so):
 
 - Accounts are keyed by ``(client_id, username)``; each has its own company, ranges and documents
   and cannot see another's (§1 shared-sandbox caveat aside: here accounts are isolated).
+- API versions (§10.1): an account speaks v1, v2 or both (:attr:`AccountSpec.mode`). Documents do not
+  belong to a version: what one version created, the other reads when the account has both.
+- Numbering ranges (§10.1): an account created with ``ranges_registered=False`` starts with no range;
+  the ranges DIAN associated with it are listed by :meth:`SandboxState.dian_ranges` and become usable
+  once created with :meth:`SandboxState.create_range` (``POST /v2/numbering-ranges``), as on the real
+  v2 platform; credit-note ranges (no resolution) are created the same way.
 - Tokens (§2, inferred Passport behaviour): a password grant issues a new pair; a refresh grant
   revokes the used refresh token **and** its access token and issues a new pair; access tokens
   expire after ``token_expires_in`` seconds, refresh tokens after 30 days.
@@ -70,6 +76,7 @@ FAJ43B = (
 )
 CAK55 = "Regla: CAK55, Notificación: Correo electrónico no informado"
 CBF02 = "Regla: CBF02, Notificación: No se informo el numero de la factura referenciada"
+PUBLIC_URL_BASE = "https://app-sandbox.factus.com.co/documents"
 MAX_EMAILS_PER_DAY = 2  # FJS1 "max 2 per bill per day" (FACTUS_API.md §6.5)
 
 
@@ -152,7 +159,9 @@ class AccountSpec:
     """How to create an account (CLI ``--account``, ``POST /__sandbox/accounts`` or the default).
 
     ``company_nit`` must be digits only; its DV is computed (DIAN modulo 11). Passwords and secrets
-    are kept in memory only and never returned by any endpoint.
+    are kept in memory only and never returned by any endpoint. ``v1_enabled`` / ``v2_enabled``
+    choose the API versions (at least one); ``ranges_registered=False`` makes the account start
+    without ranges, to be created through ``POST /v2/numbering-ranges``.
     """
 
     client_id: str
@@ -163,6 +172,19 @@ class AccountSpec:
     company_nit: str = "900123456"
     v1_enabled: bool = True
     test_ranges: bool = True
+    v2_enabled: bool = True
+    ranges_registered: bool = True
+
+    @property
+    def mode(self) -> str:
+        """``"both"``, ``"v1"`` (v2 routes answer 403) or ``"v2"`` (v1 routes answer 403)."""
+        if self.v1_enabled and self.v2_enabled:
+            return "both"
+        return "v1" if self.v1_enabled else "v2"
+
+    def allows(self, version: str) -> bool:
+        """True when the account may call routes of API ``version`` (``"v1"`` or ``"v2"``)."""
+        return self.v1_enabled if version == "v1" else self.v2_enabled
 
     @property
     def key(self) -> str:
@@ -208,6 +230,8 @@ class Document:
     bill: Document | None = None
     credit_notes: list[Document] = field(default_factory=list)
     emails_sent: dict[date, int] = field(default_factory=dict)
+    api_version: str = "v1"
+    v2: Any = None  # the v2 request (einvoice.sandbox.v2_validation) when created through /v2
     _qr_image: str | None = None
 
     def qr_image(self) -> str:
@@ -220,6 +244,14 @@ class Document:
     def pending(self) -> bool:
         """True while the document is not validated (it blocks new documents of its kind)."""
         return self.status == 0
+
+    @property
+    def public_url(self) -> str:
+        """The document's page on Factus's public portal (``bill.public_url`` in v1 since 2025,
+        ``links.public_url`` in v2). The path shape follows the v2 docs' example
+        (``https://app-sandbox.factus.com.co/documents/bills/...``); the key is inferred."""
+        folder = "bills" if self.kind == "bill" else "credit-notes"
+        return f"{PUBLIC_URL_BASE}/{folder}/{self.cufe[:40]}"
 
 
 @dataclass
@@ -260,6 +292,7 @@ class Account:
     company: Company
     ranges: dict[int, NumberingRange]
     added_at_runtime: bool
+    dian_ranges: list[NumberingRange] = field(default_factory=list)
     documents: dict[DocumentKind, dict[str, Document]] = field(
         default_factory=lambda: {k: {} for k in KINDS}
     )  # by number
@@ -301,6 +334,9 @@ class Account:
             "nit": self.company.nit,
             "dv": self.company.dv,
             "v1_enabled": self.spec.v1_enabled,
+            "v2_enabled": self.spec.v2_enabled,
+            "mode": self.spec.mode,
+            "ranges_registered": self.spec.ranges_registered,
             "added_at_runtime": self.added_at_runtime,
             "range_ids": sorted(self.ranges),
         }
@@ -446,7 +482,7 @@ def _ranges(test_ranges: bool) -> dict[int, NumberingRange]:
     return {r.id: r for r in ranges}
 
 
-def _conflict_pending(kind: DocumentKind) -> dict[str, Any]:
+def _conflict_pending(kind: DocumentKind, api_version: str = "v1") -> dict[str, Any]:
     noun = "una factura" if kind == "bill" else "una nota crédito"
     return {
         "status": "Conflict",
@@ -456,7 +492,7 @@ def _conflict_pending(kind: DocumentKind) -> dict[str, Any]:
                 "message": f"Se encontró {noun} pendiente por enviar a la DIAN",
                 "params": [],
                 "detail": "Conflict",
-                "api_version": "v1",
+                "api_version": api_version,
             }
         ],
     }
@@ -491,6 +527,8 @@ class SandboxState:
         self.global_stats = Stats()
         self.unauthenticated_stats = Stats()
         self._range_counters: dict[str, dict[int, int]] = {}
+        # Ids of ranges created through the API: never reused, even after a reset.
+        self._created_range_ids: set[int] = set()
         for spec in self._startup_specs:
             self.add_account(spec, at_runtime=False)
 
@@ -507,6 +545,8 @@ class SandboxState:
             raise SandboxError("company_nit must be 1 to 15 digits")
         if not all((spec.client_id, spec.client_secret, spec.username, spec.password)):
             raise SandboxError("client_id, client_secret, username and password are required")
+        if not (spec.v1_enabled or spec.v2_enabled):
+            raise SandboxError("an account needs v1_enabled or v2_enabled")
         with self.lock:
             if (spec.client_id, spec.username) in self._accounts:
                 raise SandboxError(f"account {spec.key} already exists")
@@ -519,6 +559,14 @@ class SandboxState:
                         f"client {spec.client_id} already exists with another secret"
                     )
             ranges = _ranges(spec.test_ranges)
+            # What DIAN associated with the company: the ranges with a resolution (§10.1).
+            dian = [
+                r
+                for r in _ranges(test_ranges=False).values()
+                if r.resolution_number is not None
+            ]
+            if not spec.ranges_registered:
+                ranges = {}
             # Numbers never go back, even when an account is re-created after a reset.
             for range_id, current in self._range_counters.get(spec.key, {}).items():
                 if range_id in ranges:
@@ -533,6 +581,7 @@ class SandboxState:
                 ),
                 ranges=ranges,
                 added_at_runtime=at_runtime,
+                dian_ranges=dian,
             )
             self._next_user += 1
             self._accounts[(spec.client_id, spec.username)] = account
@@ -750,17 +799,25 @@ class SandboxState:
         for stats in (account.stats, self.global_stats):
             stats.validations_by_reference[document.kind][document.reference_code] += 1
 
-    def _resend(self, account: Account, existing: Document, now: datetime) -> CreateResult:
+    def _resend(
+        self, account: Account, existing: Document, now: datetime, version: str = "v1"
+    ) -> CreateResult:
         """Same reference again (§9): validated → same doc; pending → validate; rejected → 409."""
         if existing.status == 1:
             return CreateResult(201, existing, message=_created_message(existing))
         if not existing.rejected:
             self._validate(account, existing, now)
             return CreateResult(201, existing, message=_created_message(existing))
-        return CreateResult(409, body=_conflict_pending(existing.kind))
+        return CreateResult(409, body=_conflict_pending(existing.kind, version))
 
     def create_bill(
-        self, account: Account, request: BillRequest, outcome_fault: str | None
+        self,
+        account: Account,
+        request: BillRequest,
+        outcome_fault: str | None,
+        *,
+        amounts: DocumentAmounts | None = None,
+        v2: Any = None,
     ) -> CreateResult:
         """Create and validate a bill (``POST /v1/bills/validate``), see the module docstring.
 
@@ -769,28 +826,37 @@ class SandboxState:
             request: the validated payload.
             outcome_fault: a name from :data:`einvoice.sandbox.faults.OUTCOME_FAULTS` or None; applies
                 only when a new document is created.
+            amounts: the amounts when computed by the caller (v2: net prices); else from ``request``.
+            v2: the v2 request when the bill comes through ``/v2`` (kept for v2 rendering).
 
         Returns:
             201 (new, resent or now-validated document), 409 (pending block), 422 (range problem, or
             DIAN rejection with ``document`` set), or ``hang`` for ``timeout_after_store``.
         """
-        amounts = document_amounts(
+        amounts = amounts or document_amounts(
             [i.money for i in request.items], [a.money for a in request.allowances]
         )
         return self._create(
-            account, "bill", request, request.customer, amounts, None, outcome_fault
+            account, "bill", request, request.customer, amounts, None, outcome_fault, v2
         )
 
     def create_credit_note(
-        self, account: Account, request: CreditNoteRequest, outcome_fault: str | None
+        self,
+        account: Account,
+        request: CreditNoteRequest,
+        outcome_fault: str | None,
+        *,
+        amounts: DocumentAmounts | None = None,
+        v2: Any = None,
     ) -> CreateResult:
         """Create and validate a credit note (``POST /v1/credit-notes/validate``, FACTUS_API.md §7.1).
 
         Besides the bill rules: ``bill_id`` must be a validated bill of this account (422
         "La factura seleccionada no existe." otherwise) and the bill's credit notes may not exceed
-        its total (422 on ``bill_id``). Returns as :meth:`create_bill`.
+        its total (422 on ``bill_id``). ``amounts`` and ``v2`` as in :meth:`create_bill`. Returns as
+        :meth:`create_bill`.
         """
-        amounts = document_amounts(
+        amounts = amounts or document_amounts(
             [i.money for i in request.items], [a.money for a in request.allowances]
         )
         with self.lock:
@@ -804,7 +870,7 @@ class SandboxState:
             customer = request.customer or (bill.customer if bill is not None else None)
             assert customer is not None  # validation requires a customer when there is no bill
             return self._create(
-                account, "credit_note", request, customer, amounts, bill, outcome_fault
+                account, "credit_note", request, customer, amounts, bill, outcome_fault, v2
             )
 
     def count_validate_post(self, account: Account, kind: DocumentKind) -> None:
@@ -822,8 +888,10 @@ class SandboxState:
         amounts: DocumentAmounts,
         bill: Document | None,
         outcome_fault: str | None,
+        v2: Any = None,
     ) -> CreateResult:
         now = _now()
+        version = "v1" if v2 is None else "v2"
         today = now.astimezone(artifacts.BOGOTA).date()
         range_document = catalogs.INVOICE_RANGE if kind == "bill" else catalogs.CREDIT_NOTE_RANGE
         with self.lock:
@@ -835,9 +903,9 @@ class SandboxState:
                 return CreateResult(422, body=bag.body())
             existing = account.by_reference[kind].get(request.reference_code)
             if existing is not None:
-                return self._resend(account, existing, now)
+                return self._resend(account, existing, now, version)
             if account.pending(kind) is not None:
-                return CreateResult(409, body=_conflict_pending(kind))
+                return CreateResult(409, body=_conflict_pending(kind, version))
             problem = self._range_problem(chosen, today)
             if problem is not None:
                 bag.add("numbering_range_id", problem)
@@ -856,6 +924,8 @@ class SandboxState:
                     )
                     return CreateResult(422, body=bag.body())
             document = self._store(account, kind, request, customer, amounts, chosen, bill, now)
+            if v2 is not None:
+                document.api_version, document.v2 = "v2", v2
             rejection = self._dian_rejection(document, outcome_fault)
             if rejection is not None:
                 document.rejected = True
@@ -957,6 +1027,90 @@ class SandboxState:
         """The account's documents of ``kind``, newest first (as Factus lists them, §6.1)."""
         with self.lock:
             return sorted(account.documents[kind].values(), key=lambda d: d.id, reverse=True)
+
+    # -- numbering ranges (v2) ------------------------------------------------------------------
+
+    def dian_ranges(self, account: Account) -> list[NumberingRange]:
+        """The ranges DIAN associated with the account's company (``GET /v2/numbering-ranges/dian``)."""
+        with self.lock:
+            return list(account.dian_ranges)
+
+    def create_range(
+        self,
+        account: Account,
+        document: str,
+        prefix: str,
+        current: int,
+        resolution_number: str | None,
+    ) -> tuple[NumberingRange | None, ErrorBag]:
+        """Create a numbering range (``POST /v2/numbering-ranges``, v2 ``crear-rango``).
+
+        Documents 21 (invoice), 24 (support document) and 30 (paper) need ``resolution_number`` of a
+        range DIAN associated with the company (:meth:`dian_ranges`) whose prefix matches; the new
+        range takes its limits, dates and technical key. Other documents (22 credit note, 23 debit
+        note, 25 adjustment note) have no resolution: numbers 1 to 99,999,999, valid ten years from
+        today (inferred). ``current`` is the next number to use.
+
+        Args:
+            account: the caller's account.
+            document: range document code (validated by the caller against the v2 table).
+            prefix: 1-4 alphanumeric characters (validated by the caller).
+            current: the next number, within the range.
+            resolution_number: the DIAN resolution, when the document needs one.
+
+        Returns:
+            ``(range, bag)``: the new range with an empty bag, or ``(None, bag)`` with 422 errors
+            (unknown resolution or prefix, ``current`` outside the range, prefix already in use).
+        """
+        bag = ErrorBag()
+        today = bogota_today()
+        with self.lock:
+            if any(r.document == document and r.prefix == prefix for r in account.ranges.values()):
+                bag.add("prefix", "El prefijo ya está registrado para este tipo de documento.")
+                return None, bag
+            if document in catalogs.RESOLUTION_RANGE_DOCUMENTS:
+                source = next(
+                    (
+                        r
+                        for r in account.dian_ranges
+                        if r.resolution_number == resolution_number and r.prefix == prefix
+                    ),
+                    None,
+                )
+                if source is None:
+                    bag.add(
+                        "resolution_number",
+                        "La resolución no está asociada al software con ese prefijo en la DIAN.",
+                    )
+                    return None, bag
+                start, end = source.start, source.end
+                start_date, end_date = source.start_date, source.end_date
+                technical_key = source.technical_key if document == catalogs.INVOICE_RANGE else None
+            else:
+                resolution_number = None
+                start, end = 1, 99999999
+                start_date, end_date = today, today.replace(year=today.year + 10)
+                technical_key = None
+            if not start <= current <= end:
+                bag.add("current", f"El campo current debe estar entre {start} y {end}.")
+                return None, bag
+            range_id = max([INACTIVE_RANGE_ID, *account.ranges, *self._created_range_ids]) + 1
+            self._created_range_ids.add(range_id)
+            created = NumberingRange(
+                range_id,
+                document,
+                prefix,
+                start,
+                end,
+                current,
+                resolution_number,
+                start_date,
+                end_date,
+                technical_key,
+                created_at=_now(),
+            )
+            account.ranges[range_id] = created
+            return created, bag
 
     def delete(
         self, account: Account, kind: DocumentKind, reference_code: str

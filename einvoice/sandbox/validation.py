@@ -758,7 +758,8 @@ def validate_bill(body: Any) -> tuple[BillRequest | None, ErrorBag]:
     operation = c.code_in(
         "operation_type", _text(raw.get("operation_type")), catalogs.OPERATION_TYPES, default="10"
     )
-    send_email = c.boolean("send_email", raw.get("send_email"), default=True)
+    # Real v1 bills show ``send_email: 0`` when the request omits it (FACTUS_API.md §0 TUT).
+    send_email = c.boolean("send_email", raw.get("send_email"), default=False)
     order_reference = c.obj("order_reference", raw.get("order_reference"), required=False)
     if order_reference is not None:
         c.string(

@@ -1,53 +1,239 @@
-"""Which Factus account an organization submits with (issue 4, "Multi-tenant").
+"""Which Factus account an organization submits with, and the secrets kept for it.
 
 An organization's active ``factus_credentials`` row for the configured ``FACTUS_ENVIRONMENT``
-wins; otherwise the default account of the ``FACTUS_*`` variables is used. Secrets in the row are
-Fernet ciphertext (:mod:`einvoice.crypto`) and are decrypted only into a ``SecretStr``.
+wins. Without one, the default account of the ``FACTUS_*`` variables is used only if the
+deployment allows it (``EINVOICE_DEFAULT_ACCOUNT``, :func:`default_account_mode`): once other
+organizations have their own rows, the shared account would issue this organization's invoices
+with another company's NIT.
+
+Secrets in the row are Fernet ciphertext (:mod:`einvoice.crypto`), decrypted only into a
+``SecretStr``. A row's ``base_url`` receives the account's password, so it must be an https
+Factus host or a host the deployment names (:func:`check_factus_base_url`).
+
+Errors::
+
+    EinvoiceError
+    ├── ConfigError
+    │   ├── reason config_missing           the FACTUS_* account is incomplete, or no key is set
+    │   ├── reason default_account_refused  no row of its own, EINVOICE_DEFAULT_ACCOUNT says none
+    │   └── reason factus_base_url_refused  the row's base_url is not an allowed Factus host
+    └── CredentialsUnreadableError          the row exists but no key of EINVOICE_SECRET_KEY opens
+                                            it: a deployment problem, never the job's fault
+                                            (callers retry later; they do not fail the job)
 """
 
 from __future__ import annotations
 
-from pydantic import SecretStr
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from einvoice.crypto import SecretBox
+import redis
+from pydantic import SecretStr
+from sqlalchemy import and_, bindparam, exists, literal, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from einvoice.crypto import SecretBox, SecretDecryptError
+from einvoice.db import reference as ref_repo
 from einvoice.db.models import FactusCredential
-from einvoice.factus.tokens import FactusAccount
-from einvoice.settings import Settings
+from einvoice.errors import ConfigError, EinvoiceError
+from einvoice.factus.tokens import TOKEN_KEY_PREFIX, FactusAccount
+from einvoice.settings import FACTUS_URLS, Settings, get_settings, redact_url
+
+log = logging.getLogger(__name__)
+
+#: The hosts of the two Factus environments (FACTUS_API.md "Evidence": sandbox and production).
+FACTUS_HOSTS = frozenset(urlsplit(url).hostname or "" for url in FACTUS_URLS.values())
+
+
+class CredentialsUnreadableError(EinvoiceError):
+    """An organization's stored credentials cannot be decrypted with ``EINVOICE_SECRET_KEY``.
+
+    Not a :class:`ConfigError` on purpose: job code maps ``ConfigError`` to a failed job, and a
+    key problem is the deployment's, not the invoice's. The job is retried once the key is fixed
+    (the key that wrote the row added to ``EINVOICE_SECRET_KEY``, or ``einvoice secrets rotate``).
+    """
+
+    reason = "secret_key_mismatch"
+
+
+# ------------------------------------------------------------------------------------------
+# Rules
+# ------------------------------------------------------------------------------------------
+
+
+def default_account_mode(settings: Settings, *, any_credentials: bool) -> str:
+    """``"shared"`` or ``"none"``: may an organization without its own row use ``FACTUS_*``?
+
+    Args:
+        settings: ``EINVOICE_DEFAULT_ACCOUNT`` (``shared``, ``none`` or unset).
+        any_credentials: whether ``factus_credentials`` holds any row at all (any organization,
+            environment or ``is_active``: a deactivated row still says "multi-tenant").
+    Returns:
+        The setting when set; unset, ``"none"`` when any row exists, else ``"shared"`` (a
+        single-tenant deployment, where the ``FACTUS_*`` account is the company's own).
+    """
+    if settings.einvoice_default_account is not None:
+        return settings.einvoice_default_account
+    return "none" if any_credentials else "shared"
+
+
+def check_factus_base_url(url: str, settings: Settings, *, owner: str = "base_url") -> str:
+    """Return ``url`` (without a trailing slash) if Factus credentials may be sent to it.
+
+    Allowed: ``https://`` on a Factus host (``api.factus.com.co``, ``api-sandbox.factus.com.co``,
+    default port); ``http://`` or ``https://`` on the host of ``FACTUS_BASE_URL`` (the operator
+    chose it already) or a host listed in ``EINVOICE_FACTUS_ALLOWED_HOSTS`` (the simulator in
+    development, a proxy). Never user info, a query or a fragment.
+
+    Args:
+        url: a ``factus_credentials.base_url`` value.
+        settings: the allow-list and ``FACTUS_BASE_URL``.
+        owner: names the value in the message (e.g. "factus_credentials.base_url of
+            organization 7").
+    Raises:
+        ConfigError: ``reason="factus_base_url_refused"``, naming the value (password-free) and
+            ``EINVOICE_FACTUS_ALLOWED_HOSTS``.
+    """
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(
+            f"{owner} {redact_url(url)!r} is refused: {why}. Factus credentials are sent only "
+            f"to https://{' or https://'.join(sorted(FACTUS_HOSTS))}, the host of "
+            "FACTUS_BASE_URL, or a host listed in EINVOICE_FACTUS_ALLOWED_HOSTS",
+            reason="factus_base_url_refused",
+        )
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise refuse("it is not a URL") from None
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise refuse("it is not an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise refuse("it carries user info")
+    if parts.query or parts.fragment:
+        raise refuse("it carries a query or fragment")
+    if host in FACTUS_HOSTS:
+        if parts.scheme != "https" or port not in (None, 443):
+            raise refuse("a Factus host is reached over https on port 443 only")
+        return url.strip().rstrip("/")
+    trusted = set(settings.factus_allowed_hosts)
+    operator_host = urlsplit(settings.factus_base_url or "").hostname
+    if operator_host:
+        trusted.add(operator_host.lower())
+    if host not in trusted:
+        raise refuse(f"{host} is not a Factus host")
+    return url.strip().rstrip("/")
+
+
+# ------------------------------------------------------------------------------------------
+# Reading and writing credentials
+# ------------------------------------------------------------------------------------------
+
+# Built once: one statement gives the organization's row (or NULLs) and whether any row exists,
+# so the default-account rule costs no second query (this runs on every account cache miss).
+_ONE = select(literal(1).label("one")).subquery()
+_ACCOUNT_ROW = (
+    select(FactusCredential,
+           exists(select(literal(1)).select_from(FactusCredential.__table__.alias("any_row")))
+           .label("any_credentials"))
+    .select_from(_ONE)
+    .outerjoin(FactusCredential, and_(
+        FactusCredential.organization_id == bindparam("organization_id"),
+        FactusCredential.environment == bindparam("environment"),
+        FactusCredential.is_active.is_(True),
+    ))
+    .limit(1)
+)
 
 
 def account_for_organization(
     session: Session, organization_id: int, settings: Settings, box: SecretBox | None
 ) -> FactusAccount:
-    """The :class:`FactusAccount` that ``organization_id`` submits with.
+    """The :class:`FactusAccount` that ``organization_id`` submits with (one query).
 
     Args:
         box: decrypts the credential row; may be None when no row is expected (default account).
     Raises:
-        ConfigError: no row and the default ``FACTUS_*`` account is incomplete, or a row exists
-            but ``EINVOICE_SECRET_KEY`` is unset or wrong.
+        ConfigError: ``default_account_refused`` (no row, and :func:`default_account_mode` is
+            ``none``), ``config_missing`` (no row and the ``FACTUS_*`` account is incomplete, or a
+            row and no ``EINVOICE_SECRET_KEY``), ``factus_base_url_refused`` (the row's base_url,
+            :func:`check_factus_base_url`). Job code ends the job ``failed`` (``no_factus_account``)
+            with the message.
+        CredentialsUnreadableError: the row exists but no key opens it (retry later, never fail).
     """
-    row = session.scalars(
-        select(FactusCredential).where(
-            FactusCredential.organization_id == organization_id,
-            FactusCredential.environment == settings.factus_environment,
-            FactusCredential.is_active.is_(True),
-        )
-    ).first()
+    row, any_credentials = session.execute(
+        _ACCOUNT_ROW, {"organization_id": organization_id,
+                       "environment": settings.factus_environment},
+    ).one()
     if row is None:
+        if default_account_mode(settings, any_credentials=bool(any_credentials)) == "none":
+            why = ("EINVOICE_DEFAULT_ACCOUNT=none" if settings.einvoice_default_account
+                   else "EINVOICE_DEFAULT_ACCOUNT is unset, which means none while other "
+                        "organizations have their own rows")
+            raise ConfigError(
+                f"organization {organization_id} has no active factus_credentials row for "
+                f"{settings.factus_environment} and {why}: the shared FACTUS_* account would issue "
+                "its invoices with another company's NIT. Store its own Factus credentials, or "
+                "set EINVOICE_DEFAULT_ACCOUNT=shared if every organization issues with that account",
+                reason="default_account_refused",
+            )
         return FactusAccount.from_settings(settings)
+    base_url = settings.factus_base_url or ""
+    if row.base_url:
+        base_url = check_factus_base_url(
+            row.base_url, settings,
+            owner=f"factus_credentials.base_url of organization {organization_id}")
     if box is None:
         box = SecretBox.from_settings(settings)
+    try:
+        client_secret = box.decrypt(row.client_secret)
+        password = box.decrypt(row.password_encrypted)
+    except SecretDecryptError:
+        raise CredentialsUnreadableError(
+            f"the Factus credentials of organization {organization_id} (factus_credentials "
+            f"{row.id}) cannot be decrypted with any key of EINVOICE_SECRET_KEY: add the key "
+            "they were written with to EINVOICE_SECRET_KEY (after the current one), or store "
+            "them again; the job is retried, not failed"
+        ) from None
     return FactusAccount(
         key=str(row.id),
         environment=row.environment,  # type: ignore[arg-type]
-        base_url=row.base_url or settings.factus_base_url or "",
+        base_url=base_url,
         client_id=row.client_id,
-        client_secret=SecretStr(box.decrypt(row.client_secret)),
+        client_secret=SecretStr(client_secret),
         username=row.username,
-        password=SecretStr(box.decrypt(row.password_encrypted)),
+        password=SecretStr(password),
     )
+
+
+def usable_accounts(session: Session, settings: Settings,
+                    box: SecretBox | None) -> dict[int, FactusAccount]:
+    """Organization id -> its Factus account, for every organization that may submit now.
+
+    For periodic work over every organization (range sync, token refresh): an organization
+    refused by :func:`account_for_organization` (``default_account_refused``,
+    ``factus_base_url_refused``, or credentials no key opens) is left out with a warning
+    instead of stopping the run for all the others; above all, the shared account's ranges are
+    never copied into an organization that may not use it.
+
+    Raises:
+        ConfigError: ``config_missing`` (the ``FACTUS_*`` account is incomplete while an
+            organization is meant to use it, or no key is set): the deployment must be fixed.
+    """
+    accounts: dict[int, FactusAccount] = {}
+    for org_id in ref_repo.organization_ids(session):
+        try:
+            accounts[org_id] = account_for_organization(session, org_id, settings, box)
+        except CredentialsUnreadableError as exc:
+            log.warning("organization %s skipped: %s", org_id, exc)
+        except ConfigError as exc:
+            if exc.reason not in ("default_account_refused", "factus_base_url_refused"):
+                raise
+            log.warning("organization %s skipped: %s", org_id, exc)
+    return accounts
 
 
 def save_credentials(
@@ -61,11 +247,22 @@ def save_credentials(
     password: str,
     box: SecretBox,
     base_url: str | None = None,
+    settings: Settings | None = None,
 ) -> FactusCredential:
     """Create or replace an organization's Factus credentials, encrypting every secret.
 
     Stored tokens are cleared (they belonged to the previous credentials). Does not commit.
+
+    Args:
+        base_url: the account's API root; None uses ``FACTUS_BASE_URL``. Checked by
+            :func:`check_factus_base_url` against ``settings`` (the process's when None).
+    Raises:
+        ConfigError: ``factus_base_url_refused``, before anything is written.
     """
+    if base_url is not None:
+        base_url = check_factus_base_url(
+            base_url, settings or get_settings(),
+            owner=f"factus_credentials.base_url of organization {organization_id}")
     row = session.scalars(
         select(FactusCredential).where(
             FactusCredential.organization_id == organization_id,
@@ -91,7 +288,7 @@ def save_credentials(
 
 def account_keys_by_organization(session: Session, settings: Settings) -> dict[int, str]:
     """Organization id -> the key of its own Factus account (the ``factus_credentials`` row id,
-    as text: the key of its tokens and rate limit), for every organization with an active row
+    as text: the key of its rate limit), for every organization with an active row
     in ``FACTUS_ENVIRONMENT``. Organizations on the default account are absent."""
     rows = session.execute(_ACTIVE_ACCOUNT_KEYS, {"environment": settings.factus_environment})
     return {int(org): str(key) for org, key in rows}
@@ -103,3 +300,136 @@ _ACTIVE_ACCOUNT_KEYS = (
     .where(FactusCredential.__table__.c.environment == bindparam("environment"),
            FactusCredential.__table__.c.is_active.is_(True))
 )
+
+
+# ------------------------------------------------------------------------------------------
+# The key: checked at worker start, rotated on demand
+# ------------------------------------------------------------------------------------------
+
+_SECRET_COLUMNS = ("client_secret", "password_encrypted", "access_token", "refresh_token")
+
+
+def check_secret_key(session: Session, box: SecretBox) -> int | None:
+    """Decrypt one stored credentials row (the active, most recently updated one) with ``box``.
+
+    Run when a worker starts: a worker whose ``EINVOICE_SECRET_KEY`` cannot read the stored
+    credentials must stop before it takes jobs. One row, not all: a single row written with a
+    foreign key must not stop every worker of every organization (its jobs wait instead).
+
+    Returns:
+        The organization id of the row checked, or None when there is no row.
+    Raises:
+        CredentialsUnreadableError: naming the organization and row, never a value.
+    """
+    row = session.execute(
+        select(FactusCredential.id, FactusCredential.organization_id,
+               FactusCredential.client_secret, FactusCredential.password_encrypted)
+        .order_by(FactusCredential.is_active.desc(), FactusCredential.updated_at.desc(),
+                  FactusCredential.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    try:
+        box.decrypt(row.client_secret)
+        box.decrypt(row.password_encrypted)
+    except SecretDecryptError:
+        raise CredentialsUnreadableError(
+            f"EINVOICE_SECRET_KEY ({box.key_count} key{'s' if box.key_count > 1 else ''}) cannot "
+            f"decrypt the stored Factus credentials of organization {row.organization_id} "
+            f"(factus_credentials {row.id}): wrong key, or the key they were written with was "
+            "dropped (keep it after the new one until `einvoice secrets rotate` has run)"
+        ) from None
+    return int(row.organization_id)
+
+
+@dataclass
+class RotationReport:
+    """What :func:`rotate_secrets` did.
+
+    Attributes:
+        rows: ``factus_credentials`` rows read.
+        values: encrypted column values re-encrypted with the first key.
+        redis_tokens: token entries in Redis re-encrypted.
+        unreadable: values no key opens, left as they are: ``factus_credentials <id>.<column>``
+            or ``redis <key>``.
+    """
+
+    rows: int = 0
+    values: int = 0
+    redis_tokens: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+def rotate_secrets(session_factory: sessionmaker[Session], redis_client: redis.Redis | None,
+                   box: SecretBox) -> RotationReport:
+    """Re-encrypt every stored secret with ``box``'s first key (``einvoice secrets rotate``).
+
+    Covers each ``factus_credentials`` row's client secret, password and tokens (one
+    transaction, rows locked ``FOR UPDATE`` so that a worker saving a renewed token waits instead
+    of being overwritten by the old one) and the Redis token cache (``WATCH``ed per key, its time
+    to live kept). Values no key opens are reported, not touched. Safe to run again.
+
+    Args:
+        session_factory: sessions on ``DATABASE_URL``.
+        redis_client: the Redis of ``REDIS_URL`` (None skips the token cache).
+        box: all keys of ``EINVOICE_SECRET_KEY``, the new one first.
+    Returns:
+        The counts (:class:`RotationReport`).
+    Raises:
+        sqlalchemy.exc.OperationalError, redis.RedisError: the store is unreachable (the database
+            part is all or nothing; Redis keys already done stay done).
+    """
+    report = RotationReport()
+    with session_factory() as session:
+        rows = session.scalars(
+            select(FactusCredential).order_by(FactusCredential.id).with_for_update()).all()
+        for row in rows:
+            report.rows += 1
+            for column in _SECRET_COLUMNS:
+                value = getattr(row, column)
+                if not value:
+                    continue
+                try:
+                    setattr(row, column, box.rotate(value))
+                    report.values += 1
+                except SecretDecryptError:
+                    report.unreadable.append(f"factus_credentials {row.id}.{column}")
+        session.commit()
+    if redis_client is not None:
+        for key in redis_client.scan_iter(match=TOKEN_KEY_PREFIX + "*", count=500):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            outcome = _rotate_redis_value(redis_client, name, box)
+            if outcome == "rotated":
+                report.redis_tokens += 1
+            elif outcome == "unreadable":
+                report.unreadable.append(f"redis {name}")
+    log.info("secrets rotated: %d rows, %d values, %d Redis tokens, %d unreadable",
+             report.rows, report.values, report.redis_tokens, len(report.unreadable))
+    return report
+
+
+def _rotate_redis_value(client: redis.Redis, key: str, box: SecretBox) -> str:
+    """Re-encrypt one Redis value in place; ``rotated``, ``gone`` or ``unreadable``."""
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                ttl_ms = pipe.pttl(key)
+                if raw is None:
+                    return "gone"
+                text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
+                try:
+                    sealed = box.rotate(text)
+                except SecretDecryptError:
+                    return "unreadable"
+                pipe.multi()
+                if isinstance(ttl_ms, int) and ttl_ms > 0:
+                    pipe.set(key, sealed, px=ttl_ms)
+                else:
+                    pipe.set(key, sealed)
+                pipe.execute()
+                return "rotated"
+            except redis.WatchError:
+                continue  # a worker saved a renewed token meanwhile: rotate that one

@@ -303,21 +303,27 @@ def request_email_resend(
 
     Args:
         job_id: an accepted invoice or credit-note job.
-        to: the address to send to; None lets Factus use the customer's address.
+        to: the address to send to; None: the customer's address in the document that was
+            sent (``request_payload.customer.email``; Factus requires an address).
         actor: who asked (recorded in the ``email_requested`` event).
     Returns:
         The new ``email`` follow-up (``pending``).
     Raises:
         JobError: unknown job, a job that is not ``accepted`` (``not_accepted``), a document
-            type Factus cannot e-mail (``email_unsupported``), or a malformed address
-            (``bad_email_address``).
+            type Factus cannot e-mail (``email_unsupported``), a malformed address
+            (``bad_email_address``), or no address given and none in the document
+            (``no_email_address``).
     """
     job = _accepted_job(session, job_id, "e-mailed")
     if job.document_type not in EMAIL_TYPES:
         raise JobError(f"job {job.id} is a {job.document_type}; e-mail resend is supported for "
                        "invoices and credit notes", reason="email_unsupported")
-    address = to.strip() if to else None
-    if address is not None and not _ADDRESS.match(address):
+    customer = (job.request_payload or {}).get("customer") or {}
+    address = to.strip() if to else str(customer.get("email") or "").strip() or None
+    if address is None:
+        raise JobError(f"job {job.id}: no address given and the document's customer has no "
+                       "e-mail; give one with --to", reason="no_email_address")
+    if not _ADDRESS.match(address):
         raise JobError(f"{address!r} is not an e-mail address", reason="bad_email_address")
     followup = followup_repo.insert_email(session, job.id, to_address=address,
                                           max_attempts=get_settings().einvoice_max_attempts,
@@ -577,11 +583,15 @@ def _run_archive(ctx: FollowupContext, client: FactusClient, claimed: _Claimed) 
 
 
 def _run_email(ctx: FollowupContext, client: FactusClient, claimed: _Claimed) -> _Outcome:
-    to = claimed.to_address or "the customer"
+    to = claimed.to_address
+    if not to:  # queued without an address: Factus requires one
+        return _Outcome("failed", code="no_email_address",
+                        message=f"no address to e-mail {claimed.number} to; request it again "
+                        "with --to")
     try:
         send = (client.send_credit_note_email if claimed.document_type == "credit_note"
                 else client.send_bill_email)
-        answer = send(claimed.number, claimed.to_address)
+        answer = send(claimed.number, to)
     except ConflictError as exc:
         if _NOT_VALIDATED.search(exc.message):
             return _Outcome("retry", code=exc.reason, message=str(exc), delay=_backoff(ctx, claimed))

@@ -1,4 +1,4 @@
-"""Producers: turn "validate this invoice" into a pending job (issue 4, "Producers").
+"""Producers: turn "validate this invoice" into a pending job.
 
 The Python API for ERPs written in Python::
 
@@ -47,8 +47,12 @@ def enqueue_invoice(
     statement. The workers are woken once that transaction commits, by the ``NOTIFY`` of the
     row's trigger (the job listener publishes ``einvoice.submit_invoice``), or, with a
     ``publisher``, by this call after the commit; a rollback wakes nobody. If the invoice already
-    has a non-final job of this document type, that job is returned and nothing is inserted or
-    published. (:func:`enqueue_invoices` does the same for many invoices at once.)
+    has an accepted document of this type, its accepted job is returned (one legal document per
+    invoice: nothing is inserted, nothing is ever sent again); if it has a non-final job, that
+    job is returned; in both cases nothing is inserted or published. A new job of an invoice
+    whose last job ended with its outcome unknown reuses that job's ``reference_code`` (the
+    database's insert trigger), so Factus's deduplication protects it. (:func:`enqueue_invoices`
+    does the same for many invoices at once.)
 
     Args:
         session: the caller's session; this function flushes but never commits.
@@ -57,11 +61,11 @@ def enqueue_invoice(
             accepted by the schema and rejected by the worker until supported).
         publisher: publish the wake-up from this process after the commit (for a process that
             has the broker and wants to skip the listener's hop, or a test that records it);
-            default None: the job listener publishes it. Issue 6's B4, one call per
+            default None: the job listener publishes it. Benchmark B4, one call per
             transaction from 4 threads: about 1,085 calls/s without a publisher, 810/s with
-            one (the publish costs this process 0.5 ms of CPU per call; README).
+            one (the publish costs this process 0.5 ms of CPU per call; docs/benchmarks.md).
     Returns:
-        The job row (``status`` pending, or the existing job's status).
+        The job row: ``status`` pending (new), or the existing non-final or accepted job.
     Raises:
         JobError: unknown invoice, or an unknown document type.
     """
@@ -86,10 +90,30 @@ def enqueue_invoices(
         invoice_ids: ``invoice_sales.id`` values (duplicates are collapsed).
     Returns:
         One job per distinct invoice, in the order of ``invoice_ids``: the new job, or the
-        invoice's existing non-final job.
+        invoice's accepted job, or its existing non-final job.
     Raises:
         JobError: an unknown document type, or invoices that do not exist (all of them named);
             the caller should roll back (jobs of the other invoices may have been inserted).
+    """
+    return [job for job, _created in enqueue_invoices_reporting(
+        session, invoice_ids, document_type, publisher=publisher, max_attempts=max_attempts)]
+
+
+def enqueue_invoices_reporting(
+    session: Session,
+    invoice_ids: Sequence[uuid.UUID | str],
+    document_type: str = "invoice",
+    *,
+    publisher: Publisher | None = None,
+    max_attempts: int | None = None,
+) -> list[tuple[ElectronicInvoicingJob, bool]]:
+    """:func:`enqueue_invoices`, saying for each job whether this call created it.
+
+    Returns:
+        ``(job, created)`` per distinct invoice in the order of ``invoice_ids``; ``created`` is
+        False for an invoice's accepted or existing non-final job.
+    Raises:
+        As :func:`enqueue_invoices`.
     """
     if document_type not in DOCUMENT_TYPES:
         raise JobError(f"unknown document_type {document_type!r}", reason="unknown_document_type")
@@ -100,8 +124,8 @@ def enqueue_invoices(
         dispatched=publisher is not None, message="enqueued by the Python producer")
     by_invoice = {job.invoice_id: job for job in inserted}
     missing = [i for i in wanted if i not in by_invoice]
-    if missing:  # an active job exists already (maybe a concurrent producer's), or no invoice
-        for job in job_repo.active_jobs_for_invoices(session, missing, document_type):
+    if missing:  # accepted already, an active job exists (maybe a concurrent producer's), or none
+        for job in job_repo.current_jobs_for_invoices(session, missing, document_type):
             by_invoice[job.invoice_id] = job
         unknown = [str(i) for i in missing if i not in by_invoice]
         if unknown:
@@ -110,7 +134,8 @@ def enqueue_invoices(
     if inserted and publisher is not None:
         new_ids = [job.id for job in inserted]
         add_after_commit(session, lambda: publisher.publish_submit_many(new_ids))
-    return [by_invoice[i] for i in wanted]
+    new = {job.id for job in inserted}
+    return [(by_invoice[i], by_invoice[i].id in new) for i in wanted]
 
 
 def invoices_without_job(

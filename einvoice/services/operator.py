@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from einvoice.db import jobs as job_repo
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSequence
+from einvoice.domain.jobs import is_ambiguous_ending, new_reference_code
 from einvoice.errors import JobError
 
 Job = ElectronicInvoicingJob
@@ -96,21 +97,40 @@ def job_detail(session: Session, job_id: uuid.UUID | str) -> JobDetail:
     return JobDetail(job=job, payload_summary=summary, events=job_repo.events_for(session, job.id))
 
 
-def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operator") -> Job:
+def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operator",
+              new_document: bool = False) -> Job:
     """Re-queue a ``failed`` or ``rejected`` job after its data was fixed.
 
     Keeps the row, its ``reference_code`` and its history; resets ``attempt_count`` and makes it
-    due now. Raises ``JobError`` for any other status, or when the invoice meanwhile got another
-    non-final job.
+    due now. A job whose ending was ambiguous (:func:`einvoice.domain.jobs.is_ambiguous_ending`:
+    its document may exist at Factus) is looked up by its reference code before anything is
+    sent, so the retry adopts that document instead of creating a second one.
+
+    Args:
+        new_document: the operator's explicit decision that the invoice needs a new document:
+            the job gets a fresh ``reference_code`` (a ``new_document`` event keeps the old one),
+            and nothing is looked up. If the old reference did create a document at Factus, the
+            invoice then has two: use it only when Factus support confirmed there is none.
+    Returns:
+        The job, ``pending`` and due now (flushed, not committed).
+    Raises:
+        JobError: ``not_retryable`` (any other status), ``active_job_exists`` (the invoice
+            meanwhile got another non-final job), ``already_accepted`` (the invoice already has
+            an accepted document of this type: it is never sent again; issue a credit note).
     """
     job = _job(session, job_id)
     if job.status not in ("failed", "rejected"):
         raise JobError(f"job {job.id} is {job.status}; only failed or rejected jobs can be retried",
                        reason="not_retryable")
+    _refuse_if_accepted(session, job)
     other = job_repo.active_job_for_invoice(session, job.invoice_id, job.document_type)
     if other is not None:
         raise JobError(f"invoice {job.invoice_id} already has job {other.id} ({other.status})",
                        reason="active_job_exists")
+    if new_document:
+        assign_new_document(session, job, actor=actor)
+    elif is_ambiguous_ending(job.status, job.error_code, bool(job.outcome_unknown)):
+        job.outcome_unknown = True
     previous = job.status
     job.status = "pending"
     job.attempt_count = 0
@@ -125,6 +145,60 @@ def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operat
     job.error_code = None
     job.error_message = None
     session.flush()
+    return job
+
+
+def _refuse_if_accepted(session: Session, job: Job) -> None:
+    accepted = job_repo.accepted_job_for_invoice(session, job.invoice_id, job.document_type)
+    if accepted is not None and accepted.id != job.id:
+        raise JobError(f"invoice {job.invoice_id} already has an accepted {job.document_type}: "
+                       f"job {accepted.id}, document {accepted.document_number}; it is never sent "
+                       "again (issue a credit note to correct it)", reason="already_accepted")
+
+
+def assign_new_document(session: Session, job: Job, *, actor: str) -> str:
+    """Give a job that has not been accepted a fresh ``reference_code``: the operator's explicit
+    "this invoice needs a new document at Factus" (the old code's document, if any, is left as
+    it is). Recorded as a ``new_document`` event with both codes and the actor.
+
+    Args:
+        job: a row-locked job that is not ``accepted`` (see :func:`_job`).
+        actor: who decided it (recorded).
+    Returns:
+        The new reference code.
+    Raises:
+        JobError: ``already_accepted`` when the job is accepted.
+    """
+    if job.status == "accepted":
+        raise JobError(f"job {job.id} is accepted: its document is final",
+                       reason="already_accepted")
+    old = job.reference_code
+    job.reference_code = new_reference_code()
+    job.outcome_unknown = False
+    job_repo.add_event(session, job.id, "new_document", code="new_reference",
+                       message=f"{actor} asked for a new document: reference code {old} -> "
+                       f"{job.reference_code} (a document under {old}, if any, is not reused)",
+                       metadata={"old_reference_code": old,
+                                 "new_reference_code": job.reference_code, "actor": actor})
+    session.flush()
+    return job.reference_code
+
+
+def new_document_for_job(session: Session, job_id: uuid.UUID | str, *,
+                         actor: str = "operator") -> Job:
+    """:func:`assign_new_document` on a ``pending`` job (e.g. one just enqueued for an invoice
+    whose last job ended with its outcome unknown, which inherited that job's reference code).
+
+    Raises:
+        JobError: unknown job, or a job that is not ``pending`` or was attempted already (its
+            reference may have reached Factus; retry a final one with ``new_document=True``).
+    """
+    job = _job(session, job_id)
+    if job.status != "pending" or job.attempt_count:
+        raise JobError(f"job {job.id} is {job.status} after {job.attempt_count} attempt(s); only "
+                       "a pending job never attempted gets a new document this way (retry a "
+                       "failed one with --new-document)", reason="not_pending")
+    assign_new_document(session, job, actor=actor)
     return job
 
 

@@ -14,7 +14,21 @@ The flow of :func:`submit_job`, in three short steps with no transaction open du
    deleted so it does not block the account), retry with backoff, or ``failed``.
 
 Outcomes are written only while this worker still holds the lease (same ``leased_by`` and
-attempt), so a worker that lost its lease never overwrites a newer attempt.
+attempt), so a worker that lost its lease never overwrites a newer attempt. The lease also
+fences the POST itself: right before each validate request leaves, the worker confirms in the
+database that it still holds the job (and extends the lease); if it lost it, nothing is sent
+(``lease_lost``). One attempt's waits (token lock, rate-limit slot, ``Retry-After``) end by a
+deadline well inside the lease (:func:`attempt_budget_seconds`).
+
+What Factus answers is checked, not trusted: a 201 "validated" without a valid CUFE/CUDE is an
+unknown outcome and the document is looked up by reference code at once (``invalid_cufe``); a
+document DIAN keeps pending longer than ``EINVOICE_DIAN_PENDING_TIMEOUT_SECONDS`` ends the job
+``failed`` (``dian_timeout``, outcome unknown kept).
+
+No row can jam the queue: any unexpected exception while claiming, building, calling or
+recording one job ends that job ``failed`` (``internal_error``, the exception in its event) and
+leaves the other jobs alone. Only infrastructure errors (:data:`INFRASTRUCTURE_ERRORS`:
+PostgreSQL or Redis unreachable) propagate, so that the task retries.
 """
 
 from __future__ import annotations
@@ -32,9 +46,9 @@ from zoneinfo import ZoneInfo
 
 import redis
 from sqlalchemy import and_, func, or_, text, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from einvoice.crypto import SecretBox
 from einvoice.db import invoices as invoice_repo
@@ -42,13 +56,14 @@ from einvoice.db import jobs as job_repo
 from einvoice.db.models import ElectronicInvoicingJob
 from einvoice.db.uow import UnitOfWork
 from einvoice.domain.errors import PayloadError
-from einvoice.domain.jobs import backoff_delay
+from einvoice.domain.jobs import backoff_delay, is_valid_unique_code
 from einvoice.domain.payload import (
     build_bill_payload,
     build_credit_note_payload,
     factus_payload_total,
 )
 from einvoice.errors import ConfigError, EinvoiceError
+from einvoice.factus import deadline
 from einvoice.factus.client import FactusClient, FactusClients
 from einvoice.factus.errors import (
     AuthenticationError,
@@ -62,7 +77,7 @@ from einvoice.factus.errors import (
 )
 from einvoice.factus.schemas import BillResult, CreditNoteResult
 from einvoice.factus.tokens import FactusAccount
-from einvoice.services.accounts import account_for_organization
+from einvoice.services.accounts import CredentialsUnreadableError, account_for_organization
 from einvoice.services.documents import schedule_archive
 from einvoice.settings import Settings
 
@@ -70,6 +85,24 @@ log = logging.getLogger(__name__)
 BOGOTA = ZoneInfo("America/Bogota")
 
 Document = BillResult | CreditNoteResult
+
+#: Errors that mean PostgreSQL or Redis cannot be reached (or dropped the connection): the job
+#: is not at fault, so they propagate and the task retries (the dispatcher re-publishes the job
+#: anyway). Every other exception is the job's own problem (a row PostgreSQL refuses to read or
+#: write, such as a DataError or IntegrityError, or a bug it triggers) and ends that job
+#: ``internal_error``. ``DBAPIError`` subclasses whose connection was invalidated count as
+#: infrastructure too (:func:`is_infrastructure_error`).
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError, InterfaceError, redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError, ConnectionError,
+)
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database or Redis is unreachable, rather than that one job's
+    data or code path is broken (see :data:`INFRASTRUCTURE_ERRORS`)."""
+    return isinstance(exc, INFRASTRUCTURE_ERRORS) or (
+        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))
 
 
 @dataclass
@@ -141,13 +174,15 @@ class _Claimed:
     # Its own document is pending at DIAN (a re-check): Factus takes its re-send while the
     # account is blocked, so it never waits for other jobs' pending documents.
     own_pending: bool = False
+    # Seconds since DIAN's first "pending" answer for this document (0 when none yet).
+    pending_seconds: float = 0.0
 
 
 @dataclass
 class _Outcome:
     """What step 2 learned; step 3 writes it."""
 
-    kind: str  # accepted | dian_slow | rejected | retry | failed | wait
+    kind: str  # accepted | dian_slow | rejected | retry | failed | wait | lease_lost
     code: str | None = None
     message: str | None = None
     document: Document | None = None
@@ -222,6 +257,13 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
         change.reschedule(delay=wait.delay, code="waiting_for_invoice", message=wait.message,
                           count_attempt=False, event_type="waiting")
         return "waiting"
+    except CredentialsUnreadableError as exc:
+        # A key problem of the deployment, not of the job: it waits (no attempt counted)
+        # until a key that opens the credentials is configured.
+        change.reschedule(delay=float(ctx.settings.einvoice_redispatch_seconds),
+                          code="credentials_unreadable", message=exc.message,
+                          count_attempt=False, event_type="waiting")
+        return "waiting"
     except ConfigError as exc:
         change.finish("failed", code="no_factus_account", message=exc.message)
         return "failed"
@@ -241,15 +283,15 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
     change.values.update(request_payload=payload, factus_environment=account.environment,
                          factus_account=account.username, outcome_unknown=True,
                          updated_at=job_repo.NOW)
+    rechecks, pending_seconds = (job_repo.dian_pending_history(session, job.id)
+                                 if previous == "sent" else (0, 0.0))
     return _Claimed(
         job_id=job.id, organization_id=job.organization_id, attempt=job.attempt_count,
         max_attempts=job.max_attempts, document_type=job.document_type,
         reference_code=job.reference_code, invoice_id=job.invoice_id, payload=payload,
         account=account,
         reconcile_first=reconcile_first, reconcile_only=reconcile_only,
-        dian_rechecks=(job_repo.count_events(session, job.id, "dian_slow")
-                       if previous == "sent" else 0),
-        own_pending=previous == "sent",
+        dian_rechecks=rechecks, own_pending=previous == "sent", pending_seconds=pending_seconds,
     )
 
 
@@ -289,6 +331,59 @@ class _AccountBlocked(EinvoiceError):
         self.blocker = blocker
 
 
+class _LeaseLost(EinvoiceError):
+    """Raised by the fence before a POST: this worker no longer holds the job (nothing sent)."""
+
+    reason = "lease_lost"
+
+
+class _LeaseUnconfirmed(EinvoiceError):
+    """Raised by the fence before a POST: the database could not confirm the lease (nothing
+    sent)."""
+
+    reason = "database_unavailable"
+
+
+def attempt_budget_seconds(settings: Settings) -> float:
+    """How long one attempt's waits may last, from just before its claim, in seconds.
+
+    The lease (``EINVOICE_LEASE_SECONDS``) minus one whole validate call (connect + validate
+    timeouts), but at least half the lease: 85 s of a 120 s lease by default. Waits for the
+    token lock, a rate-limit slot or a ``Retry-After`` that would end later are not made (the
+    job is rescheduled instead), so a live worker's claim does not run out while it waits.
+    """
+    lease = float(settings.einvoice_lease_seconds)
+    call = settings.factus_connect_timeout + settings.factus_validate_timeout
+    return max(lease - call, lease / 2)
+
+
+def _confirm_lease(ctx: SubmitContext, claimed: _Claimed, worker: str) -> None:
+    """Confirm in its own short transaction that ``worker`` still holds the claimed attempt,
+    extending the lease by ``EINVOICE_LEASE_SECONDS`` (:func:`job_repo.renew_lease`).
+
+    Raises:
+        _LeaseLost: another worker holds the job now, or it was released.
+        _LeaseUnconfirmed: PostgreSQL could not be reached.
+    """
+    try:
+        with UnitOfWork(ctx.session_factory) as uow:
+            held = job_repo.renew_lease(uow.session, claimed.job_id, worker=worker,
+                                        attempt=claimed.attempt,
+                                        lease_seconds=ctx.settings.einvoice_lease_seconds)
+            uow.commit()
+    except (OperationalError, InterfaceError, DBAPIError) as exc:
+        if not is_infrastructure_error(exc):
+            raise
+        raise _LeaseUnconfirmed(f"the lease could not be confirmed before the POST "
+                                f"({type(exc).__name__}); nothing was sent") from exc
+    if not held:
+        log.warning("job %s attempt %d: lease lost before the POST; nothing sent",
+                    claimed.job_id, claimed.attempt)
+        raise _LeaseLost(f"job {claimed.job_id} attempt {claimed.attempt}: {worker} no longer "
+                         "holds the job (its lease expired and it was released or claimed "
+                         "again); nothing was sent")
+
+
 class _WaitForInvoice(EinvoiceError):
     """A credit note whose invoice is not validated yet: try again later (issue 7)."""
 
@@ -302,11 +397,13 @@ class _WaitForInvoice(EinvoiceError):
 def _build_payload(ctx: SubmitContext, session: Session, job: Any) -> dict[str, Any]:
     today = datetime.now(BOGOTA).date()
     if job.document_type == "invoice":
-        invoice = invoice_repo.load_invoice(session, job.invoice_id, "invoice")
+        invoice = invoice_repo.load_invoice(session, job.invoice_id, "invoice",
+                                            organization_id=job.organization_id)
         return build_bill_payload(invoice, reference_code=job.reference_code, today=today,
                                   known_municipality_ids=ctx.municipalities(session))
     if job.document_type == "credit_note":
-        invoice = invoice_repo.load_invoice(session, job.invoice_id, "credit_note")
+        invoice = invoice_repo.load_invoice(session, job.invoice_id, "credit_note",
+                                            organization_id=job.organization_id)
         if invoice.related_invoice_id and invoice.related_bill_id is None:
             _check_related_invoice(session, uuid.UUID(invoice.related_invoice_id), ctx)
         return build_credit_note_payload(invoice, reference_code=job.reference_code, today=today,
@@ -354,11 +451,11 @@ def _lookup(client: FactusClient, claimed: _Claimed) -> Document | None:
     return client.find_bill_by_reference(claimed.reference_code)
 
 
-def _validate(client: FactusClient, claimed: _Claimed,
-              before_send: Callable[[], None] | None) -> Document:
+def _validate(client: FactusClient, claimed: _Claimed, before_send: Callable[[], None] | None,
+              fence: Callable[[], None]) -> Document:
     if _is_credit_note(claimed):
-        return client.validate_credit_note(claimed.payload, before_send=before_send)
-    return client.validate_bill(claimed.payload, before_send=before_send)
+        return client.validate_credit_note(claimed.payload, before_send=before_send, fence=fence)
+    return client.validate_bill(claimed.payload, before_send=before_send, fence=fence)
 
 
 def _delete(client: FactusClient, claimed: _Claimed, reference_code: str) -> None:
@@ -387,18 +484,92 @@ def _document_outcome(document: Document, claimed: _Claimed, latency_ms: int,
                       client: FactusClient, ctx: SubmitContext) -> _Outcome:
     """Turn a validate answer (or a document found by reference) into an outcome."""
     if document.is_validated:
+        code = document.cude if isinstance(document, CreditNoteResult) else document.cufe
+        if not is_valid_unique_code(code):
+            return _invalid_code_outcome(ctx, claimed, code, latency_ms)
         return _Outcome("accepted", document=document, latency_ms=latency_ms, http_status=201)
     if document.is_rejected:
         rules = document.rejections
         return _rejected_by_dian(client, claimed, [r.code or "?" for r in rules],
                                  "; ".join(f"{r.code}: {r.text}" for r in rules),
                                  already_processed=any(r.code == "90" for r in rules))
+    bound = ctx.settings.einvoice_dian_pending_timeout_seconds
+    if claimed.pending_seconds >= bound:
+        # Still pending after the bound: stop re-checking. The document may yet be validated
+        # (or exist) at DIAN, so the outcome stays unknown and a retry looks it up first.
+        return _Outcome(
+            "failed", code="dian_timeout", latency_ms=latency_ms, http_status=201,
+            outcome_unknown=True,
+            message=f"DIAN has kept document {document.number or claimed.reference_code} pending "
+            f"for {claimed.pending_seconds / 3600:.1f} h ({claimed.dian_rechecks + 1} answers; "
+            f"bound EINVOICE_DIAN_PENDING_TIMEOUT_SECONDS={bound:g} s); re-checks stopped. "
+            "`einvoice jobs retry` looks the reference code up again (never a new document)")
     return _Outcome(
         "dian_slow", code="dian_slow", latency_ms=latency_ms, http_status=201,
         message="DIAN has not answered yet (status 0, no rejection); re-checking with the same "
         "reference code",
         delay=dian_recheck_delay(ctx.settings, claimed.dian_rechecks, ctx.rng), count_attempt=False,
     )
+
+
+def _invalid_code_outcome(ctx: SubmitContext, claimed: _Claimed, code: object,
+                          latency_ms: int) -> _Outcome:
+    """A "validated" answer without a valid CUFE/CUDE: the outcome is unknown, never accepted.
+
+    Retried (counted, with backoff) with ``outcome_unknown`` set, so the next attempt looks the
+    reference code up before anything else; a pass that may only look up gives up (failed,
+    ``invalid_cufe``, outcome still unknown).
+    """
+    name = "CUDE" if _is_credit_note(claimed) else "CUFE"
+    shown = code if code is None else repr(str(code)[:120])
+    message = (f"Factus answered \"validated\" without a valid {name} (96 hex characters; got "
+               f"{shown}); the outcome is unknown: looking the document up by reference code")
+    if claimed.reconcile_only:
+        return _Outcome("failed", code="invalid_cufe", latency_ms=latency_ms, http_status=201,
+                        outcome_unknown=True,
+                        message=f"gave up after {claimed.max_attempts} attempts: Factus still "
+                        f"shows no valid {name} for this reference code (got {shown}); "
+                        "an operator must check the document at Factus")
+    outcome = _Outcome("retry", code="invalid_cufe", message=message, latency_ms=latency_ms,
+                       http_status=201, outcome_unknown=True,
+                       delay=backoff_delay(claimed.attempt,
+                                           base=ctx.settings.einvoice_retry_base_seconds,
+                                           cap=ctx.settings.einvoice_retry_cap_seconds,
+                                           rng=ctx.rng))
+    outcome.events.append(("invalid_cufe", "201", message, {"attempt": claimed.attempt}))
+    return outcome
+
+
+def _look_up_after_invalid_code(ctx: SubmitContext, client: FactusClient, claimed: _Claimed,
+                                outcome: _Outcome) -> _Outcome:
+    """After a 201 without a valid code (``outcome``, a retry): look the reference code up
+    right away and adopt what Factus shows (FACTUS_API.md Decision 3), or keep ``outcome``
+    (the next attempt looks up again) when the lookup fails or shows no valid code either."""
+    try:
+        found = _lookup(client, claimed)
+    except FactusError as exc:
+        outcome.events.append(("reconciled", exc.reason, f"lookup after the invalid code "
+                               f"failed ({exc}); the next attempt looks it up again", None))
+        return outcome
+    if found is None:
+        outcome.events.append(("reconciled", "absent", "no document with this reference code "
+                               "at Factus yet; the next attempt looks it up again", None))
+        return outcome
+    ok, why = _matches_payload(found, claimed)
+    if found.is_validated and not ok:
+        adopted = _Outcome("failed", code="reconcile_mismatch", outcome_unknown=True,
+                           latency_ms=outcome.latency_ms, http_status=outcome.http_status,
+                           message=f"a validated document {found.number} with this reference "
+                           f"exists at Factus but {why}; an operator must decide")
+    else:
+        adopted = _document_outcome(found, claimed, outcome.latency_ms or 0, client, ctx)
+        if adopted.code == "invalid_cufe":
+            return outcome
+        adopted.events.insert(0, ("reconciled", "found", f"document {found.number} found at "
+                                  f"Factus by reference code ({why})",
+                                  {"number": found.number, "status": found.status}))
+    adopted.events[:0] = outcome.events
+    return adopted
 
 
 def dian_recheck_delay(settings: Settings, rechecks: int, rng: random.Random) -> float:
@@ -566,9 +737,18 @@ def _retry_outcome(ctx: SubmitContext, claimed: _Claimed, exc: FactusError, code
                     delay=delay, outcome_unknown=bool(exc.may_have_reached))
 
 
-def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
+def _call_factus(ctx: SubmitContext, claimed: _Claimed, worker: str,
+                 until: float | None = None) -> _Outcome:
+    """Step 2 for the claimed job, by ``worker``; every wait of the Factus client ends by
+    ``until`` (``time.monotonic()`` seconds, :mod:`einvoice.factus.deadline`)."""
+    with deadline.attempt_deadline(until):
+        return _call_factus_within_deadline(ctx, claimed, worker)
+
+
+def _call_factus_within_deadline(ctx: SubmitContext, claimed: _Claimed, worker: str) -> _Outcome:
     client = ctx.clients.for_account(claimed.account)
     events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = []
+    # Set once a validate request passed the fence: from then on it may have reached Factus.
     posted = False
     own_pending = claimed.own_pending
 
@@ -580,6 +760,14 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
         blocker = None if own_pending else _blocker_of(ctx, claimed)
         if blocker is not None:
             raise _AccountBlocked(blocker)
+
+    def fence() -> None:
+        # Right before the request leaves: do we still hold the job? A claim whose lease ran
+        # out during the waits may have been released and claimed again; its POST would then
+        # race the new holder's (a second POST of the document).
+        nonlocal posted
+        _confirm_lease(ctx, claimed, worker)
+        posted = True
 
     try:
         if claimed.reconcile_first:
@@ -611,10 +799,18 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
             # one); the lookup said it is not, so it now waits like any other job.
             still_unblocked()
         started = time.monotonic()
-        posted = True
-        document = _validate(client, claimed, still_unblocked)
+        document = _validate(client, claimed, still_unblocked, fence)
         latency = int((time.monotonic() - started) * 1000)
         outcome = _document_outcome(document, claimed, latency, client, ctx)
+        if outcome.kind == "retry" and outcome.code == "invalid_cufe":
+            outcome = _look_up_after_invalid_code(ctx, client, claimed, outcome)
+    except _LeaseLost as exc:
+        return _Outcome("lease_lost", code=exc.reason, message=exc.message)
+    except _LeaseUnconfirmed as exc:
+        # Nothing left with this request; the database will tell next time.
+        outcome = _Outcome("retry", code=exc.reason, count_attempt=False, message=exc.message,
+                           delay=ctx.settings.einvoice_retry_base_seconds * (1 + ctx.rng.random()),
+                           outcome_unknown=claimed.reconcile_first or posted)
     except PayloadValidationError as exc:
         fields = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
         outcome = _Outcome("rejected", code="payload_invalid", http_status=422,
@@ -657,9 +853,11 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed) -> _Outcome:
                                "`einvoice jobs retry` looks the reference up before any re-send")
         elif exc.transient:
             outcome = _retry_outcome(ctx, claimed, exc)
-            # A failed lookup does not settle the earlier attempt's unknown outcome.
-            outcome.outcome_unknown = outcome.outcome_unknown or (claimed.reconcile_first
-                                                                  and not posted)
+            if not posted:
+                # No validate request left (a token, rate-slot or lookup failure): only an
+                # earlier attempt's unknown outcome remains, which a failed lookup does not
+                # settle.
+                outcome.outcome_unknown = claimed.reconcile_first
         else:
             outcome = _Outcome("failed", code=exc.reason, http_status=exc.status_code,
                                message=str(exc))
@@ -827,9 +1025,13 @@ def _accepted_change(change: _Change, claimed: _Claimed, outcome: _Outcome) -> N
 
 
 def _db_retrying(deadline_s: float) -> Retrying:
-    """Retry a recording transaction while PostgreSQL restarts (a blip costs a wait, not a job)."""
+    """Retry a recording transaction while PostgreSQL restarts (a blip costs a wait, not a job).
+
+    Only infrastructure errors are retried: a row PostgreSQL refuses (a DataError) would be
+    refused again, and ends the job instead (:func:`_fail_claimed`).
+    """
     return Retrying(
-        retry=retry_if_exception_type((OperationalError, DBAPIError)),
+        retry=retry_if_exception(is_infrastructure_error),
         wait=wait_exponential(multiplier=0.2, max=5),
         stop=stop_after_delay(deadline_s),
         reraise=True,
@@ -849,24 +1051,126 @@ def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
         job_id: ``electronic_invoicing_jobs.id``.
     Returns:
         What happened: ``not_due`` (nothing to do: duplicate delivery, job final or not due),
-        ``accepted``, ``dian_slow``, ``rejected``, ``failed``, ``retry``, ``waiting`` or
-        ``lease_lost``.
+        ``accepted``, ``dian_slow``, ``rejected``, ``failed``, ``retry``, ``waiting``,
+        ``lease_lost`` (another worker holds the job now; nothing sent or written) or
+        ``internal_error`` (an unexpected exception ended the job ``failed`` with
+        ``error_code=internal_error``).
     Raises:
-        sqlalchemy.exc.OperationalError: PostgreSQL unreachable while claiming (nothing changed;
-            the task retries, and the dispatcher re-publishes the job anyway), or for longer than
-            60 s while recording (the lease expires and the sweeper reconciles the job).
+        An infrastructure error (:data:`INFRASTRUCTURE_ERRORS`, e.g.
+        ``sqlalchemy.exc.OperationalError``): PostgreSQL unreachable while claiming (nothing
+        changed; the task retries, and the dispatcher re-publishes the job anyway), or for
+        longer than 60 s while recording (the lease expires and the sweeper reconciles the job).
+        Nothing else: any other exception ends the job (``internal_error``).
     """
     job_uuid = uuid.UUID(str(job_id))
     worker = _thread_worker_id(ctx)
-    claimed = _claim(ctx, job_uuid, worker)
+    until = time.monotonic() + attempt_budget_seconds(ctx.settings)
+    try:
+        claimed = _claim(ctx, job_uuid, worker)
+    except Exception as exc:
+        if is_infrastructure_error(exc):
+            raise
+        return _fail_unclaimed(ctx, job_uuid, worker, exc)
     if isinstance(claimed, str):
         return claimed
-    outcome = _call_factus(ctx, claimed)
-    for attempt in _db_retrying(60.0):
-        with attempt:
-            result = _record(ctx, claimed, worker, outcome)
+    try:
+        outcome = _call_factus(ctx, claimed, worker, until)
+    except Exception as exc:
+        if is_infrastructure_error(exc):
+            raise
+        log.exception("job %s attempt %d: unexpected error while calling Factus",
+                      job_uuid, claimed.attempt)
+        # A request may have left: the outcome stays unknown, a retry looks the reference up.
+        outcome = _Outcome("failed", code="internal_error", outcome_unknown=True,
+                           message=_internal_message("calling Factus", exc))
+        outcome.events.append(("internal_error", type(exc).__name__, _exception_text(exc),
+                               {"step": "call", "exception": _exception_type(exc)}))
+    if outcome.kind == "lease_lost":
+        log.warning("job %s attempt %d: %s", job_uuid, claimed.attempt, outcome.message)
+        return "lease_lost"
+    try:
+        for attempt in _db_retrying(60.0):
+            with attempt:
+                result = _record(ctx, claimed, worker, outcome)
+    except Exception as exc:
+        if is_infrastructure_error(exc):
+            raise
+        result = _fail_claimed(ctx, claimed, worker, exc)
     log.info("job %s attempt %d: %s %s", job_uuid, claimed.attempt, result, outcome.code or "")
     return result
+
+
+def _exception_type(exc: BaseException) -> str:
+    kind = type(exc)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _exception_text(exc: BaseException, limit: int = 1000) -> str:
+    """``Type: message`` of ``exc``, storable in a text column (no NUL) and at most ``limit``
+    characters."""
+    text_ = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00")
+    return text_ if len(text_) <= limit else text_[: limit - 1] + "…"
+
+
+def _internal_message(step: str, exc: BaseException) -> str:
+    return (f"internal error while {step}: {_exception_text(exc, 400)}; fix the cause (the "
+            "invoice's rows, or report the bug), then `einvoice jobs retry`")
+
+
+def _fail_unclaimed(ctx: SubmitContext, job_id: uuid.UUID, worker: str, exc: Exception) -> str:
+    """End a job whose claim or payload build raised ``exc`` (the claim was rolled back).
+
+    Without this, the job stayed due, uncounted, and was re-published and crashed again every
+    minute, forever (and a wake-up message carrying several jobs lost the ones after it).
+    Returns ``internal_error``, or ``not_due`` when another worker took the job meanwhile.
+    """
+    log.exception("job %s: unexpected error while claiming or building its payload", job_id)
+    try:
+        with UnitOfWork(ctx.session_factory) as uow:
+            unknown = job_repo.fail_unclaimed_job(
+                uow.session, job_id, worker=worker, code="internal_error",
+                message=_internal_message("claiming the job or building its payload", exc),
+                metadata={"step": "claim", "exception": _exception_type(exc),
+                          "detail": _exception_text(exc)})
+            uow.commit()
+    except Exception as fail_exc:
+        if is_infrastructure_error(fail_exc):
+            raise
+        log.exception("job %s: could not even mark it failed; it stays due", job_id)
+        return "internal_error"
+    if unknown is None:
+        return "not_due"
+    return "internal_error"
+
+
+def _fail_claimed(ctx: SubmitContext, claimed: _Claimed, worker: str, exc: Exception) -> str:
+    """End a claimed job whose outcome could not be recorded because of ``exc``.
+
+    The call to Factus may have created the document, so ``outcome_unknown`` is kept: an
+    operator's retry looks the reference code up before sending anything. Written under the
+    same lease guard as any outcome. Returns ``internal_error`` (or ``lease_lost``).
+    """
+    log.exception("job %s attempt %d: unexpected error while recording its outcome",
+                  claimed.job_id, claimed.attempt)
+    change = _Change(claimed.attempt)
+    change.finish("failed", code="internal_error",
+                  message=_internal_message("recording the outcome", exc), outcome_unknown=True,
+                  metadata={"step": "record", "exception": _exception_type(exc),
+                            "detail": _exception_text(exc)})
+    try:
+        for attempt in _db_retrying(60.0):
+            with attempt, UnitOfWork(ctx.session_factory) as uow:
+                if change.apply(uow.session, claimed.job_id,
+                                lease=(worker, claimed.attempt)) is None:
+                    return "lease_lost"
+                uow.commit()
+    except Exception as fail_exc:
+        if is_infrastructure_error(fail_exc):
+            raise
+        # The job stays ``processing`` until its lease expires; the sweeper then hands it
+        # back with its outcome unknown, and the next attempt looks the reference up first.
+        log.exception("job %s: could not even mark it failed", claimed.job_id)
+    return "internal_error"
 
 
 def submit_jobs(
@@ -896,7 +1200,8 @@ def submit_jobs(
         ``requeued`` when some were handed back.
     Raises:
         As :func:`submit_job`: an infrastructure error stops the run; the task retries the
-        whole message, whose finished jobs are then no-ops.
+        whole message, whose finished jobs are then no-ops. A job's own failure (any other
+        exception) ends that job ``internal_error`` and the run goes on with the next.
     """
     outcomes: dict[str, int] = {}
     started = time.monotonic()

@@ -26,7 +26,8 @@ from einvoice.db.models import FactusCredential
 from einvoice.db.uow import UnitOfWork
 from einvoice.factus.client import FactusClients
 from einvoice.factus.schemas import NumberingRange
-from einvoice.services.accounts import account_for_organization
+from einvoice.factus.tokens import FactusAccount
+from einvoice.services.accounts import account_for_organization, usable_accounts
 from einvoice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,8 @@ def sync_ranges(session_factory: sessionmaker[Session], clients: FactusClients,
     report = SyncReport(written={"invoice_sequences": 0})
     box = SecretBox.from_settings(settings) if settings.einvoice_secret_key else None
     with UnitOfWork(session_factory) as uow:
-        accounts = {}
-        for org_id in ref_repo.organization_ids(uow.session):
-            account = account_for_organization(uow.session, org_id, settings, box)
+        accounts: dict[FactusAccount, list[int]] = {}
+        for org_id, account in usable_accounts(uow.session, settings, box).items():
             accounts.setdefault(account, []).append(org_id)
     for account, org_ids in accounts.items():
         ranges = clients.for_account(account).list_numbering_ranges()
@@ -157,8 +157,7 @@ def refresh_tokens(session_factory: sessionmaker[Session], clients: FactusClient
     """
     box = SecretBox.from_settings(settings) if settings.einvoice_secret_key else None
     with session_factory() as session:
-        accounts = {account_for_organization(session, org, settings, box)
-                    for org in ref_repo.organization_ids(session)}
+        accounts = set(usable_accounts(session, settings, box).values())
     for account in accounts:
         clients.for_account(account).tokens.access_token()
     return len(accounts)

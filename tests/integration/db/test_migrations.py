@@ -229,3 +229,36 @@ def test_municipalities_table_has_every_factus_municipality(db_url: str) -> None
         count, low, high = conn.execute(
             "SELECT count(*), min(id), max(id) FROM dian_municipalities").fetchone()
     assert (count, low, high) == (1122, 1, 1122)
+
+
+def _unit_code_type(url: str) -> str:
+    with psycopg.connect(libpq_url(url)) as conn:
+        row = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                           "WHERE attrelid = 'products'::regclass AND attname = 'unit_code'"
+                           ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_products_created_by_einvoice_take_dian_unit_codes_an_erps_own_column_is_kept(
+    empty_db_url: str, db_url: str
+) -> None:
+    # An empty database: einvoice creates products, with a unit code wide enough for "94".
+    assert _unit_code_type(db_url) == "text"
+    # An ERP's database: its own CHAR column is its business; einvoice leaves it alone.
+    _prefill(empty_db_url)
+    migrate.upgrade(empty_db_url)
+    assert _unit_code_type(empty_db_url) == "character(1)"
+
+
+def test_an_einvoice_products_table_created_as_char_is_widened_by_the_upgrade(
+    empty_db_url: str,
+) -> None:
+    # Given a database migrated before unit_code was text (einvoice's table, character(1))
+    migrate.upgrade(empty_db_url, "0005")
+    with psycopg.connect(libpq_url(empty_db_url), autocommit=True) as conn:
+        conn.execute("ALTER TABLE products ALTER COLUMN unit_code TYPE char(1)")
+    # When it is upgraded
+    migrate.upgrade(empty_db_url)
+    # Then a DIAN unit code fits
+    assert _unit_code_type(empty_db_url) == "text"

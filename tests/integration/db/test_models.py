@@ -34,7 +34,8 @@ def test_organization_round_trip_with_array(session: Session) -> None:
 
 
 def test_invoice_with_jsonb_and_decimal_round_trip(session: Session) -> None:
-    customer = Customer(identification_type="CC", identification_number="1020304050")
+    customer = Customer(organization_id=1, identification_type="CC",
+                        identification_number="1020304050")
     session.add(customer)
     session.flush()
     invoice = InvoiceSale(

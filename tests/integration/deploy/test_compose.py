@@ -13,10 +13,14 @@ import ast
 import inspect
 import os
 import re
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import redis as redis_lib
 import typer
 import yaml
 from cryptography.fernet import Fernet
@@ -27,7 +31,7 @@ from typer.testing import CliRunner
 import celeryconfig
 import einvoice.settings
 from einvoice.cli import app as einvoice_cli
-from einvoice.devservices import project_root
+from einvoice.devservices import find_redis_server, free_port, port_open, project_root
 from einvoice.errors import ConfigError
 from einvoice.sandbox.cli import app as sandbox_cli
 from einvoice.settings import Settings, load_settings
@@ -39,6 +43,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 
 APP_SERVICES = ("migrate", "worker", "beat", "flower")
+# The app services that read the whole .env; Flower gets only the broker URL and its credentials.
+ENV_FILE_SERVICES = ("migrate", "worker", "beat")
 # Variables the postgres image and docker compose itself read (their documentation).
 POSTGRES_IMAGE_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
 COMPOSE_VARIABLES = {"COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_FILE"}
@@ -62,6 +68,16 @@ def compose() -> dict[str, Any]:
 def services() -> dict[str, dict[str, Any]]:
     parsed: dict[str, dict[str, Any]] = compose()["services"]
     return parsed
+
+
+def interpolated_variables() -> set[str]:
+    """The names the compose file interpolates as ``${VAR...}`` (``$$`` is the container's ``$``)."""
+    text = "\n".join(
+        line
+        for line in COMPOSE_FILE.read_text().replace("$$", "").splitlines()
+        if not line.lstrip().startswith("#")
+    )
+    return set(INTERPOLATION.findall(text))
 
 
 def env_example() -> dict[str, str | None]:
@@ -171,8 +187,8 @@ def test_redis_is_7_with_append_only_persistence_and_a_healthcheck() -> None:
     assert redis_svc["image"] == "redis:7"
     assert option_value(argv, "--appendonly") == "yes"
     assert any(v.endswith(":/data") for v in redis_svc["volumes"])
-    assert "redis-cli" in redis_svc["healthcheck"]["test"]
-    assert "ping" in redis_svc["healthcheck"]["test"]
+    probe = " ".join(redis_svc["healthcheck"]["test"])
+    assert "redis-cli" in probe and "ping" in probe
 
 
 def test_every_long_running_service_has_a_healthcheck_except_beat() -> None:
@@ -240,7 +256,7 @@ def test_flower_is_behind_basic_auth_from_flower_basic_auth_on_port_5555() -> No
 
     assert argv[:4] == ["celery", "-A", "workers", "flower"]
     assert option_value(argv, "--port") == "5555"
-    assert "5555:5555" in flower["ports"]
+    assert "127.0.0.1:5555:5555" in flower["ports"]
     # The credentials come from the environment, are required (":?"), and stay out of argv
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
     assert "FLOWER_BASIC_AUTH" in FLOWER_VARIABLES  # a name Flower really reads
@@ -255,10 +271,11 @@ def test_app_services_share_one_image_built_from_the_dockerfile_and_read_env() -
     for name in (*APP_SERVICES, "sandbox"):
         assert svc[name]["image"] == "einvoice:latest", name
         assert svc[name]["build"] == ".", name
-    for name in APP_SERVICES:
+    for name in ENV_FILE_SERVICES:
         assert svc[name]["env_file"] == ".env", name
-    # The databases get only their own variables, not the app's secrets
-    assert "env_file" not in svc["postgres"] and "env_file" not in svc["redis"]
+    # The databases and Flower get only their own variables, not the app's secrets
+    for name in ("postgres", "redis", "flower"):
+        assert "env_file" not in svc[name], name
 
 
 def test_the_dockerfile_installs_the_project_on_python_311_slim_with_its_migrations() -> None:
@@ -294,12 +311,7 @@ def test_the_dockerfile_installs_the_project_on_python_311_slim_with_its_migrati
 
 def test_every_variable_the_compose_file_interpolates_is_in_env_example() -> None:
     # Given the ${VAR} references of the compose file ($$ escapes the container's own shell)
-    text = "\n".join(
-        line
-        for line in COMPOSE_FILE.read_text().replace("$$", "").splitlines()
-        if not line.lstrip().startswith("#")
-    )
-    used = set(INTERPOLATION.findall(text))
+    used = interpolated_variables()
     # And the variables services set by name
     for spec in services().values():
         environment = spec.get("environment", {})
@@ -323,9 +335,11 @@ def test_every_variable_in_env_example_is_read_by_something() -> None:
         | FLOWER_VARIABLES
         | POSTGRES_IMAGE_VARIABLES
         | COMPOSE_VARIABLES
+        | interpolated_variables()
     )
 
-    # Then each is a setting, a celeryconfig knob, or a Flower, postgres or compose variable
+    # Then each is a setting, a celeryconfig knob, a Flower, postgres or compose variable, or one
+    # the compose file itself interpolates (REDIS_PASSWORD)
     assert names - known == set()
 
 
@@ -380,3 +394,224 @@ def test_env_example_values_load_once_a_real_secret_key_replaces_the_placeholder
         f"postgresql+psycopg://{values['POSTGRES_USER']}:{values['POSTGRES_PASSWORD']}"
         f"@postgres:5432/{values['POSTGRES_DB']}"
     )
+
+
+# --- exposed surfaces: Flower and Redis ---------------------------------------------------------
+#
+# The entrypoint scripts are run here with the local /bin/sh, as the containers run them: "$$" is
+# compose's escape for the container's "$", and the command is replaced by a harmless one so the
+# test sees whether the script would have started the service.
+
+STARTED = "service command ran"
+
+
+def published_ports() -> dict[str, list[str]]:
+    """Every service's ``ports`` entries (short syntax), by service name."""
+    return {name: [str(p) for p in spec.get("ports", [])] for name, spec in services().items()}
+
+
+def entrypoint_script(service: str) -> str:
+    """The ``/bin/sh -c`` script of a service's entrypoint, as the container's shell receives it."""
+    entrypoint = [str(part) for part in services()[service]["entrypoint"]]
+    assert entrypoint[:2] == ["/bin/sh", "-c"], f"{service}: entrypoint is not a /bin/sh -c script"
+    # The script then execs the service's command, passed as "$@" after $0 (entrypoint[3]).
+    assert len(entrypoint) == 4, entrypoint
+    return entrypoint[2].replace("$$", "$")
+
+
+def run_entrypoint(
+    service: str, env: dict[str, str], command: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """Run a service's entrypoint script with ``env`` and ``command`` as its "$@"."""
+    return subprocess.run(
+        ["/bin/sh", "-c", entrypoint_script(service), f"{service}-entrypoint", *command],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_flower_is_published_on_the_hosts_loopback_only_and_the_databases_not_at_all() -> None:
+    # Given every port the compose file publishes
+    ports = published_ports()
+
+    # Then Flower is bound to 127.0.0.1 of the host (basic auth over plain HTTP must not face a
+    # network), and so is every other published port
+    assert ports["flower"] == ["127.0.0.1:5555:5555"]
+    for name, entries in ports.items():
+        for entry in entries:
+            assert entry.startswith("127.0.0.1:"), (name, entry)
+    # And PostgreSQL and Redis publish nothing: only the compose services reach them
+    assert ports["postgres"] == [] and ports["redis"] == []
+
+
+def test_flower_receives_only_the_broker_url_and_its_own_credentials() -> None:
+    # Given Flower's service definition
+    flower = services()["flower"]
+
+    # Then it reads no env_file (which holds the Factus secrets and EINVOICE_SECRET_KEY)
+    assert "env_file" not in flower
+    # And its environment is exactly the broker URL and the basic-auth credentials
+    assert set(flower["environment"]) == {"CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"}
+    assert flower["environment"]["CELERY_BROKER_URL"].startswith("${CELERY_BROKER_URL:?")
+    referenced = set(INTERPOLATION.findall(" ".join(flower["environment"].values())))
+    assert referenced == {"CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"}
+    # And it still runs the Celery app's Flower, which needs nothing else (test_flower.py starts
+    # it with this environment only)
+    assert command_of("flower")[:4] == ["celery", "-A", "workers", "flower"]
+
+
+@pytest.mark.parametrize(
+    "basic_auth",
+    [
+        pytest.param(None, id="the example value of .env.example"),
+        pytest.param("", id="empty"),
+        pytest.param("ops:change-me", id="another change-me password"),
+        pytest.param("ops:a-real-password,admin:change-me-flower-password", id="example as 2nd"),
+        pytest.param("admin:", id="no password"),
+        pytest.param(":secret", id="no user"),
+        pytest.param("just-a-password", id="no colon"),
+    ],
+)
+def test_flower_refuses_to_start_with_the_example_or_a_malformed_password(
+    basic_auth: str | None,
+) -> None:
+    # Given FLOWER_BASIC_AUTH left at the example value, empty, or malformed
+    value = env_example()["FLOWER_BASIC_AUTH"] if basic_auth is None else basic_auth
+    assert value is not None
+
+    # When the flower container starts
+    result = run_entrypoint("flower", {"FLOWER_BASIC_AUTH": value}, ["echo", STARTED])
+
+    # Then it exits non-zero with one line naming the variable, before Flower runs
+    assert result.returncode != 0
+    assert STARTED not in result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "FLOWER_BASIC_AUTH" in result.stderr and "refusing to start" in result.stderr
+
+
+@pytest.mark.parametrize("basic_auth", ["ops:Xr7-long-random", "ops:one,viewer:two*?"])
+def test_flower_starts_with_real_credentials(basic_auth: str) -> None:
+    result = run_entrypoint("flower", {"FLOWER_BASIC_AUTH": basic_auth}, ["echo", STARTED])
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == STARTED
+
+
+def test_every_redis_url_carries_the_password_redis_demands() -> None:
+    # Given the example settings and the redis service
+    values = env_example()
+    password = values["REDIS_PASSWORD"]
+    redis_svc = services()["redis"]
+
+    # Then redis gets its password from REDIS_PASSWORD, required
+    assert redis_svc["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    # And never as an argument of redis-server (visible to every `ps` on the host)
+    argv = [str(part) for part in redis_svc["command"]]
+    assert argv[:2] == ["redis-server", "-"]  # "-": configuration read from stdin
+    assert not any("PASSWORD" in arg or "requirepass" in arg for arg in argv)
+    # And every URL the app and Flower use to reach it carries that password
+    assert password
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        url = urlsplit(values[name] or "")
+        assert (url.scheme, url.hostname, url.password) == ("redis", "redis", password), name
+    # (Flower's broker URL is the same variable, interpolated)
+    assert "CELERY_BROKER_URL" in INTERPOLATION.findall(
+        services()["flower"]["environment"]["CELERY_BROKER_URL"]
+    )
+
+
+@pytest.fixture
+def redis_entrypoint_path(tmp_path: Path) -> str:
+    """A PATH where ``docker-entrypoint.sh`` and ``redis-server`` behave as in the redis image.
+
+    The image's entrypoint (docker-library/redis) drops to its redis user and execs "$@"; here it
+    only execs "$@", with the embedded Redis standing in for the image's redis-server and
+    redis-cli.
+    """
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    server = find_redis_server()
+    (bindir / "redis-server").symlink_to(server)
+    cli = server.with_name("redis-cli")
+    if cli.exists():
+        (bindir / "redis-cli").symlink_to(cli)
+    fake = bindir / "docker-entrypoint.sh"
+    fake.write_text('#!/bin/sh\nexec "$@"\n')
+    fake.chmod(0o755)
+    return f"{bindir}:{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param(None, id="the example value of .env.example"),
+        pytest.param("", id="empty"),
+        pytest.param("p@ss word", id="characters REDIS_URL would have to escape"),
+    ],
+)
+def test_redis_refuses_to_start_with_the_example_or_an_unusable_password(
+    password: str | None, redis_entrypoint_path: str
+) -> None:
+    value = env_example()["REDIS_PASSWORD"] if password is None else password
+    assert value is not None
+
+    result = run_entrypoint(
+        "redis", {"REDIS_PASSWORD": value, "PATH": redis_entrypoint_path}, ["echo", STARTED]
+    )
+
+    assert result.returncode != 0
+    assert STARTED not in result.stdout
+    assert "REDIS_PASSWORD" in result.stderr and "refusing to start" in result.stderr
+
+
+def test_redis_started_by_its_entrypoint_demands_the_password_and_hides_it_from_ps(
+    tmp_path: Path, redis_entrypoint_path: str
+) -> None:
+    # Given a new password, and the app's URL built as .env.example shows
+    password = "Xr7-t3st.pass_word~1"
+    port = free_port()
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    argv = [str(part) for part in services()["redis"]["command"]]
+
+    # When the redis service's entrypoint starts its command (on a free port, in a temp folder)
+    env = {"PATH": redis_entrypoint_path, "REDIS_PASSWORD": password}
+    server = subprocess.Popen(
+        ["/bin/sh", "-c", entrypoint_script("redis"), "redis-entrypoint", *argv,
+         "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", ""],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not port_open(port) and time.monotonic() < deadline:
+            assert server.poll() is None, "redis-server exited"
+            time.sleep(0.05)
+
+        # Then a client without the password is refused
+        with pytest.raises(redis_lib.exceptions.AuthenticationError):
+            redis_lib.Redis(port=port).ping()
+        # And the app's URL with the password works, with the compose file's persistence on
+        client = redis_lib.Redis.from_url(url)
+        assert client.ping() is True
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        client.close()
+        # And the password is not in the server's command line (what `ps` shows)
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().decode()
+        assert "redis-server" in cmdline and password not in cmdline
+        # And the compose healthcheck answers healthy with the container's environment
+        probe = services()["redis"]["healthcheck"]["test"]
+        assert probe[0] == "CMD-SHELL"
+        if Path(redis_entrypoint_path.split(":")[0], "redis-cli").exists():
+            check = probe[1].replace("$$", "$").replace("redis-cli", f"redis-cli -p {port}")
+            healthy = subprocess.run(["/bin/sh", "-c", check], env=env, timeout=15)
+            assert healthy.returncode == 0
+            wrong = subprocess.run(
+                ["/bin/sh", "-c", check], env={**env, "REDIS_PASSWORD": "wrong"}, timeout=15
+            )
+            assert wrong.returncode != 0
+    finally:
+        server.terminate()
+        server.wait(15)

@@ -8,15 +8,19 @@ installed (``apt-get install chromium``).
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import yaml
 
+from einvoice.devservices import DevServices, project_root
 from scripts.flower_screenshot import (
     TASK_SUBMIT,
     WINDOW_SIZE,
+    FlowerServer,
     find_chromium,
     render_dom,
     screenshot,
@@ -101,3 +105,51 @@ def test_flowers_tasks_page_shows_our_task_names_and_job_ids_in_a_browser(
     header = png.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == WINDOW_SIZE
+
+
+def test_flowers_metrics_answer_without_credentials_and_show_no_job_ids(
+    flower_scene: FlowerScene,
+) -> None:
+    # Given Flower behind basic auth, after the worker ran one task per job
+    wait_for_job_tasks(flower_scene.flower, flower_scene.job_ids)
+
+    # When anyone who reaches the port asks for /metrics without credentials
+    answer = httpx.get(f"{flower_scene.flower.base_url}/metrics", timeout=5)
+
+    # Then Flower answers (it exempts /metrics from authentication, as its docs say; the compose
+    # file publishes the port on the host's loopback only and documents this)
+    assert answer.status_code == 200
+    assert f'task="{TASK_SUBMIT}"' in answer.text
+    # And what it shows is counts and timings by task and worker name: no job id, no argument
+    for job_id in flower_scene.job_ids:
+        assert job_id not in answer.text
+
+
+def test_flower_with_only_the_compose_environment_sees_the_worker(
+    flower_scene: FlowerScene, services: DevServices
+) -> None:
+    # Given exactly the variables docker-compose.yml gives Flower (no DATABASE_URL, no Factus
+    # secrets, no EINVOICE_SECRET_KEY), plus what any process has
+    compose = yaml.safe_load((project_root() / "docker-compose.yml").read_text())
+    given = set(compose["services"]["flower"]["environment"])
+    assert given == {"CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"}
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    env.update(CELERY_BROKER_URL=services.redis.url, PYTHONUNBUFFERED="1")
+    # (FlowerServer adds FLOWER_BASIC_AUTH from its credentials)
+    flower = FlowerServer(env=env, workdir=flower_scene.workdir / "compose-env")
+
+    try:
+        # When that Flower starts
+        flower.start()
+
+        # Then it receives the worker's events and, with its credentials, shows the worker online
+        flower.wait_for_worker()
+        status = f"{flower.base_url}/api/workers?status=true"
+        workers = httpx.get(status, auth=flower.auth, timeout=15)
+        assert workers.status_code == 200
+        online = [name for name, alive in workers.json().items() if alive]
+        assert any(name.startswith("worker") for name in online), workers.text[:500]
+        # And it refuses the same request without them
+        assert httpx.get(status, timeout=5).status_code == 401
+    finally:
+        flower.stop()

@@ -59,7 +59,7 @@ SANDBOX_PASSWORD = "sandbox-password"
 
 
 def sandbox_account(base_url: str, **changes: str) -> FactusAccount:
-    """The simulator's default account (SIMULATOR.md), with fields overridden by ``changes``."""
+    """The simulator's default account (docs/simulator.md), fields overridden by ``changes``."""
     fields: dict[str, Any] = {
         "key": "default",
         "environment": "sandbox",

@@ -7,7 +7,7 @@ from typing import Any
 
 from einvoice.factus import v1
 
-INVOICE_RANGE_ID = 8  # the simulator's SETP range (SIMULATOR.md "range ids")
+INVOICE_RANGE_ID = 8  # the simulator's SETP range (docs/simulator.md "range ids")
 CREDIT_NOTE_RANGE_ID = 9  # NC
 
 

@@ -79,11 +79,12 @@ def test_an_expiring_token_is_refreshed_once_and_the_new_refresh_token_kept(
             token_store=store,
             renewal_locks=RedisRenewalLocks(factus_redis),
         ).company()
-    first = store.load("default")
+    key = sandbox_account(sandbox_clean.base_url).token_key
+    first = store.load(key)
     assert first is not None and first.refresh_token
     past = datetime.now(UTC) - timedelta(seconds=1)
     store.save(
-        "default", StoredToken(first.access_token, first.refresh_token, first.expires_at, past)
+        key, StoredToken(first.access_token, first.refresh_token, first.expires_at, past)
     )
     sandbox_clean.set_faults(latency_ms=300)
 
@@ -95,7 +96,7 @@ def test_an_expiring_token_is_refreshed_once_and_the_new_refresh_token_kept(
     assert outcomes == ["901724254"] * PROCESSES * THREADS
     assert sandbox_grants(sandbox_clean) == {"200": 2}
     # and the rotated refresh token is the one stored now, and it works
-    second = store.load("default")
+    second = store.load(key)
     assert second is not None and second.refresh_token not in (None, first.refresh_token)
     assert second.access_token != first.access_token
     with httpx.Client() as http:

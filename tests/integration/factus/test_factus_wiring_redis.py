@@ -44,8 +44,9 @@ def test_a_worker_process_gets_a_client_with_encrypted_tokens_and_a_shared_limit
         assert company.nit == "901724254"
         assert clients.for_account(FactusAccount.from_settings(clients.settings)) is client
         # and the token pair sits in Redis, encrypted
-        raw = factus_redis.get("einvoice:factus:token:default")
-        stored = clients.token_store.load("default")
+        key = client.account.token_key
+        raw = factus_redis.get("einvoice:factus:token:" + key)
+        stored = clients.token_store.load(key)
         assert stored is not None and stored.access_token == client.tokens.access_token()
         # (the token itself is not in the stored bytes; a fixed prefix such as the JWT's "eyJ"
         # would also match the ciphertext's random base64 about once in a thousand runs)

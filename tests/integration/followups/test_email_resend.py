@@ -125,8 +125,8 @@ def test_quota_used_elsewhere_is_factus_409_and_ends_failed_with_its_message(
         "SELECT document_number FROM electronic_invoicing_jobs WHERE id = :j"),
         {"j": job_id}).scalar_one()
     client = in_process.context(pipeline).clients.default()
-    client.send_bill_email(number)
-    client.send_bill_email(number)
+    client.send_bill_email(number, "maria@example.com")
+    client.send_bill_email(number, "maria@example.com")
 
     # When an operator resends it through einvoice
     request_email_resend(session, job_id, "otra@cliente.co", publisher=in_process.publisher(pipeline))

@@ -285,7 +285,7 @@ def test_a_bill_can_be_emailed_twice_a_day_and_no_more(api: httpx.Client):
     path = f"/v1/bills/send-email/{bill['number']}"
 
     first = api.post(path, json={"email": "maria@example.com"})
-    second = api.post(path, json={})
+    second = api.post(path, json={"email": "otra@example.com"})
     third = api.post(path, json={"email": "maria@example.com"})
 
     assert (first.status_code, first.json()["message"]) == (

@@ -122,6 +122,8 @@ def test_prices_are_json_numbers_with_at_most_two_decimals(
 
 NET_PRICES = ["8403.36", "4201.68", "12605.04", "99.99", "2521.01", "33.61", "1234.5678", "0.42"]
 TAX_RATES = ["19", "5", "8", "0"]
+# 8 % is the general INC rate (tribute 4); IVA has no 8 % rate (DIAN tarifas por impuesto).
+INC_RATES = {"8"}
 QUANTITIES = [1, 3, 7, 37, 100]
 DISCOUNTS = ["0", "10", "12.5", "33.33"]
 
@@ -145,6 +147,7 @@ def test_converted_prices_give_back_erp_line_totals_across_a_grid(
             tax_rate=tax,
             discount_rate=discount,
             tax_included=False,
+            tribute_id=4 if tax_rate in INC_RATES else 1,
         )
         line, taxable, _tax = factus_line(sent)
         # Then Factus's line is within half a cent per discounted unit (+ its own rounding) of
