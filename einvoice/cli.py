@@ -221,7 +221,7 @@ def _job_dict(job: Any) -> dict[str, Any]:
         "error_code": job.error_code, "error_message": job.error_message,
         "next_retry_at": job.next_retry_at, "created_at": job.created_at,
         "processed_at": job.processed_at, "factus_environment": job.factus_environment,
-        "factus_account": job.factus_account,
+        "factus_account": job.factus_account, "factus_api_version": job.factus_api_version,
     }
 
 
@@ -381,18 +381,24 @@ def jobs_show(job_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
     from rich.table import Table  # noqa: PLC0415
 
     from einvoice.services.operator import job_detail  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
 
     with _session_factory()() as session:
-        detail = job_detail(session, job_id)
+        detail = job_detail(session, job_id, get_settings())
         data = _job_dict(detail.job)
         events = [{"at": e.created_at, "type": e.event_type, "code": e.event_code,
                    "message": e.event_message, "metadata": e.metadata_} for e in detail.events]
+        account = _account_dict(detail.account) if detail.account is not None else None
     if as_json:
-        _print_json({"job": data, "payload": detail.payload_summary, "events": events})
+        _print_json({"job": data, "payload": detail.payload_summary, "account": account,
+                     "events": events})
         return
     for key, value in data.items():
         if value is not None:
             console.print(f"[b]{key}[/b]: {value}")
+    if account is not None:
+        console.print(f"[b]account now[/b]: {account['username']} ({account['environment']}), "
+                      f"API {_version_text(account)}")
     console.print(f"[b]payload[/b]: {detail.payload_summary}")
     table = Table(title="events")
     for col in ("at", "type", "code", "message"):
@@ -460,10 +466,81 @@ def jobs_cancel(job_id: str, as_json: bool = typer.Option(False, "--json")) -> N
         console.print(f"[green]{message}[/green]")
 
 
-@app.command("ranges")
+def _account_dict(view: Any) -> dict[str, Any]:
+    """An :class:`einvoice.services.accounts.AccountView` as JSON-ready data (no secret)."""
+    return {"organization_id": view.organization_id, "key": view.key,
+            "environment": view.environment, "username": view.username,
+            "base_url": view.base_url, "configured": view.configured,
+            "detected": view.detected, "effective": view.effective,
+            "detected_at": view.detected_at, "active": view.active, "note": view.note}
+
+
+def _version_text(account: dict[str, Any]) -> str:
+    """``v2 (auto, detected 2026-...)`` / ``v1 (auto, none detected yet)`` / ``v2 (configured)``."""
+    if account["configured"] != "auto":
+        return f"{account['effective']} (configured)"
+    if account["detected"]:
+        return f"{account['effective']} (auto, detected {str(account['detected_at'])[:19]})"
+    return f"{account['effective']} (auto, none detected yet)"
+
+
+@app.command("accounts")
 @friendly_errors
-def ranges(as_json: bool = typer.Option(False, "--json")) -> None:
+def accounts(
+    events: bool = typer.Option(False, "--events", help="Also the latest account events "
+                                "(API version detected, numbering range created)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Factus accounts: each organization's and the default FACTUS_* one, with the API version
+    configured (v1, v2 or auto), the one auto detected, and the one in use. Never a secret."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from einvoice.db import accounts as account_repo  # noqa: PLC0415
+    from einvoice.services.accounts import list_accounts  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    with _session_factory()() as session:
+        rows = [_account_dict(v) for v in list_accounts(session, settings)]
+        history = [{"at": e.created_at, "organization_id": e.organization_id,
+                    "type": e.event_type, "code": e.event_code, "message": e.event_message}
+                   for e in (account_repo.recent_events(session) if events else [])]
+    if as_json:
+        _print_json({"accounts": rows, "events": history} if events else rows)
+        return
+    table = Table(title=f"Factus accounts (FACTUS_ENVIRONMENT={settings.factus_environment})")
+    for col in ("org", "environment", "user", "base url", "configured", "detected", "uses",
+                "active", "note"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row("default" if r["organization_id"] is None else str(r["organization_id"]),
+                      r["environment"], r["username"], r["base_url"], r["configured"],
+                      (f"{r['detected']} ({str(r['detected_at'])[:19]})" if r["detected"]
+                       else ""), r["effective"], "yes" if r["active"] else "no", r["note"] or "")
+    console.print(table)
+    if not rows:
+        console.print("no Factus account: set the FACTUS_* variables or store an organization's "
+                      "credentials")
+    if events:
+        log_table = Table(title="account events")
+        for col in ("at", "org", "type", "code", "message"):
+            log_table.add_column(col)
+        for e in history:
+            log_table.add_row(str(e["at"])[:23], str(e["organization_id"] or ""), e["type"],
+                              e["code"] or "", (e["message"] or "")[:100])
+        console.print(log_table)
+
+
+ranges_app = typer.Typer(help="Numbering ranges: list, what DIAN associated (v2), create (v2).")
+app.add_typer(ranges_app, name="ranges")
+
+
+@ranges_app.callback(invoke_without_command=True)
+@friendly_errors
+def ranges(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """Numbering ranges with remaining numbers and days to expiry."""
+    if ctx.invoked_subcommand is not None:
+        return
     from datetime import UTC, datetime  # noqa: PLC0415
 
     from rich.table import Table  # noqa: PLC0415
@@ -492,13 +569,107 @@ def ranges(as_json: bool = typer.Option(False, "--json")) -> None:
     console.print(table)
 
 
+def _bogota_today() -> Any:
+    from datetime import datetime  # noqa: PLC0415
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    return datetime.now(ZoneInfo("America/Bogota")).date()
+
+
+@ranges_app.command("dian")
+@friendly_errors
+def ranges_dian(
+    org: int = typer.Option(..., "--org", help="Organization whose Factus account is asked."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """What DIAN has associated with the organization's software (Factus v2). Factus uses none
+    of them until `einvoice ranges create --from-dian RESOLUTION` creates it."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from einvoice.factus.client import create_factus_clients  # noqa: PLC0415
+    from einvoice.services.operator import dian_ranges  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    clients = create_factus_clients(settings)
+    try:
+        user, found = dian_ranges(_session_factory(), clients, settings, org)
+    finally:
+        clients.close()
+    rows = [{"resolution_number": r.resolution_number, "prefix": r.prefix, "from": r.from_,
+             "to": r.to, "start_date": r.start_date, "end_date": r.end_date,
+             "technical_key": r.technical_key} for r in found]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"ranges DIAN associated with organization {org} ({user})")
+    for col in ("resolution (--from-dian)", "prefix", "from", "to", "valid from", "valid until"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[k]) if r[k] is not None else "" for k in
+                        ("resolution_number", "prefix", "from", "to", "start_date", "end_date")))
+    console.print(table)
+    if not rows:
+        console.print("DIAN lists no range for this software: associate one at DIAN first")
+
+
+@ranges_app.command("create")
+@friendly_errors
+def ranges_create(
+    org: int = typer.Option(..., "--org", help="Organization whose Factus account gets it."),
+    from_dian: str = typer.Option(None, "--from-dian", metavar="RESOLUTION",
+                                  help="Resolution number of a range `ranges dian` lists."),
+    credit_note: bool = typer.Option(False, "--credit-note",
+                                     help="A credit-note range (no resolution; needs --prefix)."),
+    prefix: str = typer.Option(None, "--prefix", help="Prefix (credit note; or picks one of "
+                               "several DIAN ranges under one resolution)."),
+    current: int = typer.Option(None, "--current", help="Next number to use (default: the "
+                                "range's first number; 1 for a credit-note range)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a numbering range at Factus (v2) and sync it into invoice_sequences. Recorded as
+    an account event (`einvoice accounts --events`)."""
+    from einvoice.factus.client import create_factus_clients  # noqa: PLC0415
+    from einvoice.services.operator import create_range  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    clients = create_factus_clients(settings)
+    try:
+        done = create_range(_session_factory(), clients, settings, org, today=_bogota_today(),
+                            from_dian=from_dian, credit_note=credit_note, prefix=prefix,
+                            current=current, actor=_actor())
+    finally:
+        clients.close()
+    created = done.numbering_range
+    data = {"organization_id": org, "account": done.account, "id": created.id,
+            "document": created.document, "prefix": created.prefix, "from": created.from_,
+            "to": created.to, "current": created.current,
+            "resolution_number": created.resolution_number, "synced": done.synced,
+            "warnings": done.warnings}
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"[green]range {created.prefix} created at Factus[/green] (id {created.id}, "
+                  f"document {created.document}, {created.from_}-{created.to}, next "
+                  f"{created.current}); {done.synced} invoice_sequences row(s) synced")
+    for warning in done.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
 @app.command("sync")
 @friendly_errors
 def sync_command(
-    what: str = typer.Argument(..., help="ranges | municipalities | units | tributes | all"),
+    what: str = typer.Argument(
+        ..., help="tables | ranges | municipalities | units | tributes | all"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Sync DIAN reference data and numbering ranges from Factus now (beat does it on schedule)."""
+    """Sync DIAN reference data and numbering ranges now (beat does it on schedule).
+
+    ``tables`` reloads the Factus reference tables shipped with einvoice (units, tributes,
+    identification types, legal organizations, payment methods, standard codes); ``ranges`` and
+    the v1 catalogs (``municipalities``, ``units``, ``tributes``) ask Factus; ``all`` does each.
+    """
     from datetime import datetime  # noqa: PLC0415
     from zoneinfo import ZoneInfo  # noqa: PLC0415
 
@@ -506,7 +677,7 @@ def sync_command(
     from einvoice.services import sync  # noqa: PLC0415
     from einvoice.settings import get_settings  # noqa: PLC0415
 
-    choices = {"ranges", "municipalities", "units", "tributes", "all"}
+    choices = {"tables", "ranges", "municipalities", "units", "tributes", "all"}
     if what not in choices:
         raise typer.BadParameter(f"choose one of {', '.join(sorted(choices))}")
     settings = get_settings()
@@ -515,14 +686,18 @@ def sync_command(
     written: dict[str, int] = {}
     warnings: list[str] = []
     try:
+        if what in ("tables", "all"):
+            written.update(sync.sync_reference_tables(factory).written)
         if what in ("ranges", "all"):
             report = sync.sync_ranges(factory, clients, settings,
                                       datetime.now(ZoneInfo("America/Bogota")).date())
             written.update(report.written)
             warnings += report.warnings
-        if what != "ranges":
+        if what not in ("ranges", "tables"):
             kinds = ("municipalities", "units", "tributes") if what == "all" else (what,)
-            written.update(sync.sync_catalogs(factory, clients, settings, kinds).written)
+            catalogs = sync.sync_catalogs(factory, clients, settings, kinds)
+            written.update(catalogs.written)
+            warnings += catalogs.warnings
     finally:
         clients.close()
     if as_json:
@@ -544,15 +719,20 @@ def demo(
     concurrency: int = typer.Option(32, help="Worker threads."),
     latency_ms: int = typer.Option(700, help="Simulated DIAN latency (ms)."),
     fault_share: float = typer.Option(0.03, help="Share of simulated faults (503/500/DIAN slow)."),
+    api: str = typer.Option(None, "--api", metavar="v1|v2", help="Factus API version of the "
+                            "simulator's demo account (and FACTUS_API_VERSION); default: a "
+                            "v2-only account, found by auto."),
 ) -> None:
     """Run the main job end to end: services, simulator, worker, beat, Flower, 240 invoices."""
     from einvoice.demo import DemoOptions, run_demo  # noqa: PLC0415
 
     # Wide output when piped to a file or CI log, so CUFEs are printed whole.
     out = console if console.is_terminal else Console(width=200)
+    if api not in (None, "v1", "v2"):
+        raise typer.BadParameter("--api takes v1 or v2")
     raise typer.Exit(run_demo(DemoOptions(seed=seed, invoices=invoices, keep=keep, timeout=timeout,
                                           concurrency=concurrency, latency_ms=latency_ms,
-                                          fault_share=fault_share), out))
+                                          fault_share=fault_share, api_version=api), out))
 
 
 def _mount_optional_groups() -> None:

@@ -7,7 +7,10 @@ What it does, in order:
    real DIAN documents and use up real numbers of the account's numbering ranges;
 1. starts the embedded PostgreSQL and Redis (:mod:`einvoice.devservices`, folder ``.einvoice/demo``);
 2. starts the Factus simulator with a realistic DIAN latency (a few hundred ms to over a second)
-   and a small share of faults (503s, DIAN slow) — unless ``FACTUS_BASE_URL`` and the four
+   and a small share of faults (503s, DIAN slow), and registers the demo account in it: v2-only
+   like a Factus account opened today, found by ``FACTUS_API_VERSION=auto`` (its first v1 call
+   is refused and the account is stored as v2), or, with ``--api v1|v2``, an account of that
+   version only with ``FACTUS_API_VERSION`` set to it — unless ``FACTUS_BASE_URL`` and the four
    ``FACTUS_*`` credentials point at a real Factus account, which is then used instead;
 3. recreates the demo database, migrates it and loads the deterministic sample ERP dataset
    (:mod:`einvoice.sample`);
@@ -44,10 +47,10 @@ from einvoice.settings import FACTUS_URLS
 
 DEMO_DB = "einvoice_demo"
 SANDBOX_CREDENTIALS = {
-    "FACTUS_CLIENT_ID": "sandbox-client",
-    "FACTUS_CLIENT_SECRET": "sandbox-secret",
-    "FACTUS_USERNAME": "sandbox@einvoice.test",
-    "FACTUS_PASSWORD": "sandbox-password",
+    "FACTUS_CLIENT_ID": "demo-client",
+    "FACTUS_CLIENT_SECRET": "demo-secret",
+    "FACTUS_USERNAME": "demo@einvoice.test",
+    "FACTUS_PASSWORD": "demo-password",
 }
 
 
@@ -64,6 +67,9 @@ class DemoOptions:
     latency_jitter_ms: int = 500
     fault_share: float = 0.03
     flower_port: int = 5555
+    # The simulator demo account's API version ("v1" or "v2", also set as FACTUS_API_VERSION);
+    # None: a v2-only account with FACTUS_API_VERSION=auto, which finds it.
+    api_version: str | None = None
 
 
 @dataclass
@@ -215,20 +221,25 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                 error_503=share / 2, error_500=share / 4, dian_slow=share / 3, seed=options.seed,
                 rate_limit_per_minute=None,
             ).start()
+            register_demo_account(sandbox, options.api_version)
             # The simulator has no rate limit in the demo; our client's shared limiter still
             # paces every call (a real account gets the default 80/min).
             env.update(SANDBOX_CREDENTIALS, FACTUS_BASE_URL=sandbox.base_url,
-                       FACTUS_ENVIRONMENT="sandbox", FACTUS_RATE_LIMIT_PER_MINUTE="1200")
+                       FACTUS_ENVIRONMENT="sandbox", FACTUS_RATE_LIMIT_PER_MINUTE="1200",
+                       FACTUS_API_VERSION=options.api_version or "auto")
             out.print(f"Factus simulator at [b]{sandbox.base_url}[/b] "
                       f"(latency {options.latency_ms}±{options.latency_jitter_ms} ms, "
-                      f"{share:.0%} faults)")
+                      f"{share:.0%} faults); demo account "
+                      f"{'v2-only, FACTUS_API_VERSION=auto' if options.api_version is None else options.api_version + '-only'}")
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL",
                                                 "EINVOICE_SECRET_KEY")})
         migrate.upgrade(db_url)
         engine = make_engine(db_url)
         factory = make_session_factory(engine)
         with factory() as session:
-            sample = generate_sample(session, seed=options.seed, invoices=options.invoices)
+            # The demo account speaks v2 unless --api v1: v2 has no ReteICA code.
+            sample = generate_sample(session, seed=options.seed, invoices=options.invoices,
+                                     reteica=options.api_version == "v1")
             session.commit()
         out.print(f"loaded the sample ERP: {len(sample.organization_ids)} organizations, "
                   f"{len(sample.valid_invoice_ids) + len(sample.wrong_invoices)} invoices "
@@ -305,6 +316,16 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
             sandbox.stop()
         if not options.keep:
             services.down()
+
+
+def register_demo_account(sandbox: Any, api_version: str | None) -> None:
+    """Add the demo account (:data:`SANDBOX_CREDENTIALS`) to a running simulator: ``v2`` only
+    (403 on every ``/v1`` route, as a Factus account opened today) unless ``api_version`` is
+    ``"v1"``."""
+    sandbox.add_account(SANDBOX_CREDENTIALS["FACTUS_CLIENT_ID"],
+                        SANDBOX_CREDENTIALS["FACTUS_CLIENT_SECRET"],
+                        SANDBOX_CREDENTIALS["FACTUS_USERNAME"],
+                        SANDBOX_CREDENTIALS["FACTUS_PASSWORD"], mode=api_version or "v2")
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

@@ -16,6 +16,8 @@ FACTUS_CLIENT_ID            OAuth client id of the default Factus account       
 FACTUS_CLIENT_SECRET        OAuth client secret of the default account                 none
 FACTUS_USERNAME             account e-mail of the default account                      none
 FACTUS_PASSWORD             account password of the default account                    none
+FACTUS_API_VERSION          Factus API version of the default account: ``v1``, ``v2``  auto
+                            or ``auto`` (v1 until Factus refuses v1, then v2; stored)
 EINVOICE_SECRET_KEY         Fernet key that encrypts credentials and tokens at rest    required to store or
                             (``einvoice secrets generate-key`` prints a new one);      read secrets
                             several comma-separated keys: the first encrypts, all
@@ -142,6 +144,10 @@ class Settings(BaseSettings):
     factus_client_secret: SecretStr | None = None
     factus_username: str | None = None
     factus_password: SecretStr | None = None
+    # The Factus API version of the default account: ``v1``, ``v2`` or ``auto`` (v1 until Factus
+    # answers that the account is not enabled for v1, then v2, remembered in the database).
+    # Organizations' own accounts have ``factus_credentials.api_version`` instead.
+    factus_api_version: Literal["v1", "v2", "auto"] = "auto"
     einvoice_secret_key: SecretStr | None = None
     # Organizations without their own factus_credentials row: ``shared`` submits them with the
     # FACTUS_* account, ``none`` refuses them. Unset: ``none`` as soon as any organization has a
@@ -220,6 +226,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = value.strip().lower()
             return value or None
+        return value
+
+    @field_validator("factus_api_version", mode="before")
+    @classmethod
+    def _blank_api_version_is_auto(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or "auto"
         return value
 
     @field_validator("factus_rate_limit_per_second", mode="before")

@@ -39,9 +39,16 @@ in flight). ``--quick`` runs every scenario with small numbers in well under a m
 the script works (its figures mean nothing). Exit status 0 when every scenario ran, 1 otherwise
 (a missed target is reported, not an error).
 
+Factus API version: ``--api v2`` (the default) or ``--api v1``. The workers speak that version
+(``FACTUS_API_VERSION`` for the simulator's default account, which serves both; B3's own
+accounts are registered in the simulator for that version only and their
+``factus_credentials.api_version`` says it), and B1's bare loop POSTs to that version's
+``/bills/validate``.
+
 Usage::
 
     .venv/bin/python scripts/bench.py [--quick] [--only B1,B2] [--workers 2] [--soak 30]
+                                      [--api v1|v2]
 """
 
 from __future__ import annotations
@@ -79,7 +86,7 @@ from loadkit import (
     simulator_pid,
 )
 
-from einvoice.sandbox.server import SandboxServer
+from einvoice.sandbox.server import MODES, SandboxServer
 from einvoice.sandbox.state import AccountSpec
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
@@ -128,6 +135,7 @@ class Context:
     soak_minutes: float
     soak_rate: float
     queues: str
+    api_version: str = "v2"
 
 
 # ------------------------------------------------------------------------------------------
@@ -140,7 +148,7 @@ def start_system(ctx: Context, db: Database, base_url: str, in_flight: int,
     """Start ``ctx.processes`` workers sharing ``in_flight`` threads, and beat."""
     concurrency = max(1, in_flight // ctx.processes)
     env = ctx.stack.worker_env(db, base_url, FACTUS_MAX_CONNECTIONS=str(max(concurrency, 10)),
-                               **env_extra)
+                               FACTUS_API_VERSION=ctx.api_version, **env_extra)
     workers = ctx.stack.start_workers(env, db, processes=ctx.processes, concurrency=concurrency,
                                       queues=ctx.queues)
     beat = ctx.stack.start_beat(env)
@@ -306,13 +314,14 @@ def baseline_bodies(db: Database, job_ids: list[uuid.UUID]) -> list[bytes]:
 
 
 def run_loop(kind: str, base_url: str, bodies: list[bytes], in_flight: int,
-             ) -> tuple[int, float, dict[str, int]]:
-    """POST every body to ``/v1/bills/validate`` with ``in_flight`` concurrent requests, using
-    ``kind`` (``httpx`` or ``aiohttp``). Returns (201 answers, elapsed seconds, other outcomes)."""
+             api_version: str = "v2") -> tuple[int, float, dict[str, int]]:
+    """POST every body to ``/<api_version>/bills/validate`` with ``in_flight`` concurrent
+    requests, using ``kind`` (``httpx`` or ``aiohttp``). Returns (201 answers, elapsed seconds,
+    other outcomes)."""
     token = password_token(base_url)
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
                "Content-Type": "application/json"}
-    url = base_url + "/v1/bills/validate"
+    url = f"{base_url}/{api_version}/bills/validate"
     errors: Counter[str] = Counter()
     ok = 0
     queue = iter(bodies)
@@ -406,7 +415,8 @@ def b1_throughput(ctx: Context) -> dict[str, Any]:
             stop_system(ctx)
             bodies = baseline_bodies(db, job_ids)
             sim.reset()
-            ok, elapsed, errors = run_loop(loop, sim.base_url, bodies, in_flight)
+            ok, elapsed, errors = run_loop(loop, sim.base_url, bodies, in_flight,
+                                           ctx.api_version)
             loop_rate = ok / elapsed if elapsed else 0.0
             sim.reset()
             run = {
@@ -584,7 +594,9 @@ def b3_production(ctx: Context) -> dict[str, Any]:
     templates = db.seed_organizations(p.b3_orgs, secret_key=ctx.stack.secret_key,
                                       accounts=accounts)
     backlog = db.clone_invoices(templates, limit * (windows_started + 1))
-    specs = [AccountSpec(**a) for a in accounts]
+    with db.connect() as conn:
+        conn.execute("UPDATE factus_credentials SET api_version = %s", (ctx.api_version,))
+    specs = [AccountSpec(**a, **MODES[ctx.api_version]) for a in accounts]
     with SandboxServer(latency_ms=p.b3_latency_ms, rate_limit_per_minute=limit,
                        accounts=specs) as sim:
         # Enough threads that the accounts, not the pool, are the limit: 80/min at 3 s is 4
@@ -969,13 +981,15 @@ def main(argv: list[str] | None = None) -> int:
                         "the follow-ups of accepted jobs wait instead of sharing the threads and "
                         "the accounts' request quota)")
     parser.add_argument("--keep", action="store_true", help="keep logs and data in .einvoice/")
+    parser.add_argument("--api", choices=("v1", "v2"), default="v2",
+                        help="Factus API version the workers speak (default v2)")
     args = parser.parse_args(argv)
     wanted = [s.strip().upper() for s in args.only.split(",") if s.strip()]
 
     stack = Stack("bench", keep=args.keep)
     ctx = Context(stack=stack, profile=QUICK if args.quick else FULL, processes=args.workers,
                   quick=args.quick, soak_minutes=args.soak, soak_rate=args.soak_rate,
-                  queues=args.queues)
+                  queues=args.queues, api_version=args.api)
     results: dict[str, Any] = {}
     failed: list[str] = []
     steps: list[tuple[str, Callable[[Context], Any]]] = [

@@ -23,7 +23,7 @@ once, and PostgreSQL is stopped with ``pg_ctl -m immediate`` (a crash) and resta
 Targets (exit status 1 if any is missed): jobs lost 0 (every job final); documents validated
 twice per reference code 0 (the simulator's ``validations_by_reference``); accepted without CUFE
 0; validated at Factus but not ``accepted`` in the database 0; POSTs to ``/v1/bills/validate``
-(every one, whatever its answer) ≤ 1.2 × invoices; every job final within the visibility timeout
+and ``/v2/bills/validate`` (every one, whatever its answer) ≤ 1.2 × invoices; every job final within the visibility timeout
 + 60 s after the last fault; every wrong invoice ``rejected`` with its rule code.
 
 ``--quick`` is the small version for the test suite: 40 invoices over 2 organizations, 2 kills,
@@ -37,9 +37,12 @@ ratio, a rate over 2,000 invoices, and the time from the last fault until every 
 (18-51 s in ten quick runs of 2026-12-03, 89 s in one beside the rest of the test suite, with 32
 answers 409; the full run's figure is the target). The test suite runs no timed tests (issue 6).
 
+Factus API version: ``--api v2`` (the default) or ``--api v1``: each organization's simulator
+account is opened for that version only and its ``factus_credentials.api_version`` says it.
+
 Usage::
 
-    .venv/bin/python scripts/chaos.py [--quick] [--invoices 2000] [--seed 7] [--keep]
+    .venv/bin/python scripts/chaos.py [--quick] [--invoices 2000] [--seed 7] [--keep] [--api v1|v2]
 """
 
 from __future__ import annotations
@@ -60,11 +63,12 @@ from sqlalchemy.exc import OperationalError
 
 from einvoice.crypto import SecretBox
 from einvoice.sample import WrongInvoice, generate_sample
-from einvoice.sandbox.server import SandboxServer
+from einvoice.sandbox.server import MODES, SandboxServer
 from einvoice.sandbox.state import AccountSpec
 from einvoice.services.accounts import save_credentials
 
-VALIDATE_PATH = "POST /v1/bills/validate"
+#: The bill validate endpoint of each API version, as the simulator counts requests.
+VALIDATE_PATHS = ("POST /v1/bills/validate", "POST /v2/bills/validate")
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,10 @@ class Dataset:
 
 
 def load_dataset(db: Database, profile: ChaosProfile, seed: int, accounts: list[AccountSpec],
-                 secret_key: str) -> Dataset:
+                 secret_key: str, api_version: str = "v2") -> Dataset:
     """Insert the sample ERP (one call per organization, the same number of invoices each) and
-    each organization's Factus credentials; return the invoices and the wrong ones."""
+    each organization's Factus credentials (speaking ``api_version``); return the invoices and
+    the wrong ones."""
     box = SecretBox(secret_key)
     organizations: list[int] = []
     invoices: list[uuid.UUID] = []
@@ -150,7 +155,8 @@ def load_dataset(db: Database, profile: ChaosProfile, seed: int, accounts: list[
             count = round(remaining_invoices * orgs / remaining_orgs)
             summary = generate_sample(session, seed=seed + call, organizations=orgs,
                                       customers=max(60, 8 * orgs), invoices=count,
-                                      wrong_share=profile.wrong_share, credit_notes=0)
+                                      wrong_share=profile.wrong_share, credit_notes=0,
+                                      reteica=api_version == "v1")
             organizations += summary.organization_ids
             invoices += summary.valid_invoice_ids
             wrong += summary.wrong_invoices
@@ -160,7 +166,8 @@ def load_dataset(db: Database, profile: ChaosProfile, seed: int, accounts: list[
         for org_id, account in zip(organizations, accounts, strict=True):
             save_credentials(session, organization_id=org_id, environment="sandbox",
                              client_id=account.client_id, client_secret=account.client_secret,
-                             username=account.username, password=account.password, box=box)
+                             username=account.username, password=account.password, box=box,
+                             api_version=api_version)
         session.commit()
     wrong_map = {w["invoice_id"]: w["expected_error_code"] for w in wrong}
     # Interleave wrong and valid invoices as the ERP would produce them (by issue order).
@@ -267,9 +274,10 @@ def check(db: Database, sim: SandboxServer, data: Dataset, job_ids: list[uuid.UU
             requests[endpoint] = requests.get(endpoint, 0) + sum(codes.values())
         for reference, times in account["validations_by_reference"]["bill"].items():
             validations[reference] = validations.get(reference, 0) + times
-        for status, n in account["requests"].get(VALIDATE_PATH, {}).items():
-            posts += n
-            answers[status] = answers.get(status, 0) + n
+        for path in VALIDATE_PATHS:
+            for status, n in account["requests"].get(path, {}).items():
+                posts += n
+                answers[status] = answers.get(status, 0) + n
         validate_posts += account["validate_posts"]["bill"]
     by_status: dict[str, int] = {}
     for row in rows:
@@ -311,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                         "archive follow-ups of accepted jobs wait: they never change a job, and "
                         "would triple the calls on each account's 80/min quota)")
     parser.add_argument("--keep", action="store_true", help="keep logs and data in .einvoice/")
+    parser.add_argument("--api", choices=("v1", "v2"), default="v2",
+                        help="Factus API version of the organizations' accounts (default v2)")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
     if args.invoices:
@@ -320,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     accounts = [AccountSpec(client_id=f"org{i}-client", client_secret=f"org{i}-secret",
                             username=f"org{i}@chaos.einvoice.test", password=f"org{i}-password",
                             company_name=f"EMPRESA CHAOS {i} S.A.S.",
-                            company_nit=str(900300000 + i))
+                            company_nit=str(900300000 + i), **MODES[args.api])
                 for i in range(profile.organizations)]
     results: dict[str, Any] = {}
     try:
@@ -330,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         with SandboxServer(accounts=accounts, seed=args.seed, latency_ms=200,
                            latency_jitter_ms=100, rate_limit_per_minute=80,
                            **FAULTS, **profile.sim) as sim:
-            data = load_dataset(db, profile, args.seed, accounts, stack.secret_key)
+            data = load_dataset(db, profile, args.seed, accounts, stack.secret_key, args.api)
             log(f"dataset: {len(data.invoice_ids)} invoices over {len(data.organization_ids)} "
                 f"organizations, {len(data.wrong)} wrong; simulator faults {FAULTS}, "
-                f"80 requests/min per account")
+                f"80 requests/min per account, API {args.api}")
             env = stack.worker_env(db, sim.base_url, **profile.env)
             stack.use_in_this_process(db, sim.base_url, **profile.env)
             import celeryconfig

@@ -25,7 +25,8 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, select, true
+from sqlalchemy import Table, Text, bindparam, case, cast, func, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from einvoice.db import raw
@@ -35,6 +36,7 @@ from einvoice.db.models import (
     DianMunicipality,
     ElectronicInvoicingJob,
     InvoiceItem,
+    InvoicePayment,
     InvoiceSale,
     InvoiceSequence,
     Organization,
@@ -50,6 +52,9 @@ from einvoice.domain.invoices import (
     OrganizationData,
     allowance_charges_from_json,
     billing_period_from_json,
+    payments_from_json,
+    prepayments_from_json,
+    taxes_from_json,
     withholding_taxes_from_json,
 )
 
@@ -97,15 +102,43 @@ _NUMBERING_RANGE = (
 _INVOICE_PARTS: tuple[tuple[Table, str], ...] = (
     (_SALES, "s_"), (_ORGS, "o_"), (_CUSTOMERS, "c_"), (_BRANCHES, "b_"), (_SEQUENCES, "r_"))
 
+# The DANE code of each Factus municipality id the document names (Factus v2 sends
+# municipality_code), joined by primary key in the same statement: no extra round trip.
+_MUNICIPALITIES = DianMunicipality.__table__
+_MUN_CUSTOMER, _MUN_BRANCH, _MUN_ORG = (
+    _MUNICIPALITIES.alias(name) for name in ("mun_customer", "mun_branch", "mun_org"))
+# The invoice's means of payment (migration 0008's invoice_payments) as one JSON array, in the
+# same statement; amounts as text so that no binary float touches the money.
+_PAYMENTS_TABLE = InvoicePayment.__table__
+_PAYMENTS = (
+    select(func.json_agg(aggregate_order_by(
+        func.json_build_object(
+            "payment_form", _PAYMENTS_TABLE.c.payment_form,
+            "payment_method_code", _PAYMENTS_TABLE.c.payment_method_code,
+            "amount", cast(_PAYMENTS_TABLE.c.amount, Text),
+            "due_date", _PAYMENTS_TABLE.c.due_date,
+            "reference", _PAYMENTS_TABLE.c.reference),
+        _PAYMENTS_TABLE.c.due_date.asc().nulls_first(), _PAYMENTS_TABLE.c.id)))
+    .where(_PAYMENTS_TABLE.c.invoice_id == _SALES.c.id)
+    .scalar_subquery()
+)
+
 _INVOICE_ROW = (
     select(*(column for table, prefix in _INVOICE_PARTS[:-1]
              for column in _labelled(table, prefix)),
-           *_NUMBERING_RANGE.c)
+           *_NUMBERING_RANGE.c,
+           _MUN_CUSTOMER.c.code.label("x_customer_municipality_code"),
+           _MUN_BRANCH.c.code.label("x_branch_municipality_code"),
+           _MUN_ORG.c.code.label("x_organization_municipality_code"),
+           _PAYMENTS.label("x_payments"))
     .select_from(
         _SALES.outerjoin(_ORGS, _ORGS.c.id == _SALES.c.organization_id)
         .outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _SALES.c.customer_id)
         .outerjoin(_BRANCHES, _BRANCHES.c.id == _SALES.c.branch_id)
-        .outerjoin(_NUMBERING_RANGE, true()))
+        .outerjoin(_NUMBERING_RANGE, true())
+        .outerjoin(_MUN_CUSTOMER, _MUN_CUSTOMER.c.id == _CUSTOMERS.c.municipality_id)
+        .outerjoin(_MUN_BRANCH, _MUN_BRANCH.c.id == _BRANCHES.c.municipality_id)
+        .outerjoin(_MUN_ORG, _MUN_ORG.c.id == _ORGS.c.municipality_id))
     .where(_SALES.c.id == bindparam("invoice_id"))
 )
 
@@ -182,6 +215,7 @@ def _items(session: Session, invoice: Any) -> tuple[ItemData, ...]:
                     item.withholding_taxes, item_index=index
                 ),
                 note=item.note,
+                taxes=taxes_from_json(item.taxes, item_index=index),
             )
         )
     return tuple(items)
@@ -206,14 +240,16 @@ def _related(session: Session, invoice: Any) -> dict[str, object]:
                 detail=(f"invoice_sales row {original.id} (the corrected invoice) belongs to "
                         f"organization {original.organization_id}, but credit note {invoice.id} "
                         f"belongs to organization {invoice.organization_id}"))
-    bill_id = session.scalar(
-        select(ElectronicInvoicingJob.factus_document_id).where(
+    # The bill's Factus id (v1 bill_id) and number (v2 bill_number) in one read.
+    bill = session.execute(
+        select(ElectronicInvoicingJob.factus_document_id,
+               ElectronicInvoicingJob.document_number).where(
             ElectronicInvoicingJob.invoice_id == invoice.related_invoice_id,
             ElectronicInvoicingJob.organization_id == invoice.organization_id,
             ElectronicInvoicingJob.document_type == "invoice",
             ElectronicInvoicingJob.status == "accepted",
         )
-    )
+    ).first()
     credited = session.scalar(
         select(func.coalesce(func.sum(InvoiceSale.total), 0))
         .join(ElectronicInvoicingJob, ElectronicInvoicingJob.invoice_id == InvoiceSale.id)
@@ -226,7 +262,8 @@ def _related(session: Session, invoice: Any) -> dict[str, object]:
         )
     )
     return {
-        "related_bill_id": bill_id,
+        "related_bill_id": bill.factus_document_id if bill is not None else None,
+        "related_bill_number": bill.document_number if bill is not None else None,
         "related_invoice_total": original.total if original is not None else None,
         "related_invoice_credited_total": Decimal(credited or 0),
     }
@@ -279,6 +316,7 @@ def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str,
             id=org.id, name=org.name or org.legal_name or "", legal_name=org.legal_name,
             nit=org.nit, dv=org.dv, email=org.email, phone=org.phone, address=org.address,
             city=org.city, municipality_id=org.municipality_id,
+            municipality_code=row.x_organization_municipality_code,
         ),
         customer=None if customer is None else CustomerData(
             id=str(customer.id), identification_type=customer.identification_type,
@@ -288,13 +326,14 @@ def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str,
             legal_organization_id=customer.legal_organization_id,
             tribute_id=customer.tribute_id, municipality_id=customer.municipality_id,
             email=customer.email, phone=customer.phone, address=customer.address,
-            city=customer.city,
+            city=customer.city, municipality_code=row.x_customer_municipality_code,
         ),
         items=_items(session, invoice),
         numbering_range=_numbering_range(numbering_range, document_type),
         branch=None if branch is None else BranchData(
             id=branch.id, name=branch.name, address=branch.address, city=branch.city,
             phone=branch.phone, email=branch.email, municipality_id=branch.municipality_id,
+            municipality_code=row.x_branch_municipality_code,
         ),
         document_type=document_type,
         number=invoice.number,
@@ -312,6 +351,13 @@ def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str,
         subtotal=invoice.subtotal, tax_total=invoice.tax_total, total=invoice.total,
         related_invoice_id=str(invoice.related_invoice_id) if invoice.related_invoice_id else None,
         correction_concept_code=invoice.correction_concept_code,
+        payments=payments_from_json(row.x_payments),
+        cash_rounding_amount=invoice.cash_rounding_amount,
+        prepayments=prepayments_from_json(invoice.prepayments),
+        display_currency=invoice.display_currency,
+        exchange_rate=invoice.exchange_rate,
+        order_reference=invoice.order_reference,
+        order_issue_date=invoice.order_issue_date,
         **_related(session, invoice),  # type: ignore[arg-type]
     )
 

@@ -352,7 +352,7 @@ UPDATE electronic_invoicing_jobs
    AND status IN ('pending', 'sent') AND next_retry_at <= now()
 RETURNING id, organization_id, invoice_id, document_type, status, attempt_count, max_attempts,
           request_payload, error_code, error_message, outcome_unknown, reference_code,
-          (SELECT status FROM target) AS previous_status
+          factus_api_version, (SELECT status FROM target) AS previous_status
 """)
 
 _CLAIM_RAW = raw.RawStatement.of(_CLAIM)
@@ -369,8 +369,9 @@ def claim(session: Session, job_id: uuid.UUID, *, lease_seconds: int, worker: st
         None, or the claimed row (attribute access like the ORM object: ``id``,
         ``organization_id``, ``invoice_id``, ``document_type``, ``status``, ``attempt_count``
         (already incremented), ``max_attempts``, ``request_payload``, ``error_code``,
-        ``error_message``, ``outcome_unknown``, ``reference_code``, and ``previous_status``:
-        ``pending`` or ``sent``, the status it was claimed from).
+        ``error_message``, ``outcome_unknown``, ``reference_code``, ``factus_api_version``
+        (of the previous attempt, or None), and ``previous_status``: ``pending`` or ``sent``,
+        the status it was claimed from).
     """
     return raw.execute(session, _CLAIM_RAW, {"job_id": job_id,
                                              "lease_seconds": int(lease_seconds),

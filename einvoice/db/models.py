@@ -51,6 +51,10 @@ NON_FINAL_JOB_STATUSES = ("pending", "processing", "sent")
 PROVIDERS = ("carvajal", "facturatech", "siigo", "alegra", "world_office", "factus", "other")
 #: Document types (seed 002 ``electronic_invoicing_jobs.document_type``).
 DOCUMENT_TYPES = ("invoice", "credit_note", "debit_note", "support_document")
+#: Factus API versions a request can go through (migration 0007).
+FACTUS_API_VERSIONS = ("v1", "v2")
+#: What ``factus_credentials.api_version`` may say: a version, or ``auto`` (detected and stored).
+ACCOUNT_API_VERSIONS = ("v1", "v2", "auto")
 
 #: SQL default of ``electronic_invoicing_jobs.reference_code``: "EI" + 18 upper-case hex chars
 #: (20 characters: FACTUS_API.md §9 advises staying within about 20). Random, not sequential,
@@ -226,6 +230,35 @@ class InvoiceSale(Base):
     # einvoice: the DIAN correction concept of a credit note (FACTUS_API.md §7.1, 1..6; 2 =
     # anulación). NULL on invoices; a credit note without it is sent as 2 (full reversal).
     correction_concept_code: Mapped[int | None] = mapped_column(Integer)
+    # Migration 0008: what Factus API v2 adds (cash rounding, prepayments, display currency,
+    # the buyer's order); NULL when unused.
+    cash_rounding_amount: Mapped[Decimal | None] = mapped_column(Numeric)
+    prepayments: Mapped[list[Any] | None] = mapped_column(JSONB)
+    display_currency: Mapped[str | None] = mapped_column(Text)
+    exchange_rate: Mapped[Decimal | None] = mapped_column(Numeric)
+    order_reference: Mapped[str | None] = mapped_column(Text)
+    order_issue_date: Mapped[date | None] = mapped_column(Date)
+
+
+class InvoicePayment(Base):
+    """``invoice_payments``: the means of payment of an invoice (migration 0008; optional).
+
+    One row per means (Factus v2 ``payment_details``); an invoice without rows is paid by its
+    ``invoice_sales.payment_method_code``. ``amount`` in COP; ``due_date`` for credit (form 2).
+    """
+
+    __tablename__ = "invoice_payments"
+    __table_args__ = (Index("ix_invoice_payments_invoice", "invoice_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    payment_form: Mapped[str | None] = mapped_column(Text)
+    payment_method_code: Mapped[str | None] = mapped_column(Text)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(Text)
 
 
 class InvoiceItem(Base):
@@ -259,6 +292,8 @@ class InvoiceItem(Base):
         JSONB, server_default=text("'[]'::jsonb")
     )
     note: Mapped[str | None] = mapped_column(Text)
+    # Migration 0008: several taxes on one line, [{"code"|"tribute_id", "rate", "is_excluded"}].
+    taxes: Mapped[list[Any] | None] = mapped_column(JSONB)
 
 
 class InvoiceSequence(Base):
@@ -357,12 +392,17 @@ class ElectronicInvoicingJob(Base):
     # note's ``bill_id``, FACTUS_API.md §7.1).
     document_number: Mapped[str | None] = mapped_column(Text)
     factus_document_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The Factus API version (``v1``/``v2``) the job's last attempt used (migration 0007); a
+    # re-check after an unknown outcome looks the reference up through it.
+    factus_api_version: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(_in("status", JOB_STATUSES), name="electronic_invoicing_jobs_status_check"),
         CheckConstraint(
             _in("provider", PROVIDERS), name="electronic_invoicing_jobs_provider_check"
         ),
+        CheckConstraint(_in("factus_api_version", FACTUS_API_VERSIONS),
+                        name="electronic_invoicing_jobs_factus_api_version_check"),
         # The dispatcher's query: due pending/sent jobs, oldest first.
         # (The table is shared with the ERP's other providers: einvoice only takes 'factus'.)
         Index(
@@ -473,14 +513,77 @@ class FactusCredential(Base):
     updated_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
     # einvoice: overrides FACTUS_BASE_URL for this account (a proxy, or the simulator in tests).
     base_url: Mapped[str | None] = mapped_column(Text)
+    # einvoice (migration 0007): the Factus API version this account speaks: ``v1``, ``v2``, or
+    # ``auto`` (v1 until Factus refuses v1 for the account, then v2, remembered in
+    # ``factus_account_versions``).
+    api_version: Mapped[str] = mapped_column(Text, nullable=False,
+                                             server_default=text("'auto'"))
 
     __table_args__ = (
         CheckConstraint(
             "environment IN ('sandbox', 'production')",
             name="factus_credentials_environment_check",
         ),
+        CheckConstraint(_in("api_version", ACCOUNT_API_VERSIONS),
+                        name="factus_credentials_api_version_check"),
         UniqueConstraint("organization_id", "environment"),
         Index("idx_factus_credentials_org", "organization_id"),
+    )
+
+
+class FactusAccountVersion(Base):
+    """``factus_account_versions``: the API version ``auto`` found for one Factus account.
+
+    Keyed by :attr:`einvoice.factus.tokens.FactusAccount.token_key` (``<row id or "default">:
+    <hash of environment, base URL, client id, user>``), so the ``FACTUS_*`` account, which has no
+    ``factus_credentials`` row, is remembered too, and a changed identity is detected afresh.
+    ``organization_id`` is the organization whose job found it (None for a shared account seen
+    from several). ``detected_by`` says how (e.g. ``factus_version_not_enabled: <message>``).
+    """
+
+    __tablename__ = "factus_account_versions"
+
+    account_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(Integer)
+    api_version: Mapped[str] = mapped_column(Text, nullable=False)
+    detected_by: Mapped[str | None] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, nullable=False,
+                                                  server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, nullable=False,
+                                                 server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint(_in("api_version", FACTUS_API_VERSIONS),
+                        name="factus_account_versions_api_version_check"),
+    )
+
+
+class FactusAccountEvent(Base):
+    """``factus_account_events``: what happened to a Factus account outside any job.
+
+    ``event_type``: ``api_version_detected`` (``auto`` found the account's version),
+    ``numbering_range_created`` (an operator created a range through ``POST
+    /v2/numbering-ranges``). ``account_key`` as in :class:`FactusAccountVersion`; ``metadata``
+    never holds a secret.
+    """
+
+    __tablename__ = "factus_account_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    account_key: Mapped[str] = mapped_column(Text, nullable=False)
+    organization_id: Mapped[int | None] = mapped_column(Integer)
+    event_type: Mapped[str] = mapped_column(Text, nullable=False)
+    event_code: Mapped[str | None] = mapped_column(Text)
+    event_message: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, nullable=False,
+                                                 server_default=text("now()"))
+
+    __table_args__ = (
+        Index("ix_factus_account_events_created", "created_at"),
+        Index("ix_factus_account_events_org", "organization_id", "created_at"),
     )
 
 
@@ -501,6 +604,9 @@ class DianMunicipality(Base):
     department_code: Mapped[str] = mapped_column(String(5), nullable=False)
     department_name: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
+    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
+    source: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("idx_dian_municipalities_department", "department_id"),)
 
@@ -509,7 +615,8 @@ class DianUnitMeasure(Base):
     """``dian_unit_measures``: units of measure with Factus ids.
 
     The seed's ids 71–79 are not Factus ids; Factus has 70 unidad (code 94), 414 KGM, 449 LBR,
-    512 MTR, 874 GLL (FACTUS_API.md §8.2), so the migration seeds Factus's and the sync adds the rest.
+    512 MTR, 874 GLL (FACTUS_API.md §8.2). Migration 0009 loads Factus's whole published table
+    (``einvoice/data/unit_measures.csv``, id = 1-based position, which equals those five ids).
     """
 
     __tablename__ = "dian_unit_measures"
@@ -519,6 +626,9 @@ class DianUnitMeasure(Base):
     name: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
+    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
+    source: Mapped[str | None] = mapped_column(Text)
 
 
 class DianTribute(Base):
@@ -537,6 +647,9 @@ class DianTribute(Base):
     description: Mapped[str | None] = mapped_column(Text)
     type: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
+    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
+    source: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(
@@ -556,6 +669,9 @@ class DianIdentificationType(Base):
     name: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
+    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
+    source: Mapped[str | None] = mapped_column(Text)
 
 
 class DianPaymentMethod(Base):
@@ -567,6 +683,43 @@ class DianPaymentMethod(Base):
     code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
+    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class DianLegalOrganization(Base):
+    """``dian_legal_organizations``: legal organization types (migration 0009).
+
+    ``id`` is Factus v1's ``legal_organization_id`` (``customers.legal_organization_id``), ``code``
+    v2's ``legal_organization_code``: 1 Persona Jurídica, 2 Persona Natural (Factus
+    "Tablas de referencia", ``einvoice/data/legal_organizations.csv``).
+    """
+
+    __tablename__ = "dian_legal_organizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class DianStandardCode(Base):
+    """``dian_standard_codes``: product identification standards (migration 0009).
+
+    ``id`` is Factus v1's ``standard_code_id`` (``invoice_items.standard_code_id``), ``code`` v2's
+    ``standard_code``: 1 = 999 (the taxpayer's own), 2 = 001 UNSPSC, 3 = 020 Partida Arancelaria,
+    4 = 010 GTIN (Factus "Tablas de referencia", ``einvoice/data/standard_codes.csv``).
+    """
+
+    __tablename__ = "dian_standard_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    source: Mapped[str | None] = mapped_column(Text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -375,3 +375,43 @@ AMOUNT_LIMIT = Decimal(10) ** 13
 # timeout and an unknown outcome. 500 is a hundred times the longest sale of the sample data and
 # more than a retail or wholesale sale needs; an ERP with longer documents splits them.
 MAX_ITEMS = 500
+
+
+# --- Final consumer ------------------------------------------------------------------------
+# Resolución DIAN 000042 de 2020, art. 11 num. 3 lit. c (requirements of the electronic sales
+# invoice, kept by Resolución 000165 de 2023): a buyer who gives neither NIT nor name and
+# identification is written as "consumidor final" with the number 222222222222. Factus v2
+# ``facturas/ejemplos/estandar-consumidor-final`` and ``redondeo-medios-pago`` send it as a cédula
+# (identification_document_code "13") of a natural person; the first shows 11 twos, the second
+# DIAN's 12, which is what is sent.
+FINAL_CONSUMER_ID = "222222222222"
+FINAL_CONSUMER_NAME = "Consumidor Final"
+FINAL_CONSUMER_DOCUMENT_ID = 3  # cédula de ciudadanía, DIAN code 13
+
+# --- API v2 tables (Factus v2 ``tablas-de-referencia/tablas``) -------------------------------
+# "Códigos de impuestos": v2 knows three taxes per line.
+V2_TAX_CODES: Mapping[str, str] = MappingProxyType(
+    {"01": "IVA", "04": "INC", "35": "ICUI (ultraprocesados)"}
+)
+# "Códigos de retenciones": 05 ReteIVA and 06 ReteRenta (v1's 07 ReteICA is not in v2).
+V2_WITHHOLDING_CODES = frozenset({"05", "06"})
+# "Códigos de estándar de identificación del producto", by the v1 id of the same standard.
+V2_STANDARD_CODES: Mapping[int, str] = MappingProxyType({1: "999", 2: "001", 3: "020", 4: "010"})
+# ``cash_rounding_amount``: "El valor máximo permitido es ±500.00" (facturas/crear-y-validar).
+CASH_ROUNDING_LIMIT = Decimal("500.00")
+# ``observation``: "No debe tener más de 500 caracteres"; ``prepayment_details.*.note`` 5000.
+V2_OBSERVATION_MAX_CHARS = 500
+PREPAYMENT_NOTE_MAX_CHARS = 5000
+
+_TRIBUTE_BY_CODE: dict[str, int] = {}
+for _tribute_id, (_code, _name) in PRODUCT_TRIBUTES.items():
+    _TRIBUTE_BY_CODE.setdefault(_code, _tribute_id)
+
+
+def product_tribute_id(code: str) -> int | None:
+    """The Factus v1 product tribute id of a DIAN tax code (``"01"`` → 1, ``"04"`` → 4).
+
+    Input: the code as in :data:`PRODUCT_TRIBUTES` (the first id wins where two ids share one
+    code). Output: the id, or ``None`` for a code v1 does not list (``"35"``).
+    """
+    return _TRIBUTE_BY_CODE.get(code.strip())

@@ -38,6 +38,8 @@ class OrganizationData:
     address: str | None = None
     city: str | None = None
     municipality_id: int | None = None
+    #: DANE code of ``municipality_id`` (``dian_municipalities.code``), read in the same join.
+    municipality_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +53,7 @@ class BranchData:
     phone: str | None = None
     email: str | None = None
     municipality_id: int | None = None
+    municipality_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,7 +62,8 @@ class CustomerData:
 
     ``identification_type`` is the ERP's text ("CC", "NIT", "13", ...); ``dv`` the stored check
     digit of a NIT, if any; ``legal_organization_id`` 1 jurídica / 2 natural; ``tribute_id`` the
-    Factus customer tribute (18 or 21); ``municipality_id`` a Factus municipality id.
+    Factus customer tribute (18 or 21); ``municipality_id`` a Factus municipality id and
+    ``municipality_code`` its DANE code (``None`` when ``dian_municipalities`` has no such id).
     """
 
     id: str
@@ -77,6 +81,7 @@ class CustomerData:
     phone: str | None = None
     address: str | None = None
     city: str | None = None
+    municipality_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +94,46 @@ class WithholdingTaxData:
 
     code: str
     rate: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaxData:
+    """One entry of ``invoice_items.taxes`` (JSONB): one of several taxes on a line.
+
+    ``code`` is the DIAN tax code ("01" IVA, "04" INC, "35" ICUI) or ``tribute_id`` the Factus
+    product tribute id (one of them is set); ``rate`` in percent; ``is_excluded`` marks the line
+    as excluded from that tax.
+    """
+
+    code: str | None
+    tribute_id: int | None
+    rate: Decimal | None
+    is_excluded: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentData:
+    """One ``invoice_payments`` row: a means of payment of the invoice.
+
+    ``payment_form`` "1"/"2", ``payment_method_code`` (DIAN table), ``amount`` in COP,
+    ``due_date`` (credit), ``reference`` the ERP's payment reference.
+    """
+
+    payment_form: str | None
+    payment_method_code: str | None
+    amount: Decimal | None
+    due_date: date | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrepaymentData:
+    """One entry of ``invoice_sales.prepayments`` (JSONB): an advance, COP."""
+
+    reference_code: str
+    received_date: date
+    amount: Decimal
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +160,8 @@ class ItemData:
         is_excluded: ``invoice_items.is_excluded`` (excluded from IVA).
         withholding_taxes: parsed ``invoice_items.withholding_taxes``.
         note: ``invoice_items.note``.
+        taxes: parsed ``invoice_items.taxes``; when not empty it replaces ``tax_rate`` and
+            ``tribute_id`` (several taxes on one line, v2).
         id: ``invoice_items.id``, for messages only.
     """
 
@@ -134,6 +181,7 @@ class ItemData:
     tribute_id: int | None = None
     withholding_taxes: tuple[WithholdingTaxData, ...] = ()
     note: str | None = None
+    taxes: tuple[TaxData, ...] = ()
     id: str | None = None
 
 
@@ -213,6 +261,13 @@ class InvoiceData:
         related_bill_id: the Factus internal id (``data.bill.id``) of the corrected invoice.
         related_invoice_total: the corrected invoice's total in COP.
         related_invoice_credited_total: COP already credited by earlier credit notes on it.
+        related_bill_number: the corrected invoice's Factus number (v2 ``bill_number``).
+        payments: the ``invoice_payments`` rows (empty: the invoice's one payment method).
+        cash_rounding_amount: ``invoice_sales.cash_rounding_amount`` in COP (v2).
+        prepayments: parsed ``invoice_sales.prepayments`` (v2).
+        display_currency / exchange_rate: ``invoice_sales.display_currency`` (ISO 4217) and COP
+            per unit of it, to show the totals in that currency (v2).
+        order_reference / order_issue_date: the buyer's order number and date.
     """
 
     id: str
@@ -242,6 +297,14 @@ class InvoiceData:
     related_bill_id: int | None = None
     related_invoice_total: Decimal | None = None
     related_invoice_credited_total: Decimal = Decimal(0)
+    related_bill_number: str | None = None
+    payments: tuple[PaymentData, ...] = ()
+    cash_rounding_amount: Decimal | None = None
+    prepayments: tuple[PrepaymentData, ...] = ()
+    display_currency: str | None = None
+    exchange_rate: Decimal | None = None
+    order_reference: str | None = None
+    order_issue_date: date | None = None
 
 
 # --- JSONB columns ------------------------------------------------------------------------
@@ -380,3 +443,107 @@ def billing_period_from_json(raw: object) -> BillingPeriodData | None:
         start_time=parse_time("start_time"),
         end_time=parse_time("end_time"),
     )
+
+
+def _json_date(raw: object, field: str) -> date:
+    try:
+        return date.fromisoformat(_json_text(raw, field)[:10])
+    except ValueError:
+        raise _malformed(field, raw, "expected a date YYYY-MM-DD") from None
+
+
+def taxes_from_json(raw: object, *, item_index: int) -> tuple[TaxData, ...]:
+    """Parse ``invoice_items.taxes`` (JSONB, added by migration 0008; NULL or ``[]``: one tax).
+
+    Input: ``None`` or a list of ``{"code": "01" | "tribute_id": 1, "rate": 19,
+    "is_excluded"?: false}``. Output: a tuple of :class:`TaxData`. Raises ``PayloadError``
+    ``malformed_json`` naming the entry (``invoice_items[0].taxes[1].rate``).
+    """
+    column = f"invoice_items[{item_index}].taxes"
+    if raw is None:
+        return ()
+    entries = []
+    for position, entry_raw in enumerate(_json_list(raw, column)):
+        where = f"{column}[{position}]"
+        entry = _json_object(entry_raw, where)
+        code = entry.get("code")
+        tribute = entry.get("tribute_id")
+        if code is None and tribute is None:
+            raise _malformed(f"{where}.code", None, "every tax needs a code or a tribute_id")
+        if tribute is not None and (isinstance(tribute, bool) or not isinstance(tribute, int)):
+            raise _malformed(f"{where}.tribute_id", tribute, "expected an integer")
+        excluded = entry.get("is_excluded", False)
+        if not isinstance(excluded, bool):
+            raise _malformed(f"{where}.is_excluded", excluded, "expected true or false")
+        rate = entry.get("rate")
+        entries.append(
+            TaxData(
+                code=None if code is None else _json_text(code, f"{where}.code").strip(),
+                tribute_id=tribute,
+                rate=None if rate is None else _json_decimal(rate, f"{where}.rate"),
+                is_excluded=excluded,
+            )
+        )
+    return tuple(entries)
+
+
+def prepayments_from_json(raw: object) -> tuple[PrepaymentData, ...]:
+    """Parse ``invoice_sales.prepayments`` (JSONB, added by migration 0008).
+
+    Input: ``None`` or a list of ``{"reference_code", "received_date": "YYYY-MM-DD", "amount",
+    "note"?}`` (Factus v2 ``prepayment_details``). Output: a tuple of :class:`PrepaymentData`.
+    Raises ``PayloadError`` ``malformed_json`` naming the entry.
+    """
+    column = "invoice_sales.prepayments"
+    if raw is None:
+        return ()
+    result = []
+    for position, entry_raw in enumerate(_json_list(raw, column)):
+        where = f"{column}[{position}]"
+        entry = _json_object(entry_raw, where)
+        for key in ("reference_code", "received_date", "amount"):
+            if entry.get(key) is None:
+                raise _malformed(f"{where}.{key}", None, f"the entry has no {key!r}")
+        note = entry.get("note")
+        result.append(
+            PrepaymentData(
+                reference_code=_json_text(entry["reference_code"], f"{where}.reference_code"),
+                received_date=_json_date(entry["received_date"], f"{where}.received_date"),
+                amount=_json_decimal(entry["amount"], f"{where}.amount"),
+                note=None if note is None else _json_text(note, f"{where}.note"),
+            )
+        )
+    return tuple(result)
+
+
+def payments_from_json(raw: object) -> tuple[PaymentData, ...]:
+    """Parse the ``invoice_payments`` rows the repository aggregates into one JSON array.
+
+    Input: ``None`` or a list of ``{"payment_form", "payment_method_code", "amount" (text),
+    "due_date" ("YYYY-MM-DD" or null), "reference"}`` in the table's order. Output: a tuple of
+    :class:`PaymentData` (NULL columns stay ``None`` for the builder's rules). Raises
+    ``PayloadError`` ``malformed_json`` for an amount that is not a number.
+    """
+    column = "invoice_payments"
+    if raw is None:
+        return ()
+    result = []
+    for position, entry_raw in enumerate(_json_list(raw, column)):
+        where = f"{column}[{position}]"
+        entry = _json_object(entry_raw, where)
+        amount = entry.get("amount")
+        due = entry.get("due_date")
+        form, method, reference = (entry.get(k) for k in
+                                   ("payment_form", "payment_method_code", "reference"))
+        result.append(
+            PaymentData(
+                payment_form=None if form is None else _json_text(form, f"{where}.payment_form"),
+                payment_method_code=(None if method is None else
+                                     _json_text(method, f"{where}.payment_method_code")),
+                amount=None if amount is None else _json_decimal(amount, f"{where}.amount"),
+                due_date=None if due is None else _json_date(due, f"{where}.due_date"),
+                reference=(None if reference is None else
+                           _json_text(reference, f"{where}.reference")),
+            )
+        )
+    return tuple(result)

@@ -1,18 +1,21 @@
-"""Turn an ERP invoice into a Factus v1 validate payload, or refuse it with a precise reason.
+"""Turn an ERP invoice into a checked, version-neutral sales document, or refuse it precisely.
 
-Entry points:
+Entry point: :func:`build_document` → :class:`~einvoice.domain.document.SalesDocument`. The wire
+mappers ``einvoice.factus.v1_body`` (body of ``POST /v1/bills/validate`` and
+``/v1/credit-notes/validate``, FACTUS_API.md §3, §7.1) and ``einvoice.factus.v2_body``
+(``POST /v2/bills/validate``, Factus v2 ``facturas/crear-y-validar``) map the document to their
+JSON and check the totals with :func:`check_totals` and :func:`check_credit_cap`. The v1
+compositions ``build_bill_payload``, ``build_credit_note_payload``, ``factus_payload_total`` and
+``total_tolerance`` live in ``einvoice.factus.v1_body``.
 
-* :func:`build_bill_payload` → body of ``POST /v1/bills/validate`` (FACTUS_API.md §3).
-* :func:`build_credit_note_payload` → body of ``POST /v1/credit-notes/validate`` (§7.1).
-* :func:`factus_line_amounts` / :func:`factus_payload_total` → what Factus will compute from a
-  payload (§4.2), used for the total and credit-note checks.
-
-Both builders check the invoice rule by rule in a fixed order and raise the first
-:class:`~einvoice.domain.errors.PayloadError`; the order is: document type, reference code,
-numbering range, header codes (currency, payment, operation type; for a credit note: correction
-concept, related bill), observation, customer, establishment, items (their count, then one by
-one, each field in turn), allowance charges, billing period, totals, and for a credit note the
-credit cap.
+The document is checked rule by rule in a fixed order and the first
+:class:`~einvoice.domain.errors.PayloadError` is raised; the order is: document type, reference
+code, numbering range, header codes (currency, payment, operation type; for a credit note:
+correction concept, related bill), observation, customer, establishment, items (their count, then
+one by one, each field in turn), allowance charges, billing period, the v2 additions (payments
+table, cash rounding, prepayments, display currency, order reference), the version's refusals,
+then the mapper's totals and for a credit note the credit cap. The API version's own rules are
+called at fixed points of that order (:class:`~einvoice.domain.document.WireRules`).
 
 Pre-flight rules for values Factus or DIAN would refuse, or accept wrongly (codes in brackets;
 the limits and their sources are in :mod:`einvoice.domain.dian`, "Pre-flight limits"):
@@ -31,33 +34,21 @@ the limits and their sources are in :mod:`einvoice.domain.dian`, "Pre-flight lim
 
 Decisions (each is also documented where it is applied):
 
-* **Price.** v1 ``price`` is the unit price with tax included (Decision 7). A net ERP price is
-  converted by choosing, among the 2-decimal prices around the ideal one, the one whose §4.2 line
-  total is closest to the ERP's own gross line total, then whose taxable amount is closest to the
-  ERP's net line (see :func:`_wire_price`). A tax-included price with at most 2 decimals is sent
-  unchanged. The basis is the item's ``tax_included``, else the invoice's; when both are NULL
-  the item is refused (``missing_tax_included``): a guess would be off by the whole tax.
-* **Totals.** When ``invoice_sales.total`` is set, the total Factus will compute (§4.2) must be
-  within :func:`total_tolerance` of it (1 COP, plus a cent per unit and per line), else
-  ``total_mismatch``: a sale whose items do not add up to the ERP's total is refused rather than
-  sent with a different legal total. A credit note's Factus total plus what earlier notes
-  credited may not exceed the related bill's Factus total (``credit_exceeds_invoice``).
-* **Quantity.** Must be a whole number; ``2.5`` kg is refused (``non_integer_quantity``), never
-  rounded, because rounding would change what is billed.
-* **Observation.** ``invoice_sales.notes`` longer than 250 characters (DOC1's limit) is
-  truncated to 249 characters plus "…" rather than refused: it is free text, and refusing a sale
-  for a long note would block invoicing for no fiscal reason. Hidden characters in it are refused
-  all the same.
-* **Establishment.** Sent only when the invoice has a branch; each field comes from the branch
-  and falls back to the organization. Without a branch Factus uses the account's registered
-  company data (DOC1: use ``establishment`` "cuando manejes más de un establecimiento").
-* **Defaults left to Factus.** ``document`` ("01") and ``operation_type`` "10" are Factus's
-  defaults and are omitted, as in the §3.6 example; every other header field is sent.
-* **Wire format.** Money and rates that Factus types as float (``price``, ``discount_rate``,
-  ``withholding_tax_rate``) are JSON numbers with at most 2 decimals: an ``int`` when whole
-  (``23800``, as the examples send), else a ``float`` whose shortest repr is the 2-decimal value
-  (exact up to 13 integer digits). ``tax_rate`` is the string ``"19.00"``; allowance
-  ``base_amount``/``amount`` are strings ``"90000.00"``, as in DOC1's example.
+* **Price basis.** The basis of an ERP price is the item's ``tax_included``, else the invoice's;
+  when both are NULL the item is refused (``missing_tax_included``): a guess would be off by the
+  whole tax. Each mapper converts to its wire basis (v1 tax included, v2 net).
+* **Totals.** When ``invoice_sales.total`` is set, the total Factus will compute must be within
+  the mapper's tolerance of it (1 COP, plus a cent per unit and per line), else
+  ``total_mismatch``. A credit note's Factus total plus what earlier notes credited may not
+  exceed the related bill's Factus total (``credit_exceeds_invoice``).
+* **Observation.** ``invoice_sales.notes`` is checked for hidden characters here; each mapper
+  truncates it to its version's limit rather than refusing the sale (free text).
+* **Establishment.** Built only when the invoice has a branch; each field comes from the branch
+  and falls back to the organization. Without a branch Factus uses the account's company data.
+* **Final consumer.** An invoice without a customer row, or whose customer carries DIAN's
+  final-consumer identification 222222222222, goes to "Consumidor Final" (cédula, natural person,
+  tribute ZZ): Resolución DIAN 000042 de 2020, art. 11 num. 3 lit. c (kept by Resolución 000165 de
+  2023); Factus v2 ``facturas/ejemplos/estandar-consumidor-final``.
 """
 
 from __future__ import annotations
@@ -65,12 +56,28 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from einvoice.domain import dian
+from einvoice.domain.document import (
+    Charge,
+    DisplayCurrency,
+    ErpLine,
+    Establishment,
+    Fail,
+    Line,
+    LineTax,
+    OrderReference,
+    Party,
+    Payment,
+    Period,
+    Prepayment,
+    SalesDocument,
+    WireRules,
+    Withholding,
+)
 from einvoice.domain.errors import PayloadError
 from einvoice.domain.invoices import (
     AllowanceChargeData,
@@ -90,7 +97,6 @@ _ZERO = Decimal(0)
 # the tz database for the one conversion done here.
 BOGOTA = timezone(timedelta(hours=-5), "America/Bogota")
 _REFERENCE_CODE_RE = re.compile(r"[A-Za-z0-9._-]+")
-_END_OF_DAY = "23:59:59"
 # C0 and C1 controls, DEL, the bidirectional marks, embeddings, overrides and isolates (U+061C,
 # U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) and the line/paragraph separators: invisible on the
 # PDF and in DIAN's XML, they make a printed name or reference read differently from what is stored
@@ -112,240 +118,140 @@ _DIGITS_ID_RE = re.compile(f"[0-9]{{1,{dian.IDENTIFICATION_DIGITS_MAX}}}")
 _PASSPORT_RE = re.compile(f"[A-Za-z0-9]{{1,{dian.IDENTIFICATION_OTHER_MAX}}}")
 _OTHER_ID_RE = re.compile(f"[A-Za-z0-9][A-Za-z0-9-]{{0,{dian.IDENTIFICATION_OTHER_MAX - 1}}}")
 _PREVIEW_CHARS = 40
-# A float estimate of the document total at or above this may reach dian.AMOUNT_LIMIT once
-# computed exactly (float rounding is far below a tenth of it).
-_AMOUNT_ESTIMATE_BOUND = float(dian.AMOUNT_LIMIT) * 0.9
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
 JsonDict = dict[str, Any]
 
+#: The units accepted when the caller passes no table: Factus v1's five, id → code.
+DEFAULT_UNITS: Mapping[int, str] = {
+    unit_id: code for unit_id, (code, _name) in dian.UNIT_MEASURES.items()
+}
 
 def round2(value: Decimal) -> Decimal:
     """Round a COP amount or a percentage to 2 decimals, half up (FACTUS_API.md Decision 7)."""
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-# --- What Factus computes (FACTUS_API.md §4.2) ------------------------------------------------
+# --- The builder -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class FactusLineAmounts:
-    """Amounts Factus derives for one item (FACTUS_API.md §4.2), all in COP.
-
-    ``line`` is ``items[].total`` (tax included, after discount); ``taxable`` is both
-    ``gross_value`` and ``taxable_amount``; ``tax`` is ``tax_amount``; ``discount`` the net
-    discount.
-    """
-
-    line: Decimal
-    taxable: Decimal
-    tax: Decimal
-    discount: Decimal
-
-
-def factus_line_amounts(
-    *, price: Decimal, quantity: int, discount_rate: Decimal, tax_rate: Decimal
-) -> FactusLineAmounts:
-    """Apply Factus's v1 item formulas to one payload item.
-
-    Inputs: ``price`` (tax-included unit price, COP), ``quantity`` (int), ``discount_rate`` and
-    ``tax_rate`` in percent. Output: :class:`FactusLineAmounts`.
-    Source: FACTUS_API.md §4.2 (checked there to the cent against DOC1's example and TUT's real
-    response): ``line = price × quantity × (1 − discount_rate/100)``,
-    ``taxable = round2(line / (1 + tax_rate/100))``, ``tax = line − taxable``,
-    ``discount = round2(price × quantity × discount_rate/100 / (1 + tax_rate/100))``. Inferred:
-    ``line`` itself is rounded to 2 decimals (every documented example has an exact line).
-    """
-    gross = price * quantity
-    divisor = 1 + tax_rate / HUNDRED
-    line = round2(gross * (1 - discount_rate / HUNDRED))
-    taxable = round2(line / divisor)
-    return FactusLineAmounts(
-        line=line,
-        taxable=taxable,
-        tax=line - taxable,
-        discount=round2(gross * discount_rate / HUNDRED / divisor),
-    )
-
-
-def _wire_decimal(value: object) -> Decimal:
-    # str() of a float is its shortest repr, which is the 2-decimal value this module wrote.
-    return Decimal(str(value))
-
-
-def factus_payload_total(payload: Mapping[str, Any]) -> Decimal:
-    """The document ``total`` Factus will compute for a payload built by this module.
-
-    Input: a bill or credit-note payload (``items`` and optional ``allowance_charges``).
-    Output: COP ``Σ items' line + Σ surcharges`` (FACTUS_API.md §4.2: withholdings do not reduce
-    the total; v1 accepts surcharges only, §3.5).
-    """
-    total = _ZERO
-    for item in payload["items"]:
-        total += factus_line_amounts(
-            price=_wire_decimal(item["price"]),
-            quantity=int(item["quantity"]),
-            discount_rate=_wire_decimal(item["discount_rate"]),
-            tax_rate=_wire_decimal(item["tax_rate"]),
-        ).line
-    for charge in payload.get("allowance_charges", ()):
-        if charge["is_surcharge"]:
-            total += _wire_decimal(charge["amount"])
-    return total
-
-
-# --- Public builders -------------------------------------------------------------------------
-
-
-def build_bill_payload(
+def build_document(
     invoice: InvoiceData,
     *,
     reference_code: str,
     today: date,
     known_municipality_ids: Container[int],
-    known_unit_measure_ids: Container[int] = dian.UNIT_MEASURES,
-) -> JsonDict:
-    """Build the JSON body of ``POST /v1/bills/validate`` for an ERP sales invoice.
+    rules: WireRules,
+    known_units: Mapping[int, str] | None = None,
+    document_type: DocumentType | None = None,
+) -> SalesDocument:
+    """Check an ERP invoice or credit note and return its version-neutral document.
 
     Inputs:
-        invoice: the ERP rows (``document_type`` must be ``"invoice"``).
+        invoice: the ERP rows; ``document_type`` ``"invoice"`` or ``"credit_note"``.
         reference_code: the job's stable Factus ``reference_code`` (≤ 20 characters of
             ``A–Z a–z 0–9 . _ -``; FACTUS_API.md §9, Decision 3).
         today: the current calendar date in Bogotá, to check the numbering range's dates.
-        known_municipality_ids: the Factus municipality ids (the ``dian_municipalities`` table,
-            loaded by the caller).
-        known_unit_measure_ids: accepted ``unit_measure_id`` values; default the five Factus
-            documents (:data:`einvoice.domain.dian.UNIT_MEASURES`).
-    Output: a dict ready for ``json.dumps`` in the shape of FACTUS_API.md §3 (see the module
-    docstring for the wire format).
-    Raises: :class:`PayloadError` for the first rule the invoice breaks (see the module docstring
-    for the order and the codes in each helper).
+        known_municipality_ids: the Factus municipality ids (``dian_municipalities``).
+        rules: the API version's checks (``einvoice.factus.v1_body.V1_RULES`` or
+            ``einvoice.factus.v2_body.V2_RULES``).
+        known_units: accepted units, Factus ``unit_measure_id`` → unit code (the whole Factus
+            table when the caller has it); default :data:`DEFAULT_UNITS` (v1's five).
+        document_type: the kind the caller builds; default the invoice's own
+            ``document_type`` (an invoice unless it says ``"credit_note"``).
+    Output: a :class:`SalesDocument` (totals not yet checked: that is the mapper's, once it
+    knows what its version will compute).
+    Raises: :class:`PayloadError` for the first rule broken, in the module docstring's order.
     """
-    _check_document_type(invoice, DocumentType.INVOICE)
+    units = DEFAULT_UNITS if known_units is None else known_units
+    if document_type is None:
+        document_type = (DocumentType.CREDIT_NOTE
+                         if invoice.document_type == DocumentType.CREDIT_NOTE.value
+                         else DocumentType.INVOICE)
+    expected = document_type
+    credit_note = expected is DocumentType.CREDIT_NOTE
+    _check_document_type(invoice, expected)
     _check_reference_code(reference_code)
-    range_id = _numbering_range_id(invoice.numbering_range, DocumentType.INVOICE, today)
-    _check_currency(invoice)
-    payment_form, due_date = _payment_form(invoice)
+    range_id = _numbering_range_id(invoice.numbering_range, expected, today)
+    concept: int | None = None
+    payment_form: str | None = None
+    due_date: date | None = None
+    if credit_note:
+        concept = _correction_concept(invoice)
+        if invoice.related_bill_id is None and invoice.related_bill_number is None:
+            raise PayloadError(
+                "missing_related_bill",
+                field="related_invoice.bill_id",
+                value=invoice.related_invoice_id,
+                detail=(
+                    "the corrected invoice has no Factus bill id (data.bill.id of its accepted "
+                    "job); a credit note with customization_id 20 needs bill_id (§7.1)"
+                ),
+            )
+        if invoice.related_invoice_total is None:
+            raise PayloadError(
+                "missing_related_invoice_total",
+                field="related_invoice.total",
+                value=None,
+                detail="the corrected invoice's total is needed to cap the credit note",
+            )
+        rules.check_currency(invoice.currency)
+    else:
+        rules.check_currency(invoice.currency)
+        payment_form, due_date = _payment_form(invoice)
     payment_method = _payment_method(invoice)
-    operation_type = _operation_type(invoice)
+    operation_type = dian.DEFAULT_OPERATION_TYPE if credit_note else _operation_type(invoice)
     observation = _observation(invoice.notes)
-    if invoice.customer is None:
-        raise PayloadError(
-            "missing_customer",
-            field="invoice_sales.customer_id",
-            value=None,
-            detail="the invoice has no customer row; Factus requires a customer (§3.3)",
-        )
-    customer = _customer_payload(invoice.customer, known_municipality_ids)
-    establishment = _establishment_payload(invoice, known_municipality_ids)
-    items = _items_payload(invoice, known_unit_measure_ids)
-    allowance_charges = _allowance_charges_payload(invoice.allowance_charges)
-    billing_period = _billing_period_payload(invoice.billing_period)
-
-    payload: JsonDict = {
-        "numbering_range_id": range_id,
-        "reference_code": reference_code,
-        "observation": observation,
-        "payment_form": payment_form,
-    }
-    if due_date is not None:
-        payload["payment_due_date"] = due_date.isoformat()
-    payload["payment_method_code"] = payment_method
-    if operation_type != dian.DEFAULT_OPERATION_TYPE:
-        payload["operation_type"] = operation_type
-    payload["send_email"] = bool(invoice.send_email)
-    if billing_period is not None:
-        payload["billing_period"] = billing_period
-    if establishment is not None:
-        payload["establishment"] = establishment
-    payload["customer"] = customer
-    payload["items"] = items
-    if allowance_charges:
-        payload["allowance_charges"] = allowance_charges
-
-    _check_total(invoice, payload)
-    return payload
-
-
-def build_credit_note_payload(
-    invoice: InvoiceData,
-    *,
-    reference_code: str,
-    today: date,
-    known_municipality_ids: Container[int],
-    known_unit_measure_ids: Container[int] = dian.UNIT_MEASURES,
-) -> JsonDict:
-    """Build the JSON body of ``POST /v1/credit-notes/validate`` for an ERP credit note.
-
-    Inputs: as :func:`build_bill_payload`; ``invoice.document_type`` must be ``"credit_note"``,
-    its numbering range a credit-note range, and it must carry ``correction_concept_code``
-    (1–6), ``related_bill_id`` (the Factus ``data.bill.id`` of the corrected invoice, not its
-    number) and ``related_invoice_total`` (that bill's Factus ``total``), plus
-    ``related_invoice_credited_total`` (COP credited by earlier notes).
-    Output: a dict in the §7.1 shape with ``customization_id`` 20 (note referencing an
-    e-invoice). The customer is included when the row is present; otherwise Factus takes the
-    bill's customer (§7.1).
-    Raises: :class:`PayloadError`; besides the bill rules: ``missing_correction_concept``,
-    ``unknown_correction_concept``, ``missing_related_bill``, ``missing_related_invoice_total``,
-    and ``credit_exceeds_invoice`` when the note's Factus total plus what was already credited
-    would exceed the related invoice's total.
-    """
-    _check_document_type(invoice, DocumentType.CREDIT_NOTE)
-    _check_reference_code(reference_code)
-    range_id = _numbering_range_id(invoice.numbering_range, DocumentType.CREDIT_NOTE, today)
-    concept = _correction_concept(invoice)
-    if invoice.related_bill_id is None:
-        raise PayloadError(
-            "missing_related_bill",
-            field="related_invoice.bill_id",
-            value=invoice.related_invoice_id,
-            detail=(
-                "the corrected invoice has no Factus bill id (data.bill.id of its accepted "
-                "job); a credit note with customization_id 20 needs bill_id (§7.1)"
-            ),
-        )
-    if invoice.related_invoice_total is None:
-        raise PayloadError(
-            "missing_related_invoice_total",
-            field="related_invoice.total",
-            value=None,
-            detail="the corrected invoice's total is needed to cap the credit note",
-        )
-    _check_currency(invoice)
-    payment_method = _payment_method(invoice)
-    observation = _observation(invoice.notes)
-    customer = (
-        _customer_payload(invoice.customer, known_municipality_ids)
-        if invoice.customer is not None
-        else None
+    customer: Party | None
+    if invoice.customer is not None and _is_final_consumer(invoice.customer):
+        customer = _final_consumer(invoice.customer)
+    elif invoice.customer is not None:
+        customer = _customer(invoice.customer, known_municipality_ids)
+    elif credit_note:
+        # Factus takes the bill's customer when a credit note has none (§7.1).
+        customer = None
+    else:
+        customer = _final_consumer(None)
+    establishment = _establishment(invoice, known_municipality_ids)
+    lines = _lines(invoice, units, rules)
+    charges = _allowance_charges(invoice.allowance_charges)
+    period = _billing_period(invoice.billing_period)
+    payments = _payments(invoice, payment_form, due_date, payment_method)
+    document = SalesDocument(
+        document_type=expected.value,
+        reference_code=reference_code,
+        numbering_range_id=range_id,
+        observation=observation,
+        payment_form=payment_form,
+        payment_due_date=due_date,
+        payment_method_code=payment_method,
+        payments=payments,
+        operation_type=operation_type,
+        send_email=bool(invoice.send_email),
+        billing_period=period,
+        establishment=establishment,
+        customer=customer,
+        lines=lines,
+        allowance_charges=charges,
+        cash_rounding_amount=_cash_rounding(invoice.cash_rounding_amount),
+        prepayments=_prepayments(invoice),
+        currency=_display_currency(invoice),
+        order_reference=_order_reference(invoice),
+        erp_total=invoice.total,
+        correction_concept_code=concept,
+        related_bill_id=invoice.related_bill_id,
+        related_bill_number=invoice.related_bill_number,
+        related_invoice_id=invoice.related_invoice_id,
+        related_invoice_total=invoice.related_invoice_total,
+        related_invoice_credited_total=invoice.related_invoice_credited_total,
     )
-    establishment = _establishment_payload(invoice, known_municipality_ids)
-    items = _items_payload(invoice, known_unit_measure_ids)
-    allowance_charges = _allowance_charges_payload(invoice.allowance_charges)
-    billing_period = _billing_period_payload(invoice.billing_period)
-
-    payload: JsonDict = {
-        "numbering_range_id": range_id,
-        "correction_concept_code": concept,
-        "customization_id": dian.CREDIT_NOTE_WITH_REFERENCE,
-        "bill_id": invoice.related_bill_id,
-        "reference_code": reference_code,
-        "observation": observation,
-        "payment_method_code": payment_method,
-        "send_email": bool(invoice.send_email),
-    }
-    if billing_period is not None:
-        payload["billing_period"] = billing_period
-    if establishment is not None:
-        payload["establishment"] = establishment
-    if customer is not None:
-        payload["customer"] = customer
-    payload["items"] = items
-    if allowance_charges:
-        payload["allowance_charges"] = allowance_charges
-
-    note_total = _check_total(invoice, payload)
-    _check_credit_cap(invoice, _document_total(payload) if note_total is None else note_total)
-    return payload
+    rules.check_extras(document)
+    # The ERP's other totals are not sent, but a NaN there is a corrupt row all the same.
+    for column in ("subtotal", "tax_total"):
+        value = getattr(invoice, column)
+        if value is not None:
+            _as_decimal(value, f"invoice_sales.{column}")
+    return document
 
 
 # --- Header rules ----------------------------------------------------------------------------
@@ -455,15 +361,6 @@ def _numbering_range_id(
     return numbering_range.factus_numbering_range_id
 
 
-def _check_currency(invoice: InvoiceData) -> None:
-    if invoice.currency is not None and invoice.currency.strip().upper() != "COP":
-        raise PayloadError(
-            "unsupported_currency",
-            field="invoice_sales.currency",
-            value=invoice.currency,
-            detail="Factus v1 bills are in COP; the v1 payload has no currency field (§3.1)",
-        )
-
 
 def _bogota_date(value: date) -> date:
     if isinstance(value, datetime):
@@ -568,6 +465,7 @@ def _observation(notes: str | None) -> str:
     if len(text) <= dian.OBSERVATION_MAX_CHARS:
         return text
     return text[: dian.OBSERVATION_MAX_CHARS - 1] + "…"
+
 
 
 # --- Customer --------------------------------------------------------------------------------
@@ -721,8 +619,56 @@ def _nit_and_dv(customer: CustomerData, raw: str) -> tuple[str, int]:
     return number, computed
 
 
-def _customer_payload(customer: CustomerData, known_municipality_ids: Container[int]) -> JsonDict:
-    """Map ``customers`` to Factus ``customer`` (FACTUS_API.md §3.3; seed 002 "Mapeo de Datos")."""
+
+def _is_final_consumer(customer: CustomerData) -> bool:
+    """Whether the ERP's customer row is its final-consumer placeholder (222222222222)."""
+    number = customer.identification_number
+    return number is not None and _ID_SEPARATORS_RE.sub("", number) == dian.FINAL_CONSUMER_ID
+
+
+def _final_consumer(customer: CustomerData | None) -> Party:
+    """The "Consumidor Final" buyer (see the module docstring, "Final consumer").
+
+    Input: the ERP's final-consumer row, or ``None`` when the invoice has no customer. Output: a
+    :class:`Party` with DIAN's identification 222222222222 as a cédula, a natural person of
+    tribute ZZ, named after the row when it has a name (the law allows "consumidor final" or the
+    buyer's names), with the row's e-mail, phone and address when present (checked as any
+    customer's). Raises :class:`PayloadError` ``forbidden_character``, ``text_too_long`` or
+    ``invalid_email`` for those texts.
+    """
+    names = dian.FINAL_CONSUMER_NAME
+    extras: dict[str, str] = {}
+    if customer is not None:
+        parts = [
+            _text(value, f"customers.{column}")
+            for column, value in (("first_name", customer.first_name),
+                                  ("last_name", customer.last_name))
+            if value is not None and not _blank(value)
+        ]
+        if parts and len(" ".join(parts)) <= dian.TEXT_MAX_CHARS:
+            names = " ".join(parts)
+        for column in ("address", "email", "phone"):
+            value = getattr(customer, column)
+            if not _blank(value):
+                field = f"customers.{column}"
+                extras[column] = (
+                    _email(value, field)
+                    if column == "email"
+                    else _text(value, field, multiline=column == "address")
+                )
+    return Party(
+        identification_document_id=dian.FINAL_CONSUMER_DOCUMENT_ID,
+        identification=dian.FINAL_CONSUMER_ID,
+        legal_organization_id=dian.NATURAL_PERSON,
+        tribute_id=dian.DEFAULT_CUSTOMER_TRIBUTE_ID,
+        names=names,
+        is_final_consumer=True,
+        **extras,
+    )
+
+
+def _customer(customer: CustomerData, known_municipality_ids: Container[int]) -> Party:
+    """Check ``customers`` as Factus ``customer`` (FACTUS_API.md §3.3; seed 002 "Mapeo de Datos")."""
     document_id = dian.identification_document_id(customer.identification_type)
     if document_id is None:
         raise PayloadError(
@@ -742,15 +688,11 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
             value=raw_number,
             detail="Factus requires the customer's identification number (§3.3)",
         )
-    payload: JsonDict = {"identification_document_id": document_id}
+    dv: int | None = None
     if document_id == dian.NIT_DOCUMENT_ID:
-        number, dv = _nit_and_dv(customer, raw_number)
-        payload["identification"] = number
-        # Factus types dv as int but its examples send "3"; a missing DV is filled, not left
-        # for Factus to compute, so the stored payload shows what was sent.
-        payload["dv"] = str(dv)
+        identification, dv = _nit_and_dv(customer, raw_number)
     else:
-        payload["identification"] = _identification(document_id, raw_number)
+        identification = _identification(document_id, raw_number)
 
     legal_organization = (
         customer.legal_organization_id
@@ -764,6 +706,8 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
             value=customer.legal_organization_id,
             detail="expected 1 (persona jurídica) or 2 (persona natural)",
         )
+    company: str | None = None
+    names: str | None = None
     if legal_organization == dian.LEGAL_PERSON:
         if customer.company_name is None or _blank(customer.company_name):
             raise PayloadError(
@@ -772,7 +716,7 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
                 value=customer.company_name,
                 detail="a legal person (legal_organization_id 1) needs a razón social (§3.3)",
             )
-        payload["company"] = _text(customer.company_name, "customers.company_name")
+        company = _text(customer.company_name, "customers.company_name")
     else:
         parts = (
             _text(value, f"customers.{column}")
@@ -800,12 +744,12 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
                 value=customer.first_name,
                 detail="a natural person (legal_organization_id 2) needs first or last name",
             )
-        payload["names"] = names
+    contact: dict[str, str] = {}
     for column in ("trade_name", "address", "email", "phone"):
         value = getattr(customer, column)
         if not _blank(value):
             field = f"customers.{column}"
-            payload[column] = (
+            contact[column] = (
                 _email(value, field)
                 if column == "email"
                 else _text(value, field, multiline=column == "address")
@@ -821,14 +765,22 @@ def _customer_payload(customer: CustomerData, known_municipality_ids: Container[
             value=customer.tribute_id,
             detail="expected 18 (IVA) or 21 (No aplica) (DOC1 tablas 'IDs de tributos clientes')",
         )
-    payload["legal_organization_id"] = legal_organization
-    payload["tribute_id"] = tribute_id
     if customer.municipality_id is not None:
         _check_municipality(
             customer.municipality_id, "customers.municipality_id", known_municipality_ids
         )
-        payload["municipality_id"] = customer.municipality_id
-    return payload
+    return Party(
+        identification_document_id=document_id,
+        identification=identification,
+        legal_organization_id=legal_organization,
+        tribute_id=tribute_id,
+        dv=dv,
+        company=company,
+        names=names,
+        municipality_id=customer.municipality_id,
+        municipality_code=customer.municipality_code,
+        **contact,
+    )
 
 
 def _check_municipality(
@@ -846,15 +798,15 @@ def _check_municipality(
 # --- Establishment ---------------------------------------------------------------------------
 
 
-def _establishment_payload(
+def _establishment(
     invoice: InvoiceData, known_municipality_ids: Container[int]
-) -> JsonDict | None:
-    """Map ``branches`` (falling back to ``organizations`` per field) to ``establishment`` (§3.2)."""
+) -> Establishment | None:
+    """Check ``branches`` (falling back to ``organizations`` per field) as ``establishment``."""
     branch: BranchData | None = invoice.branch
     if branch is None:
         return None
     organization = invoice.organization
-    payload: JsonDict = {}
+    texts: dict[str, str] = {}
     for column, key in (
         ("name", "name"),
         ("address", "address"),
@@ -873,15 +825,17 @@ def _establishment_payload(
                 value=getattr(branch, column),
                 detail=f"neither the branch nor organization {organization.id} has {column} set",
             )
-        payload[key] = (
+        texts[key] = (
             _email(value, field)
             if column == "email"
             else _text(value, field, multiline=column == "address")
         )
     municipality_id = branch.municipality_id
+    municipality_code = branch.municipality_code
     field = "branches.municipality_id"
     if municipality_id is None:
         municipality_id = organization.municipality_id
+        municipality_code = organization.municipality_code
         field = "organizations.municipality_id"
     if municipality_id is None:
         raise PayloadError(
@@ -893,8 +847,9 @@ def _establishment_payload(
             ),
         )
     _check_municipality(municipality_id, field, known_municipality_ids)
-    payload["municipality_id"] = municipality_id
-    return payload
+    return Establishment(
+        municipality_id=municipality_id, municipality_code=municipality_code, **texts
+    )
 
 
 # --- Items -----------------------------------------------------------------------------------
@@ -942,85 +897,30 @@ def _has_more_than_2_decimals(value: Decimal) -> bool:
     return value != value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-@dataclass(frozen=True, slots=True)
-class _ErpLine:
-    """The ERP's own line amounts (COP): net of tax, tax, and gross (net + tax)."""
 
-    net: Decimal
-    tax: Decimal
-    gross: Decimal
+def erp_line(base_line: Decimal, taxes: Sequence[LineTax], *, tax_included: bool) -> ErpLine:
+    """The line as a conventional ERP computes it: round the line, then each tax, per line.
 
-
-def _erp_line(base_line: Decimal, tax_rate: Decimal, *, tax_included: bool) -> _ErpLine:
-    """The line as a conventional ERP computes it: round the line, then the tax, per line.
-
-    ``base_line`` is ``unit_price × qty`` minus the discount, on the basis of ``unit_price``.
+    Inputs: ``base_line`` is ``unit_price × qty`` minus the discount, on the basis of
+    ``unit_price`` (COP); ``taxes`` the line's taxes (rates in percent); ``tax_included`` the
+    basis. Output: :class:`ErpLine` (net, tax, gross in COP, 2 decimals). A tax-included line is
+    split with the sum of its rates.
     """
-    factor = 1 + tax_rate / HUNDRED
+    # One tax is the common line: skip the generator sums on the worker's hot path.
     if tax_included:
+        rates = taxes[0].rate if len(taxes) == 1 else sum((t.rate for t in taxes), _ZERO)
         gross = round2(base_line)
-        net = round2(gross / factor)
-        return _ErpLine(net=net, tax=gross - net, gross=gross)
+        net = round2(gross / (1 + rates / HUNDRED))
+        return ErpLine(net=net, tax=gross - net, gross=gross)
     net = round2(base_line)
-    tax = round2(net * tax_rate / HUNDRED)
-    return _ErpLine(net=net, tax=tax, gross=net + tax)
+    tax = (round2(net * taxes[0].rate / HUNDRED) if len(taxes) == 1
+           else sum((round2(net * t.rate / HUNDRED) for t in taxes), _ZERO))
+    return ErpLine(net=net, tax=tax, gross=net + tax)
 
 
-def _wire_price(
-    *,
-    unit_price: Decimal,
-    tax_included: bool,
-    quantity: int,
-    discount_rate: Decimal,
-    tax_rate: Decimal,
-    erp: _ErpLine,
-) -> Decimal:
-    """Choose the 2-decimal tax-included unit price to send (Decision 7, FACTUS_API.md §4.2).
-
-    A tax-included ERP price with at most 2 decimals is sent as is. Otherwise the candidates are
-    the 2-decimal prices around ``erp.gross / (quantity × (1 − discount_rate/100))``; the winner
-    is the one whose §4.2 ``line`` is closest to the ERP's gross line, then whose ``taxable`` is
-    closest to the ERP's net line, then closest to the exact gross unit price. Because ``line``
-    grows linearly with the price, the nearest candidate to that quotient is optimal for the
-    line, and the line error is at most half a cent per unit of quantity.
-    """
-    if tax_included and not _has_more_than_2_decimals(unit_price):
-        return unit_price.quantize(CENT)
-    exact_gross_unit = unit_price if tax_included else unit_price * (1 + tax_rate / HUNDRED)
-    factor = quantity * (1 - discount_rate / HUNDRED)
-    if factor == 0:
-        # A 100 % discount makes every price give a zero line; send the converted unit price.
-        return round2(exact_gross_unit)
-    centre = (erp.gross / factor).quantize(CENT, rounding=ROUND_FLOOR)
-    candidates = [centre + step * CENT for step in (-1, 0, 1, 2)]
-
-    def score(price: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-        amounts = factus_line_amounts(
-            price=price, quantity=quantity, discount_rate=discount_rate, tax_rate=tax_rate
-        )
-        return (
-            abs(amounts.line - erp.gross),
-            abs(amounts.taxable - erp.net),
-            abs(price - exact_gross_unit),
-            price,
-        )
-
-    return min((price for price in candidates if price >= 0), key=score)
-
-
-def _wire_number(value: Decimal) -> int | float:
-    """A 2-decimal amount as a JSON number: int when whole (``23800``), else float (``0.5``)."""
-    rounded = round2(value)
-    if rounded == rounded.to_integral_value():
-        return int(rounded)
-    return float(rounded)
-
-
-def _rate_text(value: Decimal) -> str:
-    return str(value.quantize(CENT))
-
-
-def _items_payload(invoice: InvoiceData, known_unit_measure_ids: Container[int]) -> list[JsonDict]:
+def _lines(
+    invoice: InvoiceData, known_units: Mapping[int, str], rules: WireRules
+) -> tuple[Line, ...]:
     if not invoice.items:
         raise PayloadError(
             "no_items",
@@ -1039,16 +939,20 @@ def _items_payload(invoice: InvoiceData, known_unit_measure_ids: Container[int])
                 "invoices"
             ),
         )
-    return [
-        _item_payload(index, item, invoice, known_unit_measure_ids)
+    return tuple(
+        _line(index, item, invoice, known_units, rules)
         for index, item in enumerate(invoice.items)
-    ]
+    )
 
 
-def _item_payload(
-    index: int, item: ItemData, invoice: InvoiceData, known_unit_measure_ids: Container[int]
-) -> JsonDict:
-    """Map one ``invoice_items`` row to a Factus item (FACTUS_API.md §3.4)."""
+def _line(
+    index: int,
+    item: ItemData,
+    invoice: InvoiceData,
+    known_units: Mapping[int, str],
+    rules: WireRules,
+) -> Line:
+    """Check one ``invoice_items`` row as a document line (FACTUS_API.md §3.4)."""
     where = f"invoice_items[{index}]"
     label = f"item {index + 1} ({item.description!r})"
 
@@ -1080,11 +984,10 @@ def _item_payload(
         else None
     )
 
-    for column, value, what in (
-        ("qty", item.qty, "a quantity"),
-        ("unit_price", item.unit_price, "a price"),
-        ("tax_rate", item.tax_rate, "a tax rate"),
-    ):
+    required = [("qty", item.qty, "a quantity"), ("unit_price", item.unit_price, "a price")]
+    if not item.taxes:
+        required.append(("tax_rate", item.tax_rate, "a tax rate"))
+    for column, value, what in required:
         if value is None:
             # NULL is not zero: a free item or an untaxed one is written as 0 in the ERP.
             raise fail(
@@ -1094,39 +997,18 @@ def _item_payload(
                 f"the line has no {column}; {what} is required and NULL is not read as 0",
             )
     qty = _as_decimal(item.qty, f"{where}.qty")
-    if qty != qty.to_integral_value():
-        raise fail(
-            "non_integer_quantity",
-            "qty",
-            qty,
-            "Factus v1 accepts whole quantities only (§3.4); a fractional quantity is refused, "
-            "not rounded, because rounding would change the amount billed",
-        )
+    rules.check_quantity(qty, fail)
     if qty <= 0:
         raise fail("non_positive_quantity", "qty", qty, "the quantity must be at least 1")
     _check_amount_limit(qty, f"{where}.qty", f"{label}: the quantity")
-    quantity = int(qty)
+    quantity = qty.quantize(Decimal(1)) if qty == qty.to_integral_value() else qty
 
     unit_price = _as_decimal(item.unit_price, f"{where}.unit_price")
     if unit_price < 0:
         raise fail("negative_amount", "unit_price", unit_price, "a price cannot be negative")
     _check_amount_limit(unit_price, f"{where}.unit_price", f"{label}: the unit price")
 
-    tax_rate = _as_decimal(item.tax_rate, f"{where}.tax_rate")
-    if tax_rate < 0 or tax_rate >= HUNDRED or _has_more_than_2_decimals(tax_rate):
-        raise fail(
-            "invalid_tax_rate",
-            "tax_rate",
-            tax_rate,
-            "a tax rate is a percentage from 0 to under 100 with at most 2 decimals",
-        )
-    if item.is_excluded and tax_rate != 0:
-        raise fail(
-            "invalid_tax_rate",
-            "tax_rate",
-            tax_rate,
-            "the item is excluded from IVA (is_excluded), so its tax rate must be 0",
-        )
+    single_rate = _single_tax_rate(item, where, fail) if not item.taxes else None
 
     tax_included = item.tax_included if item.tax_included is not None else invoice.tax_included
     if tax_included is None:
@@ -1144,7 +1026,7 @@ def _item_payload(
     unit_measure_id = (
         item.unit_measure_id if item.unit_measure_id is not None else dian.DEFAULT_UNIT_MEASURE_ID
     )
-    if unit_measure_id not in known_unit_measure_ids:
+    if unit_measure_id not in known_units:
         raise fail(
             "unknown_unit_measure",
             "unit_measure_id",
@@ -1164,59 +1046,132 @@ def _item_payload(
             item.standard_code_id,
             "expected 1 (estándar del contribuyente), 2 (UNSPSC), 3 (partida) or 4 (GTIN)",
         )
-    tribute_id = item.tribute_id if item.tribute_id is not None else dian.DEFAULT_PRODUCT_TRIBUTE_ID
+    if single_rate is not None:
+        tribute_id = (
+            item.tribute_id if item.tribute_id is not None else dian.DEFAULT_PRODUCT_TRIBUTE_ID
+        )
+        _check_tribute(tribute_id, single_rate, fail, column="tribute_id",
+                       shown=item.tribute_id)
+        taxes: tuple[LineTax, ...] = (
+            LineTax(dian.PRODUCT_TRIBUTES[tribute_id][0], tribute_id, single_rate,
+                    bool(item.is_excluded)),
+        )
+    else:
+        taxes = _listed_taxes(item, fail)
+    rules.check_taxes(taxes, where, label)
+    withholdings = _withholdings(item, where, label, rules)
+
+    line = Line(
+        discount_amount=(item.discount_amount if item.discount_rate in (None, 0)
+                         and item.discount_amount not in (None, 0) else None),
+        code_reference=code_reference,
+        name=name,
+        note=note,
+        quantity=quantity,
+        unit_price=unit_price,
+        tax_included=tax_included,
+        discount_rate=discount_rate,
+        erp=erp_line(base_line, taxes, tax_included=tax_included),
+        taxes=taxes,
+        withholdings=withholdings,
+        unit_measure_id=unit_measure_id,
+        unit_measure_code=known_units.get(unit_measure_id),
+        standard_code_id=standard_code_id,
+        tribute_id=taxes[0].tribute_id or dian.DEFAULT_PRODUCT_TRIBUTE_ID,
+        is_excluded=bool(item.is_excluded) or (
+            taxes[0].is_excluded if len(taxes) == 1 else all(t.is_excluded for t in taxes)),
+    )
+    return rules.finish_line(line, where, label)
+
+
+def _check_rate(rate: Decimal, excluded: bool, column: str, fail: Fail) -> None:
+    if rate < 0 or rate >= HUNDRED or _has_more_than_2_decimals(rate):
+        raise fail(
+            "invalid_tax_rate",
+            column,
+            rate,
+            "a tax rate is a percentage from 0 to under 100 with at most 2 decimals",
+        )
+    if excluded and rate != 0:
+        raise fail(
+            "invalid_tax_rate",
+            column,
+            rate,
+            "the item is excluded from IVA (is_excluded), so its tax rate must be 0",
+        )
+
+
+def _single_tax_rate(item: ItemData, where: str, fail: Fail) -> Decimal:
+    """The rate of a line's one tax (``invoice_items.tax_rate``), checked."""
+    tax_rate = _as_decimal(item.tax_rate, f"{where}.tax_rate")
+    _check_rate(tax_rate, bool(item.is_excluded), "tax_rate", fail)
+    return tax_rate
+
+
+def _check_tribute(tribute_id: int, rate: Decimal, fail: Fail, *, column: str,
+                   shown: object) -> None:
     if tribute_id not in dian.PRODUCT_TRIBUTES:
         raise fail(
             "unknown_product_tribute",
-            "tribute_id",
-            item.tribute_id,
+            column,
+            shown,
             "not a Factus product tribute id (GET /v1/tributes/products: 1–17)",
         )
     allowed_rates = dian.TAX_RATES_BY_TRIBUTE.get(tribute_id)
-    if allowed_rates is not None and tax_rate not in allowed_rates:
+    if allowed_rates is not None and rate not in allowed_rates:
         tribute_name = dian.PRODUCT_TRIBUTES[tribute_id][1]
         raise fail(
             "unknown_tax_rate",
-            "tax_rate",
-            tax_rate,
+            "tax_rate" if column == "tribute_id" else column.replace("tribute_id", "rate"),
+            rate,
             f"DIAN defines {tribute_name} at "
             f"{', '.join(str(rate) for rate in sorted(allowed_rates))} % only (Anexo Técnico "
             f"1.9, tarifas por impuesto); check the rate, or the item's tribute_id {tribute_id}",
         )
-    withholding_taxes = _withholding_payload(item, where, label)
 
-    erp = _erp_line(base_line, tax_rate, tax_included=tax_included)
-    price = _wire_price(
-        unit_price=unit_price,
-        tax_included=tax_included,
-        quantity=quantity,
-        discount_rate=discount_rate,
-        tax_rate=tax_rate,
-        erp=erp,
-    )
-    _check_amount_limit(price * quantity, f"{where}.unit_price", f"{label}: price × quantity")
-    payload: JsonDict = {
-        "code_reference": code_reference,
-        "name": name,
-        "quantity": quantity,
-        "discount_rate": _wire_number(discount_rate),
-        "price": _wire_number(price),
-        "tax_rate": _rate_text(tax_rate),
-        "unit_measure_id": unit_measure_id,
-        "standard_code_id": standard_code_id,
-        "is_excluded": 1 if item.is_excluded else 0,
-        "tribute_id": tribute_id,
-        "withholding_taxes": withholding_taxes,
-    }
-    if note is not None:
-        payload["note"] = note
-    return payload
+
+def _listed_taxes(item: ItemData, fail: Fail) -> tuple[LineTax, ...]:
+    """Check ``invoice_items.taxes`` (several taxes on one line) and return them.
+
+    Each entry names its tax by DIAN ``code`` or Factus ``tribute_id``; a code without a v1 id
+    (such as "35", ICUI) is kept with ``tribute_id`` ``None`` for the v2 mapper. The rates follow
+    the same rules as ``tax_rate``; a tax listed twice is refused (``duplicate_tax``).
+    """
+    taxes: list[LineTax] = []
+    for position, entry in enumerate(item.taxes):
+        column = f"taxes[{position}]"
+        excluded = entry.is_excluded or bool(item.is_excluded)
+        if entry.rate is None and not excluded:
+            raise fail("missing_tax_rate", f"{column}.rate", None,
+                       "the tax has no rate; NULL is not read as 0")
+        rate = _ZERO if entry.rate is None else _as_decimal(entry.rate, f"{column}.rate")
+        _check_rate(rate, excluded, f"{column}.rate", fail)
+        if entry.tribute_id is not None:
+            tribute_id: int | None = entry.tribute_id
+            if entry.tribute_id not in dian.PRODUCT_TRIBUTES:
+                raise fail("unknown_product_tribute", f"{column}.tribute_id", entry.tribute_id,
+                           "not a Factus product tribute id (GET /v1/tributes/products: 1–17)")
+            code = dian.PRODUCT_TRIBUTES[entry.tribute_id][0]
+        else:
+            code = str(entry.code)
+            tribute_id = dian.product_tribute_id(code)
+            if tribute_id is None and code not in dian.V2_TAX_CODES:
+                raise fail("unknown_product_tribute", f"{column}.code", entry.code,
+                           "not a DIAN tax code (01 IVA, 04 INC, 35 ICUI, or a v1 tribute code)")
+        if tribute_id is not None:
+            _check_tribute(tribute_id, rate, fail, column=f"{column}.tribute_id",
+                           shown=entry.tribute_id if entry.tribute_id is not None else code)
+        if any(tax.code == code for tax in taxes):
+            raise fail("duplicate_tax", f"{column}.code", code,
+                       f"tax {code} appears twice on the same item")
+        taxes.append(LineTax(code, tribute_id, rate, excluded))
+    return tuple(taxes)
 
 
 def _discount(
     item: ItemData,
     unit_price: Decimal,
-    quantity: int,
+    quantity: Decimal,
     where: str,
     fail: Callable[[str, str, object, str], PayloadError],
 ) -> tuple[Decimal, Decimal]:
@@ -1253,19 +1208,22 @@ def _discount(
     return _ZERO, undiscounted
 
 
-def _withholding_payload(item: ItemData, where: str, label: str) -> list[JsonDict]:
-    """Map ``invoice_items.withholding_taxes`` to Factus ``withholding_taxes`` (§3.4)."""
-    entries: list[JsonDict] = []
+
+def _withholdings(
+    item: ItemData, where: str, label: str, rules: WireRules
+) -> tuple[Withholding, ...]:
+    """Check ``invoice_items.withholding_taxes`` (§3.4; the codes the version accepts)."""
+    entries: list[Withholding] = []
     seen: set[str] = set()
     for position, withholding in enumerate(item.withholding_taxes):
         field = f"{where}.withholding_taxes[{position}]"
         code = dian.withholding_tax_code(withholding.code)
-        if code is None:
+        if code is None or code not in rules.withholding_codes:
             raise PayloadError(
                 "unknown_withholding_tax",
                 field=f"{field}.code",
                 value=withholding.code,
-                detail=f"{label}: expected 05 ReteIVA, 06 ReteRenta (ReteFuente) or 07 ReteICA",
+                detail=f"{label}: {rules.withholding_detail}",
             )
         if code in seen:
             raise PayloadError(
@@ -1286,16 +1244,16 @@ def _withholding_payload(item: ItemData, where: str, label: str) -> list[JsonDic
                     "most 2 decimals (§3.4)"
                 ),
             )
-        entries.append({"code": code, "withholding_tax_rate": _wire_number(rate)})
-    return entries
+        entries.append(Withholding(code, rate))
+    return tuple(entries)
 
 
 # --- Allowance charges and billing period ------------------------------------------------------
 
 
-def _allowance_charges_payload(charges: Sequence[AllowanceChargeData]) -> list[JsonDict]:
-    """Map ``invoice_sales.allowance_charges`` to Factus ``allowance_charges`` (§3.5)."""
-    entries: list[JsonDict] = []
+def _allowance_charges(charges: Sequence[AllowanceChargeData]) -> tuple[Charge, ...]:
+    """Check ``invoice_sales.allowance_charges`` (§3.5; v2 ``tablas``: only concept 03 too)."""
+    entries: list[Charge] = []
     for position, charge in enumerate(charges):
         where = f"invoice_sales.allowance_charges[{position}]"
         concept = charge.concept_type.strip()
@@ -1334,24 +1292,12 @@ def _allowance_charges_payload(charges: Sequence[AllowanceChargeData]) -> list[J
                     detail="a surcharge amount cannot be negative",
                 )
             _check_amount_limit(value, f"{where}.{column}", f"the surcharge's {column}")
-        entries.append(
-            {
-                "concept_type": concept,
-                "is_surcharge": True,
-                "reason": reason,
-                "base_amount": str(round2(base_amount)),
-                "amount": str(round2(amount)),
-            }
-        )
-    return entries
+        entries.append(Charge(concept, True, reason, base_amount, amount))
+    return tuple(entries)
 
 
-def _billing_period_payload(period: BillingPeriodData | None) -> JsonDict | None:
-    """Map ``invoice_sales.billing_period`` to Factus ``billing_period`` (§3.1).
-
-    ``end_time`` is required by the bill docs; a period stored with dates only covers whole
-    days, so a missing end time is sent as 23:59:59 and a missing start time is left out.
-    """
+def _billing_period(period: BillingPeriodData | None) -> Period | None:
+    """Check ``invoice_sales.billing_period`` (§3.1): it may not end before it starts."""
     if period is None:
         return None
     starts = datetime.combine(period.start_date, period.start_time or time.min)
@@ -1363,58 +1309,168 @@ def _billing_period_payload(period: BillingPeriodData | None) -> JsonDict | None
             value=period.end_date.isoformat(),
             detail=f"the period ends before it starts ({starts.isoformat(sep=' ')})",
         )
-    payload: JsonDict = {"start_date": period.start_date.isoformat()}
-    if period.start_time is not None:
-        payload["start_time"] = period.start_time.strftime("%H:%M:%S")
-    payload["end_date"] = period.end_date.isoformat()
-    payload["end_time"] = (
-        period.end_time.strftime("%H:%M:%S") if period.end_time is not None else _END_OF_DAY
-    )
-    return payload
+    return Period(period.start_date, period.end_date, period.start_time, period.end_time)
+
+
+# --- What v2 adds: payments, rounding, prepayments, currency, order -----------------------------
+
+
+def _payments(
+    invoice: InvoiceData, payment_form: str | None, due_date: date | None, method: str
+) -> tuple[Payment, ...]:
+    """The means of payment: the ``invoice_payments`` rows, else the invoice's own columns.
+
+    Each row is checked as the invoice's columns are (``unknown_payment_form``,
+    ``unknown_payment_method``, ``missing_payment_due_date``, ``invalid_payment_due_date``) and
+    needs an amount (``missing_payment_amount``, ``negative_amount``, ``amount_too_large``).
+    Source: Factus v2 ``facturas/crear-y-validar`` (``payment_details[]``).
+    """
+    if not invoice.payments:
+        form = payment_form or dian.PAYMENT_FORM_CASH
+        return (Payment(form, method, due_date),)
+    payments: list[Payment] = []
+    for position, row in enumerate(invoice.payments):
+        where = f"invoice_payments[{position}]"
+        raw_form = row.payment_form
+        form = dian.PAYMENT_FORM_CASH if raw_form is None or not raw_form.strip() else raw_form.strip()
+        if form not in dian.PAYMENT_FORMS:
+            raise PayloadError("unknown_payment_form", field=f"{where}.payment_form",
+                               value=raw_form, detail="expected '1' (contado) or '2' (crédito)")
+        raw_method = row.payment_method_code
+        code = (dian.DEFAULT_PAYMENT_METHOD_CODE if raw_method is None or not raw_method.strip()
+                else raw_method.strip().upper())
+        if code not in dian.PAYMENT_METHODS:
+            raise PayloadError(
+                "unknown_payment_method", field=f"{where}.payment_method_code", value=raw_method,
+                detail=f"expected one of {', '.join(dian.PAYMENT_METHODS)} (DIAN tablas)")
+        if row.amount is None:
+            raise PayloadError("missing_payment_amount", field=f"{where}.amount", value=None,
+                               detail="every payment row needs the amount paid that way")
+        amount = _as_decimal(row.amount, f"{where}.amount")
+        if amount < 0 or _has_more_than_2_decimals(amount):
+            raise PayloadError("negative_amount" if amount < 0 else "invalid_payment_amount",
+                               field=f"{where}.amount", value=amount,
+                               detail="a payment is a non-negative amount with at most 2 decimals")
+        _check_amount_limit(amount, f"{where}.amount", "the payment")
+        due: date | None = None
+        if form == dian.PAYMENT_FORM_CREDIT:
+            if row.due_date is None:
+                raise PayloadError(
+                    "missing_payment_due_date", field=f"{where}.due_date", value=None,
+                    detail="a credit payment (payment_form '2') needs a due date (v2)")
+            due = _bogota_date(row.due_date)
+            if invoice.issue_date is not None and due < _bogota_date(invoice.issue_date):
+                raise PayloadError(
+                    "invalid_payment_due_date", field=f"{where}.due_date",
+                    value=due.isoformat(),
+                    detail=f"the due date is before the issue date "
+                    f"{_bogota_date(invoice.issue_date)}")
+        reference = (None if row.reference is None or _blank(row.reference)
+                     else _text(row.reference, f"{where}.reference"))
+        payments.append(Payment(form, code, due, amount, reference, field=where))
+    return tuple(payments)
+
+
+def _cash_rounding(value: Decimal | None) -> Decimal:
+    """``invoice_sales.cash_rounding_amount``: at most ±500.00 COP with 2 decimals (v2 docs)."""
+    if value is None:
+        return _ZERO
+    amount = _as_decimal(value, "invoice_sales.cash_rounding_amount")
+    if abs(amount) > dian.CASH_ROUNDING_LIMIT or _has_more_than_2_decimals(amount):
+        raise PayloadError(
+            "invalid_cash_rounding", field="invoice_sales.cash_rounding_amount", value=amount,
+            detail=(f"cash rounding is at most ±{dian.CASH_ROUNDING_LIMIT} COP with 2 decimals "
+                    "(Factus v2 cash_rounding_amount)"))
+    return amount
+
+
+def _prepayments(invoice: InvoiceData) -> tuple[Prepayment, ...]:
+    """Check ``invoice_sales.prepayments``: a reference, a date and a positive amount each."""
+    result: list[Prepayment] = []
+    for position, entry in enumerate(invoice.prepayments):
+        where = f"invoice_sales.prepayments[{position}]"
+        reference = _text(entry.reference_code, f"{where}.reference_code")
+        if not reference:
+            raise PayloadError("missing_prepayment_reference", field=f"{where}.reference_code",
+                               value=entry.reference_code, detail="a prepayment needs a reference")
+        amount = _as_decimal(entry.amount, f"{where}.amount")
+        if amount <= 0 or _has_more_than_2_decimals(amount):
+            raise PayloadError("invalid_prepayment_amount", field=f"{where}.amount", value=amount,
+                               detail="a prepayment is a positive amount with at most 2 decimals")
+        _check_amount_limit(amount, f"{where}.amount", "the prepayment")
+        note = (None if entry.note is None or _blank(entry.note)
+                else _text(entry.note, f"{where}.note", max_chars=dian.PREPAYMENT_NOTE_MAX_CHARS,
+                           multiline=True))
+        result.append(Prepayment(reference, entry.received_date, amount, note))
+    return tuple(result)
+
+
+def _display_currency(invoice: InvoiceData) -> DisplayCurrency | None:
+    """``display_currency`` + ``exchange_rate``: a foreign ISO 4217 code and COP per unit > 0."""
+    raw = invoice.display_currency
+    if raw is None or _blank(raw):
+        return None
+    code = raw.strip().upper()
+    if _CURRENCY_RE.fullmatch(code) is None or code == "COP":
+        raise PayloadError(
+            "invalid_display_currency", field="invoice_sales.display_currency", value=raw,
+            detail="a three-letter ISO 4217 code other than COP (Factus v2 currency.type)")
+    if invoice.exchange_rate is None:
+        raise PayloadError(
+            "missing_exchange_rate", field="invoice_sales.exchange_rate", value=None,
+            detail=f"showing the totals in {code} needs the COP exchange rate")
+    rate = _as_decimal(invoice.exchange_rate, "invoice_sales.exchange_rate")
+    if rate <= 0 or _has_more_than_2_decimals(rate):
+        raise PayloadError(
+            "invalid_exchange_rate", field="invoice_sales.exchange_rate", value=rate,
+            detail="COP per unit of the currency: positive, at most 2 decimals")
+    return DisplayCurrency(code, rate)
+
+
+def _order_reference(invoice: InvoiceData) -> OrderReference | None:
+    raw = invoice.order_reference
+    if raw is None or _blank(raw):
+        return None
+    return OrderReference(_text(raw, "invoice_sales.order_reference"), invoice.order_issue_date)
+
+
+def requires_v2(field: str, value: object, what: str) -> PayloadError:
+    """The error a v1 mapper raises for a field only Factus v2 can carry.
+
+    Output: :class:`PayloadError` ``requires_factus_v2`` naming the ERP column; the fix is to
+    move the account to API v2 (``factus_credentials.api_version``) or leave the field empty.
+    """
+    return PayloadError(
+        "requires_factus_v2", field=field, value=value,
+        detail=(f"{what} needs Factus API v2; this account speaks v1. Set the account's "
+                "api_version to v2 (or auto) or leave the field empty"))
 
 
 # --- Totals ----------------------------------------------------------------------------------
 
 
-def total_tolerance(payload: Mapping[str, Any]) -> Decimal:
-    """How far the ERP total may sit from Factus's total and still be the same sale (COP).
+def check_totals(
+    document: SalesDocument,
+    *,
+    factus_total: Callable[[], Decimal],
+    estimate: Callable[[], float],
+    tolerance: Callable[[], Decimal],
+) -> Decimal | None:
+    """Check the ERP's total against what Factus will compute; return that total when computed.
 
-    One peso, plus a cent per unit of quantity and per line: the price conversion moves a line
-    by at most half a cent per unit (see :func:`_wire_price`), per-line tax rounding by a cent
-    per line, and ERPs that round the document total to whole pesos move it by half a peso.
+    Inputs (from the mapper, which knows its version's formulas): ``factus_total`` computes the
+    document total Factus will show (COP); ``estimate`` a cheap float upper bound of it;
+    ``tolerance`` how far the ERP total may sit from it (COP). Without an ERP total the exact
+    total is computed only when the estimate comes near :data:`dian.AMOUNT_LIMIT`.
+    Raises: :class:`PayloadError` ``amount_too_large``, ``non_finite_number``,
+    ``negative_amount`` or ``total_mismatch``.
     """
-    units = sum(int(item["quantity"]) for item in payload["items"])
-    return Decimal("1.00") + CENT * (units + len(payload["items"]))
-
-
-def _document_total(payload: Mapping[str, Any]) -> Decimal:
-    """The payload's Factus total (§4.2), refused when beyond the digits Factus carries."""
-    factus_total = factus_payload_total(payload)
-    _check_amount_limit(factus_total, "invoice_sales.total", "the document total Factus computes")
-    return factus_total
-
-
-def _check_total(invoice: InvoiceData, payload: Mapping[str, Any]) -> Decimal | None:
-    """Check the ERP's totals against the payload; return the Factus total when computed.
-
-    Without an ERP total, the exact Factus total (a Decimal pass over every line) is computed only
-    when a float upper bound of it (Σ price × quantity + surcharges, before discounts) comes near
-    :data:`dian.AMOUNT_LIMIT`: the common sale pays for one sum of floats, not for §4.2 twice.
-    """
-    # The ERP's other totals are not sent, but a NaN there is a corrupt row all the same.
-    for column in ("subtotal", "tax_total"):
-        value = getattr(invoice, column)
-        if value is not None:
-            _as_decimal(value, f"invoice_sales.{column}")
-    if invoice.total is None:
-        estimate = sum(item["price"] * item["quantity"] for item in payload["items"]) + sum(
-            float(charge["amount"]) for charge in payload.get("allowance_charges", ())
-        )
-        if estimate >= _AMOUNT_ESTIMATE_BOUND:
-            return _document_total(payload)
+    if document.erp_total is None:
+        if estimate() >= float(dian.AMOUNT_LIMIT) * 0.9:
+            return _document_total(factus_total)
         return None
-    factus_total = _document_total(payload)
-    erp_total = _as_decimal(invoice.total, "invoice_sales.total")
+    computed = _document_total(factus_total)
+    erp_total = _as_decimal(document.erp_total, "invoice_sales.total")
     if erp_total < 0:
         raise PayloadError(
             "negative_amount",
@@ -1422,24 +1478,37 @@ def _check_total(invoice: InvoiceData, payload: Mapping[str, Any]) -> Decimal | 
             value=erp_total,
             detail="a document total cannot be negative",
         )
-    tolerance = total_tolerance(payload)
-    if abs(factus_total - erp_total) > tolerance:
+    allowed = tolerance()
+    if abs(computed - erp_total) > allowed:
         raise PayloadError(
             "total_mismatch",
             field="invoice_sales.total",
             value=erp_total,
             detail=(
-                f"the items and surcharges add up to {factus_total} as Factus computes them "
-                f"(§4.2), {factus_total - erp_total:+} from this total, beyond the rounding "
-                f"tolerance {tolerance}"
+                f"the items and surcharges add up to {computed} as Factus computes them "
+                f"(§4.2), {computed - erp_total:+} from this total, beyond the rounding "
+                f"tolerance {allowed}"
             ),
         )
-    return factus_total
+    return computed
 
 
-def _check_credit_cap(invoice: InvoiceData, note_total: Decimal) -> None:
-    related_total = _as_decimal(invoice.related_invoice_total, "related_invoice.total")
-    credited = _as_decimal(invoice.related_invoice_credited_total, "related_invoice.credited_total")
+def _document_total(factus_total: Callable[[], Decimal]) -> Decimal:
+    """The document's Factus total, refused when beyond the digits Factus carries."""
+    total = factus_total()
+    _check_amount_limit(total, "invoice_sales.total", "the document total Factus computes")
+    return total
+
+
+def check_credit_cap(document: SalesDocument, note_total: Decimal) -> None:
+    """Refuse a credit note worth more than what is left to credit on its invoice.
+
+    Inputs: the credit note's document and its Factus total (COP). Raises
+    :class:`PayloadError` ``credit_exceeds_invoice`` (or ``non_finite_number``).
+    """
+    related_total = _as_decimal(document.related_invoice_total, "related_invoice.total")
+    credited = _as_decimal(document.related_invoice_credited_total,
+                           "related_invoice.credited_total")
     available = related_total - credited
     if note_total > available:
         raise PayloadError(
@@ -1448,7 +1517,7 @@ def _check_credit_cap(invoice: InvoiceData, note_total: Decimal) -> None:
             value=note_total,
             detail=(
                 f"the credit note's Factus total exceeds what is left to credit on invoice "
-                f"{invoice.related_invoice_id}: total {related_total} minus {credited} already "
+                f"{document.related_invoice_id}: total {related_total} minus {credited} already "
                 f"credited leaves {available}"
             ),
         )

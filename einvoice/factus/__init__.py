@@ -4,6 +4,8 @@
   per-process wiring: pooled httpx client, Redis token store, locks and rate limiter);
 * :mod:`.schemas`: version-neutral results (:class:`BillResult`, :class:`DianRule`, ...);
 * :mod:`.v1`: v1 paths, request bodies (:class:`BillRequest`) and response shapes;
+* :mod:`.v2`: v2 paths, list parameters, the range-creation body and response shapes (the client
+  speaks the version of each account: ``FactusAccount.api_version``);
 * :mod:`.errors`: the typed error tree (transient or permanent, each with a ``reason``);
 * :mod:`.tokens`: accounts, token storage and single-flight renewal;
 * :mod:`.ratelimit`: the per-account request limit shared through Redis.
@@ -20,6 +22,7 @@ from einvoice.factus.client import (
     create_factus_clients,
 )
 from einvoice.factus.errors import (
+    ApiVersionNotEnabled,
     AuthenticationError,
     ClientError,
     ConflictError,
@@ -43,6 +46,7 @@ from einvoice.factus.schemas import (
     Company,
     CreditNoteListItem,
     CreditNoteResult,
+    DianNumberingRange,
     DianRule,
     DocumentTotals,
     DownloadedFile,
@@ -66,6 +70,7 @@ from einvoice.factus.tokens import (
 from einvoice.factus.v1 import BillRequest, CreditNoteRequest
 
 __all__ = [
+    "ApiVersionNotEnabled",
     "AuthenticationError",
     "BillListItem",
     "BillRequest",
@@ -76,6 +81,7 @@ __all__ = [
     "CreditNoteListItem",
     "CreditNoteRequest",
     "CreditNoteResult",
+    "DianNumberingRange",
     "DianRejectionError",
     "DianRule",
     "DocumentTotals",

@@ -3,7 +3,10 @@
 One :class:`FactusClient` per account, all sharing one pooled ``httpx.Client``, one rate limiter
 and one token store per process. Workers build a :class:`FactusClients` once per process with
 :func:`create_factus_clients` (on ``worker_process_init``, never at import time) and ask it for
-the client of the job's account.
+the client of the job's account. Each account speaks one Factus API version
+(``FactusAccount.api_version``, ``"v1"`` or ``"v2"``); the client sends every document call to
+that version's paths and parses its answers into the same typed results (FACTUS_API.md
+Decision 1, §10).
 
 What each call does (FACTUS_API.md §1, Decisions 2–6):
 
@@ -13,7 +16,7 @@ What each call does (FACTUS_API.md §1, Decisions 2–6):
    else, ``factus_connect_timeout`` to connect;
 3. logs method, path, status, latency and Factus' message on logger ``einvoice.factus`` (never a
    header, token, password or secret);
-4. on 401 renews the token once and repeats the call once;
+4. on 401 renews the token once and repeats the call once (``/v1`` and ``/v2`` alike);
 5. maps any failure to a typed :mod:`einvoice.factus.errors` error;
 6. retries with tenacity (exponential backoff with full jitter, ``Retry-After`` honoured), but
    only where repeating is harmless: reads (GET, password grant) on any transient error; creates
@@ -32,8 +35,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -43,7 +48,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.wait import wait_base, wait_random_exponential
 
 from einvoice.crypto import SecretBox
-from einvoice.factus import deadline, v1
+from einvoice.factus import deadline, v1, v2
 from einvoice.factus.errors import (
     FactusError,
     NotFoundError,
@@ -63,6 +68,7 @@ from einvoice.factus.schemas import (
     Company,
     CreditNoteListItem,
     CreditNoteResult,
+    DianNumberingRange,
     DownloadedFile,
     MeasurementUnit,
     Municipality,
@@ -199,7 +205,16 @@ def _transport_error(method: str, path: str, exc: httpx.TransportError) -> Trans
 
 
 class FactusClient:
-    """Calls Factus v1 for one account. Thread-safe; share one per account within a process.
+    """Calls Factus for one account, in the account's API version. Thread-safe; share one per
+    account within a process.
+
+    Every document method exists once and is sent to ``/v1`` or ``/v2`` by
+    ``account.api_version`` (:mod:`einvoice.factus.v1` or :mod:`einvoice.factus.v2` give the
+    paths, list parameters and parsers); the results are the same typed models either way. An
+    operation only one version has always uses that version's path (the v1 catalogs; the v2
+    AttachedDocument, DIAN ranges and range creation), and an account without it answers
+    :class:`~einvoice.factus.errors.ApiVersionNotEnabled`. The token, its renewal lock and the
+    rate limit are the account's, shared by both versions.
 
     Args:
         account: whose credentials, base URL, token, lock and rate limit to use.
@@ -230,6 +245,9 @@ class FactusClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.account = account
+        # The wire module of the account's version: paths, list parameters, body encoding and
+        # response parsers under the same names.
+        self._wire: ModuleType = v2 if account.api_version == "v2" else v1
         self._http = http
         self._limiter = limiter
         self._timeouts = timeouts or Timeouts()
@@ -245,7 +263,8 @@ class FactusClient:
         )
 
     def __repr__(self) -> str:
-        return f"FactusClient(account={self.account.key!r}, base_url={self.account.base_url!r})"
+        return (f"FactusClient(account={self.account.key!r}, base_url={self.account.base_url!r}, "
+                f"api_version={self.account.api_version!r})")
 
     # --- OAuth (§2) ------------------------------------------------------------------------
 
@@ -281,15 +300,18 @@ class FactusClient:
         )
         return v1.parse_token(self._token_call(form, resend_safe=False))
 
-    # --- bills (§3, §4, §6) ----------------------------------------------------------------
+    # --- bills (§3, §4, §6; v2 facturas/*) --------------------------------------------------
 
     def validate_bill(self, payload: Payload, *, before_send: BeforeSend | None = None,
                       fence: BeforeSend | None = None) -> BillResult:
-        """``POST /v1/bills/validate``: create the bill and have DIAN validate it (§3, §4).
+        """Create the bill and have DIAN validate it: ``POST /v1/bills/validate`` (§3, §4) or
+        ``POST /v2/bills/validate`` (v2 ``facturas/crear-y-validar``), per the account's version.
 
-        Input: a :class:`einvoice.factus.v1.BillRequest` or a mapping already shaped like the v1
-        body. Output: the bill; ``is_validated`` (status 1, CUFE present) or ``is_pending``
-        (status 0 without a rejection: DIAN is slow, re-send the same payload later).
+        Input: the body of the account's version: on v1 a :class:`einvoice.factus.v1.BillRequest`
+        or a mapping shaped like the v1 body; on v2 a mapping shaped like the v2 body (``Decimal``
+        amounts are sent as exact strings). Output: the bill; ``is_validated`` (status 1 / v2
+        ``is_validated``, CUFE present) or ``is_pending`` (not validated without a rejection:
+        DIAN is slow, re-send the same payload later).
         ``before_send``: called when the request had to wait for its rate-limit slot (at least
         :data:`RECHECK_AFTER_WAIT_SECONDS`), just before it goes out; whatever it raises stops
         the request, unsent (the caller's "does this still make sense?" check).
@@ -300,89 +322,109 @@ class FactusClient:
 
         Raises:
             PayloadValidationError, DianRejectionError, PendingDocumentConflict,
-            AuthenticationError, ForbiddenError: see Decision 4.
+            AuthenticationError, ForbiddenError (ApiVersionNotEnabled when the account does not
+            have this version): see Decision 4.
             TransportError / ServerError / ResponseDecodingError with ``may_have_reached``:
                 outcome unknown, reconcile with :meth:`find_bill_by_reference` first.
             RateLimitedError: 429 with a long ``Retry-After`` (or after the retries).
         """
+        wire = self._wire
         body = self._call(
-            "POST", v1.BILLS_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False,
+            "POST", wire.BILLS_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False,
             before_send=before_send, fence=fence,
         )
-        return v1.parse_bill(body)
+        return wire.parse_bill(body)
 
     def bills_page(
         self, page: int = 1, *, per_page: int | None = None, **filters: Any
     ) -> Page[BillListItem]:
-        """One page of ``GET /v1/bills`` (§6.1), 10 rows unless ``per_page`` is honoured.
+        """One page of ``GET /v1/bills`` (§6.1) or ``GET /v2/bills``, 10 rows unless ``per_page``
+        is honoured (v1 ``per_page``, v2 ``filter[per_page]``).
 
         Filters (``filter[...]``): ``identification``, ``names``, ``number``, ``prefix``,
         ``reference_code`` (a partial match on Factus, inferred), ``status`` (1 validated,
-        0 pending). Raises ``ValueError`` for another name, FactusError on failure.
+        0 pending); on v2 also ``created_from`` / ``created_to`` (dates, for
+        ``filter[created_at][start_date|end_date]``). Raises ``ValueError`` for another name,
+        FactusError on failure.
         """
-        params = v1.list_params(filters, v1.BILL_FILTERS, page=page, per_page=per_page)
-        return v1.parse_bill_page(self._call("GET", v1.BILLS_PATH, params=params))
+        wire = self._wire
+        params = wire.list_params(filters, wire.BILL_FILTERS, page=page, per_page=per_page)
+        return wire.parse_bill_page(self._call("GET", wire.BILLS_PATH, params=params))
 
     def iter_bills(self, *, per_page: int | None = None, **filters: Any) -> Iterator[BillListItem]:
-        """Every row of ``GET /v1/bills`` matching ``filters``, fetching page after page lazily.
+        """Every row of the bill list matching ``filters``, fetching page after page lazily.
 
         Filters as :meth:`bills_page`. Raises FactusError on failure.
         """
         return self._iter_pages(lambda page: self.bills_page(page, per_page=per_page, **filters))
 
     def list_bills(self, **filters: Any) -> list[BillListItem]:
-        """All rows of ``GET /v1/bills`` matching ``filters`` (every page). See :meth:`bills_page`."""
+        """All rows of the bill list matching ``filters`` (every page). See :meth:`bills_page`."""
         return list(self.iter_bills(**filters))
 
     def show_bill(self, number: str) -> BillResult:
-        """``GET /v1/bills/show/{number}`` (§6.2): the bill with CUFE, QR and status.
+        """``GET /v1/bills/show/{number}`` (§6.2) or ``GET /v2/bills/{number}``: the bill with
+        CUFE, QR and status.
 
         Raises:
             NotFoundError: no bill with that number. FactusError otherwise.
         """
-        return v1.parse_bill(self._call("GET", v1.bill_show_path(number)))
+        wire = self._wire
+        return wire.parse_bill(self._call("GET", wire.bill_show_path(number)))
 
     def find_bill_by_reference(self, reference_code: str) -> BillResult | None:
         """The bill created with ``reference_code``, or ``None`` if Factus has none (Decision 3).
 
-        ``GET /v1/bills?filter[reference_code]=`` then ``GET /v1/bills/show/{number}`` (§6.3).
-        Only rows whose reference equals ``reference_code`` exactly count, because the list
-        filter may match partially (``INV-1`` would also find ``INV-10``; inferred from the
-        Laravel query builder behind Factus). If several match, the newest (highest id) wins.
+        Lists with ``filter[reference_code]=`` (rows carry the number but no CUFE, on both
+        versions), then shows the bill by number (§6.3; v2: FACTUS_API.md §10.1). Only rows
+        whose reference equals ``reference_code`` exactly count, because the list filter may
+        match partially (``INV-1`` would also find ``INV-10``; inferred from the Laravel query
+        builder behind Factus). If several match, the newest (highest id, else latest
+        ``created_at``: v2 rows may have no id) wins.
 
         Raises:
             FactusError: when a call fails (a transient error means "unknown", not "absent").
         """
-        matches = [
-            row
-            for row in self.iter_bills(reference_code=reference_code, per_page=LOOKUP_PAGE_SIZE)
-            if row.reference_code == reference_code and row.number
-        ]
-        if not matches:
+        rows = self.iter_bills(reference_code=reference_code, per_page=LOOKUP_PAGE_SIZE)
+        number = _newest_exact_match(rows, reference_code)
+        if number is None:
             return None
-        newest = max(matches, key=lambda row: row.id or 0)
-        assert newest.number is not None
         try:
-            return self.show_bill(newest.number)
+            return self.show_bill(number)
         except NotFoundError:
             return None  # deleted between the list and the show
 
     def download_bill_pdf(self, number: str) -> DownloadedFile:
-        """``GET /v1/bills/download-pdf/{number}`` (§6.4): the PDF bytes and DIAN file name.
+        """``GET /v1/bills/download-pdf/{number}`` (§6.4) or ``GET /v2/bills/{number}/download-pdf``:
+        the PDF bytes and DIAN file name.
 
         Raises:
             NotFoundError: unknown number. ConflictError: bill not validated (§5.3, inferred for
             bills). FactusError otherwise.
         """
-        return v1.parse_download(self._call("GET", v1.bill_pdf_path(number)), "pdf")
+        wire = self._wire
+        return wire.parse_download(self._call("GET", wire.bill_pdf_path(number)), "pdf")
 
     def download_bill_xml(self, number: str) -> DownloadedFile:
-        """``GET /v1/bills/download-xml/{number}`` (§6.4): the XML bytes. Errors as the PDF."""
-        return v1.parse_download(self._call("GET", v1.bill_xml_path(number)), "xml")
+        """``GET /v1/bills/download-xml/{number}`` (§6.4) or ``GET /v2/bills/{number}/download-xml``:
+        the XML bytes. Errors as the PDF."""
+        wire = self._wire
+        return wire.parse_download(self._call("GET", wire.bill_xml_path(number)), "xml")
+
+    def download_bill_attached_xml(self, number: str) -> DownloadedFile:
+        """``GET /v2/bills/{number}/download-attached-document-xml``: DIAN's AttachedDocument
+        (the XML sent to the customer). v2 only: the v2 path is used whatever the account's
+        version, and an account without v2 answers :class:`ApiVersionNotEnabled`.
+
+        Raises:
+            NotFoundError, ConflictError (not validated), ApiVersionNotEnabled, FactusError.
+        """
+        return v2.parse_download(self._call("GET", v2.bill_attached_xml_path(number)), "xml")
 
     def delete_bill(self, reference_code: str) -> str:
-        """``DELETE /v1/bills/destroy/reference/{reference_code}`` (§6.6): remove a bill that
-        DIAN did not validate (a rejected one blocks every later create: Decision 4).
+        """``DELETE /v1|v2/bills/destroy/reference/{reference_code}`` (§6.6, v2
+        ``facturas/eliminar``): remove a bill that DIAN did not validate (a rejected one blocks
+        every later create: Decision 4).
 
         Returns Factus' confirmation message.
 
@@ -390,142 +432,231 @@ class FactusClient:
             NotFoundError: no document with that reference. ConflictError: it is validated.
             FactusError otherwise.
         """
-        body = self._call("DELETE", v1.bill_delete_path(reference_code), resend_safe=False)
+        body = self._call("DELETE", self._wire.bill_delete_path(reference_code),
+                          resend_safe=False)
         return factus_message(body)
 
     def send_bill_email(self, number: str, email: str) -> str:
-        """``POST /v1/bills/send-email/{number}`` (§6.5): e-mail the bill to ``email`` (required
-        by Factus). Returns Factus' message. Not repeated on an unknown outcome (Factus limits
-        e-mails per bill per day, per an SDK comment).
+        """``POST /v1/bills/send-email/{number}`` (§6.5) or ``POST /v2/bills/{number}/send-email``:
+        e-mail the bill to ``email`` (required by Factus). Returns Factus' message. Not repeated
+        on an unknown outcome (Factus limits e-mails per bill per day, per an SDK comment).
 
         Raises:
             NotFoundError, FactusError.
         """
+        wire = self._wire
         body = self._call(
             "POST",
-            v1.bill_send_email_path(number),
-            payload=v1.send_email_body(email),
+            wire.bill_send_email_path(number),
+            payload=wire.send_email_body(email),
             resend_safe=False,
         )
         return factus_message(body)
 
     def send_credit_note_email(self, number: str, email: str) -> str:
-        """``POST /v1/credit-notes/send-email/{number}`` (§7.1): as :meth:`send_bill_email`,
-        for a credit note. Returns Factus' message; not repeated on an unknown outcome.
+        """``POST /v1/credit-notes/send-email/{number}`` (§7.1) or
+        ``POST /v2/credit-notes/{number}/send-email``: as :meth:`send_bill_email`, for a credit
+        note. Returns Factus' message; not repeated on an unknown outcome.
 
         Raises:
             NotFoundError, FactusError.
         """
+        wire = self._wire
         body = self._call(
             "POST",
-            v1.credit_note_send_email_path(number),
-            payload=v1.send_email_body(email),
+            wire.credit_note_send_email_path(number),
+            payload=wire.send_email_body(email),
             resend_safe=False,
         )
         return factus_message(body)
 
-    # --- credit notes (§7.1) ---------------------------------------------------------------
+    # --- credit notes (§7.1; v2 notas-credito/*) ---------------------------------------------
 
     def validate_credit_note(self, payload: Payload, *, before_send: BeforeSend | None = None,
                              fence: BeforeSend | None = None) -> CreditNoteResult:
-        """``POST /v1/credit-notes/validate`` (§7.1). Input: a
-        :class:`einvoice.factus.v1.CreditNoteRequest` or a v1-shaped mapping. Output, errors and
-        ``before_send`` and ``fence`` as :meth:`validate_bill` (the note's code is ``cude``)."""
+        """``POST /v1/credit-notes/validate`` (§7.1) or ``POST /v2/credit-notes/validate``.
+
+        Input: the account's version's body (v1: a :class:`einvoice.factus.v1.CreditNoteRequest`
+        or a v1-shaped mapping naming the bill by ``bill_id``; v2: a v2-shaped mapping naming it
+        by ``bill_number``). Output, errors and ``before_send`` and ``fence`` as
+        :meth:`validate_bill` (the note's code is ``cude``)."""
+        wire = self._wire
         body = self._call(
-            "POST", v1.CREDIT_NOTES_VALIDATE_PATH, payload=payload, validate=True, resend_safe=False,
-            before_send=before_send, fence=fence,
+            "POST", wire.CREDIT_NOTES_VALIDATE_PATH, payload=payload, validate=True,
+            resend_safe=False, before_send=before_send, fence=fence,
         )
-        return v1.parse_credit_note(body)
+        return wire.parse_credit_note(body)
 
     def credit_notes_page(
         self, page: int = 1, *, per_page: int | None = None, **filters: Any
     ) -> Page[CreditNoteListItem]:
-        """One page of ``GET /v1/credit-notes``; filters as :meth:`bills_page` (§7.1)."""
-        params = v1.list_params(filters, v1.CREDIT_NOTE_FILTERS, page=page, per_page=per_page)
-        return v1.parse_credit_note_page(self._call("GET", v1.CREDIT_NOTES_PATH, params=params))
+        """One page of ``GET /v1|v2/credit-notes``; filters as :meth:`bills_page` (§7.1)."""
+        wire = self._wire
+        params = wire.list_params(filters, wire.CREDIT_NOTE_FILTERS, page=page, per_page=per_page)
+        return wire.parse_credit_note_page(
+            self._call("GET", wire.CREDIT_NOTES_PATH, params=params)
+        )
 
     def list_credit_notes(self, **filters: Any) -> list[CreditNoteListItem]:
-        """All rows of ``GET /v1/credit-notes`` matching ``filters`` (every page)."""
+        """All rows of the credit-note list matching ``filters`` (every page)."""
         return list(self._iter_pages(lambda page: self.credit_notes_page(page, **filters)))
 
     def show_credit_note(self, number: str) -> CreditNoteResult:
-        """``GET /v1/credit-notes/{number}`` (§7.1). Raises NotFoundError, FactusError."""
-        return v1.parse_credit_note(self._call("GET", v1.credit_note_show_path(number)))
+        """``GET /v1|v2/credit-notes/{number}`` (§7.1). Raises NotFoundError, FactusError."""
+        wire = self._wire
+        return wire.parse_credit_note(self._call("GET", wire.credit_note_show_path(number)))
 
     def find_credit_note_by_reference(self, reference_code: str) -> CreditNoteResult | None:
         """The credit note created with ``reference_code``, or ``None``; same method and exact
         matching as :meth:`find_bill_by_reference`."""
-        matches = [
-            row
-            for row in self._iter_pages(
-                lambda page: self.credit_notes_page(
-                    page, per_page=LOOKUP_PAGE_SIZE, reference_code=reference_code
-                )
+        rows = self._iter_pages(
+            lambda page: self.credit_notes_page(
+                page, per_page=LOOKUP_PAGE_SIZE, reference_code=reference_code
             )
-            if row.reference_code == reference_code and row.number
-        ]
-        if not matches:
+        )
+        number = _newest_exact_match(rows, reference_code)
+        if number is None:
             return None
-        newest = max(matches, key=lambda row: row.id or 0)
-        assert newest.number is not None
         try:
-            return self.show_credit_note(newest.number)
+            return self.show_credit_note(number)
         except NotFoundError:
             return None
 
     def delete_credit_note(self, reference_code: str) -> str:
-        """``DELETE /v1/credit-notes/reference/{reference_code}`` (§7.1). Returns the message.
+        """``DELETE /v1|v2/credit-notes/reference/{reference_code}`` (§7.1, v2
+        ``notas-credito/eliminar``). Returns the message.
         Raises NotFoundError, ConflictError (validated), FactusError."""
-        body = self._call("DELETE", v1.credit_note_delete_path(reference_code), resend_safe=False)
+        body = self._call("DELETE", self._wire.credit_note_delete_path(reference_code),
+                          resend_safe=False)
         return factus_message(body)
 
     def download_credit_note_pdf(self, number: str) -> DownloadedFile:
-        """``GET /v1/credit-notes/download-pdf/{number}`` (§7.1). Raises NotFoundError,
+        """``GET /v1/credit-notes/download-pdf/{number}`` (§7.1) or
+        ``GET /v2/credit-notes/{number}/download-pdf``. Raises NotFoundError,
         ConflictError (not validated: "El documento NC82 no ha sido validado"), FactusError."""
-        return v1.parse_download(self._call("GET", v1.credit_note_pdf_path(number)), "pdf")
+        wire = self._wire
+        return wire.parse_download(self._call("GET", wire.credit_note_pdf_path(number)), "pdf")
 
     def download_credit_note_xml(self, number: str) -> DownloadedFile:
-        """``GET /v1/credit-notes/download-xml/{number}`` (§7.1). Errors as the PDF."""
-        return v1.parse_download(self._call("GET", v1.credit_note_xml_path(number)), "xml")
+        """``GET /v1/credit-notes/download-xml/{number}`` (§7.1) or
+        ``GET /v2/credit-notes/{number}/download-xml``. Errors as the PDF."""
+        wire = self._wire
+        return wire.parse_download(self._call("GET", wire.credit_note_xml_path(number)), "xml")
 
-    # --- reference data (§8) ---------------------------------------------------------------
+    def download_credit_note_attached_xml(self, number: str) -> DownloadedFile:
+        """``GET /v2/credit-notes/{number}/download-attached-document-xml`` (v2 only, as
+        :meth:`download_bill_attached_xml`)."""
+        return v2.parse_download(
+            self._call("GET", v2.credit_note_attached_xml_path(number)), "xml"
+        )
+
+    # --- numbering ranges (§8.1; v2 rangos-de-numeracion/*) ----------------------------------
 
     def numbering_ranges_page(self, page: int = 1, **filters: Any) -> Page[NumberingRange]:
-        """One page of ``GET /v1/numbering-ranges`` (§8.1). Filters: ``id``, ``document`` (code,
-        e.g. 21 invoice, 22 credit note), ``resolution_number``, ``technical_key``,
+        """One page of ``GET /v1|v2/numbering-ranges`` (§8.1). Filters: ``id``, ``document``
+        (code, e.g. 21 invoice, 22 credit note), ``resolution_number``, ``technical_key``,
         ``is_active`` (bool or 1/0). Raises ``ValueError`` for another name, FactusError."""
+        wire = self._wire
         body = self._call(
             "GET",
-            v1.NUMBERING_RANGES_PATH,
-            params=v1.list_params(filters, v1.NUMBERING_RANGE_FILTERS, page=page),
+            wire.NUMBERING_RANGES_PATH,
+            params=wire.list_params(filters, wire.NUMBERING_RANGE_FILTERS, page=page),
         )
-        return v1.parse_numbering_range_page(body)
+        return wire.parse_numbering_range_page(body)
 
     def list_numbering_ranges(self, **filters: Any) -> list[NumberingRange]:
         """All numbering ranges matching ``filters`` (every page). See :meth:`numbering_ranges_page`."""
         return list(self._iter_pages(lambda page: self.numbering_ranges_page(page, **filters)))
 
+    def dian_numbering_ranges(self) -> list[DianNumberingRange]:
+        """``GET /v2/numbering-ranges/dian``: the ranges DIAN has associated with the company's
+        software (v2 ``rangos-de-numeracion/rangos-asociados-al-software``). Factus uses none of
+        them until it is created with :meth:`create_numbering_range` (FACTUS_API.md §10.1).
+
+        v2 only: the v2 path is used whatever the account's version.
+
+        Raises:
+            ApiVersionNotEnabled: the account has no v2. FactusError otherwise.
+        """
+        return v2.parse_dian_numbering_ranges(self._call("GET", v2.DIAN_NUMBERING_RANGES_PATH))
+
+    def create_numbering_range(
+        self,
+        *,
+        from_dian: DianNumberingRange | None = None,
+        document: str | None = None,
+        prefix: str | None = None,
+        current: int | None = None,
+        resolution_number: str | None = None,
+    ) -> NumberingRange:
+        """``POST /v2/numbering-ranges`` (v2 ``rangos-de-numeracion/crear-rango``): make a range
+        usable in Factus. Returns the created range (its ``id`` is what a document's
+        ``numbering_range_id`` takes).
+
+        Two uses:
+
+        * ``from_dian``: a range of :meth:`dian_numbering_ranges`, created as an invoice range
+          (document ``"21"`` unless ``document`` says otherwise) with its prefix and resolution;
+          ``current`` defaults to the range's first number (``from``);
+        * without it, ``document``, ``prefix`` and ``current`` (and ``resolution_number`` where
+          DIAN issued one), e.g. a credit-note range, which has no resolution:
+          ``document="22", prefix="NC", current=1``.
+
+        Not repeated on an unknown outcome (a create). v2 only: the v2 path is used whatever
+        the account's version.
+
+        Raises:
+            ValueError: a missing or malformed field (see
+                :func:`einvoice.factus.v2.numbering_range_body`), before any call.
+            PayloadValidationError: Factus refused the range (a resolution DIAN does not know, a
+                prefix already used). ApiVersionNotEnabled: the account has no v2. FactusError.
+        """
+        if from_dian is not None:
+            document = document or v2.INVOICE_RANGE_DOCUMENT
+            prefix = prefix or from_dian.prefix
+            resolution_number = resolution_number or from_dian.resolution_number
+            current = current if current is not None else from_dian.from_
+        if document is None or prefix is None or current is None:
+            raise ValueError("a numbering range needs document, prefix and current "
+                             "(or from_dian)")
+        body = v2.numbering_range_body(document=document, prefix=prefix, current=current,
+                                       resolution_number=resolution_number)
+        return v2.parse_numbering_range(
+            self._call("POST", v2.NUMBERING_RANGES_PATH, payload=body, resend_safe=False)
+        )
+
+    # --- reference data (§8.2) ---------------------------------------------------------------
+    # v2 has no catalog endpoints: Factus publishes the tables instead (v2 cambios-v2-v1,
+    # tablas-de-referencia). These stay v1 calls whatever the account's version; an account
+    # without v1 answers ApiVersionNotEnabled.
+
     def municipalities(self, name: str | None = None) -> list[Municipality]:
-        """``GET /v1/municipalities[?name=]`` (§8.2; not paginated). Raises FactusError."""
+        """``GET /v1/municipalities[?name=]`` (§8.2; not paginated; v1 only).
+        Raises ApiVersionNotEnabled (no v1), FactusError."""
         return v1.parse_municipalities(
             self._call("GET", v1.MUNICIPALITIES_PATH, params=_name(name))
         )
 
     def measurement_units(self, name: str | None = None) -> list[MeasurementUnit]:
-        """``GET /v1/measurement-units[?name=]`` (§8.2). Raises FactusError."""
+        """``GET /v1/measurement-units[?name=]`` (§8.2; v1 only).
+        Raises ApiVersionNotEnabled (no v1), FactusError."""
         return v1.parse_measurement_units(
             self._call("GET", v1.MEASUREMENT_UNITS_PATH, params=_name(name))
         )
 
     def product_tributes(self, name: str | None = None) -> list[ProductTribute]:
-        """``GET /v1/tributes/products[?name=]`` (§8.2). Raises FactusError."""
+        """``GET /v1/tributes/products[?name=]`` (§8.2; v1 only).
+        Raises ApiVersionNotEnabled (no v1), FactusError."""
         return v1.parse_product_tributes(
             self._call("GET", v1.PRODUCT_TRIBUTES_PATH, params=_name(name))
         )
 
     def company(self) -> Company:
-        """``GET /v1/company`` (§8.2): the issuing company of the account. Raises FactusError."""
-        return v1.parse_company(self._call("GET", v1.COMPANY_PATH))
+        """The issuing company of the account: ``GET /v1/company`` (§8.2) or
+        ``GET /v2/companies`` (v2 ``empresas/ver``, whose answer is undocumented: read as v1's,
+        inferred). Raises FactusError."""
+        wire = self._wire
+        return wire.parse_company(self._call("GET", wire.COMPANY_PATH))
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -560,7 +691,7 @@ class FactusClient:
         before_send: BeforeSend | None = None,
         fence: BeforeSend | None = None,
     ) -> Any:
-        content = v1.encode_body(payload) if payload is not None else None
+        content = self._wire.encode_body(payload) if payload is not None else None
         timeout = self._timeouts.for_validate() if validate else self._timeouts.for_read()
 
         def attempt() -> Any:
@@ -717,6 +848,21 @@ class FactusClient:
 
 def _name(name: str | None) -> dict[str, str] | None:
     return {v1.CATALOG_NAME_PARAM: name} if name else None
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def _newest_exact_match(
+    rows: Iterable[BillListItem | CreditNoteListItem], reference_code: str
+) -> str | None:
+    """The number of the newest row whose reference is exactly ``reference_code`` (the list
+    filter matches partially), by id, then ``created_at`` (v2 rows may carry no id)."""
+    matches = [row for row in rows if row.reference_code == reference_code and row.number]
+    if not matches:
+        return None
+    newest = max(matches, key=lambda row: (row.id or 0, row.created_at or _EPOCH))
+    return newest.number
 
 
 # --- per-process wiring ------------------------------------------------------------------------

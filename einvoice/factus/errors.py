@@ -7,7 +7,9 @@ The tree (``transient`` in brackets: T = worth retrying later, P = permanent)::
         ├── AuthenticationError       [P]  401 (after one renewal and one retry), or the token
         │                                  endpoint refused the credentials (400 invalid_grant/client)
         ├── ForbiddenError            [P]  403: the account may not do this (e.g. v2-only on v1);
-        │                                  a configuration error, stop sending for the account
+        │   │                              a configuration error, stop sending for the account
+        │   └── ApiVersionNotEnabled  [P]  403 saying the account has no access to this API
+        │                                  version (``version``: the one refused, "v1" or "v2")
         ├── NotFoundError             [P]  404: no such document / reference code
         ├── PendingDocumentConflict   [T]  409 "pendiente por enviar a la DIAN": another document
         │                                  of this type blocks creates until settled (§5.3)
@@ -30,7 +32,7 @@ The tree (``transient`` in brackets: T = worth retrying later, P = permanent)::
 Every error has:
 
 * ``reason``: a short code for ``electronic_invoicing_jobs.error_code``, metric tags and events
-  (``factus_401``, ``factus_403``, ``not_found``, ``pending_document``, ``conflict``,
+  (``factus_401``, ``factus_403``, ``factus_version_not_enabled``, ``not_found``, ``pending_document``, ``conflict``,
   ``payload_invalid``, ``dian_rejected``, ``dian_already_processed``, ``factus_4xx``,
   ``rate_limited``, ``rate_limit_wait``, ``server_error``, ``factus_maintenance``,
   ``connect_error``, ``timeout_unknown_outcome``, ``connection_lost``, ``bad_response``,
@@ -128,6 +130,23 @@ class ForbiddenError(FactusError):
     type: §5.6). A configuration problem: stop sending for the account (Decision 4)."""
 
     reason = "factus_403"
+
+
+class ApiVersionNotEnabled(ForbiddenError):
+    """403 because the account is not enabled for the API version of the call: an account
+    opened for v2 answers 403 to every ``/v1`` route (FACTUS_API.md §10.1, observed on the real
+    sandbox, Oct 2026), and a v1-only one to ``/v2``. Permanent for that version; the caller
+    may switch the account to the other version (``auto``) instead of failing the job.
+
+    Attributes:
+        version: the version refused (``"v1"`` or ``"v2"``), from the message, else the path.
+    """
+
+    reason = "factus_version_not_enabled"
+
+    def __init__(self, message: str, *, version: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.version = version
 
 
 class NotFoundError(FactusError):
@@ -278,6 +297,12 @@ class TokenUnavailableError(FactusError):
 # --- mapping an HTTP answer -----------------------------------------------------------------
 
 _PENDING = re.compile(r"por\s+enviar\s+a\s+la\s+dian", re.IGNORECASE)
+# "Esta cuenta no tiene habilitado el acceso a la API v1": the wording is inferred (the real
+# sandbox's 403 body was not captured), so any 403 naming an API version, or saying that
+# access to the API is not enabled, counts.
+_API_VERSION = re.compile(r"\bAPI\s*(?:versi[oó]n\s*)?(v\d+)\b", re.IGNORECASE)
+_NOT_ENABLED = re.compile(r"habilitad[oa]\s+(?:el\s+)?acceso\s+a\s+la\s+API", re.IGNORECASE)
+_PATH_VERSION = re.compile(r"^/(v\d+)/")
 _TOKEN_CREDENTIAL_ERRORS = {
     "invalid_grant",
     "invalid_client",
@@ -375,6 +400,20 @@ def _errors_value(body: Any) -> Any:
     return body.get("errors")
 
 
+def _refused_version(message: str, response: httpx.Response) -> str | None:
+    """The API version a 403 says the account may not use, or ``None`` for another 403."""
+    named = _API_VERSION.search(message)
+    if named is None and not _NOT_ENABLED.search(message):
+        return None
+    if named is not None:
+        return named.group(1).lower()
+    try:
+        path = _PATH_VERSION.match(response.request.url.path)
+    except RuntimeError:
+        path = None
+    return path.group(1) if path else None
+
+
 def error_from_response(response: httpx.Response) -> FactusError:
     """Return the typed error for a Factus answer that is not a success (status >= 400).
 
@@ -382,11 +421,14 @@ def error_from_response(response: httpx.Response) -> FactusError:
     tree, following FACTUS_API.md §5 and Decision 4:
 
     * 400 from the token endpoint with an OAuth ``error`` (invalid_grant, invalid_client, ...) and
-      401 → :class:`AuthenticationError`; 403 → :class:`ForbiddenError`; 404 → :class:`NotFoundError`;
+      401 → :class:`AuthenticationError`; 403 naming an API version the account may not use
+      ("... no tiene habilitado el acceso a la API v1") → :class:`ApiVersionNotEnabled`, another
+      403 → :class:`ForbiddenError`; 404 → :class:`NotFoundError`;
     * 409 whose body says "por enviar a la DIAN" → :class:`PendingDocumentConflict`, other 409 →
       :class:`ConflictError`;
     * 422 with any ``"Regla: X, Rechazo|Notificación: ..."`` message (in ``data.errors`` or
-      ``errors``, object or list) → :class:`DianRejectionError`; other 422 →
+      ``errors``, object keyed by rule or list of strings: v1 and v2 production shapes, §5.4)
+      → :class:`DianRejectionError`; other 422 →
       :class:`PayloadValidationError` with ``field_errors`` from either body shape;
     * 429 → :class:`RateLimitedError`; 5xx → :class:`ServerError`; other 4xx → :class:`ClientError`.
     """
@@ -401,6 +443,9 @@ def error_from_response(response: httpx.Response) -> FactusError:
         reason = "factus_401" if status == 401 else f"factus_{body['error']}"
         return AuthenticationError(detail, reason=reason, status_code=status)
     if status == 403:
+        version = _refused_version(text, response)
+        if version is not None:
+            return ApiVersionNotEnabled(detail, version=version, status_code=status)
         return ForbiddenError(detail, status_code=status)
     if status == 404:
         return NotFoundError(detail, status_code=status)

@@ -1,8 +1,10 @@
 """Version-neutral results of Factus calls, parsed tolerantly (FACTUS_API.md §1, §4, §6, §8, §12).
 
 These pydantic models are what the rest of ``einvoice`` sees. Their field names are ours; the
-mapping from the v1 wire names (``data.bill.validated``, ``number_bill``, ``pdf_base_64_encoded``,
-the envelope nesting) lives in :mod:`einvoice.factus.v1`, so a v2 adapter can fill the same models.
+mapping from the wire names lives in :mod:`einvoice.factus.v1` (``data.bill.validated``,
+``number_bill``, ``pdf_base_64_encoded``, the envelope nesting) and :mod:`einvoice.factus.v2`
+(``is_validated``, ``links.qr``, ``totals.gross_amount``, ``cude``), which fill the same models:
+services never see which version answered.
 
 Tolerance, because Factus field sets change over time (§4.1 "Parse tolerantly", §12):
 
@@ -334,7 +336,9 @@ class DocumentTotals(WireModel):
     """Totals of a bill or credit note in COP, as Factus computed them (§4.1, §4.2).
 
     ``None`` means Factus did not send the field (older responses lack ``discount_amount`` and
-    ``surcharge_amount``: §4.1).
+    ``surcharge_amount``: §4.1). ``prepayment_amount`` and ``cash_rounding_amount`` come only
+    from v2 (``data.totals``, v2 ``facturas/crear-y-validar``); v2's ``gross_amount`` is
+    ``gross_value`` here. ``total`` is what the customer pays (v2: after prepayments).
     """
 
     gross_value: Money = None
@@ -343,6 +347,8 @@ class DocumentTotals(WireModel):
     discount_amount: Money = None
     surcharge_amount: Money = None
     total: Money = None
+    prepayment_amount: Money = None
+    cash_rounding_amount: Money = None
 
 
 class _DocumentResult(WireModel):
@@ -352,6 +358,7 @@ class _DocumentResult(WireModel):
     status: int | None = None
     qr: str | None = None
     qr_image: str | None = None
+    public_url: str | None = None
     validated_at: UtcDateTime = None
     created_at: UtcDateTime = None
     totals: DocumentTotals = Field(default_factory=DocumentTotals)
@@ -390,12 +397,16 @@ class BillResult(_DocumentResult):
     """A bill as ``POST /v1/bills/validate`` or ``GET /v1/bills/show/{number}`` return it (§4, §6.2).
 
     Attributes:
-        id: Factus internal id (what a credit note's ``bill_id`` needs: §7.1).
+        id: Factus internal id (what a v1 credit note's ``bill_id`` needs: §7.1); ``None`` on
+            v2, whose documents carry no id (a v2 credit note names its bill by ``number``).
         number: prefix + consecutive, e.g. ``"SETP990010377"``.
         reference_code: our idempotency key (§9).
-        status: 1 validated by DIAN, 0 not validated (§4.1).
+        status: 1 validated by DIAN, 0 not validated (§4.1; v2 ``is_validated`` true/false).
         cufe: 96 lowercase hex characters once validated.
-        qr: the DIAN lookup URL; qr_image: ``"data:image/png;base64, ..."``.
+        qr: the DIAN lookup URL (v2 ``links.qr``); qr_image: ``"data:image/png;base64, ..."``
+            (v1 only: v2 sends no image, ``None``).
+        public_url: Factus's public page of the document (v1 ``bill.public_url``, v2
+            ``links.public_url``), when sent.
         validated_at, created_at: UTC.
         totals: amounts in COP.
         errors: DIAN rules (notifications on a valid bill, rejections otherwise).
@@ -446,7 +457,10 @@ class BillListItem(WireModel):
 
 class CreditNoteListItem(BillListItem):
     """One row of ``GET /v1/credit-notes``. The docs give the filters only ("same as bills",
-    §7.1); that the rows look like bill rows is inferred."""
+    §7.1); that the rows look like bill rows is inferred. ``bill_number``: the bill it
+    corrects, when the row says (v2 rows carry it; inferred from the real sandbox)."""
+
+    bill_number: str | None = None
 
 
 T = TypeVar("T")
@@ -471,8 +485,9 @@ class Page(WireModel, Generic[T]):
 class NumberingRange(WireModel):
     """A numbering range from ``GET /v1/numbering-ranges`` (§8.1).
 
-    ``document`` is the document name in lists (``"Factura de Venta"``) and a code in the
-    single-range endpoint; ``current`` is the next number to use; ``start_date``/``end_date`` are
+    ``document`` is the document name in v1 lists (``"Factura de Venta"``) and a code in the
+    single-range endpoint and in v2 (``"21"``, with ``document_name`` beside it: v2
+    ``crear-rango``); ``current`` is the next number to use; ``start_date``/``end_date`` are
     calendar dates; ``is_active`` is 0/1 and ``is_expired`` a bool on the wire.
     """
 
@@ -488,6 +503,26 @@ class NumberingRange(WireModel):
     end_date: CalendarDate = None
     is_expired: Flag = False
     is_active: Flag = False
+    document_name: str | None = None
+
+
+class DianNumberingRange(WireModel):
+    """A range DIAN has associated with the company's software, from
+    ``GET /v2/numbering-ranges/dian`` (v2 ``rangos-de-numeracion/rangos-asociados-al-software``).
+
+    Factus does not use such a range until it is created with ``POST /v2/numbering-ranges``
+    (FACTUS_API.md §10.1). ``from_``/``to`` bound the consecutive; ``start_date``/``end_date``
+    are the resolution's validity (calendar dates); ``technical_key`` is DIAN's clave técnica.
+    The list carries no document code: a range with a resolution is an invoice range (21).
+    """
+
+    prefix: str | None = None
+    from_: int | None = Field(default=None, alias="from")
+    to: int | None = None
+    resolution_number: str | None = None
+    start_date: CalendarDate = None
+    end_date: CalendarDate = None
+    technical_key: str | None = None
 
 
 class Municipality(WireModel):

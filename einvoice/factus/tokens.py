@@ -50,6 +50,8 @@ from einvoice.settings import Settings
 logger = logging.getLogger("einvoice.factus")
 
 DEFAULT_ACCOUNT_KEY = "default"
+#: The Factus API versions a client can speak (FACTUS_API.md Decision 1).
+API_VERSIONS = ("v1", "v2")
 #: Redis key prefix of stored tokens (``<prefix><FactusAccount.token_key>``).
 TOKEN_KEY_PREFIX = "einvoice:factus:token:"
 
@@ -71,8 +73,15 @@ class FactusAccount:
         base_url: API root without a trailing slash, e.g. ``https://api-sandbox.factus.com.co``.
         client_id, client_secret: the OAuth client.
         username, password: the account e-mail and password.
+        api_version: the Factus API version the client speaks for this account, ``"v1"`` or
+            ``"v2"`` (already resolved: ``auto`` is settled before an account is built). It is
+            not part of :attr:`token_key` nor of the rate-limit key: the token and the
+            80-a-minute quota belong to the account, whichever version a call uses.
 
     ``repr`` never shows the secret fields.
+
+    Raises (on construction):
+        ValueError: an ``api_version`` other than ``"v1"`` or ``"v2"``.
     """
 
     key: str
@@ -82,9 +91,14 @@ class FactusAccount:
     client_secret: SecretStr = field(repr=False)
     username: str
     password: SecretStr = field(repr=False)
+    api_version: Literal["v1", "v2"] = "v1"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        if self.api_version not in API_VERSIONS:
+            raise ValueError(
+                f"api_version must be one of {API_VERSIONS}, not {self.api_version!r}"
+            )
 
     @property
     def token_key(self) -> str:

@@ -1,10 +1,11 @@
 """Everything specific to Factus API **v1**: paths, request bodies, filter names, response shapes.
 
-FACTUS_API.md Decision 1: we target v1, and keep every v1 path and field name in this one module
-so that a v2 adapter (§10: other paths, ``*_code`` fields, ``payment_details``, net ``price``,
-``is_validated``/``validated_at``) can sit beside it with the same functions. The client
-(:mod:`einvoice.factus.client`) only calls the names below; the results it returns are the
-version-neutral models of :mod:`einvoice.factus.schemas`.
+FACTUS_API.md Decision 1: v1 and v2 are both spoken, per account. Every v1 path and field name
+lives in this one module; :mod:`einvoice.factus.v2` sits beside it with the same function names
+(§10: other paths, ``is_validated``/``validated_at``, ``links``), and the client
+(:mod:`einvoice.factus.client`) calls the names of the account's version. The results are the
+version-neutral models of :mod:`einvoice.factus.schemas`. The response helpers ``bad_shape``,
+``data_of``, ``validate_model`` and ``parse_page`` are shared with v2.
 
 Contents:
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
@@ -457,25 +458,33 @@ def reference_code_of(payload: BaseModel | Mapping[str, Any]) -> str | None:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _bad(what: str, detail: str = "") -> ResponseDecodingError:
+def bad_shape(what: str, detail: str = "") -> ResponseDecodingError:
+    """The :class:`ResponseDecodingError` for an answer to ``what`` that is not the shape we
+    expect (``detail`` says where); shared with :mod:`einvoice.factus.v2`."""
     return ResponseDecodingError(
         f"Factus answered {what} in an unexpected shape" + (f": {detail}" if detail else "")
     )
 
 
-def _data(body: Any, what: str) -> Any:
+def data_of(body: Any, what: str) -> Any:
+    """The envelope's ``data`` (both versions wrap answers in ``{status, message, data}``).
+
+    Raises:
+        ResponseDecodingError: not an object, or no ``data``.
+    """
     if not isinstance(body, dict) or "data" not in body:
-        raise _bad(what, "no 'data' in the body")
+        raise bad_shape(what, "no 'data' in the body")
     return body["data"]
 
 
-def _validate(model: type[M], value: Any, what: str) -> M:
+def validate_model(model: type[M], value: Any, what: str) -> M:
+    """``model.model_validate(value)``, a validation failure raised as ResponseDecodingError."""
     try:
         return model.model_validate(value)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ()))
-        raise _bad(what, f"{where}: {first.get('msg')}") from None
+        raise bad_shape(what, f"{where}: {first.get('msg')}") from None
 
 
 _TOTALS = (
@@ -496,12 +505,12 @@ def parse_token(body: Any) -> TokenResponse:
             contains the body (it holds tokens).
     """
     if not isinstance(body, dict):
-        raise _bad("the token call", "not a JSON object")
+        raise bad_shape("the token call", "not a JSON object")
     try:
         return TokenResponse.model_validate(body)
     except ValidationError as exc:
         fields = sorted({str(err["loc"][0]) for err in exc.errors() if err.get("loc")})
-        raise _bad("the token call", f"missing or invalid {fields}") from None
+        raise bad_shape("the token call", f"missing or invalid {fields}") from None
 
 
 def _document_fields(
@@ -523,10 +532,10 @@ def parse_bill(body: Any) -> BillResult:
     Raises:
         ResponseDecodingError: no ``data.bill`` object.
     """
-    data = _data(body, "a bill")
+    data = data_of(body, "a bill")
     if not isinstance(data, dict) or not isinstance(data.get("bill"), dict):
-        raise _bad("a bill", "no 'data.bill' object")
-    return _validate(
+        raise bad_shape("a bill", "no 'data.bill' object")
+    return validate_model(
         BillResult, _document_fields(data["bill"], data, body.get("message")), "a bill"
     )
 
@@ -541,21 +550,33 @@ def parse_credit_note(body: Any) -> CreditNoteResult:
     Raises:
         ResponseDecodingError: no credit-note object.
     """
-    data = _data(body, "a credit note")
+    data = data_of(body, "a credit note")
     if not isinstance(data, dict):
-        raise _bad("a credit note", "'data' is not an object")
+        raise bad_shape("a credit note", "'data' is not an object")
     note = data.get("credit_note", data)
     if not isinstance(note, dict) or not ("number" in note or "reference_code" in note):
-        raise _bad("a credit note", "no 'data.credit_note' object")
+        raise bad_shape("a credit note", "no 'data.credit_note' object")
     fields = _document_fields(note, data, body.get("message"))
     fields["bill_cufe"] = note.get("cufe")
     fields["bill_number"] = note.get("number_bill")
     fields.pop("cufe", None)
-    return _validate(CreditNoteResult, fields, "a credit note")
+    return validate_model(CreditNoteResult, fields, "a credit note")
 
 
-def _page(body: Any, item: type[M], what: str) -> Page[M]:
-    data = _data(body, what)
+def parse_page(
+    body: Any,
+    item: type[M],
+    what: str,
+    *,
+    row: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Page[M]:
+    """A paginated list body (``data{data[], pagination{}}``, §6.1; or a plain ``data[]``) →
+    one :class:`Page` of ``item``; ``row`` maps each row's wire names first (v2 lists).
+
+    Raises:
+        ResponseDecodingError: no list where the rows should be, or a row ``item`` refuses.
+    """
+    data = data_of(body, what)
     items: Any
     pagination: Any
     if isinstance(data, list):  # an unpaginated answer: one page holding everything
@@ -564,36 +585,39 @@ def _page(body: Any, item: type[M], what: str) -> Page[M]:
         items = data.get("data", [])
         pagination = data.get("pagination") or {}
     else:
-        raise _bad(what, "'data' is neither a list nor an object")
+        raise bad_shape(what, "'data' is neither a list nor an object")
     if not isinstance(items, list) or not isinstance(pagination, dict):
-        raise _bad(what, "no 'data.data' list")
+        raise bad_shape(what, "no 'data.data' list")
     page = {
-        "items": [_validate(item, row, what) for row in items],
+        "items": [
+            validate_model(item, row(entry) if row and isinstance(entry, dict) else entry, what)
+            for entry in items
+        ],
         "total": pagination.get("total"),
         "per_page": pagination.get("per_page"),
         "current_page": pagination.get("current_page") or 1,
         "last_page": pagination.get("last_page") or 1,
     }
-    return _validate(Page[item], page, what)  # type: ignore[valid-type]
+    return validate_model(Page[item], page, what)  # type: ignore[valid-type]
 
 
 def parse_bill_page(body: Any) -> Page[BillListItem]:
     """``GET /v1/bills`` body → one :class:`Page` of :class:`BillListItem` (§6.1)."""
-    return _page(body, BillListItem, "the bill list")
+    return parse_page(body, BillListItem, "the bill list")
 
 
 def parse_credit_note_page(body: Any) -> Page[CreditNoteListItem]:
     """``GET /v1/credit-notes`` body → one :class:`Page` of :class:`CreditNoteListItem`."""
-    return _page(body, CreditNoteListItem, "the credit-note list")
+    return parse_page(body, CreditNoteListItem, "the credit-note list")
 
 
 def parse_numbering_range_page(body: Any) -> Page[NumberingRange]:
     """``GET /v1/numbering-ranges`` body → one :class:`Page` of :class:`NumberingRange` (§8.1)."""
-    return _page(body, NumberingRange, "the numbering-range list")
+    return parse_page(body, NumberingRange, "the numbering-range list")
 
 
 def _catalog(body: Any, item: type[M], what: str) -> list[M]:
-    return list(_page(body, item, what).items)
+    return list(parse_page(body, item, what).items)
 
 
 def parse_municipalities(body: Any) -> list[Municipality]:
@@ -613,10 +637,10 @@ def parse_product_tributes(body: Any) -> list[ProductTribute]:
 
 def parse_company(body: Any) -> Company:
     """``GET /v1/company`` body → :class:`Company` (§8.2)."""
-    data = _data(body, "the company")
+    data = data_of(body, "the company")
     if not isinstance(data, dict):
-        raise _bad("the company", "'data' is not an object")
-    return _validate(Company, data, "the company")
+        raise bad_shape("the company", "'data' is not an object")
+    return validate_model(Company, data, "the company")
 
 
 def parse_download(body: Any, kind: Literal["pdf", "xml"]) -> DownloadedFile:
@@ -626,18 +650,18 @@ def parse_download(body: Any, kind: Literal["pdf", "xml"]) -> DownloadedFile:
     Raises:
         ResponseDecodingError: no file name, no content field, or content that is not base64.
     """
-    data = _data(body, f"a {kind.upper()} download")
+    data = data_of(body, f"a {kind.upper()} download")
     field = f"{kind}_base_64_encoded"
     if not isinstance(data, dict) or not isinstance(data.get(field), str):
-        raise _bad(f"a {kind.upper()} download", f"no 'data.{field}'")
+        raise bad_shape(f"a {kind.upper()} download", f"no 'data.{field}'")
     encoded = data[field]
     if encoded.startswith("data:") and "," in encoded:
         encoded = encoded.split(",", 1)[1]
     try:
         content = base64.b64decode("".join(encoded.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise _bad(f"a {kind.upper()} download", "content is not base64") from None
-    return _validate(
+        raise bad_shape(f"a {kind.upper()} download", "content is not base64") from None
+    return validate_model(
         DownloadedFile,
         {"file_name": data.get("file_name") or "", "content": content},
         f"a {kind.upper()} download",

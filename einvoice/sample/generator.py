@@ -11,7 +11,7 @@ same seed and ``today`` on the same (fresh) schema give identical rows. Integer 
 (organizations, branches, products, sequences) are the database's identity values, identical
 between fresh databases.
 
-How the ERP computes an invoice here (what :func:`einvoice.domain.payload.build_bill_payload`
+How the ERP computes an invoice here (what :func:`einvoice.factus.v1_body.build_bill_payload`
 compares its ``total`` with, FACTUS_API.md §4.2): per line, ``base = unit_price × qty × (1 −
 discount_rate/100)``; with net prices (``tax_included`` false) ``net = round2(base)``, ``tax =
 round2(net × rate/100)``; with IVA-included prices ``gross = round2(base)``, ``net = round2(gross /
@@ -525,10 +525,12 @@ class _Invoice:
 class _Invoicer:
     """Makes sample invoices for the issuers' customers from the seeded generator."""
 
-    def __init__(self, rng: random.Random, new_id: Callable[[], uuid.UUID], today: date) -> None:
+    def __init__(self, rng: random.Random, new_id: Callable[[], uuid.UUID], today: date,
+                 *, reteica: bool = True) -> None:
         self.rng = rng
         self.new_id = new_id
         self.today = today
+        self.reteica = reteica
 
     def _issued_at(self) -> datetime:
         # Business hours in Bogotá, so the date is the same in UTC (the repository reads
@@ -569,8 +571,9 @@ class _Invoicer:
             line.unit_price = round2(line.product.net_price * factor)
 
     def _withholdings(self, org: _OrgContext, lines: list[_Line]) -> None:
-        """Self-withholdings on a company sale (FACTUS_API.md §3.4: codes 05, 06, 07)."""
-        with_ica = self.rng.random() < 0.5
+        """Self-withholdings on a company sale (Factus v1 codes 05, 06, 07; v2 has no 07)."""
+        # Drawn whatever ``reteica`` says, so both kinds of dataset share every other value.
+        with_ica = self.rng.random() < 0.5 and self.reteica
         for line in lines:
             assert line.product is not None
             rate = RETE_RENTA_SERVICES if line.product.is_service else RETE_RENTA_GOODS
@@ -719,6 +722,7 @@ def generate_sample(
     wrong_share: float = 0.05,
     credit_notes: int = 4,
     today: date | None = None,
+    reteica: bool = True,
 ) -> SampleSummary:
     """Insert a realistic ERP dataset (flushed, never committed: the caller commits).
 
@@ -738,6 +742,9 @@ def generate_sample(
         today: the date everything is relative to (issue dates in the 60 days before it,
             ranges valid a year around it, the expired range ended a year before it); default
             today in Bogotá.
+        reteica: give half the company sales a ReteICA self-withholding (code 07). Factus v2
+            has no code for it (its table lists only 05 ReteIVA and 06 ReteRenta), so a dataset
+            for a v2 account is generated without it.
     Output: :class:`SampleSummary`.
     Raises: ``ValueError`` when an argument is out of range (``organizations`` not 1–3,
         ``wrong_share`` not in [0, 1], too few customers or valid invoices for what is asked).
@@ -798,7 +805,7 @@ def generate_sample(
     session.add_all(all_customers)
     session.flush()
 
-    invoicer = _Invoicer(rng, new_id, today)
+    invoicer = _Invoicer(rng, new_id, today, reteica=reteica)
     wrong_at = dict(zip(sorted(rng.sample(range(invoices), k=wrong_count)), kinds, strict=True))
     weights = [org.spec.invoice_weight for org in orgs]
     valid: list[_Invoice] = []

@@ -6,6 +6,13 @@ deployment allows it (``EINVOICE_DEFAULT_ACCOUNT``, :func:`default_account_mode`
 organizations have their own rows, the shared account would issue this organization's invoices
 with another company's NIT.
 
+Each account speaks one Factus API version (:func:`resolve_account`): the row's ``api_version``
+(``FACTUS_API_VERSION`` for the default account) when it names one; with ``auto``, the version
+stored for the account's identity in ``factus_account_versions``, else v1 until Factus answers v1
+with "this account is not enabled for API v1" (:func:`remember_version`, called by the submit
+service, which then re-runs the job's step on v2). Factus opens new accounts on v2 only, and an
+account opened before v2 keeps v1 (FACTUS_API.md "API v2").
+
 Secrets in the row are Fernet ciphertext (:mod:`einvoice.crypto`), decrypted only into a
 ``SecretStr``. A row's ``base_url`` receives the account's password, so it must be an https
 Factus host or a host the deployment names (:func:`check_factus_base_url`).
@@ -25,17 +32,18 @@ Errors::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 import redis
 from pydantic import SecretStr
-from sqlalchemy import and_, bindparam, exists, literal, select
+from sqlalchemy import Text, and_, bindparam, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.crypto import SecretBox, SecretDecryptError
+from einvoice.db import accounts as account_repo
 from einvoice.db import reference as ref_repo
-from einvoice.db.models import FactusCredential
+from einvoice.db.models import FactusAccountVersion, FactusCredential
 from einvoice.errors import ConfigError, EinvoiceError
 from einvoice.factus.tokens import TOKEN_KEY_PREFIX, FactusAccount
 from einvoice.settings import FACTUS_URLS, Settings, get_settings, redact_url
@@ -132,13 +140,24 @@ def check_factus_base_url(url: str, settings: Settings, *, owner: str = "base_ur
 # Reading and writing credentials
 # ------------------------------------------------------------------------------------------
 
-# Built once: one statement gives the organization's row (or NULLs) and whether any row exists,
-# so the default-account rule costs no second query (this runs on every account cache miss).
+# Built once: one statement gives the organization's row (or NULLs), whether any row exists,
+# and the API versions stored for the accounts it may use (the row's, by id prefix, and the
+# default one's), so neither the default-account rule nor ``auto`` costs a second query (this
+# runs on every account cache miss).
 _ONE = select(literal(1).label("one")).subquery()
+_VERSIONS = FactusAccountVersion.__table__
+_STORED_VERSIONS = (
+    select(func.array_agg(_VERSIONS.c.account_key + literal("=") + _VERSIONS.c.api_version))
+    .where(or_(_VERSIONS.c.account_key == bindparam("default_key"),
+               _VERSIONS.c.account_key.like(
+                   cast(FactusCredential.__table__.c.id, Text) + literal(":%"))))
+    .scalar_subquery()
+)
 _ACCOUNT_ROW = (
     select(FactusCredential,
            exists(select(literal(1)).select_from(FactusCredential.__table__.alias("any_row")))
-           .label("any_credentials"))
+           .label("any_credentials"),
+           _STORED_VERSIONS.label("stored_versions"))
     .select_from(_ONE)
     .outerjoin(FactusCredential, and_(
         FactusCredential.organization_id == bindparam("organization_id"),
@@ -149,10 +168,60 @@ _ACCOUNT_ROW = (
 )
 
 
+#: The version an ``auto`` account speaks until Factus says otherwise: accounts opened before
+#: v2 existed speak v1 only, and a v2-only account announces itself with a 403 on the first v1
+#: call (:class:`einvoice.factus.errors.ApiVersionNotEnabled`), which moves it to v2 for good.
+AUTO_START_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class ResolvedAccount:
+    """An organization's Factus account with the API version it speaks and why.
+
+    Attributes:
+        account: the account; ``account.api_version`` is the version to use (never ``auto``).
+        configured: ``v1``, ``v2`` or ``auto``: ``factus_credentials.api_version``, or
+            ``FACTUS_API_VERSION`` for the default account.
+        detected: the version stored for the account by ``auto`` (None when none yet, or when a
+            version is configured).
+    """
+
+    account: FactusAccount
+    configured: str
+    detected: str | None
+
+    @property
+    def is_auto(self) -> bool:
+        """True when the version is ``auto``'s to find (and to change on Factus's word)."""
+        return self.configured == "auto"
+
+
+def _with_version(account: FactusAccount, configured: str,
+                  stored: list[str] | None) -> ResolvedAccount:
+    """``account`` with its API version resolved: ``configured`` when it names one, else the
+    version stored for its identity (``stored``: ``"<account_key>=<version>"`` items), else
+    :data:`AUTO_START_VERSION`."""
+    if configured in ("v1", "v2"):
+        return ResolvedAccount(replace(account, api_version=configured), configured, None)
+    found = dict(item.rsplit("=", 1) for item in stored or ())
+    detected = found.get(account.token_key)
+    return ResolvedAccount(replace(account, api_version=detected or AUTO_START_VERSION),
+                           "auto", detected)
+
+
 def account_for_organization(
     session: Session, organization_id: int, settings: Settings, box: SecretBox | None
 ) -> FactusAccount:
-    """The :class:`FactusAccount` that ``organization_id`` submits with (one query).
+    """The :class:`FactusAccount` that ``organization_id`` submits with, its API version
+    resolved (:func:`resolve_account`; its errors)."""
+    return resolve_account(session, organization_id, settings, box).account
+
+
+def resolve_account(
+    session: Session, organization_id: int, settings: Settings, box: SecretBox | None
+) -> ResolvedAccount:
+    """The Factus account ``organization_id`` submits with, and its API version (one query:
+    the credentials row, the default-account rule and the versions ``auto`` stored).
 
     Args:
         box: decrypts the credential row; may be None when no row is expected (default account).
@@ -164,9 +233,11 @@ def account_for_organization(
             with the message.
         CredentialsUnreadableError: the row exists but no key opens it (retry later, never fail).
     """
-    row, any_credentials = session.execute(
+    default_key = (FactusAccount.from_settings(settings).token_key
+                   if settings.has_default_factus_account() else "")
+    row, any_credentials, stored = session.execute(
         _ACCOUNT_ROW, {"organization_id": organization_id,
-                       "environment": settings.factus_environment},
+                       "environment": settings.factus_environment, "default_key": default_key},
     ).one()
     if row is None:
         if default_account_mode(settings, any_credentials=bool(any_credentials)) == "none":
@@ -180,7 +251,8 @@ def account_for_organization(
                 "set EINVOICE_DEFAULT_ACCOUNT=shared if every organization issues with that account",
                 reason="default_account_refused",
             )
-        return FactusAccount.from_settings(settings)
+        return _with_version(FactusAccount.from_settings(settings),
+                             settings.factus_api_version, stored)
     base_url = settings.factus_base_url or ""
     if row.base_url:
         base_url = check_factus_base_url(
@@ -198,7 +270,7 @@ def account_for_organization(
             "they were written with to EINVOICE_SECRET_KEY (after the current one), or store "
             "them again; the job is retried, not failed"
         ) from None
-    return FactusAccount(
+    account = FactusAccount(
         key=str(row.id),
         environment=row.environment,  # type: ignore[arg-type]
         base_url=base_url,
@@ -207,6 +279,107 @@ def account_for_organization(
         username=row.username,
         password=SecretStr(password),
     )
+    return _with_version(account, row.api_version or "auto", stored)
+
+
+def remember_version(session: Session, resolved: ResolvedAccount, api_version: str, *,
+                     organization_id: int | None, detected_by: str, replace: bool) -> bool:
+    """Store the API version ``auto`` found for ``resolved``'s account, with an account event
+    when it changed. Does not commit; other processes see it when their account cache expires
+    (``SubmitContext.account_ttl_seconds``).
+
+    Args:
+        api_version: ``v1`` or ``v2``.
+        organization_id: the organization whose job found it (kept for operators).
+        detected_by: how, for operators (e.g. ``factus_version_not_enabled: <Factus message>``).
+        replace: True when Factus refused the version in use (the finding replaces any stored
+            one); False for a confirmation that the version in use works (kept if one is stored).
+    Returns:
+        True when the stored version changed.
+    """
+    key = resolved.account.token_key
+    changed = account_repo.store_version(session, key, api_version,
+                                         organization_id=organization_id,
+                                         detected_by=detected_by, replace=replace)
+    if changed:
+        previous = resolved.detected or "none"
+        account_repo.add_event(
+            session, key, "api_version_detected", organization_id=organization_id,
+            code=api_version,
+            message=f"Factus account {resolved.account.username} ({resolved.account.environment})"
+            f" speaks API {api_version} (auto; was {previous}): {detected_by}",
+            metadata={"from": resolved.detected, "to": api_version,
+                      "account": resolved.account.username})
+        log.warning("Factus account %s (%s): API version %s stored (%s)",
+                    resolved.account.username, key, api_version, detected_by)
+    return changed
+
+
+@dataclass
+class AccountView:
+    """One Factus account as ``einvoice accounts`` shows it (never a secret).
+
+    Attributes:
+        organization_id: the row's organization; None for the default ``FACTUS_*`` account.
+        key: ``FactusAccount.token_key`` (row id or ``default``, and an identity hash).
+        environment, username, base_url: where and who (``base_url`` without user info).
+        configured: ``v1``, ``v2`` or ``auto``; detected: what ``auto`` stored (or None);
+        effective: the version used now; detected_at: when it was stored (UTC) or None.
+        active: the row's ``is_active`` (True for the default account).
+        note: why the account is not usable as is (e.g. a refused base URL), or None.
+    """
+
+    organization_id: int | None
+    key: str
+    environment: str
+    username: str
+    base_url: str
+    configured: str
+    detected: str | None
+    effective: str
+    detected_at: object | None
+    active: bool
+    note: str | None = None
+
+
+def list_accounts(session: Session, settings: Settings) -> list[AccountView]:
+    """Every organization's Factus account (all environments) and the default ``FACTUS_*``
+    account when configured, with configured, detected and effective API versions.
+
+    Reads no secret and decrypts nothing (the identity hash needs only environment, base URL,
+    client id and user).
+    """
+    identities: list[tuple[int | None, FactusAccount, str, bool, str | None]] = []
+    if settings.has_default_factus_account():
+        identities.append((None, FactusAccount.from_settings(settings),
+                           settings.factus_api_version, True, None))
+    for row in account_repo.credential_rows(session):
+        note = None
+        base_url = settings.factus_base_url or ""
+        if row.base_url:
+            try:
+                base_url = check_factus_base_url(row.base_url, settings)
+            except ConfigError as exc:
+                base_url, note = row.base_url, exc.message
+        identities.append((row.organization_id, FactusAccount(
+            key=str(row.id), environment=row.environment,  # type: ignore[arg-type]
+            base_url=base_url, client_id=row.client_id, client_secret=SecretStr(""),
+            username=row.username, password=SecretStr("")), row.api_version or "auto",
+            bool(row.is_active), note))
+    stored = account_repo.detected_versions(session, [a.token_key for _, a, _, _, _ in identities])
+    views = []
+    for org_id, account, configured, active, note in identities:
+        found = stored.get(account.token_key) if configured == "auto" else None
+        detected = found.api_version if found is not None else None
+        views.append(AccountView(
+            organization_id=org_id, key=account.token_key, environment=account.environment,
+            username=account.username, base_url=redact_url(account.base_url) or "",
+            configured=configured, detected=detected,
+            effective=configured if configured != "auto" else (detected or AUTO_START_VERSION),
+            detected_at=found.detected_at if found is not None else None, active=active,
+            note=note))
+    return views
+
 
 
 def usable_accounts(session: Session, settings: Settings,
@@ -248,6 +421,7 @@ def save_credentials(
     box: SecretBox,
     base_url: str | None = None,
     settings: Settings | None = None,
+    api_version: str | None = None,
 ) -> FactusCredential:
     """Create or replace an organization's Factus credentials, encrypting every secret.
 
@@ -256,13 +430,18 @@ def save_credentials(
     Args:
         base_url: the account's API root; None uses ``FACTUS_BASE_URL``. Checked by
             :func:`check_factus_base_url` against ``settings`` (the process's when None).
+        api_version: ``v1``, ``v2`` or ``auto``; None keeps the row's (``auto`` for a new row).
     Raises:
-        ConfigError: ``factus_base_url_refused``, before anything is written.
+        ConfigError: ``factus_base_url_refused``, or ``config_invalid`` for another
+            ``api_version``, before anything is written.
     """
     if base_url is not None:
         base_url = check_factus_base_url(
             base_url, settings or get_settings(),
             owner=f"factus_credentials.base_url of organization {organization_id}")
+    if api_version is not None and api_version not in ("v1", "v2", "auto"):
+        raise ConfigError(f"api_version {api_version!r}: use v1, v2 or auto",
+                          reason="config_invalid")
     row = session.scalars(
         select(FactusCredential).where(
             FactusCredential.organization_id == organization_id,
@@ -282,6 +461,8 @@ def save_credentials(
     row.refresh_token = None
     row.token_expires_at = None
     row.is_active = True
+    if api_version is not None:
+        row.api_version = api_version
     session.flush()
     return row
 

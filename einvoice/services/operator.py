@@ -5,6 +5,7 @@ Functions take a session and never commit; the CLI commits. Times are UTC.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,9 +17,10 @@ from sqlalchemy.orm import Session
 from einvoice.db import jobs as job_repo
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSequence
 from einvoice.domain.jobs import is_ambiguous_ending, new_reference_code
-from einvoice.errors import JobError
+from einvoice.errors import EinvoiceError, JobError
 
 Job = ElectronicInvoicingJob
+log = logging.getLogger(__name__)
 
 
 def _job(session: Session, job_id: uuid.UUID | str) -> Job:
@@ -74,15 +76,20 @@ def list_jobs(session: Session, *, status: str | None = None, organization_id: i
 
 @dataclass
 class JobDetail:
-    """A job, a short summary of its payload, and its event timeline."""
+    """A job, a short summary of its payload, its event timeline, and the Factus account its
+    organization submits with now (:class:`einvoice.services.accounts.AccountView`: configured,
+    detected and effective API version), or None when unknown."""
 
     job: Job
     payload_summary: dict[str, Any]
     events: list[ElectronicInvoicingEvent]
+    account: Any = None
 
 
-def job_detail(session: Session, job_id: uuid.UUID | str) -> JobDetail:
-    """The job, its payload summary (customer, items, total) and events. Raises ``JobError``."""
+def job_detail(session: Session, job_id: uuid.UUID | str, settings: Any = None) -> JobDetail:
+    """The job, its payload summary (customer, items, total) and events; with ``settings``, also
+    its organization's account as :func:`account_of_organization` finds it. Raises
+    ``JobError``."""
     job = _job(session, job_id)
     payload = job.request_payload or {}
     customer = payload.get("customer") or {}
@@ -94,7 +101,23 @@ def job_detail(session: Session, job_id: uuid.UUID | str) -> JobDetail:
         "items": len(payload.get("items") or []),
         "payment_form": payload.get("payment_form"),
     }
-    return JobDetail(job=job, payload_summary=summary, events=job_repo.events_for(session, job.id))
+    account = (account_of_organization(session, settings, job.organization_id)
+               if settings is not None else None)
+    return JobDetail(job=job, payload_summary=summary, events=job_repo.events_for(session, job.id),
+                     account=account)
+
+
+def account_of_organization(session: Session, settings: Any, organization_id: int) -> Any:
+    """The :class:`einvoice.services.accounts.AccountView` an organization submits with in
+    ``FACTUS_ENVIRONMENT``: its own active row, else the default account (None when neither);
+    no secret read."""
+    from einvoice.services.accounts import list_accounts  # noqa: PLC0415
+
+    views = list_accounts(session, settings)
+    own = [v for v in views if v.organization_id == organization_id and v.active
+           and v.environment == settings.factus_environment]
+    default = [v for v in views if v.organization_id is None]
+    return (own or default or [None])[0]
 
 
 def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operator",
@@ -332,3 +355,138 @@ def cancel_job(
         mark_cancelled(session, job, actor=actor, deleted_at_factus=deleted)
         session.commit()
     return f"job {key} cancelled" + (f"; {deleted}" if deleted else "")
+
+
+# ------------------------------------------------------------------------------------------
+# Numbering ranges in Factus v2: what DIAN associated, and creating a range from it
+# ------------------------------------------------------------------------------------------
+
+#: Range document codes of ``POST /v2/numbering-ranges`` (v2 ``tablas-de-referencia``, "Códigos
+#: de tipos de documento para los rangos de numeración"): 21 invoice, 22 credit note.
+INVOICE_RANGE_DOCUMENT, CREDIT_NOTE_RANGE_DOCUMENT = "21", "22"
+
+
+class RangeRequestError(EinvoiceError):
+    """``einvoice ranges create`` was asked something it cannot do (no Factus call made)."""
+
+    reason = "bad_range_request"
+
+
+@dataclass
+class CreatedRange:
+    """What ``einvoice ranges create`` did.
+
+    Attributes:
+        organization_id: whose account the range was created on.
+        account: the account's user (never a secret).
+        numbering_range: the range Factus created (its ``id`` goes into documents'
+            ``numbering_range_id``).
+        synced: ``invoice_sequences`` rows upserted by the range sync that followed.
+        warnings: the sync's warnings (a range running out or expiring).
+    """
+
+    organization_id: int
+    account: str
+    numbering_range: Any
+    synced: int
+    warnings: list[str]
+
+
+def _organization_client(session_factory: Any, clients: Any, settings: Any,
+                         organization_id: int) -> tuple[Any, Any]:
+    """(resolved account, its Factus client) of an organization. Raises ``ConfigError``."""
+    from einvoice.crypto import SecretBox  # noqa: PLC0415
+    from einvoice.services.accounts import resolve_account  # noqa: PLC0415
+
+    box = SecretBox.from_settings(settings) if settings.einvoice_secret_key else None
+    with session_factory() as session:
+        resolved = resolve_account(session, organization_id, settings, box)
+    return resolved, clients.for_account(resolved.account)
+
+
+def dian_ranges(session_factory: Any, clients: Any, settings: Any,
+                organization_id: int) -> tuple[str, list[Any]]:
+    """The numbering ranges DIAN has associated with the organization's software
+    (``GET /v2/numbering-ranges/dian``, v2 ``rangos-asociados-al-software``). Factus uses none of
+    them until it is created (:func:`create_range`).
+
+    Returns:
+        (the account's user, the ranges as :class:`einvoice.factus.schemas.DianNumberingRange`).
+    Raises:
+        ConfigError: the organization has no usable account.
+        einvoice.factus.errors.ApiVersionNotEnabled: the account has no v2 (a v1 account's
+            ranges are Factus's own: ``einvoice sync ranges``). FactusError otherwise.
+    """
+    resolved, client = _organization_client(session_factory, clients, settings, organization_id)
+    return resolved.account.username, list(client.dian_numbering_ranges())
+
+
+def create_range(session_factory: Any, clients: Any, settings: Any, organization_id: int, *,
+                 today: Any, from_dian: str | None = None, credit_note: bool = False,
+                 prefix: str | None = None, current: int | None = None,
+                 actor: str = "operator") -> CreatedRange:
+    """Create a numbering range at Factus (``POST /v2/numbering-ranges``, v2 ``crear-rango``)
+    and sync the account's ranges into ``invoice_sequences``.
+
+    Factus does not pick up a range the company associated at DIAN by itself, and credit notes
+    need a range of their own (without resolution). Recorded as a ``numbering_range_created``
+    account event (``factus_account_events``) and a log line; there is no job.
+
+    Args:
+        from_dian: the resolution number of a range :func:`dian_ranges` lists (``prefix`` picks
+            one when several share it): created as an invoice range with its prefix and
+            resolution; ``current`` defaults to its first number.
+        credit_note: create a credit-note range instead (document 22, no resolution): ``prefix``
+            (e.g. ``NC``) is required, ``current`` defaults to 1.
+        today: the Bogotá date for the sync's expiry warnings.
+        actor: who asked (recorded).
+    Returns:
+        :class:`CreatedRange`.
+    Raises:
+        RangeRequestError: neither or both of ``from_dian`` and ``credit_note``, no prefix for
+            a credit-note range, an unknown or ambiguous DIAN range.
+        ConfigError: no usable account. FactusError: Factus refused the range
+            (``PayloadValidationError``: e.g. a prefix already registered) or the account has no
+            v2 (``ApiVersionNotEnabled``).
+    """
+    from einvoice.db import accounts as account_repo  # noqa: PLC0415
+    from einvoice.services import sync  # noqa: PLC0415
+
+    if bool(from_dian) == bool(credit_note):
+        raise RangeRequestError("give either --from-dian RESOLUTION or --credit-note --prefix P")
+    resolved, client = _organization_client(session_factory, clients, settings, organization_id)
+    if from_dian:
+        candidates = [r for r in client.dian_numbering_ranges()
+                      if (r.resolution_number or "") == from_dian.strip()
+                      and (prefix is None or (r.prefix or "") == prefix)]
+        if len(candidates) != 1:
+            listed = ", ".join(f"{r.prefix}" for r in candidates) or "none"
+            raise RangeRequestError(
+                f"DIAN ranges of resolution {from_dian}{f' and prefix {prefix}' if prefix else ''}"
+                f": {listed}; `einvoice ranges dian` lists them (give --prefix when several "
+                "share a resolution)")
+        created = client.create_numbering_range(from_dian=candidates[0], current=current)
+        what = f"invoice range {created.prefix} from DIAN resolution {from_dian}"
+    else:
+        if not prefix:
+            raise RangeRequestError("a credit-note range needs --prefix (e.g. NC)")
+        created = client.create_numbering_range(document=CREDIT_NOTE_RANGE_DOCUMENT,
+                                                prefix=prefix, current=current or 1)
+        what = f"credit-note range {created.prefix}"
+    message = (f"{actor} created {what} at Factus (id {created.id}, numbers {created.from_}-"
+               f"{created.to}, next {created.current}) on account {resolved.account.username}")
+    log.info("organization %s: %s", organization_id, message)
+    with session_factory() as session:
+        account_repo.add_event(
+            session, resolved.account.token_key, "numbering_range_created",
+            organization_id=organization_id, code=str(created.id), message=message,
+            metadata={"actor": actor, "factus_numbering_range_id": created.id,
+                      "document": created.document, "prefix": created.prefix,
+                      "resolution_number": created.resolution_number, "from": created.from_,
+                      "to": created.to, "current": created.current})
+        session.commit()
+    report = sync.sync_ranges(session_factory, clients, settings, today)
+    return CreatedRange(organization_id=organization_id, account=resolved.account.username,
+                        numbering_range=created,
+                        synced=report.written.get("invoice_sequences", 0),
+                        warnings=list(report.warnings))

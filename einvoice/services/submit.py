@@ -37,8 +37,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -53,19 +53,17 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from einvoice.crypto import SecretBox
 from einvoice.db import invoices as invoice_repo
 from einvoice.db import jobs as job_repo
+from einvoice.db import reference as ref_repo
 from einvoice.db.models import ElectronicInvoicingJob
 from einvoice.db.uow import UnitOfWork
 from einvoice.domain.errors import PayloadError
 from einvoice.domain.jobs import backoff_delay, is_valid_unique_code
-from einvoice.domain.payload import (
-    build_bill_payload,
-    build_credit_note_payload,
-    factus_payload_total,
-)
+from einvoice.domain.payload import build_document
 from einvoice.errors import ConfigError, EinvoiceError
-from einvoice.factus import deadline
+from einvoice.factus import deadline, v1_body, v2_body
 from einvoice.factus.client import FactusClient, FactusClients
 from einvoice.factus.errors import (
+    ApiVersionNotEnabled,
     AuthenticationError,
     DianRejectionError,
     FactusError,
@@ -77,7 +75,12 @@ from einvoice.factus.errors import (
 )
 from einvoice.factus.schemas import BillResult, CreditNoteResult
 from einvoice.factus.tokens import FactusAccount
-from einvoice.services.accounts import CredentialsUnreadableError, account_for_organization
+from einvoice.services.accounts import (
+    CredentialsUnreadableError,
+    ResolvedAccount,
+    remember_version,
+    resolve_account,
+)
 from einvoice.services.documents import schedule_archive
 from einvoice.settings import Settings
 
@@ -117,7 +120,8 @@ class SubmitContext:
         secret_box: decrypts ``factus_credentials`` rows (None if no key is configured).
         rng: jitter source (seed it in tests).
         account_ttl_seconds: how long an organization's decrypted Factus account is reused
-            (so a changed ``factus_credentials`` row is picked up within that long).
+            (so a changed ``factus_credentials`` row, or an API version another worker found,
+            is picked up within that long).
     """
 
     session_factory: sessionmaker[Session]
@@ -128,7 +132,8 @@ class SubmitContext:
     rng: random.Random = field(default_factory=random.Random)
     account_ttl_seconds: float = 30.0
     _municipalities: frozenset[int] | None = None
-    _accounts: dict[int, tuple[float, FactusAccount]] = field(default_factory=dict)
+    _units: Mapping[int, str] | None = None
+    _accounts: dict[int, tuple[float, ResolvedAccount]] = field(default_factory=dict)
 
     def municipalities(self, session: Session) -> frozenset[int]:
         """Factus municipality ids, read once per process."""
@@ -136,23 +141,40 @@ class SubmitContext:
             self._municipalities = invoice_repo.known_municipality_ids(session)
         return self._municipalities
 
+    def known_units(self, session: Session) -> Mapping[int, str]:
+        """Units of measure (Factus id -> DIAN code, ``dian_unit_measures``), read once per
+        process (:func:`einvoice.db.reference.known_unit_measures`)."""
+        if self._units is None:
+            self._units = ref_repo.known_unit_measures(session)
+        return self._units
+
     def account_for(self, session: Session, organization_id: int) -> FactusAccount:
-        """The organization's Factus account (:func:`account_for_organization`), cached.
+        """The organization's Factus account, its API version resolved (:meth:`resolved_for`)."""
+        return self.resolved_for(session, organization_id).account
+
+    def resolved_for(self, session: Session, organization_id: int) -> ResolvedAccount:
+        """The organization's Factus account and API version (:func:`resolve_account`), cached.
 
         Reading and decrypting the credentials row once per ``account_ttl_seconds`` instead of
         once per job saves a query and two Fernet decryptions on the hot path.
 
         Raises:
-            ConfigError: as :func:`account_for_organization` (never cached).
+            ConfigError: as :func:`resolve_account` (never cached).
         """
         now = time.monotonic()
         cached = self._accounts.get(organization_id)
         if cached is not None and now - cached[0] < self.account_ttl_seconds:
             return cached[1]
-        account = account_for_organization(session, organization_id, self.settings,
-                                           self.secret_box)
-        self._accounts[organization_id] = (now, account)
-        return account
+        resolved = resolve_account(session, organization_id, self.settings, self.secret_box)
+        self._accounts[organization_id] = (now, resolved)
+        return resolved
+
+    def forget_account(self, token_key: str) -> None:
+        """Drop every cached organization whose account is ``token_key`` (its API version was
+        just stored: the next job resolves it again)."""
+        for org_id, (_at, resolved) in list(self._accounts.items()):
+            if resolved.account.token_key == token_key:
+                self._accounts.pop(org_id, None)
 
 
 @dataclass
@@ -167,6 +189,14 @@ class _Claimed:
     payload: dict[str, Any]
     account: FactusAccount
     reconcile_first: bool
+    # How the account's API version was chosen (``auto`` may switch it on Factus's word).
+    resolved: ResolvedAccount | None = None
+    # The version, and the body, of the attempt that may have created the document: a reconcile
+    # lookup goes through that version and compares with that body (the account may have moved
+    # to another version since; see _claim_step).
+    lookup_version: str = "v1"
+    lookup_payload: dict[str, Any] | None = None
+    lookup_payload_version: str = "v1"
     # Attempts are exhausted but the last one may have reached Factus: look up, never send.
     reconcile_only: bool = False
     # How many times DIAN already answered "pending" for this document (re-checks back off).
@@ -182,7 +212,7 @@ class _Claimed:
 class _Outcome:
     """What step 2 learned; step 3 writes it."""
 
-    kind: str  # accepted | dian_slow | rejected | retry | failed | wait | lease_lost
+    kind: str  # accepted | dian_slow | rejected | retry | failed | wait | lease_lost | switch
     code: str | None = None
     message: str | None = None
     document: Document | None = None
@@ -192,6 +222,8 @@ class _Outcome:
     latency_ms: int | None = None
     http_status: int | None = None
     events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = field(default_factory=list)
+    # ``switch``: the API version the account moves to.
+    switch_to: str | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -242,13 +274,20 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
                       message=f"gave up after {job.max_attempts} attempts; last error: "
                       f"{job.error_code or 'none'}: {job.error_message or ''}".strip())
         return "failed"
-    # A re-send after an unknown outcome, or a DIAN-slow re-check, must carry the very
-    # payload of the first send (FACTUS_API.md Decision 3), even if the ERP row changed since.
-    resend_same = (bool(job.outcome_unknown) or previous == "sent") and bool(job.request_payload)
+    # The version of the stored body (jobs stored before versions were recorded spoke v1).
+    stored_version = job.factus_api_version or "v1"
     try:
-        account = ctx.account_for(session, job.organization_id)
+        resolved = ctx.resolved_for(session, job.organization_id)
+        account = resolved.account
+        version = account.api_version
+        # A re-send after an unknown outcome, or a DIAN-slow re-check, must carry the very
+        # payload of the first send (FACTUS_API.md Decision 3), even if the ERP row changed
+        # since; a body of another API version cannot be sent, so it is built again (the
+        # reference code, which is what Factus deduplicates on, stays).
+        resend_same = ((bool(job.outcome_unknown) or previous == "sent")
+                       and bool(job.request_payload) and stored_version == version)
         payload = (dict(job.request_payload) if resend_same and job.request_payload
-                   else _build_payload(ctx, session, job))
+                   else _build_payload(ctx, session, job, version))
     except PayloadError as exc:
         change.finish("rejected", code=exc.reason, message=exc.message,
                       metadata={"field": exc.field, "value": _jsonable(exc.value)})
@@ -268,6 +307,8 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
         change.finish("failed", code="no_factus_account", message=exc.message)
         return "failed"
     reconcile_first = bool(job.outcome_unknown)
+    lookup_version, body_version, lookup_payload = _lookup_basis(resolved, job, stored_version,
+                                                                 payload)
     blocker = job_repo.pending_blocker(session, account=account.username,
                                        environment=account.environment,
                                        document_type=job.document_type, exclude=job.id)
@@ -282,17 +323,44 @@ def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
         return "waiting"
     change.values.update(request_payload=payload, factus_environment=account.environment,
                          factus_account=account.username, outcome_unknown=True,
-                         updated_at=job_repo.NOW)
+                         factus_api_version=version, updated_at=job_repo.NOW)
+    if job.factus_api_version != version:
+        how = ("configured" if not resolved.is_auto else
+               f"auto, stored {resolved.detected}" if resolved.detected else
+               "auto, none stored yet: v1 until Factus refuses it")
+        change.event("api_version", version, f"Factus API {version} ({how})",
+                     {"from": job.factus_api_version, "to": version,
+                      "configured": resolved.configured, "detected": resolved.detected,
+                      "account": account.username})
     rechecks, pending_seconds = (job_repo.dian_pending_history(session, job.id)
                                  if previous == "sent" else (0, 0.0))
     return _Claimed(
         job_id=job.id, organization_id=job.organization_id, attempt=job.attempt_count,
         max_attempts=job.max_attempts, document_type=job.document_type,
         reference_code=job.reference_code, invoice_id=job.invoice_id, payload=payload,
-        account=account,
+        account=account, resolved=resolved, lookup_version=lookup_version,
+        lookup_payload=lookup_payload, lookup_payload_version=body_version,
         reconcile_first=reconcile_first, reconcile_only=reconcile_only,
         dian_rechecks=rechecks, own_pending=previous == "sent", pending_seconds=pending_seconds,
     )
+
+
+def _lookup_basis(resolved: ResolvedAccount, job: Any, stored_version: str,
+                  payload: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(version asked, version of the body, body): what a reconcile lookup of the claimed
+    ``job`` goes through, and the body it compares a found document with.
+
+    The version of the attempt that may have created the document, with that attempt's stored
+    body, when the account has moved to another version since; else the version and ``payload``
+    of this attempt. One exception: an ``auto`` account stored as v2 because Factus refused it
+    v1 cannot be asked through v1 (and a v1 attempt refused with that 403 created nothing), so
+    it is asked through v2, where its documents are listed too.
+    """
+    version = resolved.account.api_version
+    if not job.outcome_unknown or not job.request_payload or stored_version == version:
+        return version, version, payload
+    refused_v1 = resolved.is_auto and resolved.detected == "v2" and stored_version == "v1"
+    return (version if refused_v1 else stored_version), stored_version, dict(job.request_payload)
 
 
 def _wait_behind(ctx: SubmitContext, blocker: Any) -> float:
@@ -357,6 +425,18 @@ def attempt_budget_seconds(settings: Settings) -> float:
     return max(lease - call, lease / 2)
 
 
+def unfenced_seconds(settings: Settings) -> float:
+    """How long after a claim starts a POST may leave without re-confirming the lease, in s.
+
+    The claim's lease runs ``EINVOICE_LEASE_SECONDS`` from a database instant later than this
+    worker's start of the claim, and nobody takes a job before its lease expires (the sweeper)
+    or before it was claimed a minute ago (the 409 take-over), so a POST sent within a quarter
+    of the lease (at most 30 s) of the claim's start cannot race another holder: the usual
+    POST, right after its claim, skips the fence's extra transaction. Later ones confirm it.
+    """
+    return min(float(settings.einvoice_lease_seconds) / 4, 30.0)
+
+
 def _confirm_lease(ctx: SubmitContext, claimed: _Claimed, worker: str) -> None:
     """Confirm in its own short transaction that ``worker`` still holds the claimed attempt,
     extending the lease by ``EINVOICE_LEASE_SECONDS`` (:func:`job_repo.renew_lease`).
@@ -394,23 +474,39 @@ class _WaitForInvoice(EinvoiceError):
         self.delay = delay
 
 
-def _build_payload(ctx: SubmitContext, session: Session, job: Any) -> dict[str, Any]:
+def _build_payload(ctx: SubmitContext, session: Session, job: Any,
+                   api_version: str) -> dict[str, Any]:
+    """The validate body of ``job``'s document for Factus API ``api_version`` ("v1" or "v2").
+
+    Reads the ERP rows (:func:`invoice_repo.load_invoice`), checks them into one
+    version-neutral document (:func:`einvoice.domain.payload.build_document`, with the version's
+    rules) and maps it with ``einvoice.factus.v1_body`` or ``v2_body``.
+
+    Raises:
+        PayloadError: the first rule the document breaks (the job ends ``rejected``), or
+            ``unsupported_document_type``.
+        _WaitForInvoice: a credit note whose invoice is still in flight.
+    """
     today = datetime.now(BOGOTA).date()
-    if job.document_type == "invoice":
-        invoice = invoice_repo.load_invoice(session, job.invoice_id, "invoice",
-                                            organization_id=job.organization_id)
-        return build_bill_payload(invoice, reference_code=job.reference_code, today=today,
-                                  known_municipality_ids=ctx.municipalities(session))
-    if job.document_type == "credit_note":
-        invoice = invoice_repo.load_invoice(session, job.invoice_id, "credit_note",
-                                            organization_id=job.organization_id)
-        if invoice.related_invoice_id and invoice.related_bill_id is None:
-            _check_related_invoice(session, uuid.UUID(invoice.related_invoice_id), ctx)
-        return build_credit_note_payload(invoice, reference_code=job.reference_code, today=today,
-                                         known_municipality_ids=ctx.municipalities(session))
-    raise PayloadError("unsupported_document_type", field="electronic_invoicing_jobs.document_type",
-                       value=job.document_type,
-                       detail="only invoice and credit_note are sent to Factus v1")
+    if job.document_type not in ("invoice", "credit_note"):
+        raise PayloadError(
+            "unsupported_document_type", field="electronic_invoicing_jobs.document_type",
+            value=job.document_type, detail="only invoice and credit_note are sent to Factus")
+    mapper = v2_body if api_version == "v2" else v1_body
+    invoice = invoice_repo.load_invoice(session, job.invoice_id, job.document_type,
+                                        organization_id=job.organization_id)
+    credit_note = job.document_type == "credit_note"
+    if credit_note and invoice.related_invoice_id and (
+            invoice.related_bill_number is None if api_version == "v2"
+            else invoice.related_bill_id is None):
+        _check_related_invoice(session, uuid.UUID(invoice.related_invoice_id), ctx)
+    document = build_document(
+        invoice, reference_code=job.reference_code, today=today,
+        known_municipality_ids=ctx.municipalities(session),
+        rules=v2_body.V2_RULES if api_version == "v2" else v1_body.V1_RULES,
+        known_units=ctx.known_units(session),
+    )
+    return mapper.credit_note_body(document) if credit_note else mapper.bill_body(document)
 
 
 def _check_related_invoice(session: Session, related_id: uuid.UUID, ctx: SubmitContext) -> None:
@@ -465,13 +561,40 @@ def _delete(client: FactusClient, claimed: _Claimed, reference_code: str) -> Non
         client.delete_bill(reference_code)
 
 
-def _matches_payload(document: Document, claimed: _Claimed) -> tuple[bool, str]:
-    """Does a document found at Factus carry this job's totals and customer? (Decision 3)."""
-    expected = factus_payload_total(claimed.payload)
+def _payload_total(payload: dict[str, Any], api_version: str) -> Decimal:
+    """The document total (COP) that a wire body of ``api_version`` implies (the version's
+    ``payload_total``), for comparing with a document found at Factus."""
+    return (v2_body if api_version == "v2" else v1_body).payload_total(payload)
+
+
+def _reconcile_lookup(ctx: SubmitContext, client: FactusClient, claimed: _Claimed) -> Document | None:
+    """Look the reference code up through the version the document may have been created with
+    (:func:`_lookup_basis`); if the account no longer speaks that version, through the one it
+    speaks now (documents belong to the account, not to a version)."""
+    if claimed.lookup_version == claimed.account.api_version:
+        return _lookup(client, claimed)
+    older = ctx.clients.for_account(replace(claimed.account, api_version=claimed.lookup_version))
+    try:
+        return _lookup(older, claimed)
+    except ApiVersionNotEnabled:
+        return _lookup(client, claimed)
+
+
+def _matches_payload(document: Document, claimed: _Claimed, *,
+                     reconciling: bool = False) -> tuple[bool, str]:
+    """Does a document found at Factus carry this job's totals and customer? (Decision 3).
+
+    ``reconciling``: compare with the body of the attempt that may have created it
+    (``claimed.lookup_payload``, in its own API version) rather than this attempt's.
+    """
+    payload, version = claimed.payload, claimed.account.api_version
+    if reconciling and claimed.lookup_payload is not None:
+        payload, version = claimed.lookup_payload, claimed.lookup_payload_version
+    expected = _payload_total(payload, version)
     found = document.totals.total
     if found is not None and abs(Decimal(found) - expected) > Decimal("0.01"):
         return False, f"total at Factus {found} differs from the payload's {expected}"
-    customer = claimed.payload.get("customer") or {}
+    customer = payload.get("customer") or {}
     raw_customer = (document.raw or {}).get("customer") or {}
     ident_found = str(raw_customer.get("identification") or "").strip()
     ident_expected = str(customer.get("identification") or "").strip()
@@ -725,6 +848,40 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
     return outcome
 
 
+#: The version ``auto`` moves an account to when Factus refuses it the one in use. Only v1 -> v2:
+#: accounts opened today are v2-only and answer 403 on /v1 (FACTUS_API.md "API v2"); a refusal
+#: of v2 is never "answered" by going back, which could flip an account refused both forever.
+AUTO_SWITCH = {"v1": "v2"}
+
+
+def _version_refused(claimed: _Claimed, exc: ApiVersionNotEnabled) -> _Outcome:
+    """Factus answered a call of this attempt with "account not enabled for API <version>".
+
+    An ``auto`` account on v1 moves to v2 (``switch``: stored by :func:`_record`, the job's step
+    run again at once, no attempt counted). Otherwise the job fails with
+    ``factus_version_not_enabled``: a configured version the account does not have is the
+    operator's to fix. The refused request created nothing, so an earlier unknown outcome stays
+    as it was, and nothing else.
+    """
+    version = claimed.account.api_version
+    target = AUTO_SWITCH.get(version)
+    auto = claimed.resolved is not None and claimed.resolved.is_auto
+    if auto and exc.version == version and target is not None:
+        return _Outcome("switch", code=exc.reason, http_status=403, count_attempt=False,
+                        outcome_unknown=claimed.reconcile_first,
+                        message=f"Factus refused API {version} for account "
+                        f"{claimed.account.username} ({exc}); the account speaks {target} from "
+                        "now on (auto) and the job is sent again through it",
+                        switch_to=target)
+    where = ("FACTUS_API_VERSION" if claimed.account.key == "default"
+             else "factus_credentials.api_version")
+    return _Outcome("failed", code=exc.reason, http_status=403,
+                    outcome_unknown=claimed.reconcile_first,
+                    message=f"Factus refused API {exc.version} for account "
+                    f"{claimed.account.username} (403: {exc}); set {where} to the version the "
+                    "account was opened on (or auto), then `einvoice jobs retry`")
+
+
 def _retry_outcome(ctx: SubmitContext, claimed: _Claimed, exc: FactusError, code: str | None = None,
                    ) -> _Outcome:
     if isinstance(exc, RateLimitedError):
@@ -738,14 +895,16 @@ def _retry_outcome(ctx: SubmitContext, claimed: _Claimed, exc: FactusError, code
 
 
 def _call_factus(ctx: SubmitContext, claimed: _Claimed, worker: str,
-                 until: float | None = None) -> _Outcome:
+                 until: float | None = None, unfenced_until: float = 0.0) -> _Outcome:
     """Step 2 for the claimed job, by ``worker``; every wait of the Factus client ends by
-    ``until`` (``time.monotonic()`` seconds, :mod:`einvoice.factus.deadline`)."""
+    ``until`` (``time.monotonic()`` seconds, :mod:`einvoice.factus.deadline`); a POST leaving
+    before ``unfenced_until`` (monotonic s, :func:`unfenced_seconds`) skips the lease check."""
     with deadline.attempt_deadline(until):
-        return _call_factus_within_deadline(ctx, claimed, worker)
+        return _call_factus_within_deadline(ctx, claimed, worker, unfenced_until)
 
 
-def _call_factus_within_deadline(ctx: SubmitContext, claimed: _Claimed, worker: str) -> _Outcome:
+def _call_factus_within_deadline(ctx: SubmitContext, claimed: _Claimed, worker: str,
+                                 unfenced_until: float = 0.0) -> _Outcome:
     client = ctx.clients.for_account(claimed.account)
     events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = []
     # Set once a validate request passed the fence: from then on it may have reached Factus.
@@ -766,14 +925,15 @@ def _call_factus_within_deadline(ctx: SubmitContext, claimed: _Claimed, worker: 
         # out during the waits may have been released and claimed again; its POST would then
         # race the new holder's (a second POST of the document).
         nonlocal posted
-        _confirm_lease(ctx, claimed, worker)
+        if time.monotonic() >= unfenced_until:
+            _confirm_lease(ctx, claimed, worker)
         posted = True
 
     try:
         if claimed.reconcile_first:
-            found = _lookup(client, claimed)
+            found = _reconcile_lookup(ctx, client, claimed)
             if found is not None:
-                ok, why = _matches_payload(found, claimed)
+                ok, why = _matches_payload(found, claimed, reconciling=True)
                 if found.is_validated and not ok:
                     return _Outcome("failed", code="reconcile_mismatch",
                                     message=f"a validated document {found.number} with this "
@@ -837,6 +997,8 @@ def _call_factus_within_deadline(ctx: SubmitContext, claimed: _Claimed, worker: 
         # Nothing was sent (and a reconcile lookup, if any, found no document of ours).
         outcome = _Outcome("wait", code=exc.reason, message=exc.message,
                            delay=_wait_behind(ctx, exc.blocker), outcome_unknown=False)
+    except ApiVersionNotEnabled as exc:
+        outcome = _version_refused(claimed, exc)
     except ForbiddenError as exc:
         outcome = _Outcome("failed", code=exc.reason, http_status=403,
                            message=f"Factus refused account {claimed.account.username} (403): "
@@ -960,6 +1122,15 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
         change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "waiting",
                           message=outcome.message or "", count_attempt=False,
                           event_type="waiting")
+    elif outcome.kind == "switch":
+        # Due at once and not counted: submit_job runs the step again right away, through the
+        # version just stored.
+        change.values["outcome_unknown"] = outcome.outcome_unknown
+        change.event("api_version_switched", outcome.switch_to, outcome.message,
+                     {"attempt": claimed.attempt, "from": claimed.account.api_version,
+                      "to": outcome.switch_to, "account": claimed.account.username})
+        change.reschedule(delay=0.0, code="api_version_switched", message=outcome.message or "",
+                          count_attempt=False)
     elif outcome.kind == "retry":
         change.values["outcome_unknown"] = outcome.outcome_unknown
         attempts_left = claimed.attempt < claimed.max_attempts or not outcome.count_attempt
@@ -996,6 +1167,7 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
             log.warning("job %s: lease lost before recording %s; the new holder reconciles",
                         claimed.job_id, outcome.kind)
             return "lease_lost"
+        _remember_version(session, claimed, outcome)
         # Issue 7: the PDF and XML are downloaded once by a follow-up, published after this
         # commit (unless EINVOICE_ARCHIVE_DOCUMENTS is off).
         if outcome.kind == "accepted" and ctx.settings.einvoice_archive_documents:
@@ -1005,7 +1177,29 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
             job_repo.wake_jobs_waiting_for_account(session, claimed.organization_id,
                                                    claimed.document_type)
         uow.commit()
+    if outcome.kind == "switch" and claimed.resolved is not None:
+        ctx.forget_account(claimed.account.token_key)
+        return "version_switched"
     return outcome.kind
+
+
+def _remember_version(session: Session, claimed: _Claimed, outcome: _Outcome) -> None:
+    """What an ``auto`` account's attempt taught about its API version, stored for every worker:
+    Factus refused the version in use (``switch``), or a document was accepted through a version
+    no finding was stored for yet (kept, so ``einvoice accounts`` shows it; written once per
+    account, since the next resolution reads it)."""
+    resolved = claimed.resolved
+    if resolved is None or not resolved.is_auto:
+        return
+    if outcome.kind == "switch" and outcome.switch_to:
+        remember_version(session, resolved, outcome.switch_to,
+                         organization_id=claimed.organization_id, replace=True,
+                         detected_by=f"{outcome.code}: {outcome.message}")
+    elif outcome.kind == "accepted" and resolved.detected is None:
+        version = claimed.account.api_version
+        remember_version(session, resolved, version, organization_id=claimed.organization_id,
+                         replace=False, detected_by=f"job {claimed.job_id} accepted through "
+                         f"API {version}")
 
 
 def _accepted_change(change: _Change, claimed: _Claimed, outcome: _Outcome) -> None:
@@ -1052,9 +1246,14 @@ def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
     Returns:
         What happened: ``not_due`` (nothing to do: duplicate delivery, job final or not due),
         ``accepted``, ``dian_slow``, ``rejected``, ``failed``, ``retry``, ``waiting``,
-        ``lease_lost`` (another worker holds the job now; nothing sent or written) or
+        ``lease_lost`` (another worker holds the job now; nothing sent or written),
         ``internal_error`` (an unexpected exception ended the job ``failed`` with
-        ``error_code=internal_error``).
+        ``error_code=internal_error``) or ``version_switched`` (Factus refused the ``auto``
+        account's API version, the new one was stored, and the job, due now and with its
+        attempt given back, could not be run again at once: any worker takes it).
+
+    An ``auto`` account refused its API version is moved to the other one and the job's step
+    runs again at once through it (:func:`_version_refused`), so its outcome is the re-run's.
     Raises:
         An infrastructure error (:data:`INFRASTRUCTURE_ERRORS`, e.g.
         ``sqlalchemy.exc.OperationalError``): PostgreSQL unreachable while claiming (nothing
@@ -1063,8 +1262,21 @@ def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
         Nothing else: any other exception ends the job (``internal_error``).
     """
     job_uuid = uuid.UUID(str(job_id))
+    result = _submit_once(ctx, job_uuid)
+    if result == "version_switched":
+        # The account's version was just stored (and this process's cache dropped): run the
+        # step again now, through it, instead of waiting for the dispatcher. Once: a second
+        # switch cannot happen (auto only moves v1 -> v2).
+        result = _submit_once(ctx, job_uuid)
+    return result
+
+
+def _submit_once(ctx: SubmitContext, job_uuid: uuid.UUID) -> str:
+    """One claim, call and record of :func:`submit_job` (its results and errors)."""
     worker = _thread_worker_id(ctx)
-    until = time.monotonic() + attempt_budget_seconds(ctx.settings)
+    started = time.monotonic()
+    until = started + attempt_budget_seconds(ctx.settings)
+    unfenced_until = started + unfenced_seconds(ctx.settings)
     try:
         claimed = _claim(ctx, job_uuid, worker)
     except Exception as exc:
@@ -1074,7 +1286,7 @@ def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
     if isinstance(claimed, str):
         return claimed
     try:
-        outcome = _call_factus(ctx, claimed, worker, until)
+        outcome = _call_factus(ctx, claimed, worker, until, unfenced_until)
     except Exception as exc:
         if is_infrastructure_error(exc):
             raise

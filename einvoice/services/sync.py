@@ -1,5 +1,10 @@
-"""Reference-data syncs from Factus (issue 4, "Beat schedule"): numbering ranges,
-municipalities, measurement units and product tributes. Each is idempotent.
+"""Reference-data syncs: Factus's published tables shipped with einvoice, and Factus's v1 lookup
+endpoints (numbering ranges, municipalities, measurement units, product tributes). Each is
+idempotent.
+
+* tables: the CSV files under ``einvoice/data/`` (Factus "Tablas de referencia"; source and date
+  in ``einvoice/data/README.md``) → the ``dian_*`` tables, as migration 0009 loads them; new
+  rows are inserted, rows a file wrote before are updated, an ERP's own rows are kept;
 
 * ranges: ``GET /v1/numbering-ranges`` (all pages) of every account in use → ``invoice_sequences``
   of the organizations that submit with that account (``factus_numbering_range_id``, prefix,
@@ -23,8 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from einvoice.crypto import SecretBox
 from einvoice.db import reference as ref_repo
 from einvoice.db.models import FactusCredential
+from einvoice.db.reference import LoadCount
 from einvoice.db.uow import UnitOfWork
-from einvoice.factus.client import FactusClients
+from einvoice.factus.client import FactusClient, FactusClients
+from einvoice.factus.errors import ApiVersionNotEnabled
 from einvoice.factus.schemas import NumberingRange
 from einvoice.factus.tokens import FactusAccount
 from einvoice.services.accounts import account_for_organization, usable_accounts
@@ -49,6 +56,27 @@ class SyncReport:
 
     written: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: For a reload of the shipped tables: what each file did (read, inserted, updated, kept).
+    loaded: dict[str, LoadCount] = field(default_factory=dict)
+
+
+def sync_reference_tables(session_factory: sessionmaker[Session]) -> SyncReport:
+    """Reload the shipped Factus reference tables into the ``dian_*`` tables, in one transaction.
+
+    No Factus call: the rows come from ``einvoice/data/*.csv`` (Factus "Tablas de referencia",
+    the reference data v2 documents instead of lookup endpoints), so this works for v1 and v2
+    accounts alike and after an upgrade that ships newer files.
+
+    Returns:
+        ``written`` = rows inserted plus rows updated per table; ``loaded`` = the full counts.
+        Rows kept (an ERP's own with the same id or code) are not written.
+    """
+    report = SyncReport()
+    with UnitOfWork(session_factory) as uow:
+        report.loaded = ref_repo.load_reference_files(uow.session)
+        uow.commit()
+    report.written = {t: c.inserted + c.updated for t, c in report.loaded.items()}
+    return report
 
 
 def _document_type(raw: str | None) -> str | None:
@@ -122,9 +150,31 @@ def _default_client(session_factory: sessionmaker[Session], clients: FactusClien
 def sync_catalogs(session_factory: sessionmaker[Session], clients: FactusClients,
                   settings: Settings, kinds: tuple[str, ...] = ("municipalities", "units",
                                                                  "tributes")) -> SyncReport:
-    """Upsert the DIAN catalogs named in ``kinds`` from Factus."""
+    """Upsert the DIAN catalogs named in ``kinds`` from Factus's v1 lookup endpoints.
+
+    Factus v2 has no such endpoints (it publishes tables, shipped in ``einvoice/data/`` and
+    loaded by :func:`sync_reference_tables`): for an account that Factus refuses v1, nothing is
+    written and the report carries a warning instead of an error.
+
+    Returns:
+        The rows written per table, and warnings.
+    Raises:
+        FactusError: any other failure of the lookups.
+    """
     client = _default_client(session_factory, clients, settings)
     report = SyncReport()
+    try:
+        _upsert_catalogs(session_factory, client, kinds, report)
+    except ApiVersionNotEnabled as exc:
+        report.written.clear()
+        report.warnings.append(f"catalogs not synced from Factus: {exc} (a v2 account's "
+                               "reference data comes from the shipped tables: "
+                               "`einvoice sync tables`)")
+    return report
+
+
+def _upsert_catalogs(session_factory: sessionmaker[Session], client: FactusClient,
+                     kinds: tuple[str, ...], report: SyncReport) -> None:
     with UnitOfWork(session_factory) as uow:
         if "municipalities" in kinds:
             rows = []
@@ -145,7 +195,6 @@ def sync_catalogs(session_factory: sessionmaker[Session], clients: FactusClients
                   "type": "withholding" if (t.code or "") in WITHHOLDING_CODES else "product"}
                  for t in client.product_tributes()])
         uow.commit()
-    return report
 
 
 def refresh_tokens(session_factory: sessionmaker[Session], clients: FactusClients,

@@ -58,43 +58,40 @@ _AMBIGUOUS_SQL = ", ".join(f"'{code}'" for code in AMBIGUOUS_CODES)
 JOB_GUARD_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION einvoice_job_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    accepted record;
-    previous record;
+    earlier record;
 BEGIN
     IF NEW.status NOT IN ('pending', 'processing', 'sent') THEN
         RETURN NEW;
     END IF;
-    SELECT id, reference_code, document_number INTO accepted
+    -- One read of the invoice's earlier jobs (ix_ei_jobs_invoice): its accepted one if any,
+    -- else its newest ambiguous failure. A producer inserts many jobs a second (benchmark B4).
+    SELECT id, status, reference_code, document_number
+      INTO earlier
       FROM electronic_invoicing_jobs
-     WHERE invoice_id = NEW.invoice_id AND document_type = NEW.document_type
-       AND status = 'accepted' AND id <> NEW.id
+     WHERE invoice_id = NEW.invoice_id AND document_type = NEW.document_type AND id <> NEW.id
+       AND (status = 'accepted'
+            OR (status = 'failed' AND (outcome_unknown OR error_code IN ({_AMBIGUOUS_SQL}))))
+     ORDER BY status = 'accepted' DESC, created_at DESC
      LIMIT 1;
-    IF FOUND THEN
+    IF FOUND AND earlier.status = 'accepted' THEN
         IF TG_OP = 'UPDATE' THEN
             RAISE EXCEPTION 'invoice % already has an accepted % (job %, document %): a job of '
-                'it cannot be re-opened', NEW.invoice_id, NEW.document_type, accepted.id,
-                coalesce(accepted.document_number, '?')
+                'it cannot be re-opened', NEW.invoice_id, NEW.document_type, earlier.id,
+                coalesce(earlier.document_number, '?')
                 USING ERRCODE = 'check_violation', HINT = 'issue a credit note to correct it';
         END IF;
         NEW.status := 'cancelled';
         NEW.error_code := 'already_accepted';
         NEW.error_message := format('invoice %s already has an accepted %s: job %s, document %s; '
                                     'nothing was sent', NEW.invoice_id, NEW.document_type,
-                                    accepted.id, coalesce(accepted.document_number, '?'));
+                                    earlier.id, coalesce(earlier.document_number, '?'));
         NEW.processed_at := now();
         NEW.next_retry_at := coalesce(NEW.next_retry_at, now());
         RETURN NEW;
     END IF;
     IF TG_OP = 'INSERT' THEN
-        SELECT reference_code INTO previous
-          FROM electronic_invoicing_jobs
-         WHERE invoice_id = NEW.invoice_id AND document_type = NEW.document_type
-           AND status = 'failed'
-           AND (outcome_unknown OR error_code IN ({_AMBIGUOUS_SQL}))
-         ORDER BY created_at DESC
-         LIMIT 1;
-        IF FOUND THEN
-            NEW.reference_code := previous.reference_code;
+        IF FOUND THEN  -- an ambiguous failure: its document may exist at Factus
+            NEW.reference_code := earlier.reference_code;
             NEW.outcome_unknown := true;
         END IF;
         IF EXISTS (SELECT 1 FROM electronic_invoicing_jobs

@@ -167,6 +167,24 @@ def test_new_job_after_a_failure_with_the_outcome_unknown_flag_reuses_the_code(
     assert job.reference_code == _job(session, first).reference_code and job.outcome_unknown
 
 
+def test_an_ambiguous_failure_is_remembered_past_a_later_clean_failure(
+    session: Session, invoice: uuid.UUID
+) -> None:
+    # Given a job that ended with its outcome unknown, and its successor (same code) that then
+    # failed for a reason of its own before reaching Factus
+    first = insert_job_sql(session, invoice)
+    _fail(session, first, "outcome_unknown")
+    second = insert_job_sql(session, invoice)
+    _fail(session, second, "no_factus_account")
+
+    # When the ERP asks again
+    third = insert_job_sql(session, invoice)
+
+    # Then the code whose document may exist at Factus is still the one used
+    assert _job(session, third).reference_code == _job(session, first).reference_code
+    assert _job(session, third).outcome_unknown is True
+
+
 def test_new_job_after_a_clean_rejection_gets_a_fresh_reference_code(
     session: Session, invoice: uuid.UUID
 ) -> None:

@@ -9,17 +9,20 @@ shared services.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from factus_payloads import bill, credit_note, v2_bill, v2_credit_note
 from pydantic import SecretStr
 
 from einvoice.devservices import RedisServer, free_port
-from einvoice.factus.client import FactusClient, RetryPolicy
+from einvoice.factus.client import FactusClient, Payload, RetryPolicy
 from einvoice.factus.ratelimit import NoRateLimit
+from einvoice.factus.schemas import BillResult
 from einvoice.factus.tokens import FactusAccount
 from einvoice.sandbox.server import SandboxServer
 
@@ -110,10 +113,70 @@ def make_sandbox_client(
     return build
 
 
-ACCOUNT_FIELDS = {"key", "base_url", "client_id", "client_secret", "username", "password"}
+ACCOUNT_FIELDS = {
+    "key", "base_url", "client_id", "client_secret", "username", "password", "api_version",
+}
 
 
 @pytest.fixture
 def client(make_sandbox_client: Callable[..., FactusClient]) -> FactusClient:
     """A client of the (reset) simulator's default account, no client-side rate limit."""
     return make_sandbox_client()
+
+
+# --- one scenario, both API versions -----------------------------------------------------------
+
+#: A v2-only simulator account: 403 on every /v1 route, like a Factus account opened today.
+V2_ONLY = {
+    "client_id": "v2-only-client",
+    "client_secret": "v2-only-secret",
+    "username": "v2-only@einvoice.test",
+    "password": "v2-only-pass",
+}
+
+
+@dataclass(frozen=True)
+class VersionedApi:
+    """A client speaking one API version, with the bodies and counters its scenarios need."""
+
+    version: str
+    client: FactusClient
+    sandbox: SandboxServer
+    client_id: str
+    username: str
+
+    def bill(self, reference_code: str) -> Payload:
+        """The 47 600 COP bill in this version's wire format."""
+        return bill(reference_code) if self.version == "v1" else v2_bill(reference_code)
+
+    def credit_note(self, reference_code: str, invoice: BillResult) -> Payload:
+        """A one-unit credit note against ``invoice`` (v1 by Factus id, v2 by number)."""
+        if self.version == "v1":
+            assert invoice.id is not None
+            return credit_note(reference_code, invoice.id)
+        assert invoice.number is not None
+        return v2_credit_note(reference_code, invoice.number)
+
+    def stats(self) -> dict[str, Any]:
+        """The simulator's counters of this account."""
+        return self.sandbox.account_stats(self.username, self.client_id)
+
+    def route(self, method: str, path: str) -> str:
+        """``"GET /v2/bills"`` for ``route("GET", "/bills")`` on v2 (the stats' request keys)."""
+        return f"{method} /{self.version}{path}"
+
+
+@pytest.fixture(params=["v1", "v2"])
+def api(
+    request: pytest.FixtureRequest,
+    sandbox_clean: SandboxServer,
+    make_sandbox_client: Callable[..., FactusClient],
+) -> VersionedApi:
+    """The same scenario on each version: v1 on the simulator's default account (as before),
+    v2 on a v2-only account (403 on /v1, so nothing can fall back to v1 unnoticed)."""
+    if request.param == "v1":
+        return VersionedApi("v1", make_sandbox_client(), sandbox_clean,
+                            SANDBOX_CLIENT_ID, SANDBOX_USERNAME)
+    sandbox_clean.add_account(**V2_ONLY, mode="v2")
+    return VersionedApi("v2", make_sandbox_client(**V2_ONLY, api_version="v2"), sandbox_clean,
+                        V2_ONLY["client_id"], V2_ONLY["username"])

@@ -1,6 +1,7 @@
 """Every error class over real HTTP against the simulator, and what the client does about each
 (FACTUS_API.md §5, Decisions 2–4): renewal on 401, retries only where repeating is harmless,
-and a validate with an unknown outcome reconciled by reference code instead of re-sent."""
+and a validate with an unknown outcome reconciled by reference code instead of re-sent. The
+scenarios that concern documents run on both API versions (the ``api`` fixture)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import sandbox_grants
-from factus_payloads import bill
+from conftest import V2_ONLY, VersionedApi, sandbox_grants
+from factus_payloads import bill, v2_bill
 
 from einvoice.factus.client import FactusClient, RetryPolicy, Timeouts
 from einvoice.factus.errors import (
+    ApiVersionNotEnabled,
     AuthenticationError,
     ForbiddenError,
     NotFoundError,
@@ -27,17 +29,21 @@ from einvoice.sandbox.server import SandboxServer
 MakeClient = Callable[..., FactusClient]
 
 
-def _validate_posts(sandbox: SandboxServer) -> int:
-    return int(sandbox.account_stats()["validate_posts"]["bill"])
+def _validate_posts(api: VersionedApi) -> int:
+    return int(api.stats()["validate_posts"]["bill"])
 
 
-def test_a_malformed_payload_is_a_payload_error_with_field_messages(client: FactusClient) -> None:
-    payload = bill("BAD-1").model_dump(mode="json", exclude_none=True)
-    payload["items"][0]["quantity"] = 2.5  # v1 quantities are integers (§3.4)
+def test_a_malformed_payload_is_a_payload_error_with_field_messages(api: VersionedApi) -> None:
+    if api.version == "v1":
+        payload = bill("BAD-1").model_dump(mode="json", exclude_none=True)
+        payload["items"][0]["quantity"] = 2.5  # v1 quantities are integers (§3.4)
+    else:
+        payload = v2_bill("BAD-1")
+        payload["items"][0]["quantity"] = "2.505"  # v2: at most two decimals
     del payload["reference_code"]
 
     with pytest.raises(PayloadValidationError) as caught:
-        client.validate_bill(payload)
+        api.client.validate_bill(payload)
 
     assert caught.value.status_code == 422 and not caught.value.transient
     assert {"items.0.quantity", "reference_code"} <= set(caught.value.field_errors)
@@ -53,21 +59,23 @@ def test_wrong_credentials_are_an_authentication_error(make_sandbox_client: Make
     assert "wrong" not in bad_password.value.message + bad_client.value.message
 
 
-def test_an_account_not_enabled_for_v1_is_forbidden(
-    make_sandbox_client: MakeClient, sandbox_clean: SandboxServer
+@pytest.mark.parametrize(("mode", "spoken"), [("v2", "v1"), ("v1", "v2")])
+def test_an_account_not_enabled_for_the_version_spoken_is_forbidden(
+    make_sandbox_client: MakeClient, sandbox_clean: SandboxServer, mode: str, spoken: str
 ) -> None:
-    sandbox_clean.add_account(
-        "v2-only", "v2-secret", "v2@einvoice.test", "v2-pass", v1_enabled=False
-    )
-    client = make_sandbox_client(
-        client_id="v2-only",
-        client_secret="v2-secret",
-        username="v2@einvoice.test",
-        password="v2-pass",
-    )
+    # Given an account enabled for one version only, and a client speaking the other
+    sandbox_clean.add_account(**V2_ONLY, mode=mode)
+    client = make_sandbox_client(**V2_ONLY, api_version=spoken)
+
+    # When it sends a bill
     with pytest.raises(ForbiddenError) as caught:
-        client.validate_bill(bill("V2-1"))
-    assert (caught.value.reason, caught.value.transient) == ("factus_403", False)
+        client.validate_bill(bill("V-1") if spoken == "v1" else v2_bill("V-1"))
+
+    # Then the 403 says which version the account lacks (a configuration error, permanent)
+    assert isinstance(caught.value, ApiVersionNotEnabled) and caught.value.version == spoken
+    assert (caught.value.reason, caught.value.transient) == ("factus_version_not_enabled", False)
+    stats = sandbox_clean.account_stats(V2_ONLY["username"], V2_ONLY["client_id"])
+    assert stats["validations_by_reference"]["bill"] == {}
 
 
 def test_an_unknown_document_is_not_found(client: FactusClient) -> None:
@@ -95,34 +103,34 @@ def test_revoked_tokens_are_renewed_once_and_the_call_repeated(
 
 
 def test_a_token_rejected_twice_is_an_authentication_error(
-    client: FactusClient, sandbox_clean: SandboxServer
+    api: VersionedApi, sandbox_clean: SandboxServer
 ) -> None:
-    client.company()
+    api.client.list_numbering_ranges()  # get the token first
     sandbox_clean.set_faults(expired_token=1.0)
 
     with pytest.raises(AuthenticationError):
-        client.validate_bill(bill("EXP-1"))
+        api.client.validate_bill(api.bill("EXP-1"))
 
     # one renewal, one repeat, and the bill was never processed
-    assert sandbox_clean.account_stats()["requests"]["POST /v1/bills/validate"] == {"401": 2}
+    assert api.stats()["requests"][api.route("POST", "/bills/validate")] == {"401": 2}
     assert sum(sandbox_grants(sandbox_clean).values()) == 2
-    assert sandbox_clean.account_stats()["validations_by_reference"]["bill"] == {}
+    assert api.stats()["validations_by_reference"]["bill"] == {}
 
 
 def test_injected_429s_are_waited_out_then_raised(
-    client: FactusClient, sandbox_clean: SandboxServer
+    api: VersionedApi, sandbox_clean: SandboxServer
 ) -> None:
-    client.company()  # get the token first: token calls get 429s too
+    api.client.list_numbering_ranges()  # get the token first: token calls get 429s too
     sandbox_clean.set_faults(rate_limit_429=1.0, retry_after_seconds=1)
 
     started = time.monotonic()
     with pytest.raises(RateLimitedError) as caught:
-        client.validate_bill(bill("RL-1"))
+        api.client.validate_bill(api.bill("RL-1"))
 
     # the client waited the Retry-After once (2 attempts), and nothing was validated
     assert time.monotonic() - started >= 1.0
     assert caught.value.retry_after == 1.0 and caught.value.transient
-    assert sandbox_clean.account_stats()["requests"]["POST /v1/bills/validate"] == {"429": 2}
+    assert api.stats()["requests"][api.route("POST", "/bills/validate")] == {"429": 2}
 
 
 def test_the_real_rate_limit_gives_a_retry_after_the_client_does_not_sleep_through(
@@ -142,19 +150,19 @@ def test_the_real_rate_limit_gives_a_retry_after_the_client_does_not_sleep_throu
 
 
 def test_server_errors_on_reads_are_retried_and_validate_is_sent_once(
-    client: FactusClient, sandbox_clean: SandboxServer
+    api: VersionedApi, sandbox_clean: SandboxServer
 ) -> None:
-    client.company()
+    api.client.list_numbering_ranges()
     sandbox_clean.set_faults(error_500=1.0)
 
     with pytest.raises(ServerError):
-        client.list_bills()
+        api.client.list_bills()
     with pytest.raises(ServerError) as on_validate:
-        client.validate_bill(bill("E500-1"))
+        api.client.validate_bill(api.bill("E500-1"))
 
-    requests = sandbox_clean.account_stats()["requests"]
-    assert requests["GET /v1/bills"] == {"500": 2}  # the read was repeated
-    assert requests["POST /v1/bills/validate"] == {"500": 1}  # the create was not
+    requests = api.stats()["requests"]
+    assert requests[api.route("GET", "/bills")] == {"500": 2}  # the read was repeated
+    assert requests[api.route("POST", "/bills/validate")] == {"500": 1}  # the create was not
     assert on_validate.value.may_have_reached and on_validate.value.reason == "server_error"
 
 
@@ -169,15 +177,17 @@ def test_maintenance_is_told_apart_from_other_server_errors(
 
 
 def test_a_timeout_after_the_bill_was_stored_is_reconciled_not_resent(
-    make_sandbox_client: MakeClient, sandbox_clean: SandboxServer
+    api: VersionedApi, make_sandbox_client: MakeClient, sandbox_clean: SandboxServer
 ) -> None:
     # Given Factus stores and validates the bill but the answer never comes back in time
-    client = make_sandbox_client(timeouts=Timeouts(connect=2.0, read=5.0, validate=1.0))
-    client.company()
+    account = V2_ONLY if api.version == "v2" else {}
+    client = make_sandbox_client(**account, api_version=api.version,
+                                 timeouts=Timeouts(connect=2.0, read=5.0, validate=1.0))
+    client.list_numbering_ranges()
     sandbox_clean.set_faults(timeout_after_store=1.0, timeout_hang_seconds=3)
 
     with pytest.raises(TransportError) as caught:
-        client.validate_bill(bill("HANG-1"))
+        client.validate_bill(api.bill("HANG-1"))
     assert caught.value.reason == "timeout_unknown_outcome" and caught.value.may_have_reached
 
     # When the job layer looks the reference up before sending again (Decision 3)
@@ -186,8 +196,9 @@ def test_a_timeout_after_the_bill_was_stored_is_reconciled_not_resent(
 
     # Then the bill is there, validated, and was sent exactly once
     assert found is not None and found.is_validated and found.cufe
-    assert _validate_posts(sandbox_clean) == 1
-    assert sandbox_clean.account_stats()["validations_by_reference"]["bill"] == {"HANG-1": 1}
+    assert found.totals.total is not None and found.reference_code == "HANG-1"
+    assert _validate_posts(api) == 1
+    assert api.stats()["validations_by_reference"]["bill"] == {"HANG-1": 1}
 
 
 def test_an_unreachable_factus_is_a_connect_error_that_sent_nothing(

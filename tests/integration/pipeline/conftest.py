@@ -114,14 +114,35 @@ class Pipeline:
 
 
 @pytest.fixture
+def api_version(request: pytest.FixtureRequest) -> str | None:
+    """The Factus API version the pipeline's default account is set to speak
+    (``FACTUS_API_VERSION``; the simulator's default account serves both): None (unset, i.e.
+    ``auto``, which finds v1 on that account) unless the test parametrizes it, as a scenario
+    that holds on both versions does with :data:`BOTH_VERSIONS`."""
+    return getattr(request, "param", None)
+
+
+def BOTH_VERSIONS(test: Callable[..., Any]) -> Callable[..., Any]:  # noqa: N802 - a marker
+    """``@BOTH_VERSIONS`` runs a scenario once per Factus API version (the ``api_version``
+    fixture; ``make_pipeline`` sets ``FACTUS_API_VERSION`` from it)."""
+    versions = pytest.mark.parametrize("api_version", ["v1", "v2"], indirect=True)
+    return pytest.mark.usefixtures("api_version")(versions(test))
+
+
+@pytest.fixture
 def make_pipeline(
     db_url: str, redis_url: str, sandbox_clean: Any, session_factory: sessionmaker[Session],
-    celery_launcher: Callable[[dict[str, str]], CeleryLauncher],
+    celery_launcher: Callable[[dict[str, str]], CeleryLauncher], request: pytest.FixtureRequest,
 ) -> Callable[..., Pipeline]:
-    """``make_pipeline(beat=False, concurrency=8, **env)`` starts a worker (and beat)."""
+    """``make_pipeline(beat=False, concurrency=8, **env)`` starts a worker (and beat), its
+    default account speaking the test's ``api_version`` parameter when it has one."""
+    callspec = getattr(request.node, "callspec", None)
+    api_version = callspec.params.get("api_version") if callspec is not None else None
 
     def make(*, beat: bool = False, concurrency: int = 8, start: bool = True,
              **extra: str) -> Pipeline:
+        if api_version is not None:
+            extra = {"FACTUS_API_VERSION": api_version, **extra}
         env = pipeline_environment(db_url, redis_url, sandbox_clean.base_url, **extra)
         launcher = celery_launcher(env)
         if start:

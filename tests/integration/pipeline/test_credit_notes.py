@@ -19,6 +19,7 @@ from einvoice.services.documents import request_email_resend
 from einvoice.services.operator import cancel_job
 from einvoice.settings import load_settings
 from tests.integration.pipeline.conftest import (
+    BOTH_VERSIONS,
     Pipeline,
     insert_job_sql,
     seed_invoice,
@@ -123,8 +124,9 @@ def test_credit_note_over_the_invoice_total_is_rejected_before_any_call(
     assert pipeline.sandbox.stats()["global"]["validate_posts"]["credit_note"] == 0
 
 
+@BOTH_VERSIONS
 def test_credit_note_waits_for_its_invoice_then_is_sent(
-    make_pipeline: Callable[..., Pipeline], session: Session
+    make_pipeline: Callable[..., Pipeline], session: Session, api_version: str | None
 ) -> None:
     pipeline = make_pipeline(beat=True)
     pipeline.sandbox.set_faults(dian_slow=1.0, seed=9)
@@ -141,9 +143,11 @@ def test_credit_note_waits_for_its_invoice_then_is_sent(
 
     [invoice, note] = wait_for_jobs(pipeline.factory, [invoice_job, note_job], timeout=40)
     assert (invoice.status, note.status) == ("accepted", "accepted")
+    assert (invoice.factus_api_version, note.factus_api_version) == (api_version, api_version)
     assert "waiting" in [t for t, _ in pipeline.events(note_job)]
 
 
+@BOTH_VERSIONS
 def test_cancel_deletes_a_stored_unvalidated_document_and_refuses_a_validated_one(
     make_pipeline: Callable[..., Pipeline], session: Session, db_url: str, redis_url: str,
     session_factory,  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from einvoice.db.models import ElectronicInvoicingJob, InvoiceSale
 from einvoice.queueing import CeleryPublisher
 from tests.integration.pipeline.conftest import (
+    BOTH_VERSIONS,
     Pipeline,
     insert_job_sql,
     seed_invoice,
@@ -125,6 +126,7 @@ def test_invalid_invoice_is_rejected_with_rule_code_and_no_http_call(
     assert ("rejected", "invalid_dv") in pipeline.events(jobs[0])
 
 
+@BOTH_VERSIONS
 def test_dian_rejection_rejects_with_rule_code_and_deletes_the_stored_document(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
@@ -144,6 +146,7 @@ def test_dian_rejection_rejects_with_rule_code_and_deletes_the_stored_document(
     assert nxt.status == "accepted"
 
 
+@BOTH_VERSIONS
 def test_dian_slow_then_accepted_with_the_same_reference(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
@@ -160,8 +163,9 @@ def test_dian_slow_then_accepted_with_the_same_reference(
     assert "dian_slow" in [t for t, _ in pipeline.events(job_id)]
 
 
+@BOTH_VERSIONS
 def test_timeout_after_store_is_reconciled_without_a_second_document(
-    make_pipeline: Callable[..., Pipeline], session: Session
+    make_pipeline: Callable[..., Pipeline], session: Session, api_version: str | None
 ) -> None:
     pipeline = make_pipeline(beat=True, FACTUS_VALIDATE_TIMEOUT="1.5")
     pipeline.sandbox.set_faults(timeout_after_store=1.0, timeout_hang_seconds=3, seed=3)
@@ -174,7 +178,7 @@ def test_timeout_after_store_is_reconciled_without_a_second_document(
     pipeline.sandbox.set_faults(timeout_after_store=0.0)
     [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=40)
 
-    assert job.status == "accepted"
+    assert (job.status, job.factus_api_version) == ("accepted", api_version)
     assert _validations(pipeline, job.reference_code) == 1
     codes = pipeline.events(job_id)
     assert ("reconciled", "found") in codes

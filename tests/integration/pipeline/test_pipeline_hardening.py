@@ -152,10 +152,11 @@ def test_a_job_whose_build_raises_leaves_the_other_jobs_of_its_message_untouched
     jobs = [insert_job_sql(session, invoice) for invoice in invoices]
     build = submit._build_payload
 
-    def build_or_crash(ctx: SubmitContext, sess: Session, job: Any) -> dict[str, Any]:
+    def build_or_crash(ctx: SubmitContext, sess: Session, job: Any,
+                       api_version: str) -> dict[str, Any]:
         if job.invoice_id == invoices[1]:
             raise ZeroDivisionError("decimal division by zero in line 1")
-        return build(ctx, sess, job)
+        return build(ctx, sess, job, api_version)
 
     monkeypatch.setattr(submit, "_build_payload", build_or_crash)
     requeued: list[list[uuid.UUID]] = []

@@ -27,7 +27,7 @@ from einvoice.db.models import (
 )
 from einvoice.devservices import DevServices
 from einvoice.domain.errors import PayloadError
-from einvoice.domain.payload import (
+from einvoice.factus.v1_body import (
     build_bill_payload,
     build_credit_note_payload,
     factus_payload_total,

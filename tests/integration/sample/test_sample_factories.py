@@ -13,7 +13,7 @@ from stdnum.co import nit as co_nit
 from einvoice.db.invoices import known_municipality_ids, load_invoice
 from einvoice.db.models import Customer, InvoiceItem, InvoiceSale, InvoiceSequence, Organization
 from einvoice.domain.errors import PayloadError
-from einvoice.domain.payload import build_bill_payload
+from einvoice.factus.v1_body import build_bill_payload
 from einvoice.sample import WRONG_KINDS, generate_sample, make_invoice, sample_organization
 from tests.integration.sample.conftest import TODAY
 

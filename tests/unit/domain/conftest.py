@@ -21,7 +21,7 @@ from einvoice.domain.invoices import (
     NumberingRangeData,
     OrganizationData,
 )
-from einvoice.domain.payload import build_bill_payload, build_credit_note_payload
+from einvoice.factus.v1_body import build_bill_payload, build_credit_note_payload
 
 TODAY = date(2025, 3, 14)
 # Real Factus municipality ids (FACTUS_API.md §8.2): 980 San Gil, 996 Villanueva, 1041 Fresno,

@@ -185,13 +185,6 @@ RULES: list[tuple[str, Change, str, str, object]] = [
         "11",
     ),
     (
-        "no customer row",
-        header(customer=None),
-        "missing_customer",
-        "invoice_sales.customer_id",
-        None,
-    ),
-    (
         "unknown identification type",
         customer(identification_type="XX"),
         "unknown_identification_type",

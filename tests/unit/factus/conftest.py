@@ -16,8 +16,9 @@ from einvoice.factus.tokens import FactusAccount
 
 
 @pytest.fixture
-def account() -> FactusAccount:
-    """A test account whose secrets are easy to look for in logs and messages."""
+def account(request: pytest.FixtureRequest) -> FactusAccount:
+    """A test account whose secrets are easy to look for in logs and messages; it speaks v1
+    unless a test parametrizes it indirectly with ``"v2"``."""
     return FactusAccount(
         key="default",
         environment="sandbox",
@@ -26,6 +27,7 @@ def account() -> FactusAccount:
         client_secret=SecretStr(CLIENT_SECRET),
         username="user@einvoice.test",
         password=SecretStr(PASSWORD),
+        api_version=getattr(request, "param", "v1"),
     )
 
 

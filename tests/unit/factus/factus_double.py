@@ -181,3 +181,55 @@ class Sleeps:
 def request_json(request: httpx.Request) -> Any:
     """The JSON body a request carried."""
     return json.loads(request.content.decode())
+
+
+# --- v2 (factus-docs/v2 facturas/crear-y-validar "Respuesta"; made-up values) --------------------
+
+V2_BILL_BODY: dict[str, Any] = {
+    "status": "Created",
+    "message": "Documento con el código de referencia FACT-2026-0124 registrado y validado con éxito",
+    "data": {
+        "reference_code": "FACT-2026-0124",
+        "number": "SETP990000550",
+        "order_reference": None,
+        "send_email": True,
+        "has_claim": False,
+        "is_negotiable_instrument": False,
+        "is_validated": True,
+        "validated_at": "08-10-2026 09:23:26 PM",
+        "errors": {"FAJ44b": "Regla: FAJ44b, Notificación: Nombre informado no corresponde"},
+        "observation": None,
+        "created_at": "08-10-2026 09:23:24 PM",
+        "cufe": CUFE,
+        "document_type": {"code": "01", "name": "Factura electrónica de Venta"},
+        "customer": {"identification": "123456789", "names": "Alan company name"},
+        "items": [{"code_reference": "PROD-000A", "quantity": "1.00", "price": "10000.00"}],
+        "totals": {
+            "prepayment_amount": "0.00",
+            "gross_amount": "70000.00",
+            "taxable_amount": "70000.00",
+            "tax_amount": "13300.00",
+            "discount_amount": "0.00",
+            "surcharge_amount": "0.00",
+            "cash_rounding_amount": "0.00",
+            "total": "83300.00",
+        },
+        "related_notes": {"credit_notes": [], "debit_notes": []},
+        "links": {
+            "qr": f"https://catalogo-vpfe-hab.dian.gov.co/document/searchqr?documentkey={CUFE}",
+            "public_url": "https://app-sandbox.factus.com.co/documents/bills/abc",
+        },
+    },
+}
+
+
+def v2_bill_body(**overrides: Any) -> dict[str, Any]:
+    """A fresh copy of the v2 validate answer with ``data`` fields overridden."""
+    body = copy.deepcopy(V2_BILL_BODY)
+    body["data"].update(overrides)
+    return body
+
+
+def validated_body(version: str) -> dict[str, Any]:
+    """A validated bill as ``version``'s validate answers it."""
+    return bill_body() if version == "v1" else v2_bill_body()

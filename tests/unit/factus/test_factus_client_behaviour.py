@@ -22,6 +22,7 @@ from factus_double import (
     list_body,
     raise_,
     request_json,
+    validated_body,
 )
 
 from einvoice.factus import v1
@@ -34,6 +35,7 @@ from einvoice.factus.errors import (
     ServerError,
     TransportError,
 )
+from einvoice.factus.tokens import FactusAccount
 
 MakeClient = Callable[..., FactusClient]
 PAYLOAD = {"reference_code": "POS-1", "customer": {}, "items": []}
@@ -82,11 +84,15 @@ def test_the_token_is_reused_until_it_nears_expiry(
     assert len(factus.grants) == 1
 
 
+@pytest.mark.parametrize("account", ["v1", "v2"], indirect=True)
 def test_a_401_renews_the_token_once_and_repeats_the_call_once(
-    factus: ScriptedFactus, make_client: MakeClient
+    factus: ScriptedFactus, make_client: MakeClient, account: FactusAccount
 ) -> None:
-    # Given Factus rejects the first token (revoked early) and accepts the next
-    factus.on(*VALIDATE, answer(401, {"message": "Unauthenticated."}), answer(201, bill_body()))
+    # Given Factus rejects the first token (revoked early) and accepts the next, on either
+    # version's validate route
+    version = account.api_version
+    factus.on("POST", f"/{version}/bills/validate", answer(401, {"message": "Unauthenticated."}),
+              answer(201, validated_body(version)))
     client = make_client()
 
     bill = client.validate_bill(PAYLOAD)
@@ -242,13 +248,17 @@ def test_connect_errors_say_the_request_did_not_reach_factus(
     assert len(factus.api_requests()) == 3  # the policy's attempts
 
 
+@pytest.mark.parametrize("account", ["v1", "v2"], indirect=True)
 def test_429_waits_the_retry_after_then_goes_on(
-    factus: ScriptedFactus, make_client: MakeClient, sleeps: Sleeps
+    factus: ScriptedFactus, make_client: MakeClient, sleeps: Sleeps, account: FactusAccount
 ) -> None:
+    # limite-de-request: Retry-After (and the X-RateLimit-* headers) on both versions
+    version = account.api_version
     factus.on(
-        *VALIDATE,
-        answer(429, {"message": "Too Many Attempts."}, {"Retry-After": "3"}),
-        answer(201, bill_body()),
+        "POST", f"/{version}/bills/validate",
+        answer(429, {"message": "Too Many Attempts."},
+               {"Retry-After": "3", "X-RateLimit-Limit": "80", "X-RateLimit-Remaining": "0"}),
+        answer(201, validated_body(version)),
     )
     bill = make_client().validate_bill(PAYLOAD)
     assert bill.is_validated

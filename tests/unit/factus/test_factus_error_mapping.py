@@ -156,6 +156,19 @@ def test_dian_rules_with_notifications_keep_both_kinds() -> None:
         },
         # §5.3 support documents: flat body without "pendiente"
         {"status": "Conflict", "message": "Se encontró un documento soporte por enviar a la DIAN"},
+        # v2: the same body with "api_version": "v2" (manejo-errores gives only the meaning)
+        {
+            "status": "Conflict",
+            "errors": [
+                {
+                    "code": 409,
+                    "message": "Se encontró una nota crédito pendiente por enviar a la DIAN",
+                    "params": [],
+                    "detail": "Conflict",
+                    "api_version": "v2",
+                }
+            ],
+        },
     ],
 )
 def test_pending_document_409_is_its_own_transient_error(body: object) -> None:
