@@ -239,7 +239,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         with factory() as session:
             # The demo account speaks v2 unless --api v1: v2 has no ReteICA code.
             sample = generate_sample(session, seed=options.seed, invoices=options.invoices,
-                                     reteica=options.api_version == "v1")
+                                     api_version=options.api_version or "v2")
             session.commit()
         out.print(f"loaded the sample ERP: {len(sample.organization_ids)} organizations, "
                   f"{len(sample.valid_invoice_ids) + len(sample.wrong_invoices)} invoices "

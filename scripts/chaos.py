@@ -156,7 +156,7 @@ def load_dataset(db: Database, profile: ChaosProfile, seed: int, accounts: list[
             summary = generate_sample(session, seed=seed + call, organizations=orgs,
                                       customers=max(60, 8 * orgs), invoices=count,
                                       wrong_share=profile.wrong_share, credit_notes=0,
-                                      reteica=api_version == "v1")
+                                      api_version=api_version)
             organizations += summary.organization_ids
             invoices += summary.valid_invoice_ids
             wrong += summary.wrong_invoices

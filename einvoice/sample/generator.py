@@ -26,7 +26,8 @@ expected to raise is in :class:`WrongInvoice`):
 * ``unknown_municipality``: a customer whose ``municipality_id`` holds the DANE code 68001
   (Bucaramanga) instead of the Factus id 919, a classic ERP mix-up;
 * ``non_integer_quantity``: a line of 1.5 kg of a product sold by weight (Factus v1 takes whole
-  quantities, FACTUS_API.md §3.4);
+  quantities, FACTUS_API.md §3.4); in a dataset for Factus v2, which takes two decimals, the line
+  is 1.125 kg instead and the expected code ``quantity_too_precise``;
 * ``numbering_range_expired``: a sale of the branch whose own resolution (``SETV``, Factus range
   12, like the sandbox's expired range) ended a year before ``today``. The repository prefers a
   branch's own range (:func:`einvoice.db.invoices.load_invoice`), so only that branch's invoices
@@ -76,8 +77,12 @@ WRONG_KINDS: tuple[str, ...] = (
 #: What the mistaken ERP stored as ``customers.municipality_id``: Bucaramanga's DANE code, which
 #: is no Factus id (those run 1–1122).
 DANE_CODE_AS_MUNICIPALITY_ID = 68001
-#: Quantity of the fractional line: 1.5 kg.
+#: Quantity of the fractional line: 1.5 kg (v1 takes whole quantities); 1.125 kg for v2 (which
+#: takes two decimals).
 FRACTIONAL_QTY = Decimal("1.5")
+FRACTIONAL_QTY_V2 = Decimal("1.125")
+#: The code each wrong kind raises on a Factus v2 account, where it differs from the kind's name.
+V2_WRONG_CODES = {"non_integer_quantity": "quantity_too_precise"}
 
 # ERP statuses of a sale still waiting for its e-invoice (``validated`` is written on acceptance).
 STATUS_PAID = "paid"
@@ -526,11 +531,12 @@ class _Invoicer:
     """Makes sample invoices for the issuers' customers from the seeded generator."""
 
     def __init__(self, rng: random.Random, new_id: Callable[[], uuid.UUID], today: date,
-                 *, reteica: bool = True) -> None:
+                 *, api_version: str = "v1") -> None:
         self.rng = rng
         self.new_id = new_id
         self.today = today
-        self.reteica = reteica
+        self.reteica = api_version == "v1"
+        self.fractional_qty = FRACTIONAL_QTY_V2 if api_version == "v2" else FRACTIONAL_QTY
 
     def _issued_at(self) -> datetime:
         # Business hours in Bogotá, so the date is the same in UTC (the repository reads
@@ -609,7 +615,7 @@ class _Invoicer:
             lines.append(
                 _Line(
                     product=spec, product_id=product_row.id, description=spec.name,
-                    code_reference=spec.sku, qty=FRACTIONAL_QTY, unit_price=spec.net_price,
+                    code_reference=spec.sku, qty=self.fractional_qty, unit_price=spec.net_price,
                     tax_rate=spec.tax_rate, discount_rate=ZERO, is_excluded=spec.is_excluded,
                     unit_measure_id=spec.unit_measure_id, withholding_taxes=[],
                 )
@@ -722,7 +728,7 @@ def generate_sample(
     wrong_share: float = 0.05,
     credit_notes: int = 4,
     today: date | None = None,
-    reteica: bool = True,
+    api_version: str = "v1",
 ) -> SampleSummary:
     """Insert a realistic ERP dataset (flushed, never committed: the caller commits).
 
@@ -742,9 +748,10 @@ def generate_sample(
         today: the date everything is relative to (issue dates in the 60 days before it,
             ranges valid a year around it, the expired range ended a year before it); default
             today in Bogotá.
-        reteica: give half the company sales a ReteICA self-withholding (code 07). Factus v2
-            has no code for it (its table lists only 05 ReteIVA and 06 ReteRenta), so a dataset
-            for a v2 account is generated without it.
+        api_version: the Factus API version of the account the dataset is for: ``v1`` gives
+            half the company sales a ReteICA self-withholding (code 07), which Factus v2 has no
+            code for (its table lists only 05 ReteIVA and 06 ReteRenta); ``v2`` leaves it out,
+            and its fractional line has three decimals (:data:`V2_WRONG_CODES`).
     Output: :class:`SampleSummary`.
     Raises: ``ValueError`` when an argument is out of range (``organizations`` not 1–3,
         ``wrong_share`` not in [0, 1], too few customers or valid invoices for what is asked).
@@ -805,7 +812,7 @@ def generate_sample(
     session.add_all(all_customers)
     session.flush()
 
-    invoicer = _Invoicer(rng, new_id, today, reteica=reteica)
+    invoicer = _Invoicer(rng, new_id, today, api_version=api_version)
     wrong_at = dict(zip(sorted(rng.sample(range(invoices), k=wrong_count)), kinds, strict=True))
     weights = [org.spec.invoice_weight for org in orgs]
     valid: list[_Invoice] = []
@@ -858,7 +865,10 @@ def generate_sample(
         customer_ids=tuple(c.id for c in all_customers),
         valid_invoice_ids=tuple(inv.row.id for inv in valid),
         wrong_invoices=tuple(
-            WrongInvoice(invoice_id=inv.row.id, expected_error_code=kind) for inv, kind in wrong
+            WrongInvoice(invoice_id=inv.row.id,
+                         expected_error_code=(V2_WRONG_CODES.get(kind, kind)
+                                              if api_version == "v2" else kind))
+            for inv, kind in wrong
         ),
         credit_note_ids=tuple(note.row.id for note in notes),
     )

@@ -1,5 +1,6 @@
-"""Follow-up fixtures: the pipeline's (real worker, Redis, simulator) plus helpers to get an
-accepted job and to watch its follow-ups."""
+"""Follow-up fixtures: the pipeline's (real worker, Redis, simulator, and its ``api_version``
+parameter with the :data:`BOTH_VERSIONS` marker) plus helpers to get an accepted job and to watch
+its follow-ups."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from einvoice.factus.client import FactusClients, create_factus_clients
 from einvoice.queueing import CeleryPublisher
 from einvoice.services.submit import SubmitContext
 from einvoice.settings import load_settings
-from tests.integration.pipeline.conftest import (  # noqa: F401 - fixture re-exported
+from tests.integration.pipeline.conftest import (  # noqa: F401 - fixtures re-exported
+    BOTH_VERSIONS,
     Pipeline,
+    api_version,
     insert_job_sql,
     make_pipeline,
     seed_invoice,
@@ -74,12 +77,6 @@ def wait_for_event(pipeline: Pipeline, job_id: uuid.UUID, event_type: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"no {event_type} event after {timeout} s: {pipeline.events(job_id)}")
         time.sleep(0.2)
-
-
-def requests_to(pipeline: Pipeline, endpoint: str) -> dict[str, int]:
-    """What the simulator answered on ``endpoint`` (``"GET /v1/bills/download-pdf/{number}"``):
-    ``{status: count}``."""
-    return dict(pipeline.sandbox.stats()["global"]["requests"].get(endpoint, {}))
 
 
 def cli_env(db_url: str, redis_url: str) -> dict[str, str]:

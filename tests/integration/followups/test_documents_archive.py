@@ -1,5 +1,9 @@
 """The documents archive through the real pipeline (issue 7, item 2): after acceptance a follow-up
-downloads the PDF and the XML once and stores them with their SHA-256 and size."""
+downloads the PDF and the XML once and stores them with their SHA-256 and size.
+
+The scenarios that download from Factus run on both API versions (``BOTH_VERSIONS``): v1's
+``/v1/bills/download-pdf/{number}`` and v2's ``/v2/bills/{number}/download-pdf`` end in the same
+stored files."""
 
 from __future__ import annotations
 
@@ -17,13 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from einvoice.errors import JobError
 from einvoice.services.documents import get_document, request_archive, run_followup
 from tests.integration.followups.conftest import (
+    BOTH_VERSIONS,
     InProcess,
     Pipeline,
     accepted_job,
     cli_env,
     followups,
     insert_job_sql,
-    requests_to,
     run_cli,
     seed_invoice,
     seed_organization,
@@ -33,9 +37,6 @@ from tests.integration.followups.conftest import (
 
 pytestmark = pytest.mark.slow
 
-PDF_ENDPOINT = "GET /v1/bills/download-pdf/{number}"
-XML_ENDPOINT = "GET /v1/bills/download-xml/{number}"
-
 
 def _stored(session: Session, job_id: uuid.UUID) -> dict[str, dict[str, object]]:
     rows = session.execute(text(
@@ -44,6 +45,7 @@ def _stored(session: Session, job_id: uuid.UUID) -> dict[str, dict[str, object]]
     return {r["kind"]: dict(r) for r in rows}
 
 
+@BOTH_VERSIONS
 def test_pdf_and_xml_are_stored_once_with_their_hashes_even_when_the_download_fails_first(
     make_pipeline: Callable[..., Pipeline], session: Session, in_process: InProcess,
 ) -> None:
@@ -81,9 +83,9 @@ def test_pdf_and_xml_are_stored_once_with_their_hashes_even_when_the_download_fa
     xml = bytes(stored["xml"]["content"])  # type: ignore[arg-type]
     assert number.encode() in xml and cufe.encode() in xml
     # and each file was downloaded successfully exactly once, after the failed tries
-    assert requests_to(pipeline, PDF_ENDPOINT).get("200") == 1
-    assert requests_to(pipeline, XML_ENDPOINT).get("200") == 1
-    assert sum(requests_to(pipeline, PDF_ENDPOINT).values()) > 1
+    assert pipeline.requests_to("bill_pdf").get("200") == 1
+    assert pipeline.requests_to("bill_xml").get("200") == 1
+    assert sum(pipeline.requests_to("bill_pdf").values()) > 1
     types = [t for t, _ in pipeline.events(job_id)]
     assert types.index("accepted") < types.index("archive_retry") < types.index("archived")
 
@@ -101,8 +103,8 @@ def test_pdf_and_xml_are_stored_once_with_their_hashes_even_when_the_download_fa
     again = _stored(session, job_id)
     assert {k: (r["sha256"], r["created_at"]) for k, r in again.items()} == {
         k: (r["sha256"], r["created_at"]) for k, r in stored.items()}
-    assert requests_to(pipeline, PDF_ENDPOINT).get("200") == 1
-    assert requests_to(pipeline, XML_ENDPOINT).get("200") == 1
+    assert pipeline.requests_to("bill_pdf").get("200") == 1
+    assert pipeline.requests_to("bill_xml").get("200") == 1
     # and an operator's request to archive it again is refused
     with pytest.raises(JobError, match="stored already"):
         request_archive(session, job_id)
@@ -162,6 +164,7 @@ def test_a_stored_file_whose_bytes_changed_is_refused(
     assert followups(pipeline.factory, job_id, "archive")[0]["status"] == "done"
 
 
+@BOTH_VERSIONS
 def test_with_the_archive_off_an_accepted_job_gets_no_download_until_an_operator_asks(
     make_pipeline: Callable[..., Pipeline], session: Session, in_process: InProcess,
 ) -> None:
@@ -176,7 +179,7 @@ def test_with_the_archive_off_an_accepted_job_gets_no_download_until_an_operator
                            {"j": job_id}).scalar_one()
     time.sleep(2.0)  # four dispatcher intervals of the test environment
     assert followups(pipeline.factory, job_id) == []
-    assert requests_to(pipeline, PDF_ENDPOINT) == {} and requests_to(pipeline, XML_ENDPOINT) == {}
+    assert pipeline.requests_to("bill_pdf") == {} and pipeline.requests_to("bill_xml") == {}
     # and an operator's request archives it all the same
     request_archive(session, job_id, publisher=in_process.publisher(pipeline))
     session.commit()

@@ -1,5 +1,8 @@
 """The e-mail resend through the real pipeline (issue 7, item 3): `einvoice jobs resend-email` as
-its own follow-up through `POST /v1/bills/send-email/{number}`, within Factus's daily quota."""
+its own follow-up through `POST /v1/bills/send-email/{number}` (v2:
+`POST /v2/bills/{number}/send-email`), within Factus's daily quota.
+
+The scenarios that reach Factus run on both API versions (``BOTH_VERSIONS``)."""
 
 from __future__ import annotations
 
@@ -11,14 +14,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from einvoice.errors import JobError
+from einvoice.services.accounts import account_for_organization
 from einvoice.services.documents import request_email_resend
 from tests.integration.followups.conftest import (
+    BOTH_VERSIONS,
     InProcess,
     Pipeline,
     accepted_job,
     cli_env,
     insert_job_sql,
-    requests_to,
     run_cli,
     seed_invoice,
     seed_organization,
@@ -26,8 +30,6 @@ from tests.integration.followups.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-
-SEND_EMAIL = "POST /v1/bills/send-email/{number}"
 
 
 def _email_events(pipeline: Pipeline, job_id: object) -> list[tuple[str, str | None, dict]]:
@@ -39,6 +41,7 @@ def _email_events(pipeline: Pipeline, job_id: object) -> list[tuple[str, str | N
     return [(r[0], r[1], r[2] or {}) for r in rows]
 
 
+@BOTH_VERSIONS
 def test_resend_email_reaches_factus_once_and_is_recorded(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
@@ -55,7 +58,7 @@ def test_resend_email_reaches_factus_once_and_is_recorded(
 
     # Then Factus was asked once, the follow-up is done, and the job's history says so
     assert str(email["id"]) == queued["followup_id"] and email["status"] == "done", email
-    assert requests_to(pipeline, SEND_EMAIL) == {"200": 1}
+    assert pipeline.requests_to("send_bill_email") == {"200": 1}
     events = _email_events(pipeline, job_id)
     assert [e[0] for e in events] == ["email_requested", "email_sent"]
     assert events[1][2]["to"] == "contabilidad@cliente.co"
@@ -109,12 +112,13 @@ def test_third_resend_in_a_day_ends_failed_with_a_clear_reason(
     assert [r["status"] for r in rows] == ["done", "done", "failed"]
     assert rows[2]["error_code"] == "email_daily_limit"
     assert "2 e-mails per document per day" in str(rows[2]["error_message"])
-    assert requests_to(pipeline, SEND_EMAIL) == {"200": 2}
+    assert pipeline.requests_to("send_bill_email") == {"200": 2}
     assert [e[0] for e in _email_events(pipeline, job_id)] == [
         "email_requested", "email_sent", "email_requested", "email_sent", "email_requested",
         "email_failed"]
 
 
+@BOTH_VERSIONS
 def test_quota_used_elsewhere_is_factus_409_and_ends_failed_with_its_message(
     make_pipeline: Callable[..., Pipeline], session: Session, in_process: InProcess,
 ) -> None:
@@ -124,7 +128,9 @@ def test_quota_used_elsewhere_is_factus_409_and_ends_failed_with_its_message(
     number = session.execute(text(
         "SELECT document_number FROM electronic_invoicing_jobs WHERE id = :j"),
         {"j": job_id}).scalar_one()
-    client = in_process.context(pipeline).clients.default()
+    ctx = in_process.context(pipeline)
+    # the other system speaks the account's version too (the quota is the document's anyway)
+    client = ctx.clients.for_account(account_for_organization(session, 1, ctx.settings, None))
     client.send_bill_email(number, "maria@example.com")
     client.send_bill_email(number, "maria@example.com")
 
@@ -137,4 +143,4 @@ def test_quota_used_elsewhere_is_factus_409_and_ends_failed_with_its_message(
     assert email["status"] == "failed" and email["attempt_count"] == 1
     assert email["error_code"] == "email_daily_limit"
     assert "2 veces hoy" in str(email["error_message"])
-    assert requests_to(pipeline, SEND_EMAIL) == {"200": 2, "409": 1}
+    assert pipeline.requests_to("send_bill_email") == {"200": 2, "409": 1}

@@ -95,14 +95,50 @@ def wait_for_jobs(
         time.sleep(0.2)
 
 
+#: The simulator's name of each Factus endpoint a scenario counts (the ``"METHOD /path"`` keys of
+#: its ``requests`` stats), per API version: v2 puts the number before the action
+#: (``/v2/bills/{number}/download-pdf``) and shows a bill at ``/v2/bills/{number}``.
+ENDPOINTS: dict[str, dict[str, str]] = {
+    "validate_bill": {"v1": "POST /v1/bills/validate", "v2": "POST /v2/bills/validate"},
+    "list_bills": {"v1": "GET /v1/bills", "v2": "GET /v2/bills"},
+    "bill_pdf": {"v1": "GET /v1/bills/download-pdf/{number}",
+                 "v2": "GET /v2/bills/{number}/download-pdf"},
+    "bill_xml": {"v1": "GET /v1/bills/download-xml/{number}",
+                 "v2": "GET /v2/bills/{number}/download-xml"},
+    "send_bill_email": {"v1": "POST /v1/bills/send-email/{number}",
+                        "v2": "POST /v2/bills/{number}/send-email"},
+    "send_credit_note_email": {"v1": "POST /v1/credit-notes/send-email/{number}",
+                               "v2": "POST /v2/credit-notes/{number}/send-email"},
+}
+
+
 @dataclass
 class Pipeline:
-    """A running worker wired to the test's database, Redis and simulator."""
+    """A running worker wired to the test's database, Redis and simulator.
+
+    ``api_version`` is the version its default account speaks: the test's parameter, or ``v1``
+    when unset (``auto`` finds v1 on the simulator's default account, which serves both)."""
 
     env: dict[str, str]
     launcher: CeleryLauncher
     factory: sessionmaker[Session]
     sandbox: Any
+    api_version: str = "v1"
+
+    def endpoint(self, name: str) -> str:
+        """The simulator's ``"METHOD /path"`` of :data:`ENDPOINTS` ``name`` in this version."""
+        return ENDPOINTS[name][self.api_version]
+
+    def requests_to(self, name: str) -> dict[str, int]:
+        """What the simulator answered on :data:`ENDPOINTS` ``name`` in this version, for every
+        account: ``{status: count}``."""
+        return dict(self.sandbox.stats()["global"]["requests"].get(self.endpoint(name), {}))
+
+    def response_bill(self, job: ElectronicInvoicingJob) -> dict[str, Any]:
+        """The bill inside the invoice job's stored Factus answer: v1 nests it under ``bill``,
+        v2's ``data`` is the bill itself."""
+        payload = job.response_payload or {}
+        return payload if self.api_version == "v2" else payload["bill"]
 
     def events(self, job_id: uuid.UUID) -> list[tuple[str, str | None]]:
         """(event_type, event_code) of the job, oldest first."""
@@ -149,6 +185,8 @@ def make_pipeline(
             launcher.worker(concurrency=concurrency)
         if beat:
             launcher.beat()
-        return Pipeline(env=env, launcher=launcher, factory=session_factory, sandbox=sandbox_clean)
+        speaks = extra.get("FACTUS_API_VERSION", "auto")
+        return Pipeline(env=env, launcher=launcher, factory=session_factory, sandbox=sandbox_clean,
+                        api_version=speaks if speaks in ("v1", "v2") else "v1")
 
     return make

@@ -1,4 +1,8 @@
-"""Credit notes and cancellation through the real pipeline (issue 7)."""
+"""Credit notes and cancellation through the real pipeline (issue 7).
+
+Every scenario runs on both Factus API versions (``BOTH_VERSIONS``). What differs is asserted
+through small helpers: a v1 credit note names its bill by Factus id (``bill_id``), a v2 one by
+number (``bill_number``), and v2 sends its codes as strings."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from einvoice.db.models import InvoiceSale
+from einvoice.db.models import ElectronicInvoicingJob, InvoiceSale
 from einvoice.errors import JobError
 from einvoice.factus.client import create_factus_clients
 from einvoice.queueing import CeleryPublisher
@@ -59,6 +63,14 @@ def _credit_note(session: Session, invoice_id: uuid.UUID, items: tuple, concept:
     return note_id
 
 
+def _named_bill(pipeline: Pipeline, invoice: ElectronicInvoicingJob) -> tuple[str, object]:
+    """The field of a credit note's body that names its bill, and the value it must hold: v1's
+    Factus bill id (``bill_id``), v2's bill number (``bill_number``; v2 bills have no id)."""
+    if pipeline.api_version == "v2":
+        return "bill_number", invoice.document_number
+    return "bill_id", invoice.factus_document_id
+
+
 def _credit_job(session: Session, note_id: uuid.UUID) -> uuid.UUID:
     job_id = session.execute(text(
         "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, document_type) "
@@ -67,6 +79,7 @@ def _credit_job(session: Session, note_id: uuid.UUID) -> uuid.UUID:
     return job_id
 
 
+@BOTH_VERSIONS
 def test_full_and_partial_credit_notes_are_accepted_with_cude(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
@@ -86,14 +99,17 @@ def test_full_and_partial_credit_notes_are_accepted_with_cude(
 
     assert [n.status for n in notes] == ["accepted", "accepted"], [n.error_message for n in notes]
     assert all(n.cufe and len(n.cufe) == 96 and n.document_number.startswith("NC") for n in notes)
-    assert notes[0].request_payload["bill_id"] == invoices[0].factus_document_id
-    assert notes[0].request_payload["correction_concept_code"] == 2
-    assert notes[0].request_payload["customization_id"] == 20
+    field, bill = _named_bill(pipeline, invoices[0])
+    assert bill is not None and notes[0].request_payload[field] == bill
+    assert str(notes[0].request_payload["correction_concept_code"]) == "2"
+    assert str(notes[0].request_payload["customization_id"]) == "20"
+    assert notes[0].factus_api_version == invoices[0].factus_api_version == pipeline.api_version
     session.expire_all()
     assert session.get(InvoiceSale, full).xml_uuid == notes[0].cufe
     assert session.get(InvoiceSale, full).status == "validated"
 
-    # An operator resends the credit note's e-mail: POST /v1/credit-notes/send-email/{number}.
+    # An operator resends the credit note's e-mail: POST /v1/credit-notes/send-email/{number}
+    # (v2: POST /v2/credit-notes/{number}/send-email).
     publisher = CeleryPublisher()
     publisher.app.conf.broker_url = pipeline.env["CELERY_BROKER_URL"]
     request_email_resend(session, notes[0].id, to="contabilidad@cliente.co", publisher=publisher)
@@ -101,12 +117,12 @@ def test_full_and_partial_credit_notes_are_accepted_with_cude(
     deadline = time.monotonic() + 30
     sent: dict[str, int] = {}
     while time.monotonic() < deadline and not sent:
-        sent = pipeline.sandbox.stats()["global"]["requests"].get(
-            "POST /v1/credit-notes/send-email/{number}", {})
+        sent = pipeline.requests_to("send_credit_note_email")
         time.sleep(0.2)
     assert sent == {"200": 1}
 
 
+@BOTH_VERSIONS
 def test_credit_note_over_the_invoice_total_is_rejected_before_any_call(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:

@@ -12,7 +12,10 @@ from stdnum.co import nit as co_nit
 
 from einvoice.db.invoices import known_municipality_ids, load_invoice
 from einvoice.db.models import Customer, InvoiceItem, InvoiceSale, InvoiceSequence, Organization
+from einvoice.db.reference import known_unit_measures
 from einvoice.domain.errors import PayloadError
+from einvoice.domain.payload import build_document
+from einvoice.factus import v2_body as v2_body_module
 from einvoice.factus.v1_body import build_bill_payload
 from einvoice.sample import WRONG_KINDS, generate_sample, make_invoice, sample_organization
 from tests.integration.sample.conftest import TODAY
@@ -147,6 +150,33 @@ def test_wrong_share_sets_how_many_invoices_are_wrong(session: Session) -> None:
         assert _refusal(session, entry["invoice_id"]).code == entry["expected_error_code"]
     for invoice_id in none.valid_invoice_ids:
         _build(session, invoice_id)
+
+
+def test_a_dataset_for_factus_v2_is_valid_there_and_wrong_where_v2_is_strict(
+    session: Session,
+) -> None:
+    # Given a dataset for a v2 account (no ReteICA: v2 has no code 07; a 3-decimal quantity)
+    summary = generate_sample(session, seed=3, invoices=60, wrong_share=0.1, today=TODAY,
+                              api_version="v2")
+    units = known_unit_measures(session)
+    municipalities = known_municipality_ids(session)
+
+    def v2_body(invoice_id: object) -> dict[str, object]:
+        document = build_document(
+            load_invoice(session, invoice_id, "invoice"),  # type: ignore[arg-type]
+            reference_code="FACTORY2", today=TODAY, known_municipality_ids=municipalities,
+            rules=v2_body_module.V2_RULES, known_units=units)
+        return v2_body_module.bill_body(document)
+
+    # Then every valid invoice maps to a v2 body, and every wrong one is refused with its code
+    for invoice_id in summary.valid_invoice_ids:
+        v2_body(invoice_id)
+    codes = Counter(w["expected_error_code"] for w in summary.wrong_invoices)
+    assert codes["quantity_too_precise"] == 1 and "non_integer_quantity" not in codes
+    for entry in summary.wrong_invoices:
+        with pytest.raises(PayloadError) as refused:
+            v2_body(entry["invoice_id"])
+        assert refused.value.code == entry["expected_error_code"]
 
 
 @pytest.mark.parametrize(
