@@ -132,47 +132,37 @@ IMMUTABLE_INVOICE_COLUMNS = ("xml_uuid", "number", "qr_image", "validated_at", "
                              "organization_id", "document_type", "related_invoice_id")
 
 
-def _changed(columns: tuple[str, ...]) -> str:
-    return " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in columns)
+def _immutable_function(name: str, what: str, number: str, columns: tuple[str, ...],
+                        change: str) -> str:
+    """A row trigger function that refuses deleting the row and changing ``columns``.
 
-
-ACCEPTED_JOB_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION einvoice_accepted_job_immutable() RETURNS trigger
-LANGUAGE plpgsql AS $$
+    ``what`` and ``number`` are SQL expressions naming the row in the messages (``%`` is the
+    row id, then ``number``); ``change`` ends the message of a refused change.
+    """
+    changed = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in columns)
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        RAISE EXCEPTION 'job % is accepted (document %): it is kept, never deleted',
-            OLD.id, coalesce(OLD.document_number, '?')
+        RAISE EXCEPTION '{what}: it is kept, never deleted', OLD.id, coalesce({number}, '?')
             USING ERRCODE = 'integrity_constraint_violation',
                   HINT = 'DIAN requires validated documents to be kept for five years';
     END IF;
-    IF {_changed(IMMUTABLE_JOB_COLUMNS)} THEN
-        RAISE EXCEPTION 'job % is accepted (document %): its document cannot be changed',
-            OLD.id, coalesce(OLD.document_number, '?')
+    IF {changed} THEN
+        RAISE EXCEPTION '{what}: {change}', OLD.id, coalesce({number}, '?')
             USING ERRCODE = 'integrity_constraint_violation',
                   HINT = 'to reverse or correct a validated invoice, issue a credit note';
     END IF;
     RETURN NEW;
 END $$"""
 
-VALIDATED_INVOICE_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION einvoice_validated_invoice_immutable() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        RAISE EXCEPTION 'invoice % was validated by DIAN (%): it is kept, never deleted',
-            OLD.id, coalesce(OLD.number, '?')
-            USING ERRCODE = 'integrity_constraint_violation',
-                  HINT = 'DIAN requires validated documents to be kept for five years';
-    END IF;
-    IF {_changed(IMMUTABLE_INVOICE_COLUMNS)} THEN
-        RAISE EXCEPTION 'invoice % was validated by DIAN (%): its CUFE, number, totals and '
-            'parties cannot be changed', OLD.id, coalesce(OLD.number, '?')
-            USING ERRCODE = 'integrity_constraint_violation',
-                  HINT = 'to reverse or correct a validated invoice, issue a credit note';
-    END IF;
-    RETURN NEW;
-END $$"""
+
+ACCEPTED_JOB_FUNCTION = _immutable_function(
+    "einvoice_accepted_job_immutable", "job % is accepted (document %)", "OLD.document_number",
+    IMMUTABLE_JOB_COLUMNS, "its document cannot be changed")
+VALIDATED_INVOICE_FUNCTION = _immutable_function(
+    "einvoice_validated_invoice_immutable", "invoice % was validated by DIAN (%)", "OLD.number",
+    IMMUTABLE_INVOICE_COLUMNS, "its CUFE, number, totals and parties cannot be changed")
 
 VALIDATED_LINES_FUNCTION = """
 CREATE OR REPLACE FUNCTION einvoice_validated_lines_immutable() RETURNS trigger
