@@ -337,6 +337,7 @@ V2_UNIT_MEASURES = _v2_by_code(
         ("LTR", "litro"),
         ("MLT", "mililitro"),
         ("A76", "galón"),
+        ("GLL", "galón"),
         ("MTR", "metro"),
         ("CMT", "centímetro"),
         ("MMT", "milímetro"),
