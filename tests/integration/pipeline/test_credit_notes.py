@@ -1,4 +1,4 @@
-"""Credit notes and cancellation through the real pipeline (issue 7).
+"""Credit notes and cancellation through the real pipeline.
 
 Every scenario runs on both Factus API versions (``BOTH_VERSIONS``). What differs is asserted
 through small helpers: a v1 credit note names its bill by Factus id (``bill_id``), a v2 one by
