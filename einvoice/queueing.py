@@ -40,8 +40,8 @@ def wakeup_chunks(job_ids: Sequence[uuid.UUID], max_per_message: int) -> list[li
     at most ``max_per_message`` jobs (``EINVOICE_WAKEUP_MAX_JOBS``), in the given order.
 
     Each message costs a publish, a delivery, an ack and a task run, whatever it carries; a
-    burst of 6,000 plain SQL inserts cost the listener's worker 40 % of its CPU in the B1
-    benchmark (issue 6). Up to :data:`WAKEUP_SPREAD` messages still let that many worker threads
+    burst of 6,000 plain SQL inserts cost the listener's worker 40 % of its CPU in benchmark
+    B1 with one job per message. Up to :data:`WAKEUP_SPREAD` messages still let that many worker threads
     start at once, and a small burst (the open-loop case) keeps one job per message, so no job
     waits behind another in its message.
 

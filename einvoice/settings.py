@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     # window frees (a saturated account must not hold every thread of the worker).
     factus_rate_limit_max_wait_seconds: float = Field(default=5.0, ge=0)
     # The pace: at most this many requests per account in any second (0 = none), so the minute's
-    # requests are spread out instead of sent in one burst (issue 6, chaos: fewer 409s). Unset:
+    # requests are spread out instead of sent in one burst (fewer 409s under load). Unset:
     # 1.5 × the per-minute limit / 60, rounded up (2 for 80 per minute).
     factus_rate_limit_per_second: int | None = Field(default=None, ge=0)
 
@@ -180,7 +180,7 @@ class Settings(BaseSettings):
     factus_token_margin_seconds: int = Field(default=120, ge=0)
     factus_max_connections: int = Field(default=100, ge=1)
 
-    # --- Job pipeline (issue 4) ---
+    # --- Job pipeline ---
     einvoice_max_attempts: int = Field(default=5, ge=1, le=32767)
     einvoice_retry_base_seconds: float = Field(default=2.0, gt=0)
     einvoice_retry_cap_seconds: float = Field(default=300.0, gt=0)
@@ -199,10 +199,20 @@ class Settings(BaseSettings):
     einvoice_listen: bool = True
     # Most jobs one wake-up message carries when a burst is published (queueing.wakeup_chunks).
     einvoice_wakeup_max_jobs: int = Field(default=10, ge=1, le=100)
-    # Issue 7: every accepted document's PDF and XML are downloaded once and stored. Off, nothing
+    # Every accepted document's PDF and XML are downloaded once and stored. Off, nothing
     # is scheduled at acceptance (each download is a Factus request against the account's quota;
     # ``einvoice docs archive JOB_ID`` still archives one job on demand).
     einvoice_archive_documents: bool = True
+
+    # --- Celery (read by celeryconfig.py) ---
+    # Seconds before Redis redelivers a message no worker acknowledged (a worker killed mid-task).
+    # Far above the longest task (about 90 s worst case), far below Celery's default of one hour.
+    einvoice_visibility_timeout: int = Field(default=300, ge=1)
+    # Seconds between two runs of beat's dispatchers (due jobs, due follow-ups).
+    einvoice_dispatch_interval: float = Field(default=2.0, gt=0)
+    # Celery task events always on. Off, workers send them only while Flower (or another
+    # monitor) asks for them: each costs a Redis PUBLISH, about a tenth of a worker's CPU per job.
+    einvoice_task_events: bool = False
 
     @field_validator("database_url")
     @classmethod

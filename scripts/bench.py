@@ -2,7 +2,7 @@
 
 Everything runs on this machine: PostgreSQL and Redis (:mod:`einvoice.devservices`, durable
 settings), the Factus simulator (:mod:`einvoice.sandbox`), Celery workers with the threads pool
-and beat as subprocesses, and this driver. Scenarios (issue 6):
+and beat as subprocesses, and this driver. Scenarios:
 
 * **B1 throughput ratio.** Simulator at 200 ms latency, faults and rate limit off. The system:
   plain SQL inserts of N jobs in one transaction, timed from their ``created_at`` to the last
@@ -34,7 +34,7 @@ and beat as subprocesses, and this driver. Scenarios (issue 6):
   untimed), and its ``EXPLAIN ANALYZE`` plan printed.
 
 Output: ``# ...`` progress and detail lines, then one summary line per scenario (``B1 ...`` to
-``B6 ...``, each ending PASS or MISS against the issue's target), then ``RATIO=`` (B1's ratio at 50
+``B6 ...``, each ending PASS or MISS against its target), then ``RATIO=`` (B1's ratio at 50
 in flight). ``--quick`` runs every scenario with small numbers in well under a minute, to prove
 the script works (its figures mean nothing). Exit status 0 when every scenario ran, 1 otherwise
 (a missed target is reported, not an error).
@@ -93,7 +93,7 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 
 #: B1, B2 and the soak measure the submission pipeline alone (claim, build, submit, record,
 #: events): the simulator's rate limit is off and so, in effect, is the client's (shared) one,
-#: and accepted documents schedule no PDF/XML archive (issue 7's follow-up, two downloads per
+#: and accepted documents schedule no PDF/XML archive (the archive follow-up, two downloads per
 #: document on the ``reference`` queue, which these runs' workers do not take).
 PIPELINE_ONLY = {"FACTUS_RATE_LIMIT_PER_MINUTE": "10000000", "FACTUS_RATE_LIMIT_PER_SECOND": "0",
                  "EINVOICE_ARCHIVE_DOCUMENTS": "false"}

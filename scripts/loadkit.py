@@ -1,4 +1,4 @@
-"""The harness shared by ``scripts/bench.py`` and ``scripts/chaos.py`` (issue 6).
+"""The harness shared by ``scripts/bench.py`` and ``scripts/chaos.py``.
 
 It runs the whole product on this machine, as production would, only smaller:
 

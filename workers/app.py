@@ -1,8 +1,17 @@
 """The Celery app. Settings come from ``celeryconfig``; tasks from :mod:`workers.tasks`.
 
-A worker (or beat) whose settings are malformed, or whose ``EINVOICE_SECRET_KEY`` cannot decrypt
-the stored Factus credentials, stops at start with one line on stderr and exit status 78
-(``EX_CONFIG``), before it takes any job: a key problem must never fail jobs one by one.
+How a worker (or beat) meets a start problem:
+
+* a missing or malformed variable (any :class:`einvoice.settings.Settings` field, including the
+  Celery ones ``celeryconfig`` reads), or an ``EINVOICE_SECRET_KEY`` that cannot decrypt the
+  stored Factus credentials: one line on stderr (``einvoice worker cannot start: ...``) and exit
+  status 78 (``EX_CONFIG``), before it takes any job. A key problem must never fail jobs one by
+  one, and a restart cannot fix it.
+* Redis (the broker) unreachable: Celery logs one line per attempt (``consumer: Cannot connect to
+  redis://...``) and keeps trying, and a database that cannot be reached is a warning line; the
+  worker does not exit. Both come back by themselves (a restart, a failover), and a worker that
+  waits for them takes jobs again at once, without a supervisor; the sweeper and the dispatcher
+  recover whatever was in flight.
 """
 
 from __future__ import annotations
@@ -70,7 +79,7 @@ def _start_job_listener(**_: object) -> None:
     thread = threading.Thread(
         target=listen_for_new_jobs,
         args=(libpq_url(res.settings.require_database_url()),
-              lambda ids: dispatch_new_jobs(res.submit.session_factory, res.publisher, ids,
+              lambda ids: dispatch_new_jobs(res.worker.session_factory, res.publisher, ids,
                                            res.settings, res.clients.limiter),
               stop),
         name="einvoice-job-listener", daemon=True,

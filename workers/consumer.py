@@ -1,4 +1,4 @@
-"""The worker's consumer: Celery's own, made to survive a broker restart (issue 6, chaos).
+"""The worker's consumer: Celery's own, made to survive a broker restart (as the chaos run does).
 
 Celery 5.7 with kombu 5.7 and the Redis transport kills the whole worker when Redis goes away
 while tasks are in flight (acks_late, so their messages are unacknowledged):

@@ -1,5 +1,6 @@
-"""Celery tasks of the follow-ups of accepted jobs (issue 7): thin adapters over
-:mod:`einvoice.services.documents`, with the defaults of :class:`workers.tasks.EinvoiceTask`.
+"""Celery tasks of the follow-ups of accepted jobs (archive the documents, resend the e-mail):
+thin adapters over :mod:`einvoice.services.documents`, with the defaults of
+:class:`workers.tasks.EinvoiceTask`.
 
 Registered by the import at the end of :mod:`workers.tasks` (Celery autodiscovers that module).
 Arguments are follow-up ids only.
@@ -20,11 +21,11 @@ def run_followup(followup_id: str) -> str:
 
     Returns the outcome label (``done``, ``retry``, ``failed``, ``not_due``, ``lease_lost``).
     """
-    return documents.run_followup(get_resources().submit, followup_id)
+    return documents.run_followup(get_resources().worker, followup_id)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_DISPATCH_FOLLOWUPS, max_retries=0)
 def dispatch_due_followups() -> int:
     """Recover expired follow-up leases and publish due follow-ups (beat). Returns how many."""
     res = get_resources()
-    return documents.dispatch_due_followups(res.submit.session_factory, res.publisher, res.settings)
+    return documents.dispatch_due_followups(res.worker.session_factory, res.publisher, res.settings)

@@ -21,7 +21,7 @@ from einvoice.db.tokens import CredentialTokenStore
 from einvoice.factus.client import FactusClients, create_factus_clients
 from einvoice.factus.tokens import RedisTokenStore
 from einvoice.queueing import CeleryPublisher
-from einvoice.services.submit import SubmitContext
+from einvoice.services.runner import WorkerContext
 from einvoice.settings import Settings, get_settings
 
 
@@ -33,7 +33,7 @@ class Resources:
     engine: Engine
     redis: redis.Redis
     clients: FactusClients
-    submit: SubmitContext
+    worker: WorkerContext
     publisher: CeleryPublisher
 
 
@@ -50,7 +50,7 @@ def set_concurrency(threads: int) -> None:
     ``celery worker -c N`` does not write ``worker_concurrency`` into ``app.conf`` (Celery keeps
     it on the ``WorkController``), so :func:`workers.app` passes it on at ``worker_init``.
     Without it a ``-c 25`` worker had a pool of 10 + 10 overflow connections: threads waited for
-    a connection, and overflow connections were opened and closed all the time (issue 6, B1).
+    a connection, and overflow connections were opened and closed all the time.
     """
     global _concurrency
     _concurrency = max(1, int(threads))
@@ -94,12 +94,12 @@ def _build() -> Resources:
         margin_seconds=settings.factus_token_margin_seconds,
     )
     clients = create_factus_clients(settings, redis_client=redis_client, token_store=token_store)
-    submit = SubmitContext(
+    worker = WorkerContext(
         session_factory=session_factory, clients=clients, settings=settings,
         worker_id=f"{socket.gethostname()}:{os.getpid()}", secret_box=box,
     )
     return Resources(settings=settings, engine=engine, redis=redis_client, clients=clients,
-                     submit=submit, publisher=CeleryPublisher(app))
+                     worker=worker, publisher=CeleryPublisher(app))
 
 
 def reset_resources() -> None:

@@ -13,7 +13,8 @@ from celery import Task
 
 from einvoice import queueing
 from einvoice.services import dispatch
-from einvoice.services.submit import INFRASTRUCTURE_ERRORS, submit_job, submit_jobs
+from einvoice.services.runner import INFRASTRUCTURE_ERRORS
+from einvoice.services.submit import submit_job, submit_jobs
 from workers.app import app
 from workers.resources import get_resources
 
@@ -44,7 +45,7 @@ def submit_invoice(job_id: str) -> str:
 
     Returns the outcome label (``accepted``, ``retry``, ``not_due``, ...).
     """
-    return submit_job(get_resources().submit, job_id)
+    return submit_job(get_resources().worker, job_id)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_SUBMIT_MANY)
@@ -55,21 +56,21 @@ def submit_invoices(job_ids: list[str]) -> dict[str, int]:
     Returns ``{outcome: count}``. Jobs not started within 60 s are published again.
     """
     res = get_resources()
-    return submit_jobs(res.submit, job_ids, requeue=res.publisher.publish_submit_many)
+    return submit_jobs(res.worker, job_ids, requeue=res.publisher.publish_submit_many)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_DISPATCH, max_retries=0)
 def dispatch_due_jobs() -> int:
     """Publish a wake-up for every due job (beat, every few seconds). Returns how many."""
     res = get_resources()
-    return dispatch.dispatch_due_jobs(res.submit.session_factory, res.publisher, res.settings,
+    return dispatch.dispatch_due_jobs(res.worker.session_factory, res.publisher, res.settings,
                                       res.clients.limiter)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_RECOVER, max_retries=0)
 def recover_expired_leases() -> int:
     """Re-queue jobs whose worker died (beat, every 30 s). Returns how many."""
-    return dispatch.recover_expired_leases(get_resources().submit.session_factory)
+    return dispatch.recover_expired_leases(get_resources().worker.session_factory)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_REFRESH_TOKENS, max_retries=3)
@@ -78,7 +79,7 @@ def refresh_tokens() -> int:
     from einvoice.services.sync import refresh_tokens as refresh
 
     res = get_resources()
-    return refresh(res.submit.session_factory, res.clients, res.settings)
+    return refresh(res.worker.session_factory, res.clients, res.settings)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_SYNC, max_retries=3)
@@ -91,7 +92,7 @@ def sync_reference_data(kind: str) -> dict[str, int]:
     from einvoice.services import sync
 
     res = get_resources()
-    factory = res.submit.session_factory
+    factory = res.worker.session_factory
     if kind == "ranges":
         report = sync.sync_ranges(factory, res.clients, res.settings,
                                   datetime.now(ZoneInfo("America/Bogota")).date())
@@ -101,5 +102,5 @@ def sync_reference_data(kind: str) -> dict[str, int]:
     return report.written
 
 
-# Registers the follow-up tasks (issue 7) whenever Celery autodiscovers this module.
+# Registers the follow-up tasks whenever Celery autodiscovers this module.
 from workers import followups  # noqa: E402, F401

@@ -24,7 +24,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10, echo: b
             threads wants about N connections).
         pre_ping: test each connection with a round trip when it leaves the pool, so a
             PostgreSQL restart costs no error. The workers turn it off (two round trips per
-            job on the hot path, issue 6): they retry every database step instead, and the
+            job on the hot path): they retry every database step instead, and the
             first disconnect error after a restart makes SQLAlchemy replace the whole pool.
     Returns:
         An ``Engine`` with UTC session time zone, a short connect timeout and connections

@@ -1,5 +1,5 @@
 """Follow-up and stored-document repository: every query on ``electronic_invoicing_followups``
-and ``electronic_invoicing_documents`` (issue 7, documents archive and e-mail resend).
+and ``electronic_invoicing_documents`` (the documents archive and the e-mail resend).
 
 Services call these functions inside a session they own; nothing here commits (STYLE.md habit 4).
 Times come from PostgreSQL's ``now()`` so that every worker agrees.
@@ -7,7 +7,10 @@ Times come from PostgreSQL's ``now()`` so that every worker agrees.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, text, update
@@ -15,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, undefer
 
 from einvoice.db.models import ElectronicInvoicingDocument, ElectronicInvoicingFollowup
+from einvoice.errors import JobError
 
 Followup = ElectronicInvoicingFollowup
 Document = ElectronicInvoicingDocument
@@ -242,3 +246,122 @@ def documents_of_job(session: Session, job_id: uuid.UUID) -> list[dict[str, Any]
         .order_by(Document.kind)
     ).all()
     return [dict(row._mapping) for row in rows]
+
+
+# --- state changes of a claimed follow-up ----------------------------------------------------
+
+
+def finish(followup: Followup, status: str, *, code: str | None, message: str) -> None:
+    """Move ``followup`` to the final ``status`` (``done`` or ``failed``) now: the error columns
+    keep ``code`` and ``message`` only when it failed; the lease is released. Written at the
+    session's next flush (nothing commits)."""
+    followup.status = status
+    followup.error_code = code if status == "failed" else None
+    followup.error_message = message if status == "failed" else None
+    followup.lease_expires_at = None
+    followup.completed_at = func.now()  # type: ignore[assignment]
+    followup.updated_at = func.now()  # type: ignore[assignment]
+
+
+def reschedule(followup: Followup, *, delay: float, code: str, message: str,
+               count_attempt: bool) -> None:
+    """Put ``followup`` back ``pending``, due in ``delay`` seconds, with ``code`` and ``message``
+    as its last error; ``count_attempt=False`` gives the claimed attempt back (a wait is not an
+    attempt). Not dispatched: the beat dispatcher publishes it when due. Written at the
+    session's next flush (nothing commits)."""
+    followup.status = "pending"
+    followup.next_retry_at = func.now() + timedelta(seconds=delay)  # type: ignore[assignment]
+    followup.dispatched_at = None
+    followup.lease_expires_at = None
+    followup.error_code = code
+    followup.error_message = message
+    if not count_attempt:
+        followup.attempt_count = followup.attempt_count - 1
+    followup.updated_at = func.now()  # type: ignore[assignment]
+
+
+def rearm(session: Session, followup: Followup) -> None:
+    """Give a ``failed`` follow-up a fresh start: ``pending``, attempts reset, due now and
+    marked dispatched (the caller publishes its wake-up after the commit). Flushed, not
+    committed."""
+    followup.status = "pending"
+    followup.attempt_count = 0
+    followup.next_retry_at = func.now()  # type: ignore[assignment]
+    followup.dispatched_at = func.now()  # type: ignore[assignment]
+    followup.completed_at = None
+    followup.updated_at = func.now()  # type: ignore[assignment]
+    session.flush()
+
+
+# --- the database document store -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """One stored file of a job.
+
+    Attributes:
+        job_id: ``electronic_invoicing_jobs.id``.
+        kind: ``pdf`` or ``xml``.
+        file_name: Factus's DIAN file name plus ``.pdf``/``.xml`` (FACTUS_API.md §6.4).
+        sha256: lower-case hex SHA-256 of the bytes (64 characters).
+        size_bytes: length of the bytes.
+        content: the bytes (None when only the metadata was asked for).
+    """
+
+    job_id: uuid.UUID
+    kind: str
+    file_name: str
+    sha256: str
+    size_bytes: int
+    content: bytes | None = field(default=None, repr=False)
+
+
+class DatabaseDocumentStore:
+    """The documents archive's store on ``electronic_invoicing_documents`` (BYTEA), in
+    ``session``'s transaction (the caller commits); it implements
+    :class:`einvoice.services.documents.DocumentStore`.
+
+    Args:
+        session: the unit of work's session.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def kinds(self, job_id: uuid.UUID) -> set[str]:
+        """The kinds (``pdf``, ``xml``) already stored for ``job_id``."""
+        return stored_kinds(self.session, job_id)
+
+    def put(self, job_id: uuid.UUID, kind: str, file_name: str, content: bytes) -> StoredDocument | None:
+        """Store ``content`` as the job's ``kind`` file unless one is stored already
+        (``INSERT ... ON CONFLICT DO NOTHING``: the first validated file is the one kept).
+
+        Returns:
+            The stored document (with SHA-256 and size), or None when the job already had that
+            kind.
+        """
+        digest = hashlib.sha256(content).hexdigest()
+        stored = insert_document(self.session, job_id, kind=kind, file_name=file_name,
+                                 content=content, sha256=digest)
+        if not stored:
+            return None
+        return StoredDocument(job_id=job_id, kind=kind, file_name=file_name, sha256=digest,
+                              size_bytes=len(content))
+
+    def get(self, job_id: uuid.UUID, kind: str) -> StoredDocument | None:
+        """The job's ``kind`` file with its bytes, or None.
+
+        Raises:
+            JobError: ``document_corrupt`` when the bytes no longer match their SHA-256 or size.
+        """
+        row = get_document(self.session, job_id, kind)
+        if row is None:
+            return None
+        content = bytes(row.content)
+        if len(content) != row.size_bytes or hashlib.sha256(content).hexdigest() != row.sha256:
+            raise JobError(f"the stored {kind.upper()} of job {job_id} does not match its SHA-256 "
+                           "or size; run `einvoice docs archive` after deleting it",
+                           reason="document_corrupt")
+        return StoredDocument(job_id=job_id, kind=kind, file_name=row.file_name, sha256=row.sha256,
+                              size_bytes=row.size_bytes, content=content)

@@ -58,7 +58,7 @@ from einvoice.domain.invoices import (
     withholding_taxes_from_json,
 )
 
-#: ``invoice_sales.status`` after DIAN validated the document (issue 4, "Outcomes").
+#: ``invoice_sales.status`` after DIAN validated the document.
 VALIDATED = "validated"
 
 
@@ -67,7 +67,7 @@ def _date(value: datetime | None) -> object:
 
 
 # The hot path's reads are Core statements over the tables, built once at import: no ORM
-# instances to construct, no statement or cache key built per job (issue 6, B1: the ORM loads
+# instances to construct, no statement or cache key built per job (benchmark B1: the ORM loads
 # were about a sixth of a worker's CPU). Rows are read by column name like the ORM objects.
 _SALES, _ORGS, _CUSTOMERS, _BRANCHES, _ITEMS, _PRODUCTS, _SEQUENCES = (
     model.__table__ for model in (InvoiceSale, Organization, Customer, Branch, InvoiceItem, Product,
@@ -79,7 +79,7 @@ def _labelled(table: Any, prefix: str) -> list[Any]:
 
 
 # The best candidate numbering range of the invoice's organization, read in the same statement
-# as the invoice (a LATERAL join; issue 6, B1: one round trip less per job): same branch first
+# as the invoice (a LATERAL join; benchmark B1: one round trip less per job): same branch first
 # (an invoice without a branch prefers ranges without one), active first, latest validity first.
 _NUMBERING_RANGE = (
     select(*_labelled(_SEQUENCES, "r_"))
@@ -103,10 +103,17 @@ _INVOICE_PARTS: tuple[tuple[Table, str], ...] = (
     (_SALES, "s_"), (_ORGS, "o_"), (_CUSTOMERS, "c_"), (_BRANCHES, "b_"), (_SEQUENCES, "r_"))
 
 # The DANE code of each Factus municipality id the document names (Factus v2 sends
-# municipality_code), joined by primary key in the same statement: no extra round trip.
+# municipality_code), read by primary key in the same statement: no extra round trip. Scalar
+# subqueries, not joins: PostgreSQL plans each on its own, while three more outer joins made it
+# search join orders over eight tables, 3 ms of planning per custom plan (benchmark B1).
 _MUNICIPALITIES = DianMunicipality.__table__
-_MUN_CUSTOMER, _MUN_BRANCH, _MUN_ORG = (
-    _MUNICIPALITIES.alias(name) for name in ("mun_customer", "mun_branch", "mun_org"))
+
+
+def _municipality_code(municipality_id: Any) -> Any:
+    return (select(_MUNICIPALITIES.c.code).where(_MUNICIPALITIES.c.id == municipality_id)
+            .scalar_subquery())
+
+
 # The invoice's means of payment (migration 0008's invoice_payments) as one JSON array, in the
 # same statement; amounts as text so that no binary float touches the money.
 _PAYMENTS_TABLE = InvoicePayment.__table__
@@ -127,18 +134,16 @@ _INVOICE_ROW = (
     select(*(column for table, prefix in _INVOICE_PARTS[:-1]
              for column in _labelled(table, prefix)),
            *_NUMBERING_RANGE.c,
-           _MUN_CUSTOMER.c.code.label("x_customer_municipality_code"),
-           _MUN_BRANCH.c.code.label("x_branch_municipality_code"),
-           _MUN_ORG.c.code.label("x_organization_municipality_code"),
+           _municipality_code(_CUSTOMERS.c.municipality_id)
+           .label("x_customer_municipality_code"),
+           _municipality_code(_BRANCHES.c.municipality_id).label("x_branch_municipality_code"),
+           _municipality_code(_ORGS.c.municipality_id).label("x_organization_municipality_code"),
            _PAYMENTS.label("x_payments"))
     .select_from(
         _SALES.outerjoin(_ORGS, _ORGS.c.id == _SALES.c.organization_id)
         .outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _SALES.c.customer_id)
         .outerjoin(_BRANCHES, _BRANCHES.c.id == _SALES.c.branch_id)
-        .outerjoin(_NUMBERING_RANGE, true())
-        .outerjoin(_MUN_CUSTOMER, _MUN_CUSTOMER.c.id == _CUSTOMERS.c.municipality_id)
-        .outerjoin(_MUN_BRANCH, _MUN_BRANCH.c.id == _BRANCHES.c.municipality_id)
-        .outerjoin(_MUN_ORG, _MUN_ORG.c.id == _ORGS.c.municipality_id))
+        .outerjoin(_NUMBERING_RANGE, true()))
     .where(_SALES.c.id == bindparam("invoice_id"))
 )
 
@@ -288,7 +293,7 @@ def load_invoice(session: Session, invoice_id: uuid.UUID, document_type: str,
             not parse.
     """
     # The invoice with its issuer, customer, branch and numbering range in one statement (five
-    # round trips before; issue 6, B1: the ORM loads were half of the payload build's time).
+    # round trips otherwise; benchmark B1: the ORM loads were half of the payload build's time).
     row = raw.execute(session, _INVOICE_ROW_RAW, {"invoice_id": invoice_id,
                                                   "document_type": document_type}).fetchone()
     if row is None:
@@ -367,3 +372,28 @@ def known_municipality_ids(session: Session) -> frozenset[int]:
     return frozenset(session.scalars(select(DianMunicipality.id)))
 
 
+
+
+def invoices_without_job(session: Session, organization_id: int,
+                         document_type: str = "invoice") -> list[uuid.UUID]:
+    """Ids of the organization's ``invoice_sales`` rows of ``document_type`` that have no job of
+    that type at all, by issue date (undated last) then id.
+
+    ``invoice_sales.document_type`` NULL counts as ``invoice`` (the ERP's default).
+    """
+    has_job = select(ElectronicInvoicingJob.id).where(
+        ElectronicInvoicingJob.invoice_id == InvoiceSale.id,
+        ElectronicInvoicingJob.document_type == document_type,
+    )
+    doc_filter = (
+        (InvoiceSale.document_type == document_type) | InvoiceSale.document_type.is_(None)
+        if document_type == "invoice"
+        else InvoiceSale.document_type == document_type
+    )
+    return list(
+        session.scalars(
+            select(InvoiceSale.id)
+            .where(InvoiceSale.organization_id == organization_id, doc_filter, ~has_job.exists())
+            .order_by(InvoiceSale.issue_date.nulls_last(), InvoiceSale.id)
+        )
+    )

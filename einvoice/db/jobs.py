@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.sql.elements import TextClause
 
@@ -22,6 +22,7 @@ from einvoice.db.models import (
     ElectronicInvoicingEvent,
     ElectronicInvoicingJob,
 )
+from einvoice.errors import JobError
 
 Job = ElectronicInvoicingJob
 DUE_STATUSES = ("pending", "sent")
@@ -49,7 +50,11 @@ def active_job_for_invoice(session: Session, invoice_id: uuid.UUID, document_typ
 # Jobs and their "enqueued" events in one statement (one round trip per producer call). The
 # ON CONFLICT target names the partial unique index's predicate literally: with a bound parameter
 # PostgreSQL could not match the index once psycopg prepares the statement (after 5 executions).
-_INSERT_PENDING_JOBS = text("""
+# Two spellings of the invoice filter: for one invoice, ``id = :invoice_id``, because PostgreSQL
+# costs a generic plan of ``id = ANY(:array)`` for ten rows, finds it dearer than a custom plan
+# for one and so plans the prepared statement again at every call (0.2 ms of its CPU per call in
+# benchmark B4's one-job-per-transaction producer).
+_INSERT_PENDING_JOBS = """
 WITH new AS (
     INSERT INTO electronic_invoicing_jobs
            (organization_id, invoice_id, document_type, provider, status, max_attempts,
@@ -57,7 +62,7 @@ WITH new AS (
     SELECT organization_id, id, :document_type, 'factus', 'pending', :max_attempts,
            CASE WHEN :dispatched THEN now() END
       FROM invoice_sales
-     WHERE id = ANY(CAST(:invoice_ids AS uuid[])) AND organization_id IS NOT NULL
+     WHERE {invoices} AND organization_id IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM electronic_invoicing_jobs accepted
                         WHERE accepted.invoice_id = invoice_sales.id
                           AND accepted.document_type = :document_type
@@ -74,7 +79,7 @@ WITH new AS (
       FROM new
 )
 SELECT * FROM new
-""")
+"""
 
 
 def insert_pending_jobs(
@@ -106,13 +111,20 @@ def insert_pending_jobs(
     """
     if not invoice_ids:
         return []
-    rows = raw.execute(session, _INSERT_PENDING_JOBS_RAW, {
-        "invoice_ids": list(invoice_ids), "document_type": document_type,
-        "max_attempts": max_attempts, "dispatched": dispatched, "message": message}).fetchall()
+    params: dict[str, Any] = {"document_type": document_type, "max_attempts": max_attempts,
+                              "dispatched": dispatched, "message": message}
+    if len(invoice_ids) == 1:
+        statement, params["invoice_id"] = _INSERT_PENDING_JOB_RAW, invoice_ids[0]
+    else:
+        statement, params["invoice_ids"] = _INSERT_PENDING_JOBS_RAW, list(invoice_ids)
+    rows = raw.execute(session, statement, params).fetchall()
     return [_loaded_job(session, row) for row in rows]
 
 
-_INSERT_PENDING_JOBS_RAW = raw.RawStatement.of(_INSERT_PENDING_JOBS)
+_INSERT_PENDING_JOB_RAW = raw.RawStatement.of(text(_INSERT_PENDING_JOBS.format(
+    invoices="id = CAST(:invoice_id AS uuid)")))
+_INSERT_PENDING_JOBS_RAW = raw.RawStatement.of(text(_INSERT_PENDING_JOBS.format(
+    invoices="id = ANY(CAST(:invoice_ids AS uuid[]))")))
 
 
 @functools.cache
@@ -128,7 +140,7 @@ def _loaded_job(session: Session, row: Any) -> Job:
     (``RETURNING *``), persistent in ``session`` as if a query had loaded it: no pending
     changes, in the identity map, refreshed like any loaded object.
 
-    Issue 6, B4: loading the row through ``select(Job).from_statement(...)`` cost the producer
+    Benchmark B4: loading the row through ``select(Job).from_statement(...)`` cost the producer
     0.29 ms of CPU per ``enqueue_invoice`` call of 0.68 ms (SQLAlchemy's execution context and
     its match of 28 result columns by name), for one job per call.
     """
@@ -253,8 +265,8 @@ def select_due_for_dispatch(
 ) -> list[uuid.UUID]:
     """Ids of due jobs to publish now, fair across organizations, marked as dispatched.
 
-    Rules (issue 4, items 2 and 7 and "Multi-tenant"; ``budgets`` lets the caller throttle an
-    organization's new submissions for one round without holding back its DIAN re-checks):
+    Rules (``budgets`` lets the caller throttle an organization's new submissions for one
+    round without holding back its DIAN re-checks):
 
     * A job is due when it is ``pending`` or ``sent`` (DIAN slow, awaiting re-check), its
       provider is ``factus``, its ``next_retry_at`` has passed, and no message was published for
@@ -327,7 +339,7 @@ def select_due_for_dispatch(
 
 # The hot path's statements are fixed SQL text: built once, compiled once, prepared by psycopg
 # after a few executions. Building the same statements with the ORM per job cost about a third
-# of a worker's CPU (issue 6, B1 profile).
+# of a worker's CPU (benchmark B1's profile).
 # Statements that change one job find its row by primary key alone, lock it, and update it by
 # its physical address (a TID scan). Written as one "WHERE id = ... AND status = ..." instead,
 # the status condition lets the planner pick a partial index on status (ix_ei_jobs_due for
@@ -420,7 +432,7 @@ def add_event(
     message: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> ElectronicInvoicingEvent:
-    """Append one row to ``electronic_invoicing_events`` (issue 4, "Event history").
+    """Append one row to ``electronic_invoicing_events`` (a job's history).
 
     Args:
         event_type: what happened (``enqueued``, ``claimed``, ``accepted``, ...).
@@ -500,7 +512,7 @@ def mark_new_dispatched(session: Session, job_ids: Sequence[uuid.UUID], *,
     Args:
         caps: organization id -> the most of its jobs to mark now (its account's budget,
             :func:`einvoice.services.dispatch.account_budgets`; 0 marks none); the others stay
-            for the dispatcher, which hands them out as the account's window frees. Issue 6, B3:
+            for the dispatcher, which hands them out as the account's window frees. Benchmark B3:
             marking a whole backlog of 3,200 jobs at once sent every worker thread to wait for
             the same few accounts' request slots while the others' stayed idle.
     """
@@ -564,7 +576,7 @@ def wake_jobs_waiting_for_account(session: Session, organization_id: int,
     Called when a document that was pending at DIAN is settled (its job left ``sent``): the
     jobs that waited behind it (``account_blocked``, or a 409's ``pending_document``) would
     otherwise sit out the rest of their wait, up to a re-check interval and a half, while the
-    account could send (issue 6, chaos). Nothing happens while another of the organization's
+    account could send. Nothing happens while another of the organization's
     documents of that type is still pending. Uses ``ix_ei_jobs_org_status``; nothing commits.
     """
     result = session.execute(_WAKE_WAITERS, {"org": organization_id,
@@ -591,7 +603,7 @@ NOW = Sql("now()")
 
 #: The invoice's side of an acceptance, written by :func:`update_job`'s statement: the CUFE (or
 #: CUDE) into ``xml_uuid``, the Factus ``number``, the QR ``qr_image`` (data-URI PNG) and DIAN's
-#: ``validated_at`` (now() when None), ``status`` ``validated`` (issue 4, "Outcomes"; the
+#: ``validated_at`` (now() when None), ``status`` ``validated`` (the
 #: columns :class:`einvoice.db.models.InvoiceSale` documents).
 _MARK_VALIDATED_OF_JOB = """, validated AS (
     UPDATE invoice_sales
@@ -607,7 +619,7 @@ def update_job(session: Session, job_id: uuid.UUID, values: Mapping[str, Any], *
                validated: Mapping[str, Any] | None = None) -> uuid.UUID | None:
     """``UPDATE`` one job's columns, append its events and, on acceptance, mark its invoice
     validated: one statement (data-modifying CTEs), one round trip; the hot path's replacement
-    for an ORM flush and three statements (issue 6, B1).
+    for an ORM flush and three statements (benchmark B1).
 
     Args:
         values: column name -> a Python value (bound; dicts are stored as JSONB) or a
@@ -825,3 +837,153 @@ def dian_pending_history(session: Session, job_id: uuid.UUID) -> tuple[int, floa
     """
     row = session.execute(_DIAN_PENDING_HISTORY, {"job_id": job_id}).one()
     return int(row.rechecks), float(row.pending_seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# Looking a job up by an operator's id
+# --------------------------------------------------------------------------------------------
+
+
+def parse_job_id(job_id: uuid.UUID | str) -> uuid.UUID:
+    """``job_id`` as a UUID (an operator typed it, or a caller passed one).
+
+    Raises:
+        JobError: ``bad_job_id`` when it is not a UUID.
+    """
+    try:
+        return uuid.UUID(str(job_id))
+    except ValueError:
+        raise JobError(f"{job_id!r} is not a job id (a UUID)", reason="bad_job_id") from None
+
+
+def require_job(session: Session, job_id: uuid.UUID | str, *, for_update: bool = False) -> Job:
+    """The job ``job_id`` (row-locked with ``for_update``), for an operator action or view.
+
+    Raises:
+        JobError: ``bad_job_id`` (not a UUID) or ``job_not_found``.
+    """
+    key = parse_job_id(job_id)
+    job = get_job(session, key, for_update=for_update)
+    if job is None:
+        raise JobError(f"no job {key}", reason="job_not_found")
+    return job
+
+
+# --------------------------------------------------------------------------------------------
+# The submission's reads and writes besides the hot path's statements
+# --------------------------------------------------------------------------------------------
+
+
+def invoice_job_statuses(session: Session, invoice_id: uuid.UUID) -> list[str]:
+    """The statuses of every ``invoice`` job of ``invoice_id`` (a credit note's corrected
+    invoice), in no particular order; empty when it has none."""
+    return list(session.scalars(select(Job.status).where(
+        Job.invoice_id == invoice_id, Job.document_type == "invoice")))
+
+
+def take_over_pending_at_dian(session: Session, job_id: uuid.UUID) -> bool:
+    """Make job ``job_id``, whose document Factus lists as pending at DIAN (found by another
+    job's 409), ``sent`` and due now, so that its re-check runs at once.
+
+    Taken only when it is ``pending`` or ``sent``, or ``processing`` by a dead worker: its lease
+    expired, or it was claimed over a minute ago (no live claim lasts a minute: the validate
+    timeout is 30 s). Waiting for the lease sweeper (every 30 s) or for the lease itself (120 s)
+    would block the account that long, and the account's other jobs would meet a 409 at every
+    try meanwhile. ``outcome_unknown`` stays as it is, so its re-check looks the reference up
+    first; were its worker alive after all, its late record finds the lease gone and writes
+    nothing. Nothing commits.
+
+    Returns:
+        True when the job was taken over, False when it is being submitted right now (or is
+        final).
+    """
+    took = session.execute(
+        update(Job)
+        .where(Job.id == job_id,
+               or_(Job.status.in_(("pending", "sent")),
+                   and_(Job.status == "processing",
+                        or_(Job.lease_expires_at < func.now(),
+                            Job.updated_at < func.now() - text("interval '60 seconds'")))))
+        .values(status="sent", error_code="dian_slow", lease_expires_at=None,
+                error_message="pending at DIAN (found by a 409); re-checking",
+                next_retry_at=func.now(), dispatched_at=None, updated_at=func.now())
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return took is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Operator views and actions
+# --------------------------------------------------------------------------------------------
+
+
+def counts_by_organization_and_status(session: Session) -> list[tuple[int, str, int]]:
+    """``(organization_id, status, jobs)`` for every pair that has jobs."""
+    rows = session.execute(select(Job.organization_id, Job.status, func.count())
+                           .group_by(Job.organization_id, Job.status)).all()
+    return [(org, status, int(count)) for org, status, count in rows]
+
+
+def oldest_active_age_seconds(session: Session) -> float | None:
+    """Seconds since the oldest ``pending``, ``processing`` or ``sent`` job was created (by
+    PostgreSQL's clock), or None when there is none."""
+    oldest = session.scalar(
+        select(func.extract("epoch", func.now() - func.min(Job.created_at))).where(
+            Job.status.in_(("pending", "processing", "sent"))))
+    return float(oldest) if oldest is not None else None
+
+
+def count_recent(session: Session, status: str, *, hours: int = 1) -> int:
+    """How many jobs are ``status`` and were updated within the last ``hours`` hours."""
+    recent = func.now() - func.make_interval(0, 0, 0, 0, hours)
+    return int(session.scalar(
+        select(func.count()).where(Job.status == status, Job.updated_at >= recent)) or 0)
+
+
+def newest_jobs(session: Session, *, status: str | None = None,
+                organization_id: int | None = None, limit: int = 50) -> list[Job]:
+    """At most ``limit`` jobs, newest first, of ``status`` and ``organization_id`` when given."""
+    stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if organization_id is not None:
+        stmt = stmt.where(Job.organization_id == organization_id)
+    return list(session.scalars(stmt))
+
+
+def failed_job_ids(session: Session) -> list[uuid.UUID]:
+    """Ids of every ``failed`` job, oldest first."""
+    return list(session.scalars(select(Job.id).where(Job.status == "failed")
+                                .order_by(Job.created_at)))
+
+
+def bring_forward(session: Session, job_ids: Sequence[uuid.UUID]) -> None:
+    """Make the ``pending`` jobs among ``job_ids`` due now and not dispatched (the next
+    dispatcher round publishes them). Nothing commits."""
+    session.execute(update(Job).where(Job.id.in_(list(job_ids)), Job.status == "pending")
+                    .values(next_retry_at=func.now(), dispatched_at=None))
+
+
+def requeue(session: Session, job: Job) -> None:
+    """Put a final ``job`` back ``pending``, due now, with no attempt counted and no error
+    (its ``reference_code``, ``outcome_unknown`` and history stay). Flushed, not committed."""
+    job.status = "pending"
+    job.attempt_count = 0
+    job.next_retry_at = func.now()  # type: ignore[assignment]
+    job.dispatched_at = None
+    job.lease_expires_at = None
+    job.processed_at = None
+    job.updated_at = func.now()  # type: ignore[assignment]
+    job.error_code = None
+    job.error_message = None
+    session.flush()
+
+
+def set_cancelled(session: Session, job: Job) -> None:
+    """Mark ``job`` ``cancelled`` now (its outcome no longer unknown). Flushed, not committed."""
+    job.status = "cancelled"
+    job.processed_at = func.now()  # type: ignore[assignment]
+    job.outcome_unknown = False
+    job.updated_at = func.now()  # type: ignore[assignment]
+    session.flush()

@@ -169,7 +169,7 @@ class InvoiceSale(Base):
 
     Money columns are COP ``Decimal``. After acceptance einvoice writes ``xml_uuid`` (the CUFE or,
     for a credit note, the CUDE), ``number``, ``qr_image``, ``validated_at`` and status
-    ``validated`` (issue 4, "Outcomes").
+    ``validated``.
     """
 
     __tablename__ = "invoice_sales"
@@ -335,7 +335,7 @@ class InvoiceSequence(Base):
 class ElectronicInvoicingJob(Base):
     """``electronic_invoicing_jobs``: one request to get one document validated; the source of truth.
 
-    Status machine (issue 4): ``pending`` (due at ``next_retry_at``) → ``processing`` (claimed,
+    Status machine: ``pending`` (due at ``next_retry_at``) → ``processing`` (claimed,
     under a lease) → ``accepted`` | ``rejected`` | ``failed`` | back to ``pending`` (retry) |
     ``sent`` (DIAN slow, re-checked at ``next_retry_at``); ``cancelled`` by an operator.
     ``accepted``, ``rejected``, ``failed`` and ``cancelled`` are final.
@@ -385,7 +385,7 @@ class ElectronicInvoicingJob(Base):
     # When a wake-up message was last published for this job; the dispatcher re-publishes only
     # when it is older than the redispatch interval (a Redis that lost its queue gets repaired).
     dispatched_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
-    # The Factus environment and account this job was (last) sent with (issue 4, multi-tenant).
+    # The Factus environment and account this job was (last) sent with (multi-tenant).
     factus_environment: Mapped[str | None] = mapped_column(Text)
     factus_account: Mapped[str | None] = mapped_column(Text)
     # The accepted document's number (e.g. SETP990000001) and Factus internal id (a credit
@@ -453,7 +453,7 @@ class ElectronicInvoicingJob(Base):
 
 
 class ElectronicInvoicingEvent(Base):
-    """``electronic_invoicing_events``: one row per step of a job's life (issue 4, "Event history").
+    """``electronic_invoicing_events``: one row per step of a job's life.
 
     ``event_code`` is an HTTP status, a DIAN rule or einvoice's reason code; ``metadata`` holds
     attempt, latency_ms, from/to status, number, ... and never a secret or token.
@@ -587,7 +587,20 @@ class FactusAccountEvent(Base):
     )
 
 
-class DianMunicipality(Base):
+class ShippedReferenceRow:
+    """The two columns the shipped ``dian_*`` reference tables end with (migration 0009).
+
+    Attributes:
+        created_at: when the row was written (UTC).
+        source: the shipped data file that wrote the row (e.g. ``unit_measures.csv``); NULL for
+            the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
+    """
+
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class DianMunicipality(ShippedReferenceRow, Base):
     """``dian_municipalities``: Colombian municipalities with their Factus ids.
 
     ``id`` is Factus's ``municipality_id`` (FACTUS_API.md §8.2; San Gil = 980, Bogotá 11001 = 169),
@@ -603,15 +616,11 @@ class DianMunicipality(Base):
     department_id: Mapped[int] = mapped_column(Integer, nullable=False)
     department_code: Mapped[str] = mapped_column(String(5), nullable=False)
     department_name: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
-    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
-    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
-    source: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("idx_dian_municipalities_department", "department_id"),)
 
 
-class DianUnitMeasure(Base):
+class DianUnitMeasure(ShippedReferenceRow, Base):
     """``dian_unit_measures``: units of measure with Factus ids.
 
     The seed's ids 71–79 are not Factus ids; Factus has 70 unidad (code 94), 414 KGM, 449 LBR,
@@ -625,13 +634,9 @@ class DianUnitMeasure(Base):
     code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
-    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
-    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
-    source: Mapped[str | None] = mapped_column(Text)
 
 
-class DianTribute(Base):
+class DianTribute(ShippedReferenceRow, Base):
     """``dian_tributes``: product, customer and withholding tributes with Factus ids.
 
     The seed declares ``code`` UNIQUE but then inserts code ``01`` twice (IVA as product tribute 1
@@ -646,10 +651,6 @@ class DianTribute(Base):
     name: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     type: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
-    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
-    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
-    source: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(
@@ -659,7 +660,7 @@ class DianTribute(Base):
     )
 
 
-class DianIdentificationType(Base):
+class DianIdentificationType(ShippedReferenceRow, Base):
     """``dian_identification_types``: identity document types (Factus id, DIAN code, name)."""
 
     __tablename__ = "dian_identification_types"
@@ -668,13 +669,9 @@ class DianIdentificationType(Base):
     code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
-    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
-    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
-    source: Mapped[str | None] = mapped_column(Text)
 
 
-class DianPaymentMethod(Base):
+class DianPaymentMethod(ShippedReferenceRow, Base):
     """``dian_payment_methods``: DIAN payment means (``payment_method_code`` values)."""
 
     __tablename__ = "dian_payment_methods"
@@ -682,10 +679,6 @@ class DianPaymentMethod(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     code: Mapped[str] = mapped_column(String(10), nullable=False, unique=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
-    # einvoice (migration 0009): the shipped data file that wrote the row (``unit_measures.csv``);
-    # NULL for the ERP's own rows and earlier loads, which ``einvoice sync tables`` never touches.
-    source: Mapped[str | None] = mapped_column(Text)
 
 
 class DianLegalOrganization(Base):
@@ -723,7 +716,7 @@ class DianStandardCode(Base):
 
 
 # --------------------------------------------------------------------------------------------
-# Follow-ups of accepted jobs: documents archive and e-mail resend (issue 7, migration 0002)
+# Follow-ups of accepted jobs: documents archive and e-mail resend (migration 0002)
 # --------------------------------------------------------------------------------------------
 
 #: Follow-up kinds: download and keep the PDF and XML once; send the document by e-mail.
@@ -736,7 +729,7 @@ STORED_DOCUMENT_KINDS = ("pdf", "xml")
 
 
 class ElectronicInvoicingFollowup(Base):
-    """``electronic_invoicing_followups``: work that follows an accepted job (issue 7).
+    """``electronic_invoicing_followups``: work that follows an accepted job.
 
     A follow-up has its own small state machine, attempts and lease, so that its failures never
     touch the parent job's ``accepted`` status; every step is also an event on the parent job.

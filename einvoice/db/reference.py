@@ -291,6 +291,12 @@ def organization_ids(session: Session) -> list[int]:
     return list(session.scalars(select(Organization.id).order_by(Organization.id)))
 
 
+def sequences(session: Session) -> list[InvoiceSequence]:
+    """Every ``invoice_sequences`` row (numbering range), by organization then id."""
+    return list(session.scalars(select(InvoiceSequence).order_by(InvoiceSequence.organization_id,
+                                                                 InvoiceSequence.id)))
+
+
 def upsert_sequence(session: Session, organization_id: int, values: dict[str, Any]) -> InvoiceSequence:
     """Create or update the organization's ``invoice_sequences`` row for a Factus range.
 

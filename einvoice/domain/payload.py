@@ -1,63 +1,30 @@
 """Turn an ERP invoice into a checked, version-neutral sales document, or refuse it precisely.
 
 Entry point: :func:`build_document` → :class:`~einvoice.domain.document.SalesDocument`. The wire
-mappers ``einvoice.factus.v1_body`` (body of ``POST /v1/bills/validate`` and
-``/v1/credit-notes/validate``, FACTUS_API.md §3, §7.1) and ``einvoice.factus.v2_body``
-(``POST /v2/bills/validate``, Factus v2 ``facturas/crear-y-validar``) map the document to their
-JSON and check the totals with :func:`check_totals` and :func:`check_credit_cap`. The v1
-compositions ``build_bill_payload``, ``build_credit_note_payload``, ``factus_payload_total`` and
-``total_tolerance`` live in ``einvoice.factus.v1_body``.
+mappers ``einvoice.factus.v1_body`` (FACTUS_API.md §3, §7.1) and ``einvoice.factus.v2_body``
+(Factus v2 ``facturas/crear-y-validar``) map the document to their JSON, choose their wire prices
+with :func:`nearest_wire_price` and check the totals with :func:`check_totals` (within
+:func:`total_tolerance`) and :func:`check_credit_cap`, each with its version's formulas.
 
-The document is checked rule by rule in a fixed order and the first
-:class:`~einvoice.domain.errors.PayloadError` is raised; the order is: document type, reference
-code, numbering range, header codes (currency, payment, operation type; for a credit note:
-correction concept, related bill), observation, customer, establishment, items (their count, then
-one by one, each field in turn), allowance charges, billing period, the v2 additions (payments
-table, cash rounding, prepayments, display currency, order reference), the version's refusals,
-then the mapper's totals and for a credit note the credit cap. The API version's own rules are
-called at fixed points of that order (:class:`~einvoice.domain.document.WireRules`).
-
-Pre-flight rules for values Factus or DIAN would refuse, or accept wrongly (codes in brackets;
-the limits and their sources are in :mod:`einvoice.domain.dian`, "Pre-flight limits"):
-
-* **Numbers.** NaN and ±Infinity, legal in PostgreSQL ``numeric``, are refused wherever they
-  appear (``non_finite_number``); a NULL quantity, price or tax rate is refused, not read as 0
-  (``missing_quantity``, ``missing_price``, ``missing_tax_rate``). A quantity, unit price, line,
-  surcharge or document total of more than 13 integer digits is refused (``amount_too_large``).
-* **Tax rates.** An IVA or INC rate DIAN does not define is refused (``unknown_tax_rate``).
-* **Texts.** Every text sent is checked for C0/C1 control and bidirectional characters
-  (``forbidden_character``; TAB, LF and CR are allowed in the observation, addresses and item
-  notes) and for its length (``text_too_long``: 255 characters, 254 for an e-mail); e-mails must
-  be one well-formed address (``invalid_email``); identification numbers must fit their document
-  type (``invalid_identification``, ``invalid_nit``).
-* **Lines.** At most 500 items (``too_many_items``).
-
-Decisions (each is also documented where it is applied):
-
-* **Price basis.** The basis of an ERP price is the item's ``tax_included``, else the invoice's;
-  when both are NULL the item is refused (``missing_tax_included``): a guess would be off by the
-  whole tax. Each mapper converts to its wire basis (v1 tax included, v2 net).
-* **Totals.** When ``invoice_sales.total`` is set, the total Factus will compute must be within
-  the mapper's tolerance of it (1 COP, plus a cent per unit and per line), else
-  ``total_mismatch``. A credit note's Factus total plus what earlier notes credited may not
-  exceed the related bill's Factus total (``credit_exceeds_invoice``).
-* **Observation.** ``invoice_sales.notes`` is checked for hidden characters here; each mapper
-  truncates it to its version's limit rather than refusing the sale (free text).
-* **Establishment.** Built only when the invoice has a branch; each field comes from the branch
-  and falls back to the organization. Without a branch Factus uses the account's company data.
-* **Final consumer.** An invoice without a customer row, or whose customer carries DIAN's
-  final-consumer identification 222222222222, goes to "Consumidor Final" (cédula, natural person,
-  tribute ZZ): Resolución DIAN 000042 de 2020, art. 11 num. 3 lit. c (kept by Resolución 000165 de
-  2023); Factus v2 ``facturas/ejemplos/estandar-consumidor-final``.
+The rules run in a fixed order and the first one broken raises
+:class:`~einvoice.domain.errors.PayloadError`, whose ``code`` becomes the job's ``error_code``:
+document type, reference code, numbering range, header codes (currency, payment, operation type;
+for a credit note: correction concept, related bill), observation, customer, establishment, items
+(their count, then one by one, each field in turn), allowance charges, billing period, the v2
+additions (payments table, cash rounding, prepayments, display currency, order reference), the
+version's refusals (:class:`~einvoice.domain.document.WireRules`, called at fixed points), then
+the mapper's totals and, for a credit note, the credit cap. The limits and their sources are in
+:mod:`einvoice.domain.dian` ("Pre-flight limits"); each decision is documented where it is
+applied.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from einvoice.domain import dian
@@ -459,12 +426,9 @@ def _correction_concept(invoice: InvoiceData) -> int:
 
 
 def _observation(notes: str | None) -> str:
-    # Decision (module docstring): truncate a long note, do not refuse it; hidden characters are
-    # refused all the same, as in every text.
-    text = _text(notes or "", "invoice_sales.notes", max_chars=len(notes or ""), multiline=True)
-    if len(text) <= dian.OBSERVATION_MAX_CHARS:
-        return text
-    return text[: dian.OBSERVATION_MAX_CHARS - 1] + "…"
+    # A long note is not refused here: each mapper truncates it to its version's limit (v1 250,
+    # v2 500). Hidden characters are refused all the same, as in every text.
+    return _text(notes or "", "invoice_sales.notes", max_chars=len(notes or ""), multiline=True)
 
 
 
@@ -627,7 +591,11 @@ def _is_final_consumer(customer: CustomerData) -> bool:
 
 
 def _final_consumer(customer: CustomerData | None) -> Party:
-    """The "Consumidor Final" buyer (see the module docstring, "Final consumer").
+    """The "Consumidor Final" buyer, for an invoice without a customer row or whose customer
+    carries DIAN's final-consumer identification 222222222222.
+
+    Source: Resolución DIAN 000042 de 2020, art. 11 num. 3 lit. c (kept by Resolución 000165 de
+    2023); Factus v2 ``facturas/ejemplos/estandar-consumidor-final``.
 
     Input: the ERP's final-consumer row, or ``None`` when the invoice has no customer. Output: a
     :class:`Party` with DIAN's identification 222222222222 as a cédula, a natural person of
@@ -1446,7 +1414,51 @@ def requires_v2(field: str, value: object, what: str) -> PayloadError:
                 "api_version to v2 (or auto) or leave the field empty"))
 
 
-# --- Totals ----------------------------------------------------------------------------------
+# --- Wire prices and totals -------------------------------------------------------------------
+
+
+def nearest_wire_price(
+    *,
+    erp: ErpLine,
+    factor: Decimal,
+    exact_unit: Decimal,
+    amounts: Callable[[Decimal], tuple[Decimal, Decimal]],
+) -> Decimal:
+    """Choose the 2-decimal unit price whose Factus line best matches the ERP's (Decision 7).
+
+    Inputs: ``erp``, the line as the ERP computed it (COP); ``factor``, non-zero, what turns a
+    wire unit price into the line's gross (``quantity × (1 − discount_rate/100)``, times
+    ``1 + Σ rates/100`` for a net price); ``exact_unit``, the unrounded unit price on the wire's
+    basis; ``amounts``, the version's formula: a wire price → (line total, taxable amount) as
+    Factus computes them (FACTUS_API.md §4.2 for v1, the v2 mapper's for v2).
+    Output: among the 2-decimal prices around ``erp.gross / factor`` (negative ones left out),
+    the one whose line is closest to ``erp.gross``, then whose taxable amount is closest to
+    ``erp.net``, then closest to ``exact_unit``, then the lowest. The line grows linearly with
+    the price, so the line error is at most half a cent per unit of quantity.
+    """
+    centre = (erp.gross / factor).quantize(CENT, rounding=ROUND_FLOOR)
+
+    def score(price: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        line, taxable = amounts(price)
+        return abs(line - erp.gross), abs(taxable - erp.net), abs(price - exact_unit), price
+
+    candidates = [centre + step * CENT for step in (-1, 0, 1, 2)]
+    return min((price for price in candidates if price >= 0), key=score)
+
+
+def total_tolerance(quantities: Iterable[Decimal | int]) -> Decimal:
+    """How far the ERP total may sit from Factus's and still be the same sale (COP).
+
+    Input: the quantity of each line sent. Output: one peso, plus a cent per unit (a line's
+    quantity rounded up) and per line: the wire price moves a line by at most half a cent per
+    unit (:func:`nearest_wire_price`), per-line tax rounding by a cent per line, and ERPs that
+    round the document total to whole pesos move it by half a peso.
+    """
+    units = lines = 0
+    for quantity in quantities:
+        units += Decimal(quantity).to_integral_value(ROUND_CEILING)
+        lines += 1
+    return Decimal("1.00") + CENT * (units + lines)
 
 
 def check_totals(

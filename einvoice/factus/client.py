@@ -95,9 +95,9 @@ Payload = BaseModel | Mapping[str, Any]
 #: A check run just before a write goes out; it raises to stop the write (see validate_bill).
 BeforeSend = Callable[[], None]
 #: A write that waited at least this long for its rate-limit slot runs its ``before_send``
-#: check: the world may have changed while it queued (issue 6: with the pace, a request can
-#: queue for seconds behind its account's others, and meanwhile one of them may have left a
-#: document pending at DIAN, which makes this one a certain 409).
+#: check: the world may have changed while it queued (with the pace, a request can queue for
+#: seconds behind its account's others, and meanwhile one of them may have left a document
+#: pending at DIAN, which makes this one a certain 409).
 RECHECK_AFTER_WAIT_SECONDS = 0.05
 
 # Lookups by reference walk every partial match (the list filter is a LIKE, inferred): ask for

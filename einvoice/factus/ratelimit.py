@@ -17,7 +17,7 @@ in the same millisecond.
 A second, one-second moving window paces the requests (``per_second``, 2 by default for 80 per
 minute): without it an account spends its whole minute in the first seconds and then waits, and
 every request in flight when one comes back "pending at DIAN" gets a 409 (FACTUS_API.md §5.3;
-issue 6, chaos: 617 × 409 in one run). Paced, an account has about one other request in flight
+the chaos run showed hundreds of them). Paced, an account has about one other request in flight
 at any time, and its minute's 80 requests go out over 40 s.
 
 Caveat: ``limits`` stamps hits with each client's clock (``time.time()``), so the hosts of the
@@ -172,7 +172,7 @@ class RedisRateLimiter:
         """How many requests ``account_key`` may send right now without waiting (>= 0).
 
         Read-only (``get_window_stats`` of the moving window); the dispatcher uses it to hand out
-        no more new jobs per account than the account can send (issue 6, chaos).
+        no more new jobs per account than the account can send.
 
         Raises:
             redis.RedisError: when Redis is unreachable.

@@ -352,10 +352,10 @@ class RedisRenewalLocks:
     The lock lives in Redis for ``lease`` seconds at a time, and a watchdog thread of its holder
     resets that every ``lease / 3`` seconds (``Lock.reacquire``) while the renewal runs. A holder
     SIGKILLed mid-renewal stops resetting it, so the account's other workers wait ``lease``
-    seconds for it, not a whole renewal's worst case: with one fixed 55 s timeout, a worker killed
-    while fetching an account's first token stalled every job of that account for 55 s, their
-    leases expired meanwhile and each then cost a reconcile lookup on the account's quota (issue
-    6, the quick chaos run: 89 s to final, 62 lookups for 40 invoices).
+    seconds for it, not a whole renewal's worst case: with one fixed timeout, a worker killed
+    while fetching an account's first token would stall every job of that account for the whole
+    timeout, their leases would expire meanwhile, and each would then cost a reconcile lookup on
+    the account's quota (the chaos run kills workers at exactly that moment).
 
     Args:
         client: a ``redis.Redis`` client.

@@ -1,20 +1,20 @@
 """Factus API v1 wire bodies: a checked sales document → ``POST /v1/bills/validate`` and
 ``POST /v1/credit-notes/validate`` (FACTUS_API.md §3, §7.1), and what Factus v1 computes from them.
 
-Entry points (issue-18 contract item 4):
+Entry points, the same names as :mod:`einvoice.factus.v2_body`'s where they do the same:
 
 * :func:`bill_body` / :func:`credit_note_body` → the JSON body for a
   :class:`~einvoice.domain.document.SalesDocument` built with :data:`V1_RULES`;
 * :func:`payload_total` (= :func:`factus_payload_total`) → the document total a v1 body implies;
 * :func:`build_bill_payload` / :func:`build_credit_note_payload` → the two steps in one, from the
-  ERP rows (what callers used before the split; bodies are byte-for-byte what they were).
+  ERP rows (for tests, the sample dataset and scripts that hold no document).
 
 What is v1's own (the rules the document builder calls through :class:`V1Rules`):
 
 * **Price.** ``price`` is the unit price with tax included (Decision 7). A net ERP price is
   converted by choosing, among the 2-decimal prices around the ideal one, the one whose §4.2 line
   total is closest to the ERP's own gross line total, then whose taxable amount is closest to the
-  ERP's net line (:func:`_wire_price`). A tax-included price with at most 2 decimals is sent
+  ERP's net line (:func:`_wire_price`, :func:`einvoice.domain.payload.nearest_wire_price`). A tax-included price with at most 2 decimals is sent
   unchanged.
 * **Quantity.** Must be a whole number; ``2.5`` kg is refused (``non_integer_quantity``), never
   rounded, because rounding would change what is billed.
@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any
 
 from einvoice.domain import dian
@@ -60,13 +60,17 @@ from einvoice.domain.payload import (
     build_document,
     check_credit_cap,
     check_totals,
+    nearest_wire_price,
     requires_v2,
     round2,
 )
+from einvoice.domain.payload import (
+    total_tolerance as domain_total_tolerance,
+)
+from einvoice.factus import wire
+from einvoice.factus.wire import JsonDict
 
-JsonDict = dict[str, Any]
 _ZERO = Decimal(0)
-_END_OF_DAY = "23:59:59"
 
 
 # --- What Factus computes (FACTUS_API.md §4.2) ------------------------------------------------
@@ -138,19 +142,17 @@ def factus_payload_total(payload: Mapping[str, Any]) -> Decimal:
     return total
 
 
-#: The reconcile comparison's name for :func:`factus_payload_total` (contract item 4).
+#: The name the reconcile comparison calls on either mapper (:func:`v2_body.payload_total`).
 payload_total = factus_payload_total
 
 
 def total_tolerance(payload: Mapping[str, Any]) -> Decimal:
     """How far the ERP total may sit from Factus's v1 total and still be the same sale (COP).
 
-    One peso, plus a cent per unit of quantity and per line: the price conversion moves a line
-    by at most half a cent per unit (see :func:`_wire_price`), per-line tax rounding by a cent
-    per line, and ERPs that round the document total to whole pesos move it by half a peso.
+    Input: a body built by this module. Output:
+    :func:`einvoice.domain.payload.total_tolerance` of its items' quantities.
     """
-    units = sum(int(item["quantity"]) for item in payload["items"])
-    return Decimal("1.00") + CENT * (units + len(payload["items"]))
+    return domain_total_tolerance(int(item["quantity"]) for item in payload["items"])
 
 
 # --- The rules v1 adds to the document builder -------------------------------------------------
@@ -167,12 +169,9 @@ def _wire_price(
 ) -> Decimal:
     """Choose the 2-decimal tax-included unit price to send (Decision 7, FACTUS_API.md §4.2).
 
-    A tax-included ERP price with at most 2 decimals is sent as is. Otherwise the candidates are
-    the 2-decimal prices around ``erp.gross / (quantity × (1 − discount_rate/100))``; the winner
-    is the one whose §4.2 ``line`` is closest to the ERP's gross line, then whose ``taxable`` is
-    closest to the ERP's net line, then closest to the exact gross unit price. Because ``line``
-    grows linearly with the price, the nearest candidate to that quotient is optimal for the
-    line, and the line error is at most half a cent per unit of quantity.
+    A tax-included ERP price with at most 2 decimals is sent as is. Otherwise the 2-decimal
+    price around ``erp.gross / (quantity × (1 − discount_rate/100))`` whose §4.2 amounts best
+    match the ERP's line (:func:`einvoice.domain.payload.nearest_wire_price`).
     """
     if tax_included and unit_price == round2(unit_price):
         return unit_price.quantize(CENT)
@@ -181,21 +180,15 @@ def _wire_price(
     if factor == 0:
         # A 100 % discount makes every price give a zero line; send the converted unit price.
         return round2(exact_gross_unit)
-    centre = (erp.gross / factor).quantize(CENT, rounding=ROUND_FLOOR)
-    candidates = [centre + step * CENT for step in (-1, 0, 1, 2)]
 
-    def score(price: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-        amounts = factus_line_amounts(
+    def amounts(price: Decimal) -> tuple[Decimal, Decimal]:
+        line = factus_line_amounts(
             price=price, quantity=quantity, discount_rate=discount_rate, tax_rate=tax_rate
         )
-        return (
-            abs(amounts.line - erp.gross),
-            abs(amounts.taxable - erp.net),
-            abs(price - exact_gross_unit),
-            price,
-        )
+        return line.line, line.taxable
 
-    return min((price for price in candidates if price >= 0), key=score)
+    return nearest_wire_price(erp=erp, factor=factor, exact_unit=exact_gross_unit,
+                              amounts=amounts)
 
 
 class V1Rules(WireRules):
@@ -301,10 +294,7 @@ def _rate_text(value: Decimal) -> str:
 
 
 def _observation(text: str) -> str:
-    # Decision: a long note is truncated, not refused (free text; DOC1's limit is 250).
-    if len(text) <= dian.OBSERVATION_MAX_CHARS:
-        return text
-    return text[: dian.OBSERVATION_MAX_CHARS - 1] + "…"
+    return wire.truncated(text, dian.OBSERVATION_MAX_CHARS)
 
 
 def _customer(party: Party) -> JsonDict:
@@ -313,18 +303,7 @@ def _customer(party: Party) -> JsonDict:
         "identification_document_id": party.identification_document_id,
         "identification": party.identification,
     }
-    if party.dv is not None:
-        # Factus types dv as int but its examples send "3"; a missing DV is filled, not left
-        # for Factus to compute, so the stored payload shows what was sent.
-        body["dv"] = str(party.dv)
-    if party.company is not None:
-        body["company"] = party.company
-    else:
-        body["names"] = party.names
-    for key in ("trade_name", "address", "email", "phone"):
-        value = getattr(party, key)
-        if value is not None:
-            body[key] = value
+    wire.party_names(party, body)
     body["legal_organization_id"] = party.legal_organization_id
     body["tribute_id"] = party.tribute_id
     if party.municipality_id is not None:
@@ -357,28 +336,14 @@ def _item(line: Line) -> JsonDict:
 
 def _common(document: SalesDocument, body: JsonDict) -> JsonDict:
     """The parts bills and credit notes share, in the §3.6 / §7.1 order."""
-    period = document.billing_period
-    if period is not None:
-        entry: JsonDict = {"start_date": period.start_date.isoformat()}
-        if period.start_time is not None:
-            entry["start_time"] = period.start_time.strftime("%H:%M:%S")
-        entry["end_date"] = period.end_date.isoformat()
-        # ``end_time`` is required by the bill docs; a period stored with dates only covers
-        # whole days.
-        entry["end_time"] = (period.end_time.strftime("%H:%M:%S")
-                             if period.end_time is not None else _END_OF_DAY)
-        body["billing_period"] = entry
+    if document.billing_period is not None:
+        body["billing_period"] = wire.billing_period(document.billing_period)
     if document.order_reference is not None:
-        order: JsonDict = {"reference_code": document.order_reference.reference_code}
-        if document.order_reference.issue_date is not None:
-            order["issue_date"] = document.order_reference.issue_date.isoformat()
-        body["order_reference"] = order
+        body["order_reference"] = wire.order_reference(document.order_reference)
     place = document.establishment
     if place is not None:
-        body["establishment"] = {
-            "name": place.name, "address": place.address, "phone_number": place.phone_number,
-            "email": place.email, "municipality_id": place.municipality_id,
-        }
+        body["establishment"] = {**wire.establishment_contact(place),
+                                 "municipality_id": place.municipality_id}
     if document.customer is not None:
         body["customer"] = _customer(document.customer)
     body["items"] = [_item(line) for line in document.lines]
@@ -476,8 +441,8 @@ def build_bill_payload(
 ) -> JsonDict:
     """Build the body of ``POST /v1/bills/validate`` from the ERP rows.
 
-    Inputs: as :func:`einvoice.domain.payload.build_document`; ``known_units`` (id → code) or,
-    as before, ``known_unit_measure_ids`` (ids; default the five units Factus v1 documents).
+    Inputs: as :func:`einvoice.domain.payload.build_document`; ``known_units`` (id → code) or
+    ``known_unit_measure_ids`` (ids alone; default the five units Factus v1 documents).
     Output: as :func:`bill_body`. Raises: :class:`PayloadError` for the first rule broken.
     """
     document = build_document(

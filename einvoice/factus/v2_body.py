@@ -7,8 +7,8 @@ and ``descripcion-de-campos`` (fields), ``facturas/ejemplos/*`` (shapes: strings
 ``order_reference``, the final consumer), ``notas-credito/crear-y-validar`` (``bill_number``),
 ``tablas-de-referencia/tablas`` (codes).
 
-Entry points (issue-18 contract item 4): :func:`bill_body`, :func:`credit_note_body`,
-:func:`payload_total`; :data:`V2_RULES` to build the document with.
+Entry points, named as :mod:`einvoice.factus.v1_body`'s: :func:`bill_body`,
+:func:`credit_note_body`, :func:`payload_total`; :data:`V2_RULES` to build the document with.
 
 What is v2's own:
 
@@ -36,18 +36,28 @@ checks to the cent against the ``redondeo-medios-pago`` example (total 260564.81
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any
 
 from einvoice.domain import dian
 from einvoice.domain.document import Fail, Line, LineTax, Party, SalesDocument, WireRules
 from einvoice.domain.errors import PayloadError
 from einvoice.domain.jobs import DocumentType
-from einvoice.domain.payload import CENT, HUNDRED, check_credit_cap, check_totals, round2
+from einvoice.domain.payload import (
+    CENT,
+    HUNDRED,
+    check_credit_cap,
+    check_totals,
+    nearest_wire_price,
+    round2,
+)
+from einvoice.domain.payload import (
+    total_tolerance as domain_total_tolerance,
+)
+from einvoice.factus import wire
+from einvoice.factus.wire import JsonDict
 
-JsonDict = dict[str, Any]
 _ZERO = Decimal(0)
-_END_OF_DAY = "23:59:59"
 
 
 def _money(value: Decimal) -> str:
@@ -96,10 +106,12 @@ def payload_total(body: Mapping[str, Any]) -> Decimal:
 
 
 def total_tolerance(body: Mapping[str, Any]) -> Decimal:
-    """One peso plus a cent per (rounded-up) unit and per line, as v1's (COP)."""
-    units = sum(Decimal(str(item["quantity"])).to_integral_value(ROUND_CEILING)
-                for item in body["items"])
-    return Decimal("1.00") + CENT * (units + len(body["items"]))
+    """How far the ERP total may sit from Factus's v2 total and still be the same sale (COP).
+
+    Input: a body built by this module. Output:
+    :func:`einvoice.domain.payload.total_tolerance` of its items' quantities.
+    """
+    return domain_total_tolerance(Decimal(str(item["quantity"])) for item in body["items"])
 
 
 def _rates(taxes: Sequence[LineTax]) -> list[Decimal]:
@@ -109,9 +121,9 @@ def _rates(taxes: Sequence[LineTax]) -> list[Decimal]:
 def _net_wire_price(line: Line) -> Decimal:
     """Choose the 2-decimal net unit price to send (see the module docstring).
 
-    The candidates are the 2-decimal prices around ``erp.gross / (quantity × (1 − discount/100) ×
-    (1 + Σ rates/100))``; the winner's v2 line is closest to the ERP's gross line, then its taxable
-    amount to the ERP's net line, then the price to the exact net unit price.
+    A net ERP price with at most 2 decimals is sent as is. Otherwise the 2-decimal price around
+    ``erp.gross / (quantity × (1 − discount/100) × (1 + Σ rates/100))`` whose v2 amounts best
+    match the ERP's line (:func:`einvoice.domain.payload.nearest_wire_price`).
     """
     rates = _rates(line.taxes)
     factor_tax = 1 + sum(rates, _ZERO) / HUNDRED
@@ -121,17 +133,12 @@ def _net_wire_price(line: Line) -> Decimal:
     factor = line.quantity * (1 - line.discount_rate / HUNDRED) * factor_tax
     if factor == 0:
         return round2(exact_net)
-    centre = (line.erp.gross / factor).quantize(CENT, rounding=ROUND_FLOOR)
 
-    def score(price: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-        total, taxable = line_amounts(price=price, quantity=line.quantity,
-                                      discount_rate=line.discount_rate, discount_amount=None,
-                                      rates=rates)
-        return (abs(total - line.erp.gross), abs(taxable - line.erp.net),
-                abs(price - exact_net), price)
+    def amounts(price: Decimal) -> tuple[Decimal, Decimal]:
+        return line_amounts(price=price, quantity=line.quantity, discount_rate=line.discount_rate,
+                            discount_amount=None, rates=rates)
 
-    candidates = [centre + step * CENT for step in (-1, 0, 1, 2)]
-    return min((price for price in candidates if price >= 0), key=score)
+    return nearest_wire_price(erp=line.erp, factor=factor, exact_unit=exact_net, amounts=amounts)
 
 
 class V2Rules(WireRules):
@@ -212,16 +219,7 @@ def _customer(party: Party) -> JsonDict:
             party.identification_document_id][0],
         "identification": party.identification,
     }
-    if party.dv is not None:
-        body["dv"] = str(party.dv)
-    if party.company is not None:
-        body["company"] = party.company
-    else:
-        body["names"] = party.names
-    for key in ("trade_name", "address", "email", "phone"):
-        value = getattr(party, key)
-        if value is not None:
-            body[key] = value
+    wire.party_names(party, body)
     body["legal_organization_code"] = str(party.legal_organization_id)
     body["tribute_code"] = dian.CUSTOMER_TRIBUTES[party.tribute_id][0]
     if party.municipality_id is not None:
@@ -267,18 +265,12 @@ def _item(line: Line, position: int) -> JsonDict:
     return body
 
 
-def _observation(text: str) -> str:
-    if len(text) <= dian.V2_OBSERVATION_MAX_CHARS:
-        return text
-    return text[: dian.V2_OBSERVATION_MAX_CHARS - 1] + "…"
-
-
 def _body(document: SalesDocument, head: JsonDict) -> JsonDict:
     body = dict(head)
     if document.currency is not None:
         body["currency"] = {"type": document.currency.code,
                             "exchange_rate": _money(document.currency.exchange_rate)}
-    observation = _observation(document.observation)
+    observation = wire.truncated(document.observation, dian.V2_OBSERVATION_MAX_CHARS)
     if observation:
         body["observation"] = observation
     body["send_email"] = document.send_email
@@ -292,27 +284,16 @@ def _body(document: SalesDocument, head: JsonDict) -> JsonDict:
                 entry["note"] = prepayment.note
             prepayments.append(entry)
         body["prepayment_details"] = prepayments
-    period = document.billing_period
-    if period is not None:
-        entry = {"start_date": period.start_date.isoformat()}
-        if period.start_time is not None:
-            entry["start_time"] = period.start_time.strftime("%H:%M:%S")
-        entry["end_date"] = period.end_date.isoformat()
-        entry["end_time"] = (period.end_time.strftime("%H:%M:%S")
-                             if period.end_time is not None else _END_OF_DAY)
-        body["billing_period"] = entry
+    if document.billing_period is not None:
+        body["billing_period"] = wire.billing_period(document.billing_period)
     if document.order_reference is not None:
-        order: JsonDict = {"reference_code": document.order_reference.reference_code}
-        if document.order_reference.issue_date is not None:
-            order["issue_date"] = document.order_reference.issue_date.isoformat()
-        body["order_reference"] = order
+        body["order_reference"] = wire.order_reference(document.order_reference)
     place = document.establishment
     if place is not None:
         field = ("branches.municipality_id" if place.municipality_id is not None
                  else "organizations.municipality_id")
         body["establishment"] = {
-            "name": place.name, "address": place.address, "phone_number": place.phone_number,
-            "email": place.email,
+            **wire.establishment_contact(place),
             "municipality_code": _municipality_code(place.municipality_code,
                                                     place.municipality_id, field),
         }

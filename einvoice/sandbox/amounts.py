@@ -189,6 +189,20 @@ class DocumentAmounts:
     tax_by_tribute: dict[int, Decimal]
 
 
+def _withholding_amounts(
+    withholdings: tuple[WithholdingInput, ...], *, iva: Decimal, taxable: Decimal
+) -> tuple[WithholdingAmount, ...]:
+    """A line's withholdings by code: ReteIVA on the unrounded ``iva``, the others on ``taxable``."""
+    return tuple(
+        WithholdingAmount(
+            code=w.code,
+            rate=w.rate,
+            value=round2((iva if w.code == RETE_IVA else taxable) * w.rate / HUNDRED),
+        )
+        for w in sorted(withholdings, key=lambda w: w.code)
+    )
+
+
 def item_amounts(item: ItemInput) -> ItemAmounts:
     """Compute one item's amounts per FACTUS_API.md §4.2 (v1, tax-included price).
 
@@ -206,14 +220,7 @@ def item_amounts(item: ItemInput) -> ItemAmounts:
     # ReteIVA's base is the tax before rounding (FACTUS_API.md §4.2: real 2155462.18, not .19).
     unrounded_tax = line - line / tax_factor
     discount = round2(gross * item.discount_rate / HUNDRED / tax_factor)
-    withholdings = tuple(
-        WithholdingAmount(
-            code=w.code,
-            rate=w.rate,
-            value=round2((unrounded_tax if w.code == RETE_IVA else taxable) * w.rate / HUNDRED),
-        )
-        for w in sorted(item.withholdings, key=lambda w: w.code)
-    )
+    withholdings = _withholding_amounts(item.withholdings, iva=unrounded_tax, taxable=taxable)
     return ItemAmounts(
         line=line,
         gross_value=taxable,
@@ -261,14 +268,7 @@ def net_item_amounts(item: NetItemInput) -> ItemAmounts:
         (taxable * t.rate / HUNDRED for t in item.taxes if t.code == "01" and not t.is_excluded),
         Decimal(0),
     )
-    withholdings = tuple(
-        WithholdingAmount(
-            code=w.code,
-            rate=w.rate,
-            value=round2((iva if w.code == RETE_IVA else taxable) * w.rate / HUNDRED),
-        )
-        for w in sorted(item.withholdings, key=lambda w: w.code)
-    )
+    withholdings = _withholding_amounts(item.withholdings, iva=iva, taxable=taxable)
     return ItemAmounts(
         line=taxable + tax,
         gross_value=taxable,

@@ -59,8 +59,8 @@ from einvoice.sandbox.state import (
     Account,
     AccountSpec,
     CreateResult,
-    Document,
     DocumentKind,
+    SandboxDocument,
     SandboxError,
     SandboxState,
     bogota_today,
@@ -147,7 +147,7 @@ def _contains(haystack: str | None, needle: str) -> bool:
     return catalogs.fold(needle) in catalogs.fold(haystack or "")
 
 
-def _document_filter(request: Request, document: Document) -> bool:
+def _document_filter(request: Request, document: SandboxDocument) -> bool:
     """Factus list filters (§6.1): partial, case-insensitive matches, except the exact ``status``.
 
     Partial matching is inferred (Laravel query-builder default); a client looking a reference up
@@ -360,7 +360,7 @@ class SandboxApp:
         request: Request,
         account: Account,
         kind: DocumentKind,
-        row: Callable[[Document], dict[str, Any]],
+        row: Callable[[SandboxDocument], dict[str, Any]],
     ) -> Response:
         page, size = _page(request)
         rows = [d for d in self.state.list_documents(account, kind) if _document_filter(request, d)]
@@ -526,13 +526,7 @@ class SandboxApp:
         range_id = as_int(request.path_params["range_id"])
         chosen = account.ranges.get(range_id) if range_id is not None else None
         if chosen is None:
-            return _json(
-                404,
-                {
-                    "status": "Not Found",
-                    "message": f"No se encontró el rango de numeración {request.path_params['range_id']}",
-                },
-            )
+            return _json(404, render.range_not_found(request.path_params["range_id"]))
         return _json(200, render.ok(render.range_detail(chosen, bogota_today())))
 
     async def municipality_list(self, request: Request, account: Account) -> Response:
@@ -697,7 +691,7 @@ class SandboxApp:
         return app
 
 
-def _pdf(document: Document, account: Account) -> bytes:
+def _pdf(document: SandboxDocument, account: Account) -> bytes:
     kind = "Factura electrónica de venta" if document.kind == "bill" else "Nota crédito electrónica"
     amounts = document.amounts
     customer = document.customer
@@ -715,7 +709,7 @@ def _pdf(document: Document, account: Account) -> bytes:
     return artifacts.pdf_document(kind, lines)
 
 
-def _xml(document: Document, account: Account) -> bytes:
+def _xml(document: SandboxDocument, account: Account) -> bytes:
     customer = document.customer
     amounts = document.amounts
     return artifacts.ubl_document(

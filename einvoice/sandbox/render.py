@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from einvoice.sandbox import artifacts, catalogs
 from einvoice.sandbox.amounts import DocumentAmounts, ItemAmounts, money
-from einvoice.sandbox.state import Account, Company, Document, NumberingRange
+from einvoice.sandbox.state import Account, Company, NumberingRange, SandboxDocument
 from einvoice.sandbox.validation import (
     BillRequest,
     CreditNoteRequest,
@@ -31,6 +31,11 @@ MAX_PAGE_SIZE = 100
 def ok(data: Any) -> dict[str, Any]:
     """The envelope of a successful read (§1): ``{"status": "OK", "message": "Solicitud exitosa", "data"}``."""
     return {"status": "OK", "message": "Solicitud exitosa", "data": data}
+
+
+def range_not_found(range_id: str) -> dict[str, Any]:
+    """The 404 body of ``GET /v1|v2/numbering-ranges/{id}`` for an id the account does not have."""
+    return {"status": "Not Found", "message": f"No se encontró el rango de numeración {range_id}"}
 
 
 def not_found(number: str) -> dict[str, Any]:
@@ -52,9 +57,8 @@ def _number(value: Decimal) -> int | float:
     return int(rounded) if rounded == rounded.to_integral_value() else float(rounded)
 
 
-def company_block(company: Company) -> dict[str, Any]:
-    """``data.company`` of a document (§4.1)."""
-    municipality = catalogs.municipalities()[company.municipality_id]
+def company_identity(company: Company) -> dict[str, Any]:
+    """The leading fields of a document's ``data.company``, the same in v1 (§4.1) and v2."""
     return {
         "url_logo": company.url_logo,
         "nit": company.nit,
@@ -66,6 +70,14 @@ def company_block(company: Company) -> dict[str, Any]:
         "economic_activity": company.economic_activity,
         "phone": company.phone,
         "email": company.email,
+    }
+
+
+def company_block(company: Company) -> dict[str, Any]:
+    """``data.company`` of a document (§4.1)."""
+    municipality = catalogs.municipalities()[company.municipality_id]
+    return {
+        **company_identity(company),
         "direction": company.address,
         "municipality": municipality.name,
     }
@@ -113,7 +125,7 @@ def _graphic_name(customer: CustomerData) -> str:
     )
 
 
-def customer_block(document: Document) -> dict[str, Any]:
+def customer_block(document: SandboxDocument) -> dict[str, Any]:
     """``data.customer`` of a document (§4.1); ``dv`` only for NIT customers."""
     customer = document.customer
     municipality = None
@@ -233,7 +245,8 @@ def _items(
     ]
 
 
-def _allowances(document: Document) -> list[dict[str, Any]]:
+def allowance_block(document: SandboxDocument) -> list[dict[str, Any]]:
+    """``allowance_charges`` of a document's response, the same in v1 and v2."""
     return [
         {
             "concept_type": _code_name(catalogs.ALLOWANCE_CONCEPTS[a.concept_type]),
@@ -269,15 +282,15 @@ def _amount_fields(amounts: DocumentAmounts) -> dict[str, str]:
     }
 
 
-def _validated(document: Document) -> str | None:
+def _validated(document: SandboxDocument) -> str | None:
     return artifacts.factus_datetime(document.validated_at) if document.validated_at else None
 
 
-def _notes(document: Document) -> list[dict[str, Any]]:
+def _notes(document: SandboxDocument) -> list[dict[str, Any]]:
     return [{"id": cn.id, "number": cn.number} for cn in document.credit_notes if cn.status == 1]
 
 
-def bill_data(document: Document, account: Account) -> dict[str, Any]:
+def bill_data(document: SandboxDocument, account: Account) -> dict[str, Any]:
     """``data`` of a bill's validate and show responses (§4.1)."""
     request = document.request
     assert isinstance(request, BillRequest)
@@ -332,7 +345,7 @@ def bill_data(document: Document, account: Account) -> dict[str, Any]:
                 for index, doc in enumerate(request.related_documents, start=1)
             ],
             "items": _items(request.items, amounts, with_mandate=True),
-            "allowance_charges": _allowances(document),
+            "allowance_charges": allowance_block(document),
             "withholding_taxes": _withholding_totals(amounts),
             "credit_notes": _notes(document),
             "debit_notes": [],
@@ -341,14 +354,10 @@ def bill_data(document: Document, account: Account) -> dict[str, Any]:
     return data
 
 
-def bill_list_item(document: Document) -> dict[str, Any]:
-    """One row of ``GET /v1/bills`` (§6.1): no CUFE, no QR."""
-    request = document.request
-    assert isinstance(request, BillRequest)
+def _list_row(document: SandboxDocument, send_email: bool) -> dict[str, Any]:
+    """The fields a bill row and a credit-note row of a list share, from ``number`` on."""
     customer = document.customer
     return {
-        "id": document.id,
-        "document": _code_name(catalogs.BILL_DOCUMENTS[request.document]),
         "number": document.number,
         "api_client_name": document.api_client_name,
         "reference_code": document.reference_code,
@@ -361,7 +370,18 @@ def bill_list_item(document: Document) -> dict[str, Any]:
         "total": money(document.amounts.total),
         "status": document.status,
         "errors": list(document.errors),
-        "send_email": int(request.send_email),
+        "send_email": int(send_email),
+    }
+
+
+def bill_list_item(document: SandboxDocument) -> dict[str, Any]:
+    """One row of ``GET /v1/bills`` (§6.1): no CUFE, no QR."""
+    request = document.request
+    assert isinstance(request, BillRequest)
+    return {
+        "id": document.id,
+        "document": _code_name(catalogs.BILL_DOCUMENTS[request.document]),
+        **_list_row(document, request.send_email),
         "has_claim": 0,
         "is_negotiable_instrument": 0,
         "payment_form": _code_name(catalogs.PAYMENT_FORMS[request.payment_form]),
@@ -371,7 +391,7 @@ def bill_list_item(document: Document) -> dict[str, Any]:
     }
 
 
-def credit_note_data(document: Document, account: Account) -> dict[str, Any]:
+def credit_note_data(document: SandboxDocument, account: Account) -> dict[str, Any]:
     """``data`` of a credit note's validate and show responses (§7.1)."""
     request = document.request
     assert isinstance(request, CreditNoteRequest)
@@ -417,26 +437,13 @@ def credit_note_data(document: Document, account: Account) -> dict[str, Any]:
     return data
 
 
-def credit_note_list_item(document: Document) -> dict[str, Any]:
+def credit_note_list_item(document: SandboxDocument) -> dict[str, Any]:
     """One row of ``GET /v1/credit-notes`` (inferred: the bill row's fields plus the bill reference)."""
     request = document.request
     assert isinstance(request, CreditNoteRequest)
-    customer = document.customer
     return {
         "id": document.id,
-        "number": document.number,
-        "api_client_name": document.api_client_name,
-        "reference_code": document.reference_code,
-        "identification": customer.identification,
-        "graphic_representation_name": _graphic_name(customer),
-        "company": customer.company,
-        "trade_name": customer.trade_name,
-        "names": customer.names,
-        "email": customer.email,
-        "total": money(document.amounts.total),
-        "status": document.status,
-        "errors": list(document.errors),
-        "send_email": int(request.send_email),
+        **_list_row(document, request.send_email),
         "created_at": artifacts.factus_datetime(document.created_at),
         "bill_id": document.bill.id if document.bill else None,
         "number_bill": document.bill.number if document.bill else None,

@@ -204,8 +204,8 @@ DEFAULT_ACCOUNT = AccountSpec(
 
 
 @dataclass
-class Document:
-    """A stored bill or credit note with everything its responses need.
+class SandboxDocument:
+    """The simulator's record of a bill or credit note, with everything its responses need.
 
     ``status`` is 1 (validated) or 0 (not validated); ``rejected`` tells a DIAN rejection from a
     pending (DIAN slow) document; ``errors`` holds DIAN notifications or the rejection rule.
@@ -227,8 +227,8 @@ class Document:
     rejected: bool = False
     errors: list[str] = field(default_factory=list)
     validated_at: datetime | None = None
-    bill: Document | None = None
-    credit_notes: list[Document] = field(default_factory=list)
+    bill: SandboxDocument | None = None
+    credit_notes: list[SandboxDocument] = field(default_factory=list)
     emails_sent: dict[date, int] = field(default_factory=dict)
     api_version: str = "v1"
     v2: Any = None  # the v2 request (einvoice.sandbox.v2_validation) when created through /v2
@@ -293,19 +293,19 @@ class Account:
     ranges: dict[int, NumberingRange]
     added_at_runtime: bool
     dian_ranges: list[NumberingRange] = field(default_factory=list)
-    documents: dict[DocumentKind, dict[str, Document]] = field(
+    documents: dict[DocumentKind, dict[str, SandboxDocument]] = field(
         default_factory=lambda: {k: {} for k in KINDS}
     )  # by number
-    by_reference: dict[DocumentKind, dict[str, Document]] = field(
+    by_reference: dict[DocumentKind, dict[str, SandboxDocument]] = field(
         default_factory=lambda: {k: {} for k in KINDS}
     )
-    by_id: dict[DocumentKind, dict[int, Document]] = field(
+    by_id: dict[DocumentKind, dict[int, SandboxDocument]] = field(
         default_factory=lambda: {k: {} for k in KINDS}
     )
     stats: Stats = field(default_factory=Stats)
     # Documents stored and maybe not validated yet, oldest first; :meth:`pending` drops the ones
     # validated or deleted since, so it does not scan every document of the account.
-    unvalidated: dict[DocumentKind, dict[str, Document]] = field(
+    unvalidated: dict[DocumentKind, dict[str, SandboxDocument]] = field(
         default_factory=lambda: {k: {} for k in KINDS}
     )
 
@@ -314,7 +314,7 @@ class Account:
         """``"<client_id>/<username>"``."""
         return self.spec.key
 
-    def pending(self, kind: DocumentKind) -> Document | None:
+    def pending(self, kind: DocumentKind) -> SandboxDocument | None:
         """The account's first not-validated document of ``kind``, if any (it causes 409s)."""
         candidates = self.unvalidated[kind]
         stored = self.documents[kind]
@@ -379,7 +379,7 @@ class CreateResult:
     """
 
     status: int
-    document: Document | None = None
+    document: SandboxDocument | None = None
     body: dict[str, Any] | None = None
     hang: bool = False
     message: str = ""
@@ -793,14 +793,14 @@ class SandboxState:
             return "El rango de numeración seleccionado no tiene consecutivos disponibles."
         return None
 
-    def _validate(self, account: Account, document: Document, when: datetime) -> None:
+    def _validate(self, account: Account, document: SandboxDocument, when: datetime) -> None:
         document.status = 1
         document.validated_at = when
         for stats in (account.stats, self.global_stats):
             stats.validations_by_reference[document.kind][document.reference_code] += 1
 
     def _resend(
-        self, account: Account, existing: Document, now: datetime, version: str = "v1"
+        self, account: Account, existing: SandboxDocument, now: datetime, version: str = "v1"
     ) -> CreateResult:
         """Same reference again (§9): validated → same doc; pending → validate; rejected → 409."""
         if existing.status == 1:
@@ -833,9 +833,7 @@ class SandboxState:
             201 (new, resent or now-validated document), 409 (pending block), 422 (range problem, or
             DIAN rejection with ``document`` set), or ``hang`` for ``timeout_after_store``.
         """
-        amounts = amounts or document_amounts(
-            [i.money for i in request.items], [a.money for a in request.allowances]
-        )
+        amounts = amounts or _request_amounts(request)
         return self._create(
             account, "bill", request, request.customer, amounts, None, outcome_fault, v2
         )
@@ -856,9 +854,7 @@ class SandboxState:
         its total (422 on ``bill_id``). ``amounts`` and ``v2`` as in :meth:`create_bill`. Returns as
         :meth:`create_bill`.
         """
-        amounts = amounts or document_amounts(
-            [i.money for i in request.items], [a.money for a in request.allowances]
-        )
+        amounts = amounts or _request_amounts(request)
         with self.lock:
             bill = None
             if request.bill_id is not None:
@@ -886,7 +882,7 @@ class SandboxState:
         request: BillRequest | CreditNoteRequest,
         customer: CustomerData,
         amounts: DocumentAmounts,
-        bill: Document | None,
+        bill: SandboxDocument | None,
         outcome_fault: str | None,
         v2: Any = None,
     ) -> CreateResult:
@@ -950,7 +946,7 @@ class SandboxState:
             )
 
     @staticmethod
-    def _dian_rejection(document: Document, outcome_fault: str | None) -> str | None:
+    def _dian_rejection(document: SandboxDocument, outcome_fault: str | None) -> str | None:
         customer = document.customer
         if (
             customer.identification_document_id == catalogs.NIT_DOCUMENT_ID
@@ -970,9 +966,9 @@ class SandboxState:
         customer: CustomerData,
         amounts: DocumentAmounts,
         chosen: NumberingRange,
-        bill: Document | None,
+        bill: SandboxDocument | None,
         now: datetime,
-    ) -> Document:
+    ) -> SandboxDocument:
         number = f"{chosen.prefix}{chosen.current}"
         chosen.current += 1
         chosen.updated_at = now
@@ -982,7 +978,7 @@ class SandboxState:
         customer_dv = None
         if customer.identification_document_id == catalogs.NIT_DOCUMENT_ID:
             customer_dv = customer.dv or co_nit.calc_check_digit(customer.identification)
-        document = Document(
+        document = SandboxDocument(
             kind=kind,
             id=internal_id,
             number=number,
@@ -1018,12 +1014,12 @@ class SandboxState:
 
     # -- documents: read, delete, e-mail ----------------------------------------------------------
 
-    def find(self, account: Account, kind: DocumentKind, number: str) -> Document | None:
+    def find(self, account: Account, kind: DocumentKind, number: str) -> SandboxDocument | None:
         """The account's document of ``kind`` with that number, or None."""
         with self.lock:
             return account.documents[kind].get(number)
 
-    def list_documents(self, account: Account, kind: DocumentKind) -> list[Document]:
+    def list_documents(self, account: Account, kind: DocumentKind) -> list[SandboxDocument]:
         """The account's documents of ``kind``, newest first (as Factus lists them, §6.1)."""
         with self.lock:
             return sorted(account.documents[kind].values(), key=lambda d: d.id, reverse=True)
@@ -1140,7 +1136,7 @@ class SandboxState:
                 "message": f"Documento con código de referencia {reference_code} eliminado con éxito",
             }
 
-    def record_email(self, document: Document) -> bool:
+    def record_email(self, document: SandboxDocument) -> bool:
         """Count one e-mail of ``document`` today (Bogotá); False once the daily quota (2) is used."""
         today = bogota_today()
         with self.lock:
@@ -1181,11 +1177,18 @@ def _oauth_error(error: str, description: str, hint: str | None = None) -> dict[
     return body
 
 
-def _created_message(document: Document) -> str:
+def _request_amounts(request: BillRequest | CreditNoteRequest) -> DocumentAmounts:
+    """A v1 request's amounts, from its tax-included prices (FACTUS_API.md §4.2)."""
+    return document_amounts(
+        [i.money for i in request.items], [a.money for a in request.allowances]
+    )
+
+
+def _created_message(document: SandboxDocument) -> str:
     return f"Documento con el código de referencia {document.reference_code} registrado y validado con éxito"
 
 
-def _notifications(document: Document) -> list[str]:
+def _notifications(document: SandboxDocument) -> list[str]:
     """DIAN notifications (not rejections) a validated document carries (§5.4, DOC1 examples).
 
     FAJ43b for NIT customers (the sandbox name never matches the RUT); for credit notes CBF02 when no

@@ -280,13 +280,7 @@ class V2Api:
         with self.sb.state.lock:
             chosen = account.ranges.get(range_id) if range_id is not None else None
         if chosen is None:
-            return _json(
-                404,
-                {
-                    "status": "Not Found",
-                    "message": f"No se encontró el rango de numeración {request.path_params['range_id']}",
-                },
-            )
+            return _json(404, render.range_not_found(request.path_params["range_id"]))
         return _json(200, render.ok(v2_render.range_item(chosen, bogota_today())))
 
     async def dian_ranges(self, request: Request, account: Account) -> Response:

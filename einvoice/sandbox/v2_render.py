@@ -19,7 +19,8 @@ from typing import Any
 
 from einvoice.sandbox import artifacts, catalogs
 from einvoice.sandbox.amounts import ZERO, ItemAmounts, TaxAmount, money
-from einvoice.sandbox.state import Account, Document, NumberingRange
+from einvoice.sandbox.render import allowance_block, company_identity
+from einvoice.sandbox.state import Account, NumberingRange, SandboxDocument
 from einvoice.sandbox.v2_validation import V2BillRequest, V2CreditNoteRequest, V2Extras
 
 CREDIT_NOTE_DOCUMENT = {"code": "91", "name": "Nota Crédito"}
@@ -86,12 +87,12 @@ class _Line:
     taxes: tuple[TaxAmount, ...]
 
 
-def _extras(document: Document) -> V2Extras | None:
+def _extras(document: SandboxDocument) -> V2Extras | None:
     v2 = document.v2
     return v2.extras if isinstance(v2, (V2BillRequest, V2CreditNoteRequest)) else None
 
 
-def _lines(document: Document) -> list[_Line]:
+def _lines(document: SandboxDocument) -> list[_Line]:
     extras = _extras(document)
     amounts = document.amounts.items
     if extras is not None:
@@ -213,7 +214,7 @@ def _item(line: _Line) -> dict[str, Any]:
     }
 
 
-def _payments(document: Document) -> list[dict[str, Any]]:
+def _payments(document: SandboxDocument) -> list[dict[str, Any]]:
     extras = _extras(document)
     if extras is not None:
         return [
@@ -239,7 +240,7 @@ def _payments(document: Document) -> list[dict[str, Any]]:
     ]
 
 
-def _customer(document: Document) -> dict[str, Any]:
+def _customer(document: SandboxDocument) -> dict[str, Any]:
     customer = document.customer
     extras = _extras(document)
     v2 = extras.customer if extras is not None else None
@@ -275,7 +276,7 @@ def _customer(document: Document) -> dict[str, Any]:
     }
 
 
-def _company(document: Document, account: Account) -> dict[str, Any]:
+def _company(document: SandboxDocument, account: Account) -> dict[str, Any]:
     company = account.company
     establishment = document.request.establishment
     if establishment is not None:
@@ -295,16 +296,7 @@ def _company(document: Document, account: Account) -> dict[str, Any]:
             "municipality": _municipality(company.municipality_id),
         }
     return {
-        "url_logo": company.url_logo,
-        "nit": company.nit,
-        "dv": company.dv,
-        "company": company.name,
-        "name": company.name,
-        "graphic_representation_name": company.name,
-        "registration_code": company.registration_code,
-        "economic_activity": company.economic_activity,
-        "phone": company.phone,
-        "email": company.email,
+        **company_identity(company),
         "address": company.address,
         "municipality": _municipality(company.municipality_id),
         "establishment": place,
@@ -334,7 +326,7 @@ def _billing_period(period: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _totals(document: Document) -> dict[str, str]:
+def _totals(document: SandboxDocument) -> dict[str, str]:
     amounts = document.amounts
     extras = _extras(document)
     return {
@@ -349,25 +341,11 @@ def _totals(document: Document) -> dict[str, str]:
     }
 
 
-def _allowances(document: Document) -> list[dict[str, Any]]:
-    return [
-        {
-            "concept_type": _code_name(catalogs.ALLOWANCE_CONCEPTS[a.concept_type]),
-            "is_surcharge": a.is_surcharge,
-            "reason": a.reason,
-            "base_amount": money(c.base_amount),
-            "percentage": money(c.percentage),
-            "amount": money(c.amount),
-        }
-        for a, c in zip(document.request.allowances, document.amounts.allowances, strict=True)
-    ]
-
-
-def _links(document: Document) -> dict[str, str]:
+def _links(document: SandboxDocument) -> dict[str, str]:
     return {"qr": artifacts.qr_url(document.cufe), "public_url": document.public_url}
 
 
-def _common(document: Document, account: Account) -> dict[str, Any]:
+def _common(document: SandboxDocument, account: Account) -> dict[str, Any]:
     lines = _lines(document)
     request = document.request
     return {
@@ -387,7 +365,7 @@ def _common(document: Document, account: Account) -> dict[str, Any]:
         "company": _company(document, account),
         "customer": _customer(document),
         "items": [_item(line) for line in lines],
-        "allowance_charges": _allowances(document),
+        "allowance_charges": allowance_block(document),
         "taxes": _tax_summary(lines),
         "withholding_taxes": _withholdings(document.amounts.withholdings),
         "totals": _totals(document),
@@ -395,7 +373,7 @@ def _common(document: Document, account: Account) -> dict[str, Any]:
     }
 
 
-def bill_data(document: Document, account: Account) -> dict[str, Any]:
+def bill_data(document: SandboxDocument, account: Account) -> dict[str, Any]:
     """``data`` of ``POST /v2/bills/validate`` and ``GET /v2/bills/{number}``."""
     request = document.request
     order = request.order_reference if hasattr(request, "order_reference") else None
@@ -444,7 +422,7 @@ def bill_data(document: Document, account: Account) -> dict[str, Any]:
     return data
 
 
-def credit_note_data(document: Document, account: Account) -> dict[str, Any]:
+def credit_note_data(document: SandboxDocument, account: Account) -> dict[str, Any]:
     """``data`` of ``POST /v2/credit-notes/validate`` and ``GET /v2/credit-notes/{number}``:
     ``cude`` instead of ``cufe`` (observed on the real sandbox, Oct 2026)."""
     request = document.request
@@ -461,7 +439,7 @@ def credit_note_data(document: Document, account: Account) -> dict[str, Any]:
     }
 
 
-def list_item(document: Document) -> dict[str, Any]:
+def list_item(document: SandboxDocument) -> dict[str, Any]:
     """One row of ``GET /v2/bills`` or ``GET /v2/credit-notes``: number, reference, ``is_validated``,
     errors and total, no CUFE and no links (as observed on the real sandbox, Oct 2026)."""
     customer = document.customer

@@ -39,6 +39,7 @@ from einvoice.sandbox.amounts import (
     round2,
 )
 from einvoice.sandbox.validation import (
+    _NIT,
     BillRequest,
     CreditNoteRequest,
     CustomerData,
@@ -46,15 +47,19 @@ from einvoice.sandbox.validation import (
     EstablishmentData,
     ItemData,
     _allowances,
+    _begin,
+    _billing_period,
     _Checker,
     _missing,
+    _order_and_related,
+    _reference_code,
     _text,
+    _withholdings,
 )
 
 OBSERVATION_MAX = 500  # v2 ``observation``: "No debe tener más de 500 caracteres"
 PREPAYMENT_NOTE_MAX = 5000
 CASH_ROUNDING_LIMIT = Decimal("500.00")
-_NIT = re.compile(r"^\d{1,15}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9]{1,4}$")
@@ -290,11 +295,7 @@ def _establishment(c: _Checker, raw: dict[str, Any]) -> tuple[EstablishmentData 
 def _payments(c: _Checker, raw: Any) -> list[PaymentDetail]:
     rows = c.array("payment_details", raw, required=True)
     result: list[PaymentDetail] = []
-    for index, row in enumerate(rows or []):
-        p = f"payment_details.{index}."
-        if not isinstance(row, dict):
-            c.fail(p[:-1], "El campo {a} debe ser un objeto.")
-            continue
+    for p, row in c.objects("payment_details", rows):
         form = _code(
             c, p + "payment_form", row.get("payment_form"), catalogs.PAYMENT_FORMS, default=None
         )
@@ -320,11 +321,7 @@ def _payments(c: _Checker, raw: Any) -> list[PaymentDetail]:
 def _prepayments(c: _Checker, raw: Any) -> list[dict[str, Any]]:
     rows = c.array("prepayment_details", raw, required=False)
     result: list[dict[str, Any]] = []
-    for index, row in enumerate(rows or []):
-        p = f"prepayment_details.{index}."
-        if not isinstance(row, dict):
-            c.fail(p[:-1], "El campo {a} debe ser un objeto.")
-            continue
+    for p, row in c.objects("prepayment_details", rows):
         reference = c.string(p + "reference_code", _text(row.get("reference_code")), required=True)
         received = c.ymd(p + "received_date", row.get("received_date"), required=True)
         amount = c.number(
@@ -360,77 +357,23 @@ def _currency(c: _Checker, raw: Any) -> dict[str, Any] | None:
     return {"type": kind, "exchange_rate": rate}
 
 
-def _billing_period(c: _Checker, raw: Any, *, required: bool) -> dict[str, Any] | None:
-    period = c.obj("billing_period", raw, required=required)
-    if period is None:
-        return None
-    start = c.ymd("billing_period.start_date", period.get("start_date"), required=True)
-    start_time = c.hms("billing_period.start_time", period.get("start_time"), required=False)
-    end = c.ymd("billing_period.end_date", period.get("end_date"), required=True)
-    end_time = c.hms("billing_period.end_time", period.get("end_time"), required=False)
-    if start and end and end < start:
-        c.fail(
-            "billing_period.end_date",
-            "El campo {a} debe ser una fecha posterior o igual a billing_period.start_date.",
-        )
-    return {"start_date": start, "start_time": start_time, "end_date": end, "end_time": end_time}
-
-
 def _taxes(c: _Checker, prefix: str, raw: Any) -> tuple[TaxInput, ...]:
     rows = c.array(prefix + "taxes", raw, required=True)
     result: list[TaxInput] = []
-    for index, row in enumerate(rows or []):
-        p = f"{prefix}taxes.{index}."
-        if not isinstance(row, dict):
-            c.fail(p[:-1], "El campo {a} debe ser un objeto.")
-            continue
+    for p, row in c.objects(prefix + "taxes", rows):
         code = _code(c, p + "code", row.get("code"), catalogs.V2_TAXES, default=None)
-        rate = c.number(
-            p + "rate",
-            row.get("rate"),
-            required=True,
-            minimum=ZERO,
-            maximum=HUNDRED,
-            max_decimals=2,
-        )
+        rate = c.percent(p + "rate", row.get("rate"), required=True, zero=ZERO)
         excluded = c.boolean(p + "is_excluded", row.get("is_excluded"), default=False)
         if code is not None and rate is not None:
             result.append(TaxInput(catalogs.V2_TAXES[code].id, code, rate, excluded))
     return tuple(result)
 
 
-def _withholdings(c: _Checker, prefix: str, raw: Any) -> tuple[WithholdingInput, ...]:
-    rows = c.array(prefix + "withholding_taxes", raw, required=False)
-    result: list[WithholdingInput] = []
-    for index, row in enumerate(rows or []):
-        p = f"{prefix}withholding_taxes.{index}."
-        if not isinstance(row, dict):
-            c.fail(p[:-1], "El campo {a} debe ser un objeto.")
-            continue
-        code = _code(c, p + "code", row.get("code"), catalogs.V2_WITHHOLDING_TAXES, default=None)
-        rate = c.number(
-            p + "rate",
-            row.get("rate"),
-            required=True,
-            minimum=ZERO,
-            maximum=HUNDRED,
-            max_decimals=2,
-        )
-        if code is not None and rate is not None:
-            result.append(WithholdingInput(code=code, rate=rate))
-    return tuple(result)
-
-
 def _items(c: _Checker, raw: Any) -> tuple[V2Item, ...]:
     rows = c.array("items", raw, required=True)
     result: list[V2Item] = []
-    ok = True
-    for index, item in enumerate(rows or []):
-        p = f"items.{index}."
-        if not isinstance(item, dict):
-            c.fail(f"items.{index}", "El campo {a} debe ser un objeto.")
-            ok = False
-            continue
+    ok = all(isinstance(item, dict) for item in rows or [])
+    for p, item in c.objects("items", rows):
         before = len(c.bag.errors)
         code_reference = c.string(
             p + "code_reference", _text(item.get("code_reference")), required=True
@@ -444,13 +387,8 @@ def _items(c: _Checker, raw: Any) -> tuple[V2Item, ...]:
             minimum=Decimal("0.01"),
             max_decimals=2,
         )
-        discount_rate = c.number(
-            p + "discount_rate",
-            item.get("discount_rate"),
-            required=False,
-            minimum=ZERO,
-            maximum=HUNDRED,
-            max_decimals=2,
+        discount_rate = c.percent(
+            p + "discount_rate", item.get("discount_rate"), required=False, zero=ZERO
         )
         discount_amount = c.number(
             p + "discount_amount",
@@ -477,7 +415,14 @@ def _items(c: _Checker, raw: Any) -> tuple[V2Item, ...]:
             default=None,
         )
         taxes = _taxes(c, p, item.get("taxes"))
-        withholdings = _withholdings(c, p, item.get("withholding_taxes"))
+        withholdings = _withholdings(
+            c,
+            p,
+            item.get("withholding_taxes"),
+            table=catalogs.V2_WITHHOLDING_TAXES,
+            rate_field="rate",
+            zero=ZERO,
+        )
         if quantity is not None and price is not None and discount_amount is not None:
             if discount_amount > price * quantity:
                 c.fail(
@@ -583,10 +528,6 @@ def _check_payments(c: _Checker, s: _Sections, amounts: DocumentAmounts, prepaid
         )
 
 
-def _reference_code(c: _Checker, raw: Any) -> str:
-    return c.string("reference_code", _text(raw), required=True, max_len=255)
-
-
 # ---------------------------------------------------------------------------------------------
 # Public entry points
 
@@ -602,9 +543,8 @@ def validate_bill_v2(body: Any) -> tuple[V2BillRequest | None, ErrorBag]:
         with every payload error found. Amounts are computed from net prices; the payments must add
         up to the total (see :func:`_check_payments`). Range checks are the state's.
     """
-    raw: dict[str, Any] = body if isinstance(body, dict) else {}
-    bag = ErrorBag()
-    c = _Checker(bag)
+    raw, c = _begin(body)
+    bag = c.bag
     range_id = c.integer("numbering_range_id", raw.get("numbering_range_id"), required=False)
     document = c.code_in(
         "document", _text(raw.get("document")), catalogs.BILL_DOCUMENTS, default="01"
@@ -623,31 +563,10 @@ def validate_bill_v2(body: Any) -> tuple[V2BillRequest | None, ErrorBag]:
     )
     send_email = c.boolean("send_email", raw.get("send_email"), default=True)
     prepayments = _prepayments(c, raw.get("prepayment_details"))
-    order_reference = c.obj("order_reference", raw.get("order_reference"), required=False)
-    if order_reference is not None:
-        c.string(
-            "order_reference.reference_code",
-            _text(order_reference.get("reference_code")),
-            required=True,
-        )
-        c.ymd("order_reference.issue_date", order_reference.get("issue_date"), required=False)
-    related = (
-        c.array(
-            "related_documents",
-            raw.get("related_documents"),
-            required=document == catalogs.TRANSMISSION_INSTRUMENT,
-        )
-        or []
+    order_reference, related = _order_and_related(c, raw, document)
+    billing_period = _billing_period(
+        c, raw.get("billing_period"), required=False, end_time_required=False
     )
-    for index, doc in enumerate(related):
-        p = f"related_documents.{index}."
-        if not isinstance(doc, dict):
-            c.fail(p[:-1], "El campo {a} debe ser un objeto.")
-            continue
-        c.string(p + "code", _text(doc.get("code")), required=True)
-        c.ymd(p + "issue_date", doc.get("issue_date"), required=True)
-        c.string(p + "number", _text(doc.get("number")), required=True)
-    billing_period = _billing_period(c, raw.get("billing_period"), required=False)
     s = _sections(c, raw, customer_required=True)
     allowances = _allowances(c, raw.get("allowance_charges"))
     if (
@@ -708,9 +627,8 @@ def validate_credit_note_v2(body: Any) -> tuple[V2CreditNoteRequest | None, Erro
     Returns:
         ``(request, bag)`` as :func:`validate_bill_v2`.
     """
-    raw: dict[str, Any] = body if isinstance(body, dict) else {}
-    bag = ErrorBag()
-    c = _Checker(bag)
+    raw, c = _begin(body)
+    bag = c.bag
     range_id = c.integer("numbering_range_id", raw.get("numbering_range_id"), required=False)
     concept = c.in_table(
         "correction_concept_code",
@@ -740,7 +658,10 @@ def validate_credit_note_v2(body: Any) -> tuple[V2CreditNoteRequest | None, Erro
         "observation", raw.get("observation"), required=False, max_len=OBSERVATION_MAX
     )
     billing_period = _billing_period(
-        c, raw.get("billing_period"), required=customization == catalogs.CUSTOMIZATION_WITHOUT_BILL
+        c,
+        raw.get("billing_period"),
+        required=customization == catalogs.CUSTOMIZATION_WITHOUT_BILL,
+        end_time_required=False,
     )
     s = _sections(c, raw, customer_required=customization == catalogs.CUSTOMIZATION_WITHOUT_BILL)
     allowances = _allowances(c, raw.get("allowance_charges"))
@@ -787,9 +708,8 @@ def validate_range_v2(body: Any) -> tuple[dict[str, Any] | None, ErrorBag]:
         ``document`` from the v2 range table, ``prefix`` 1-4 alphanumerics, ``current`` an integer
         ≥ 0, ``resolution_number`` required for documents 21, 24 and 30.
     """
-    raw: dict[str, Any] = body if isinstance(body, dict) else {}
-    bag = ErrorBag()
-    c = _Checker(bag)
+    raw, c = _begin(body)
+    bag = c.bag
     document = c.code_in(
         "document", _text(raw.get("document")), catalogs.V2_RANGE_DOCUMENTS, default=None
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -267,16 +267,24 @@ class _Checker:
     def fail(self, path: str, template: str, **params: Any) -> None:
         self.bag.add(path, template.format(a=label(path), **params))
 
-    def required(self, path: str, value: Any) -> bool:
-        if _missing(value):
-            self.fail(path, "El campo {a} es obligatorio.")
+    def absent(self, path: str, value: Any, *, required: bool) -> bool:
+        """True when ``value`` is missing; a missing required value is an "obligatorio" error."""
+        if not _missing(value):
             return False
+        if required:
+            self.fail(path, "El campo {a} es obligatorio.")
         return True
 
+    def objects(self, path: str, rows: list[Any] | None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``("<path>.<i>.", row)`` for each object of ``rows``; any other entry is an error."""
+        for index, row in enumerate(rows or []):
+            if not isinstance(row, dict):
+                self.fail(f"{path}.{index}", "El campo {a} debe ser un objeto.")
+                continue
+            yield f"{path}.{index}.", row
+
     def string(self, path: str, value: Any, *, required: bool, max_len: int | None = None) -> str:
-        if _missing(value):
-            if required:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=required):
             return ""
         if not isinstance(value, str):
             self.fail(path, "El campo {a} debe ser una cadena de caracteres.")
@@ -288,9 +296,7 @@ class _Checker:
     def integer(
         self, path: str, value: Any, *, required: bool, minimum: int | None = None
     ) -> int | None:
-        if _missing(value):
-            if required:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=required):
             return None
         result = as_int(value)
         if result is None:
@@ -304,9 +310,7 @@ class _Checker:
     def in_table(
         self, path: str, value: Any, table: Mapping[int, Any], *, required: bool
     ) -> int | None:
-        if _missing(value):
-            if required:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=required):
             return None
         result = as_int(value)
         if result is None or result not in table:
@@ -317,9 +321,7 @@ class _Checker:
     def code_in(
         self, path: str, value: Any, table: Mapping[str, Any], *, default: str | None
     ) -> str | None:
-        if _missing(value):
-            if default is None:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=default is None):
             return default
         code = (
             str(value).strip()
@@ -341,9 +343,7 @@ class _Checker:
         maximum: Decimal | None = None,
         max_decimals: int | None = None,
     ) -> Decimal | None:
-        if _missing(value):
-            if required:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=required):
             return None
         result = as_decimal(value)
         if result is None:
@@ -362,6 +362,17 @@ class _Checker:
             return None
         return result
 
+    def percent(
+        self, path: str, value: Any, *, required: bool, zero: Decimal = Decimal(0)
+    ) -> Decimal | None:
+        """A rate in percent: 0 to 100 with at most 2 decimals.
+
+        ``zero`` is the lower bound as the message prints it ("0" in v1, "0.00" in v2).
+        """
+        return self.number(
+            path, value, required=required, minimum=zero, maximum=Decimal(100), max_decimals=2
+        )
+
     def boolean(self, path: str, value: Any, *, default: bool) -> bool:
         if value is None:
             return default
@@ -372,9 +383,7 @@ class _Checker:
         return result
 
     def ymd(self, path: str, value: Any, *, required: bool) -> date | None:
-        if _missing(value):
-            if required:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=required):
             return None
         try:
             return datetime.strptime(str(value), "%Y-%m-%d").date()
@@ -383,9 +392,7 @@ class _Checker:
             return None
 
     def hms(self, path: str, value: Any, *, required: bool) -> str | None:
-        if _missing(value):
-            if required:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=required):
             return None
         if not isinstance(value, str) or not _TIME.match(value):
             self.fail(path, "El campo {a} debe coincidir con el formato H:i:s.")
@@ -393,9 +400,7 @@ class _Checker:
         return value
 
     def obj(self, path: str, value: Any, *, required: bool) -> dict[str, Any] | None:
-        if _missing(value):
-            if required:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=required):
             return None
         if not isinstance(value, dict):
             self.fail(path, "El campo {a} debe ser un objeto.")
@@ -403,9 +408,7 @@ class _Checker:
         return value
 
     def array(self, path: str, value: Any, *, required: bool) -> list[Any] | None:
-        if _missing(value):
-            if required:
-                self.fail(path, "El campo {a} es obligatorio.")
+        if self.absent(path, value, required=required):
             return None
         if not isinstance(value, list):
             self.fail(path, "El campo {a} debe ser un arreglo.")
@@ -431,10 +434,7 @@ def _customer(c: _Checker, raw: dict[str, Any]) -> CustomerData | None:
         catalogs.IDENTIFICATION_DOCUMENTS,
         required=True,
     )
-    identification_raw = raw.get("identification")
-    if isinstance(identification_raw, int) and not isinstance(identification_raw, bool):
-        identification_raw = str(identification_raw)
-    identification = c.string(p + "identification", identification_raw, required=True)
+    identification = c.string(p + "identification", _text(raw.get("identification")), required=True)
     if doc_id == catalogs.NIT_DOCUMENT_ID and identification and not _NIT.match(identification):
         # A NIT goes without DV or hyphen (DOC1 customer.identification); DIAN NITs have ≤ 15 digits.
         c.fail(p + "identification", "El formato del campo {a} es inválido.")
@@ -519,38 +519,19 @@ def _items(
     if rows is None:
         return ()
     result: list[ItemData] = []
-    ok = True
-    for index, item in enumerate(rows):
-        p = f"items.{index}."
-        if not isinstance(item, dict):
-            c.fail(f"items.{index}", "El campo {a} debe ser un objeto.")
-            ok = False
-            continue
+    ok = all(isinstance(item, dict) for item in rows)
+    for p, item in c.objects("items", rows):
         before = len(c.bag.errors)
         code_reference = c.string(
             p + "code_reference", _text(item.get("code_reference")), required=True
         )
         name = c.string(p + "name", item.get("name"), required=True)
         quantity = c.integer(p + "quantity", item.get("quantity"), required=True, minimum=1)
-        discount_rate = c.number(
-            p + "discount_rate",
-            item.get("discount_rate"),
-            required=True,
-            minimum=Decimal(0),
-            maximum=Decimal(100),
-            max_decimals=2,
-        )
+        discount_rate = c.percent(p + "discount_rate", item.get("discount_rate"), required=True)
         price = c.number(
             p + "price", item.get("price"), required=True, minimum=Decimal(0), max_decimals=2
         )
-        tax_rate = c.number(
-            p + "tax_rate",
-            item.get("tax_rate"),
-            required=True,
-            minimum=Decimal(0),
-            maximum=Decimal(100),
-            max_decimals=2,
-        )
+        tax_rate = c.percent(p + "tax_rate", item.get("tax_rate"), required=True)
         unit = c.in_table(
             p + "unit_measure_id",
             item.get("unit_measure_id"),
@@ -636,25 +617,24 @@ def _text(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def _withholdings(c: _Checker, prefix: str, raw: Any) -> tuple[WithholdingInput, ...]:
+def _withholdings(
+    c: _Checker,
+    prefix: str,
+    raw: Any,
+    *,
+    table: Mapping[str, Any] = catalogs.WITHHOLDING_TAXES,
+    rate_field: str = "withholding_tax_rate",
+    zero: Decimal = Decimal(0),
+) -> tuple[WithholdingInput, ...]:
+    """An item's ``withholding_taxes[]``: v1 names the rate ``withholding_tax_rate``, v2 ``rate``.
+
+    ``zero`` is the lower bound as the version's message prints it ("0" in v1, "0.00" in v2).
+    """
     rows = c.array(prefix + "withholding_taxes", raw, required=False)
     result: list[WithholdingInput] = []
-    for index, row in enumerate(rows or []):
-        p = f"{prefix}withholding_taxes.{index}."
-        if not isinstance(row, dict):
-            c.fail(p[:-1], "El campo {a} debe ser un objeto.")
-            continue
-        code = c.code_in(
-            p + "code", _text(row.get("code")), catalogs.WITHHOLDING_TAXES, default=None
-        )
-        rate = c.number(
-            p + "withholding_tax_rate",
-            row.get("withholding_tax_rate"),
-            required=True,
-            minimum=Decimal(0),
-            maximum=Decimal(100),
-            max_decimals=2,
-        )
+    for p, row in c.objects(prefix + "withholding_taxes", rows):
+        code = c.code_in(p + "code", _text(row.get("code")), table, default=None)
+        rate = c.percent(p + rate_field, row.get(rate_field), required=True, zero=zero)
         if code is not None and rate is not None:
             result.append(WithholdingInput(code=code, rate=rate))
     return tuple(result)
@@ -663,11 +643,7 @@ def _withholdings(c: _Checker, prefix: str, raw: Any) -> tuple[WithholdingInput,
 def _allowances(c: _Checker, raw: Any) -> tuple[AllowanceData, ...]:
     rows = c.array("allowance_charges", raw, required=False)
     result: list[AllowanceData] = []
-    for index, row in enumerate(rows or []):
-        p = f"allowance_charges.{index}."
-        if not isinstance(row, dict):
-            c.fail(p[:-1], "El campo {a} debe ser un objeto.")
-            continue
+    for p, row in c.objects("allowance_charges", rows):
         concept = c.code_in(
             p + "concept_type", row.get("concept_type"), catalogs.ALLOWANCE_CONCEPTS, default=None
         )
@@ -696,14 +672,17 @@ def _allowances(c: _Checker, raw: Any) -> tuple[AllowanceData, ...]:
     return tuple(result)
 
 
-def _billing_period(c: _Checker, raw: Any, *, required: bool) -> dict[str, Any] | None:
+def _billing_period(
+    c: _Checker, raw: Any, *, required: bool, end_time_required: bool = True
+) -> dict[str, Any] | None:
+    """``billing_period``; v1 requires ``end_time`` (§3.1), v2 does not."""
     period = c.obj("billing_period", raw, required=required)
     if period is None:
         return None
     start = c.ymd("billing_period.start_date", period.get("start_date"), required=True)
     start_time = c.hms("billing_period.start_time", period.get("start_time"), required=False)
     end = c.ymd("billing_period.end_date", period.get("end_date"), required=True)
-    end_time = c.hms("billing_period.end_time", period.get("end_time"), required=True)
+    end_time = c.hms("billing_period.end_time", period.get("end_time"), required=end_time_required)
     if start and end and end < start:
         c.fail(
             "billing_period.end_date",
@@ -714,6 +693,38 @@ def _billing_period(c: _Checker, raw: Any, *, required: bool) -> dict[str, Any] 
 
 def _reference_code(c: _Checker, raw: Any) -> str:
     return c.string("reference_code", _text(raw), required=True, max_len=255)
+
+
+def _order_and_related(
+    c: _Checker, raw: dict[str, Any], document: str | None
+) -> tuple[dict[str, Any] | None, list[Any]]:
+    """A bill's ``order_reference`` and ``related_documents[]`` (required for document 03)."""
+    order_reference = c.obj("order_reference", raw.get("order_reference"), required=False)
+    if order_reference is not None:
+        c.string(
+            "order_reference.reference_code",
+            _text(order_reference.get("reference_code")),
+            required=True,
+        )
+        c.ymd("order_reference.issue_date", order_reference.get("issue_date"), required=False)
+    related = (
+        c.array(
+            "related_documents",
+            raw.get("related_documents"),
+            required=document == catalogs.TRANSMISSION_INSTRUMENT,
+        )
+        or []
+    )
+    for p, doc in c.objects("related_documents", related):
+        c.string(p + "code", _text(doc.get("code")), required=True)
+        c.ymd(p + "issue_date", doc.get("issue_date"), required=True)
+        c.string(p + "number", _text(doc.get("number")), required=True)
+    return order_reference, related
+
+
+def _begin(body: Any) -> tuple[dict[str, Any], _Checker]:
+    """The body as an object (anything else counts as an empty one) and a checker on a new bag."""
+    return (body if isinstance(body, dict) else {}), _Checker(ErrorBag())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -731,9 +742,8 @@ def validate_bill(body: Any) -> tuple[BillRequest | None, ErrorBag]:
         else ``(None, bag)`` with every payload error found. Range existence and the like are
         checked later against the account's state.
     """
-    raw: dict[str, Any] = body if isinstance(body, dict) else {}
-    bag = ErrorBag()
-    c = _Checker(bag)
+    raw, c = _begin(body)
+    bag = c.bag
     range_id = c.integer("numbering_range_id", raw.get("numbering_range_id"), required=False)
     document = c.code_in("document", raw.get("document"), catalogs.BILL_DOCUMENTS, default="01")
     reference_code = _reference_code(c, raw.get("reference_code"))
@@ -760,30 +770,7 @@ def validate_bill(body: Any) -> tuple[BillRequest | None, ErrorBag]:
     )
     # Real v1 bills show ``send_email: 0`` when the request omits it (FACTUS_API.md §0 TUT).
     send_email = c.boolean("send_email", raw.get("send_email"), default=False)
-    order_reference = c.obj("order_reference", raw.get("order_reference"), required=False)
-    if order_reference is not None:
-        c.string(
-            "order_reference.reference_code",
-            _text(order_reference.get("reference_code")),
-            required=True,
-        )
-        c.ymd("order_reference.issue_date", order_reference.get("issue_date"), required=False)
-    related = (
-        c.array(
-            "related_documents",
-            raw.get("related_documents"),
-            required=document == catalogs.TRANSMISSION_INSTRUMENT,
-        )
-        or []
-    )
-    for index, doc in enumerate(related):
-        p = f"related_documents.{index}."
-        if not isinstance(doc, dict):
-            c.fail(p[:-1], "El campo {a} debe ser un objeto.")
-            continue
-        c.string(p + "code", _text(doc.get("code")), required=True)
-        c.ymd(p + "issue_date", doc.get("issue_date"), required=True)
-        c.string(p + "number", _text(doc.get("number")), required=True)
+    order_reference, related = _order_and_related(c, raw, document)
     billing_period = _billing_period(c, raw.get("billing_period"), required=False)
     establishment_raw = c.obj("establishment", raw.get("establishment"), required=False)
     establishment = _establishment(c, establishment_raw) if establishment_raw is not None else None
@@ -831,9 +818,8 @@ def validate_credit_note(body: Any) -> tuple[CreditNoteRequest | None, ErrorBag]
     Returns:
         ``(request, bag)`` as :func:`validate_bill`.
     """
-    raw: dict[str, Any] = body if isinstance(body, dict) else {}
-    bag = ErrorBag()
-    c = _Checker(bag)
+    raw, c = _begin(body)
+    bag = c.bag
     range_id = c.integer("numbering_range_id", raw.get("numbering_range_id"), required=False)
     concept = c.in_table(
         "correction_concept_code",

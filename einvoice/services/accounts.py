@@ -37,13 +37,13 @@ from urllib.parse import urlsplit
 
 import redis
 from pydantic import SecretStr
-from sqlalchemy import Text, and_, bindparam, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.crypto import SecretBox, SecretDecryptError
 from einvoice.db import accounts as account_repo
 from einvoice.db import reference as ref_repo
-from einvoice.db.models import FactusAccountVersion, FactusCredential
+from einvoice.db.models import FactusCredential
+from einvoice.db.uow import UnitOfWork
 from einvoice.errors import ConfigError, EinvoiceError
 from einvoice.factus.tokens import TOKEN_KEY_PREFIX, FactusAccount
 from einvoice.settings import FACTUS_URLS, Settings, get_settings, redact_url
@@ -140,34 +140,6 @@ def check_factus_base_url(url: str, settings: Settings, *, owner: str = "base_ur
 # Reading and writing credentials
 # ------------------------------------------------------------------------------------------
 
-# Built once: one statement gives the organization's row (or NULLs), whether any row exists,
-# and the API versions stored for the accounts it may use (the row's, by id prefix, and the
-# default one's), so neither the default-account rule nor ``auto`` costs a second query (this
-# runs on every account cache miss).
-_ONE = select(literal(1).label("one")).subquery()
-_VERSIONS = FactusAccountVersion.__table__
-_STORED_VERSIONS = (
-    select(func.array_agg(_VERSIONS.c.account_key + literal("=") + _VERSIONS.c.api_version))
-    .where(or_(_VERSIONS.c.account_key == bindparam("default_key"),
-               _VERSIONS.c.account_key.like(
-                   cast(FactusCredential.__table__.c.id, Text) + literal(":%"))))
-    .scalar_subquery()
-)
-_ACCOUNT_ROW = (
-    select(FactusCredential,
-           exists(select(literal(1)).select_from(FactusCredential.__table__.alias("any_row")))
-           .label("any_credentials"),
-           _STORED_VERSIONS.label("stored_versions"))
-    .select_from(_ONE)
-    .outerjoin(FactusCredential, and_(
-        FactusCredential.organization_id == bindparam("organization_id"),
-        FactusCredential.environment == bindparam("environment"),
-        FactusCredential.is_active.is_(True),
-    ))
-    .limit(1)
-)
-
-
 #: The version an ``auto`` account speaks until Factus says otherwise: accounts opened before
 #: v2 existed speak v1 only, and a v2-only account announces itself with a 403 on the first v1
 #: call (:class:`einvoice.factus.errors.ApiVersionNotEnabled`), which moves it to v2 for good.
@@ -235,10 +207,8 @@ def resolve_account(
     """
     default_key = (FactusAccount.from_settings(settings).token_key
                    if settings.has_default_factus_account() else "")
-    row, any_credentials, stored = session.execute(
-        _ACCOUNT_ROW, {"organization_id": organization_id,
-                       "environment": settings.factus_environment, "default_key": default_key},
-    ).one()
+    row, any_credentials, stored = account_repo.account_row(
+        session, organization_id, settings.factus_environment, default_key)
     if row is None:
         if default_account_mode(settings, any_credentials=bool(any_credentials)) == "none":
             why = ("EINVOICE_DEFAULT_ACCOUNT=none" if settings.einvoice_default_account
@@ -286,7 +256,7 @@ def remember_version(session: Session, resolved: ResolvedAccount, api_version: s
                      organization_id: int | None, detected_by: str, replace: bool) -> bool:
     """Store the API version ``auto`` found for ``resolved``'s account, with an account event
     when it changed. Does not commit; other processes see it when their account cache expires
-    (``SubmitContext.account_ttl_seconds``).
+    (``WorkerContext.account_ttl_seconds``).
 
     Args:
         api_version: ``v1`` or ``v2``.
@@ -442,12 +412,7 @@ def save_credentials(
     if api_version is not None and api_version not in ("v1", "v2", "auto"):
         raise ConfigError(f"api_version {api_version!r}: use v1, v2 or auto",
                           reason="config_invalid")
-    row = session.scalars(
-        select(FactusCredential).where(
-            FactusCredential.organization_id == organization_id,
-            FactusCredential.environment == environment,
-        )
-    ).first()
+    row = account_repo.credential_of(session, organization_id, environment)
     if row is None:
         row = FactusCredential(organization_id=organization_id, environment=environment,
                                client_id="", client_secret="", username="", password_encrypted="")
@@ -471,16 +436,7 @@ def account_keys_by_organization(session: Session, settings: Settings) -> dict[i
     """Organization id -> the key of its own Factus account (the ``factus_credentials`` row id,
     as text: the key of its rate limit), for every organization with an active row
     in ``FACTUS_ENVIRONMENT``. Organizations on the default account are absent."""
-    rows = session.execute(_ACTIVE_ACCOUNT_KEYS, {"environment": settings.factus_environment})
-    return {int(org): str(key) for org, key in rows}
-
-
-# Built once: the job listener asks for every batch of notifications (issue 6, B2).
-_ACTIVE_ACCOUNT_KEYS = (
-    select(FactusCredential.__table__.c.organization_id, FactusCredential.__table__.c.id)
-    .where(FactusCredential.__table__.c.environment == bindparam("environment"),
-           FactusCredential.__table__.c.is_active.is_(True))
-)
+    return account_repo.active_account_keys(session, settings.factus_environment)
 
 
 # ------------------------------------------------------------------------------------------
@@ -502,13 +458,7 @@ def check_secret_key(session: Session, box: SecretBox) -> int | None:
     Raises:
         CredentialsUnreadableError: naming the organization and row, never a value.
     """
-    row = session.execute(
-        select(FactusCredential.id, FactusCredential.organization_id,
-               FactusCredential.client_secret, FactusCredential.password_encrypted)
-        .order_by(FactusCredential.is_active.desc(), FactusCredential.updated_at.desc(),
-                  FactusCredential.id)
-        .limit(1)
-    ).first()
+    row = account_repo.newest_credential_secrets(session)
     if row is None:
         return None
     try:
@@ -562,10 +512,8 @@ def rotate_secrets(session_factory: sessionmaker[Session], redis_client: redis.R
             part is all or nothing; Redis keys already done stay done).
     """
     report = RotationReport()
-    with session_factory() as session:
-        rows = session.scalars(
-            select(FactusCredential).order_by(FactusCredential.id).with_for_update()).all()
-        for row in rows:
+    with UnitOfWork(session_factory) as uow:
+        for row in account_repo.credential_rows_for_update(uow.session):
             report.rows += 1
             for column in _SECRET_COLUMNS:
                 value = getattr(row, column)
@@ -576,7 +524,7 @@ def rotate_secrets(session_factory: sessionmaker[Session], redis_client: redis.R
                     report.values += 1
                 except SecretDecryptError:
                     report.unreadable.append(f"factus_credentials {row.id}.{column}")
-        session.commit()
+        uow.commit()
     if redis_client is not None:
         for key in redis_client.scan_iter(match=TOKEN_KEY_PREFIX + "*", count=500):
             name = key.decode() if isinstance(key, bytes) else str(key)

@@ -1,4 +1,4 @@
-"""The dispatcher and the lease sweeper: the database repairs the broker (issue 4, items 2 and 7).
+"""The dispatcher and the lease sweeper: the database repairs the broker.
 
 * :func:`dispatch_due_jobs` (beat, every few seconds): publishes a wake-up for every due job that
   has none in flight: plain SQL inserts, retries whose ``next_retry_at`` arrived, DIAN-slow
@@ -21,6 +21,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.db import jobs as job_repo
+from einvoice.db import listener
 from einvoice.db.uow import UnitOfWork
 from einvoice.queueing import Publisher
 from einvoice.services.accounts import account_keys_by_organization
@@ -32,9 +33,9 @@ log = logging.getLogger(__name__)
 def account_budgets(session: Session, settings: Settings, limiter: object | None) -> dict[int, int]:
     """How many new (pending) jobs each organization with its own Factus account may get now.
 
-    The account-level gate of the dispatcher (issue 6, chaos: without it, a burst of wake-ups for
-    an account that cannot send made workers claim, wait and park thousands of jobs, and 409s
-    ate the account's quota):
+    The account-level gate of the dispatcher (without it, a burst of wake-ups for an account
+    that cannot send makes workers claim, wait and park thousands of jobs, and 409s eat the
+    account's quota):
 
     * an organization with a document pending at DIAN (a ``sent`` job) gets 0: Factus answers
       409 to any new document of the account until that one is settled (FACTUS_API.md §5.3);
@@ -136,11 +137,6 @@ def recover_expired_leases(session_factory: sessionmaker[Session], limit: int = 
     return len(released)
 
 
-#: The advisory lock that makes one listener of all workers the active one (any constant works;
-#: this is ``hashtext('einvoice_jobs_listener')``, written out so it never changes).
-LISTENER_LOCK_KEY = 1_624_093_187
-
-
 def listen_for_new_jobs(
     dsn: str,
     on_jobs: Callable[[list[uuid.UUID]], object],
@@ -159,8 +155,8 @@ def listen_for_new_jobs(
     producers are picked up in milliseconds instead of at the next dispatcher tick.
 
     * **One active listener.** Every worker process runs this, but only the one holding the
-      session-level advisory lock :data:`LISTENER_LOCK_KEY` listens; the others retry the lock
-      every ``standby_seconds``. When the active worker dies its connection closes, the lock is
+      session-level advisory lock :data:`einvoice.db.listener.LISTENER_LOCK_KEY` listens; the
+      others retry the lock every ``standby_seconds``. When the active worker dies its connection closes, the lock is
       released and a standby takes over. (Several listeners would each run the same ``UPDATE``
       for every insert; only one would win it.)
     * **Batches.** After the first notification, more are gathered while they keep coming:
@@ -170,7 +166,7 @@ def listen_for_new_jobs(
     * **A job that arrives alone waits for nothing.** When the first notification comes after
       a pause (none for ``pause_seconds``, 5 ms) and nothing else has arrived with it, it is
       handed over at once, without the quiet wait: steady 100/s arrivals are 10 ms apart, and
-      each one saved 2 ms of its insert-to-accepted time (issue 6, B2). Notifications that
+      each one saves 2 ms of its insert-to-accepted time (benchmark B2). Notifications that
       follow each other closer than that (1,000/s producers) are gathered as above.
     * A lost connection (PostgreSQL restarted) is re-opened after a pause; notifications sent
       meanwhile are not lost work, because the beat dispatcher finds those jobs anyway.
@@ -179,20 +175,16 @@ def listen_for_new_jobs(
         dsn: a libpq URL (``postgresql://...``).
         on_jobs: called with each batch of new job ids; its exceptions are logged and swallowed.
     """
-    import psycopg
-
     while not stop.is_set():
         try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            with listener.connect(dsn) as conn:
                 while not stop.is_set():
-                    row = conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                       (LISTENER_LOCK_KEY,)).fetchone()
-                    if row and row[0]:
+                    if listener.try_become_listener(conn):
                         break
                     stop.wait(standby_seconds)
                 if stop.is_set():
                     return
-                conn.execute("LISTEN einvoice_jobs")
+                listener.listen(conn)
                 log.info("job listener active")
                 last = float("-inf")  # when the previous batch's last notification was read
                 while not stop.is_set():
@@ -204,7 +196,7 @@ def listen_for_new_jobs(
                              max_batch=max_batch)
                     last = time.monotonic()
                     _hand_over(batch, on_jobs)
-        except psycopg.OperationalError as exc:
+        except listener.ConnectionLost as exc:
             log.warning("job listener lost PostgreSQL (%s); reconnecting", exc)
             stop.wait(2.0)
 

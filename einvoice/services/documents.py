@@ -1,9 +1,10 @@
-"""Follow-ups of accepted jobs: the documents archive and the e-mail resend (issue 7, items 2-3).
+"""Follow-ups of accepted jobs: the documents archive and the e-mail resend.
 
 A follow-up is a row of ``electronic_invoicing_followups`` with the pipeline's guarantees
 (STYLE.md habits 3-5): a wake-up message carries only its id; :func:`run_followup` claims it with a
 compare-and-set and a lease in one short transaction, calls Factus outside any transaction, and
-records the outcome in another, only while it still holds the lease; transient failures are
+records the outcome in another, only while it still holds the lease (the runner it shares with
+the submissions, :mod:`einvoice.services.runner`); transient failures are
 retried with :func:`einvoice.domain.jobs.backoff_delay` at ``next_retry_at`` (the beat dispatcher
 :func:`dispatch_due_followups` publishes due ones and recovers expired leases); every step is an
 event on the parent job. A follow-up never changes the job itself: an accepted job stays
@@ -11,7 +12,7 @@ accepted whatever happens to its PDF or its e-mails.
 
 ``archive`` (one per job, scheduled by :func:`schedule_archive` when the job is accepted):
 downloads the PDF and the XML (FACTUS_API.md §6.4, §7.1) and stores each once, with its SHA-256
-and size, through a :class:`DocumentStore`. Only the missing files are downloaded, and storing is
+and size, through a :class:`DocumentStore` (:class:`einvoice.db.followups.DatabaseDocumentStore`). Only the missing files are downloaded, and storing is
 ``ON CONFLICT DO NOTHING``: a second run stores nothing new. Events: ``archived``,
 ``archive_retry``, ``archive_failed``, ``archive_requested``.
 
@@ -26,24 +27,17 @@ out, so it is failed with ``email_outcome_unknown`` instead of being sent again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from einvoice.crypto import SecretBox
 from einvoice.db import followups as followup_repo
 from einvoice.db import jobs as job_repo
+from einvoice.db.followups import DatabaseDocumentStore, StoredDocument
 from einvoice.db.models import (
     STORED_DOCUMENT_KINDS,
     ElectronicInvoicingFollowup,
@@ -52,7 +46,7 @@ from einvoice.db.models import (
 from einvoice.db.uow import UnitOfWork, add_after_commit
 from einvoice.domain.jobs import backoff_delay
 from einvoice.errors import ConfigError, JobError
-from einvoice.factus.client import FactusClient, FactusClients
+from einvoice.factus.client import FactusClient
 from einvoice.factus.errors import (
     ConflictError,
     FactusError,
@@ -63,6 +57,7 @@ from einvoice.factus.schemas import DownloadedFile
 from einvoice.factus.tokens import FactusAccount
 from einvoice.queueing import default_publisher
 from einvoice.services.accounts import account_for_organization
+from einvoice.services.runner import WorkerContext, record_retrying, thread_worker_id
 from einvoice.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -84,26 +79,6 @@ _NOT_VALIDATED = re.compile(r"no\s+ha\s+sido\s+validad", re.IGNORECASE)
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class FollowupContext(Protocol):
-    """The per-process resources a follow-up needs (``SubmitContext`` of the worker has them).
-
-    Attributes:
-        session_factory: sessions on ``DATABASE_URL``.
-        clients: the process's Factus clients (one per account).
-        settings: retry policy (``einvoice_retry_*``), lease length, dispatch batch.
-        worker_id: identifies this worker in ``leased_by`` ("host:pid").
-        secret_box: decrypts ``factus_credentials`` rows (None if no key is configured).
-        rng: jitter source of the backoff.
-    """
-
-    session_factory: sessionmaker[Session]
-    clients: FactusClients
-    settings: Settings
-    worker_id: str
-    secret_box: SecretBox | None
-    rng: random.Random
-
-
 class FollowupPublisher(Protocol):
     """Sends the wake-up message of a follow-up (``CeleryPublisher`` does)."""
 
@@ -114,27 +89,6 @@ class FollowupPublisher(Protocol):
 # ------------------------------------------------------------------------------------------
 # The file store
 # ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    """One stored file of a job.
-
-    Attributes:
-        job_id: ``electronic_invoicing_jobs.id``.
-        kind: ``pdf`` or ``xml``.
-        file_name: Factus's DIAN file name plus ``.pdf``/``.xml`` (§6.4).
-        sha256: lower-case hex SHA-256 of the bytes (64 characters).
-        size_bytes: length of the bytes.
-        content: the bytes (None when only the metadata was asked for).
-    """
-
-    job_id: uuid.UUID
-    kind: str
-    file_name: str
-    sha256: str
-    size_bytes: int
-    content: bytes | None = field(default=None, repr=False)
 
 
 class DocumentStore(Protocol):
@@ -153,45 +107,6 @@ class DocumentStore(Protocol):
     def get(self, job_id: uuid.UUID, kind: str) -> StoredDocument | None:
         """The job's ``kind`` file with its bytes, or None. Raises ``JobError``
         (``document_corrupt``) when the bytes no longer match their SHA-256 or size."""
-
-
-class DatabaseDocumentStore:
-    """:class:`DocumentStore` on ``electronic_invoicing_documents`` (BYTEA), in ``session``'s
-    transaction (the caller commits).
-
-    Args:
-        session: the unit of work's session.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def kinds(self, job_id: uuid.UUID) -> set[str]:
-        """See :meth:`DocumentStore.kinds`."""
-        return followup_repo.stored_kinds(self.session, job_id)
-
-    def put(self, job_id: uuid.UUID, kind: str, file_name: str, content: bytes) -> StoredDocument | None:
-        """See :meth:`DocumentStore.put`; ``INSERT ... ON CONFLICT DO NOTHING``."""
-        digest = hashlib.sha256(content).hexdigest()
-        stored = followup_repo.insert_document(self.session, job_id, kind=kind, file_name=file_name,
-                                               content=content, sha256=digest)
-        if not stored:
-            return None
-        return StoredDocument(job_id=job_id, kind=kind, file_name=file_name, sha256=digest,
-                              size_bytes=len(content))
-
-    def get(self, job_id: uuid.UUID, kind: str) -> StoredDocument | None:
-        """See :meth:`DocumentStore.get`."""
-        row = followup_repo.get_document(self.session, job_id, kind)
-        if row is None:
-            return None
-        content = bytes(row.content)
-        if len(content) != row.size_bytes or hashlib.sha256(content).hexdigest() != row.sha256:
-            raise JobError(f"the stored {kind.upper()} of job {job_id} does not match its SHA-256 "
-                           "or size; run `einvoice docs archive` after deleting it",
-                           reason="document_corrupt")
-        return StoredDocument(job_id=job_id, kind=kind, file_name=row.file_name, sha256=row.sha256,
-                              size_bytes=row.size_bytes, content=content)
 
 
 # ------------------------------------------------------------------------------------------
@@ -236,15 +151,9 @@ def schedule_archive(
 
 
 def _accepted_job(session: Session, job_id: uuid.UUID | str, action: str) -> Job:
-    try:
-        key = uuid.UUID(str(job_id))
-    except ValueError:
-        raise JobError(f"{job_id!r} is not a job id (a UUID)", reason="bad_job_id") from None
-    job = job_repo.get_job(session, key, for_update=True)
-    if job is None:
-        raise JobError(f"no job {key}", reason="job_not_found")
+    job = job_repo.require_job(session, job_id, for_update=True)
     if job.status != "accepted" or not job.document_number:
-        raise JobError(f"job {key} is {job.status}; only an accepted job's document can be "
+        raise JobError(f"job {job.id} is {job.status}; only an accepted job's document can be "
                        f"{action}", reason="not_accepted")
     return job
 
@@ -274,13 +183,7 @@ def request_archive(
     elif followup.status == "done":
         raise JobError(f"job {job.id}'s PDF and XML are stored already", reason="already_archived")
     elif followup.status == "failed":
-        followup.status = "pending"
-        followup.attempt_count = 0
-        followup.next_retry_at = func.now()
-        followup.dispatched_at = func.now()
-        followup.completed_at = None
-        followup.updated_at = func.now()
-        session.flush()
+        followup_repo.rearm(session, followup)
         _publish_after_commit(session, publisher, followup.id)
     else:
         return followup
@@ -352,13 +255,8 @@ def get_document(
     """
     if kind not in STORED_DOCUMENT_KINDS:
         raise JobError(f"unknown document kind {kind!r} (pdf or xml)", reason="bad_document_kind")
-    try:
-        key = uuid.UUID(str(job_id))
-    except ValueError:
-        raise JobError(f"{job_id!r} is not a job id (a UUID)", reason="bad_job_id") from None
-    job = job_repo.get_job(session, key)
-    if job is None:
-        raise JobError(f"no job {key}", reason="job_not_found")
+    job = job_repo.require_job(session, job_id)
+    key = job.id
     document = (store or DatabaseDocumentStore(session)).get(key, kind)
     if document is None or document.content is None:
         raise JobError(f"job {key} has no stored {kind.upper()}: {_archive_state(session, job)}",
@@ -386,13 +284,8 @@ def followup_report(session: Session, job_id: uuid.UUID | str) -> dict[str, Any]
     next_retry_at, error_code, error_message, completed_at, created_at}]}``.
     Raises ``JobError`` for a bad or unknown job id.
     """
-    try:
-        key = uuid.UUID(str(job_id))
-    except ValueError:
-        raise JobError(f"{job_id!r} is not a job id (a UUID)", reason="bad_job_id") from None
-    job = job_repo.get_job(session, key)
-    if job is None:
-        raise JobError(f"no job {key}", reason="job_not_found")
+    job = job_repo.require_job(session, job_id)
+    key = job.id
     return {
         "job_id": str(job.id), "status": job.status, "number": job.document_number,
         "documents": followup_repo.documents_of_job(session, key),
@@ -437,10 +330,6 @@ class _Outcome:
     files: dict[str, DownloadedFile] = field(default_factory=dict)
 
 
-def _worker(ctx: FollowupContext) -> str:
-    return f"{ctx.worker_id}:{threading.get_ident() % 100000}"
-
-
 #: The event written on the parent job for each (kind, status) a follow-up reaches.
 EVENT_TYPES = {
     ("archive", "done"): "archived", ("archive", "pending"): "archive_retry",
@@ -461,31 +350,19 @@ def _event(session: Session, followup: Followup, *, code: str | None, message: s
 def _finish(session: Session, followup: Followup, status: str, *, code: str | None,
             message: str, **metadata: Any) -> None:
     """Move a claimed follow-up to ``done`` or ``failed`` with an event on the job."""
-    followup.status = status
-    followup.error_code = code if status == "failed" else None
-    followup.error_message = message if status == "failed" else None
-    followup.lease_expires_at = None
-    followup.completed_at = func.now()
-    followup.updated_at = func.now()
+    followup_repo.finish(followup, status, code=code, message=message)
     _event(session, followup, code=code, message=message, **metadata)
 
 
 def _reschedule(session: Session, followup: Followup, *, delay: float, code: str, message: str,
                 count_attempt: bool, **metadata: Any) -> None:
     """Back to ``pending``, due in ``delay`` seconds, with an ``*_retry`` event on the job."""
-    followup.status = "pending"
-    followup.next_retry_at = func.now() + timedelta(seconds=delay)
-    followup.dispatched_at = None  # the beat dispatcher publishes it when due
-    followup.lease_expires_at = None
-    followup.error_code = code
-    followup.error_message = message
-    if not count_attempt:
-        followup.attempt_count = followup.attempt_count - 1
-    followup.updated_at = func.now()
+    followup_repo.reschedule(followup, delay=delay, code=code, message=message,
+                             count_attempt=count_attempt)
     _event(session, followup, code=code, message=message, delay_s=round(delay, 3), **metadata)
 
 
-def _claim(ctx: FollowupContext, followup_id: uuid.UUID, worker: str) -> _Claimed | str:
+def _claim(ctx: WorkerContext, followup_id: uuid.UUID, worker: str) -> _Claimed | str:
     with UnitOfWork(ctx.session_factory) as uow:
         session = uow.session
         followup = followup_repo.claim(session, followup_id,
@@ -503,7 +380,7 @@ def _claim(ctx: FollowupContext, followup_id: uuid.UUID, worker: str) -> _Claime
         return work
 
 
-def _work(ctx: FollowupContext, session: Session,
+def _work(ctx: WorkerContext, session: Session,
              followup: Followup) -> _Claimed | tuple[str, str | None, str]:
     """The claimed work, or (final status, code, message) when no call must be made."""
     if followup.attempt_count > followup.max_attempts:
@@ -552,12 +429,12 @@ def _download(client: FactusClient, document_type: str, kind: str, number: str) 
     return fetch(number)
 
 
-def _backoff(ctx: FollowupContext, claimed: _Claimed) -> float:
+def _backoff(ctx: WorkerContext, claimed: _Claimed) -> float:
     return backoff_delay(claimed.attempt, base=ctx.settings.einvoice_retry_base_seconds,
                          cap=ctx.settings.einvoice_retry_cap_seconds, rng=ctx.rng)
 
 
-def _transient(ctx: FollowupContext, claimed: _Claimed, exc: FactusError) -> _Outcome:
+def _transient(ctx: WorkerContext, claimed: _Claimed, exc: FactusError) -> _Outcome:
     if isinstance(exc, RateLimitedError):
         # Refused unprocessed: wait out the window without spending an attempt.
         return _Outcome("retry", code=exc.reason, message=str(exc),
@@ -565,7 +442,7 @@ def _transient(ctx: FollowupContext, claimed: _Claimed, exc: FactusError) -> _Ou
     return _Outcome("retry", code=exc.reason, message=str(exc), delay=_backoff(ctx, claimed))
 
 
-def _run_archive(ctx: FollowupContext, client: FactusClient, claimed: _Claimed) -> _Outcome:
+def _run_archive(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) -> _Outcome:
     files: dict[str, DownloadedFile] = {}
     try:
         for kind in claimed.missing:
@@ -582,7 +459,7 @@ def _run_archive(ctx: FollowupContext, client: FactusClient, claimed: _Claimed) 
     return outcome
 
 
-def _run_email(ctx: FollowupContext, client: FactusClient, claimed: _Claimed) -> _Outcome:
+def _run_email(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) -> _Outcome:
     to = claimed.to_address
     if not to:  # queued without an address: Factus requires one
         return _Outcome("failed", code="no_email_address",
@@ -613,7 +490,7 @@ def _run_email(ctx: FollowupContext, client: FactusClient, claimed: _Claimed) ->
     return _Outcome("done", message=f"{claimed.number} e-mailed to {to}: {answer}".rstrip(": "))
 
 
-def _record(ctx: FollowupContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
+def _record(ctx: WorkerContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
     with UnitOfWork(ctx.session_factory) as uow:
         session = uow.session
         followup = followup_repo.get_followup(session, claimed.followup_id, for_update=True)
@@ -653,17 +530,7 @@ def _record(ctx: FollowupContext, claimed: _Claimed, worker: str, outcome: _Outc
     return result
 
 
-def _db_retrying(deadline_s: float) -> Retrying:
-    """Retry the recording transaction while PostgreSQL restarts (a blip costs a wait)."""
-    return Retrying(
-        retry=retry_if_exception_type((OperationalError, DBAPIError)),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(deadline_s),
-        reraise=True,
-    )
-
-
-def run_followup(ctx: FollowupContext, followup_id: uuid.UUID | str) -> str:
+def run_followup(ctx: WorkerContext, followup_id: uuid.UUID | str) -> str:
     """Run one follow-up of an accepted job: archive its files or send one e-mail.
 
     Args:
@@ -678,7 +545,7 @@ def run_followup(ctx: FollowupContext, followup_id: uuid.UUID | str) -> str:
             recovers the row).
     """
     key = uuid.UUID(str(followup_id))
-    worker = _worker(ctx)
+    worker = thread_worker_id(ctx)
     claimed = _claim(ctx, key, worker)
     if isinstance(claimed, str):
         return claimed
@@ -687,9 +554,7 @@ def run_followup(ctx: FollowupContext, followup_id: uuid.UUID | str) -> str:
         outcome = _run_archive(ctx, client, claimed)
     else:
         outcome = _run_email(ctx, client, claimed)
-    for attempt in _db_retrying(60.0):
-        with attempt:
-            result = _record(ctx, claimed, worker, outcome)
+    result = record_retrying(lambda: _record(ctx, claimed, worker, outcome))
     log.info("follow-up %s (%s of job %s) attempt %d: %s %s", key, claimed.kind, claimed.job_id,
              claimed.attempt, result, outcome.code or "")
     return result

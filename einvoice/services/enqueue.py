@@ -18,11 +18,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from einvoice.db import invoices as invoice_repo
 from einvoice.db import jobs as job_repo
-from einvoice.db.models import ElectronicInvoicingJob, InvoiceSale
+from einvoice.db.models import ElectronicInvoicingJob
 from einvoice.db.uow import add_after_commit
 from einvoice.errors import JobError
 from einvoice.queueing import Publisher
@@ -141,23 +141,9 @@ def enqueue_invoices_reporting(
 def invoices_without_job(
     session: Session, organization_id: int, document_type: str = "invoice"
 ) -> list[uuid.UUID]:
-    """Ids of the organization's invoices of ``document_type`` that have no job at all yet.
+    """Ids of the organization's invoices of ``document_type`` that have no job at all yet,
+    oldest issue date first (:func:`einvoice.db.invoices.invoices_without_job`).
 
     ``invoice_sales.document_type`` NULL counts as ``invoice`` (the ERP's default).
     """
-    has_job = select(ElectronicInvoicingJob.id).where(
-        ElectronicInvoicingJob.invoice_id == InvoiceSale.id,
-        ElectronicInvoicingJob.document_type == document_type,
-    )
-    doc_filter = (
-        (InvoiceSale.document_type == document_type) | InvoiceSale.document_type.is_(None)
-        if document_type == "invoice"
-        else InvoiceSale.document_type == document_type
-    )
-    return list(
-        session.scalars(
-            select(InvoiceSale.id)
-            .where(InvoiceSale.organization_id == organization_id, doc_filter, ~has_job.exists())
-            .order_by(InvoiceSale.issue_date.nulls_last(), InvoiceSale.id)
-        )
-    )
+    return invoice_repo.invoices_without_job(session, organization_id, document_type)

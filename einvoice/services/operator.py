@@ -1,6 +1,9 @@
-"""Operator actions and views over jobs (issue 5, "Operator CLI"). Every action is an event.
+"""Operator actions and views over jobs. Every action is an event.
 
-Functions take a session and never commit; the CLI commits. Times are UTC.
+Functions that take a session never commit: the CLI commits. The actions that call Factus
+(:func:`cancel_job`, :func:`create_range`) take a session factory instead and run each of their
+transactions as a unit of work (:class:`einvoice.db.uow.UnitOfWork`), never holding one open
+during an HTTP call. Times are UTC.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from einvoice.db import jobs as job_repo
+from einvoice.db import reference as ref_repo
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSequence
+from einvoice.db.uow import UnitOfWork
 from einvoice.domain.jobs import is_ambiguous_ending, new_reference_code
 from einvoice.errors import EinvoiceError, JobError
 
@@ -24,14 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _job(session: Session, job_id: uuid.UUID | str) -> Job:
-    try:
-        key = uuid.UUID(str(job_id))
-    except ValueError:
-        raise JobError(f"{job_id!r} is not a job id (a UUID)", reason="bad_job_id") from None
-    job = job_repo.get_job(session, key, for_update=True)
-    if job is None:
-        raise JobError(f"no job {key}", reason="job_not_found")
-    return job
+    return job_repo.require_job(session, job_id, for_update=True)
 
 
 def status_report(session: Session) -> dict[str, Any]:
@@ -40,38 +37,25 @@ def status_report(session: Session) -> dict[str, Any]:
     Returns ``{"by_status": {status: n}, "by_organization": {org: {status: n}},
     "oldest_pending_age_s": float | None, "failed_last_hour": n, "rejected_last_hour": n}``.
     """
-    rows = session.execute(
-        select(Job.organization_id, Job.status, func.count()).group_by(Job.organization_id, Job.status)
-    ).all()
     by_status: dict[str, int] = {}
     by_org: dict[str, dict[str, int]] = {}
-    for org, status, count in rows:
+    for org, status, count in job_repo.counts_by_organization_and_status(session):
         by_status[status] = by_status.get(status, 0) + count
         by_org.setdefault(str(org), {})[status] = count
-    oldest = session.scalar(
-        select(func.extract("epoch", func.now() - func.min(Job.created_at))).where(
-            Job.status.in_(("pending", "processing", "sent")))
-    )
-    recent = func.now() - func.make_interval(0, 0, 0, 0, 1)
-    failed = session.scalar(select(func.count()).where(Job.status == "failed", Job.updated_at >= recent))
-    rejected = session.scalar(
-        select(func.count()).where(Job.status == "rejected", Job.updated_at >= recent))
     return {
         "by_status": by_status, "by_organization": by_org,
-        "oldest_pending_age_s": float(oldest) if oldest is not None else None,
-        "failed_last_hour": failed or 0, "rejected_last_hour": rejected or 0,
+        "oldest_pending_age_s": job_repo.oldest_active_age_seconds(session),
+        "failed_last_hour": job_repo.count_recent(session, "failed", hours=1),
+        "rejected_last_hour": job_repo.count_recent(session, "rejected", hours=1),
     }
 
 
 def list_jobs(session: Session, *, status: str | None = None, organization_id: int | None = None,
               limit: int = 50) -> list[Job]:
-    """Newest jobs first, optionally filtered by status and organization."""
-    stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
-    if status:
-        stmt = stmt.where(Job.status == status)
-    if organization_id is not None:
-        stmt = stmt.where(Job.organization_id == organization_id)
-    return list(session.scalars(stmt))
+    """Newest jobs first, optionally filtered by status and organization
+    (:func:`einvoice.db.jobs.newest_jobs`)."""
+    return job_repo.newest_jobs(session, status=status, organization_id=organization_id,
+                                limit=limit)
 
 
 @dataclass
@@ -154,20 +138,11 @@ def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operat
         assign_new_document(session, job, actor=actor)
     elif is_ambiguous_ending(job.status, job.error_code, bool(job.outcome_unknown)):
         job.outcome_unknown = True
-    previous = job.status
-    job.status = "pending"
-    job.attempt_count = 0
-    job.next_retry_at = func.now()  # type: ignore[assignment]
-    job.dispatched_at = None
-    job.lease_expires_at = None
-    job.processed_at = None
-    job.updated_at = func.now()  # type: ignore[assignment]
-    job_repo.add_event(session, job.id, "operator_retry", code=job.error_code,
-                       message=f"re-queued by {actor} (was {previous}: {job.error_message or ''})",
+    previous, code, message = job.status, job.error_code, job.error_message
+    job_repo.requeue(session, job)
+    job_repo.add_event(session, job.id, "operator_retry", code=code,
+                       message=f"re-queued by {actor} (was {previous}: {message or ''})",
                        metadata={"from": previous, "to": "pending", "actor": actor})
-    job.error_code = None
-    job.error_message = None
-    session.flush()
     return job
 
 
@@ -227,7 +202,7 @@ def new_document_for_job(session: Session, job_id: uuid.UUID | str, *,
 
 def failed_job_ids(session: Session) -> list[uuid.UUID]:
     """Ids of every ``failed`` job (for ``einvoice jobs retry --failed``)."""
-    return list(session.scalars(select(Job.id).where(Job.status == "failed").order_by(Job.created_at)))
+    return job_repo.failed_job_ids(session)
 
 
 def prepare_cancel(session: Session, job_id: uuid.UUID | str) -> Job:
@@ -252,10 +227,7 @@ def prepare_cancel(session: Session, job_id: uuid.UUID | str) -> Job:
 def mark_cancelled(session: Session, job: Job, *, actor: str, deleted_at_factus: str | None) -> None:
     """Set the job ``cancelled`` with an event saying whether a Factus document was deleted."""
     previous = job.status
-    job.status = "cancelled"
-    job.processed_at = func.now()  # type: ignore[assignment]
-    job.outcome_unknown = False
-    job.updated_at = func.now()  # type: ignore[assignment]
+    job_repo.set_cancelled(session, job)
     job_repo.add_event(session, job.id, "cancelled", code=previous,
                        message=f"cancelled by {actor}"
                        + (f"; {deleted_at_factus}" if deleted_at_factus else ""),
@@ -275,8 +247,7 @@ class RangeView:
 def ranges_report(session: Session, today: datetime) -> list[RangeView]:
     """Every numbering range with remaining numbers and days to expiry, with warnings."""
     views = []
-    for seq in session.scalars(select(InvoiceSequence).order_by(InvoiceSequence.organization_id,
-                                                                InvoiceSequence.id)):
+    for seq in ref_repo.sequences(session):
         remaining = (seq.range_end - seq.current_number + 1
                      if seq.range_end is not None and seq.current_number is not None else None)
         days = (seq.valid_until - today.date()).days if seq.valid_until else None
@@ -292,9 +263,9 @@ def ranges_report(session: Session, today: datetime) -> list[RangeView]:
 
 
 def bring_forward(session: Session, job_ids: list[uuid.UUID]) -> None:
-    """Make pending jobs due now (used after an operator fixed something)."""
-    session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == "pending")
-                    .values(next_retry_at=func.now(), dispatched_at=None))
+    """Make pending jobs due now (used after an operator fixed something; see
+    :func:`einvoice.db.jobs.bring_forward`). Does not commit."""
+    job_repo.bring_forward(session, job_ids)
 
 
 def cancel_job(
@@ -322,13 +293,12 @@ def cancel_job(
     from einvoice.factus.errors import ConflictError, NotFoundError  # noqa: PLC0415
     from einvoice.services.accounts import account_for_organization  # noqa: PLC0415
 
-    with session_factory() as session:
-        job = prepare_cancel(session, job_id)
+    with UnitOfWork(session_factory) as uow:  # a read: rolled back at the end of the block
+        job = prepare_cancel(uow.session, job_id)
         may_exist = job.status == "sent" or bool(job.outcome_unknown)
         reference, doc_type, key = job.reference_code, job.document_type, job.id
-        account = (account_for_organization(session, job.organization_id, settings, None)
+        account = (account_for_organization(uow.session, job.organization_id, settings, None)
                    if may_exist else None)
-        session.rollback()
     deleted = None
     if may_exist and account is not None:
         client = clients.for_account(account)
@@ -341,19 +311,19 @@ def cancel_job(
         except NotFoundError:
             deleted = f"no document {reference} at Factus"
         except ConflictError:
-            with session_factory() as session:
-                bring_forward(session, [key])
-                job_repo.add_event(session, key, "cancel_refused", code="409",
+            with UnitOfWork(session_factory) as uow:
+                bring_forward(uow.session, [key])
+                job_repo.add_event(uow.session, key, "cancel_refused", code="409",
                                    message=f"cancel by {actor} refused: document {reference} "
                                    "is validated at Factus; reconciling")
-                session.commit()
+                uow.commit()
             raise JobError(f"document {reference} was validated by DIAN meanwhile; the job will "
                            "record it; issue a credit note to reverse it",
                            reason="cannot_cancel_accepted") from None
-    with session_factory() as session:
-        job = prepare_cancel(session, key)
-        mark_cancelled(session, job, actor=actor, deleted_at_factus=deleted)
-        session.commit()
+    with UnitOfWork(session_factory) as uow:
+        job = prepare_cancel(uow.session, key)
+        mark_cancelled(uow.session, job, actor=actor, deleted_at_factus=deleted)
+        uow.commit()
     return f"job {key} cancelled" + (f"; {deleted}" if deleted else "")
 
 
@@ -399,8 +369,8 @@ def _organization_client(session_factory: Any, clients: Any, settings: Any,
     from einvoice.services.accounts import resolve_account  # noqa: PLC0415
 
     box = SecretBox.from_settings(settings) if settings.einvoice_secret_key else None
-    with session_factory() as session:
-        resolved = resolve_account(session, organization_id, settings, box)
+    with UnitOfWork(session_factory) as uow:
+        resolved = resolve_account(uow.session, organization_id, settings, box)
     return resolved, clients.for_account(resolved.account)
 
 
@@ -476,15 +446,15 @@ def create_range(session_factory: Any, clients: Any, settings: Any, organization
     message = (f"{actor} created {what} at Factus (id {created.id}, numbers {created.from_}-"
                f"{created.to}, next {created.current}) on account {resolved.account.username}")
     log.info("organization %s: %s", organization_id, message)
-    with session_factory() as session:
+    with UnitOfWork(session_factory) as uow:
         account_repo.add_event(
-            session, resolved.account.token_key, "numbering_range_created",
+            uow.session, resolved.account.token_key, "numbering_range_created",
             organization_id=organization_id, code=str(created.id), message=message,
             metadata={"actor": actor, "factus_numbering_range_id": created.id,
                       "document": created.document, "prefix": created.prefix,
                       "resolution_number": created.resolution_number, "from": created.from_,
                       "to": created.to, "current": created.current})
-        session.commit()
+        uow.commit()
     report = sync.sync_ranges(session_factory, clients, settings, today)
     return CreatedRange(organization_id=organization_id, account=resolved.account.username,
                         numbering_range=created,

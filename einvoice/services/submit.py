@@ -1,4 +1,4 @@
-"""Submit one job to Factus, exactly once, and record the outcome (issue 4, "The worker").
+"""Submit one job to Factus, exactly once, and record the outcome.
 
 The flow of :func:`submit_job`, in three short steps with no transaction open during HTTP
 (STYLE.md habit 4; saleor's "attempt row written before the call, updated after"):
@@ -27,8 +27,10 @@ document DIAN keeps pending longer than ``EINVOICE_DIAN_PENDING_TIMEOUT_SECONDS`
 
 No row can jam the queue: any unexpected exception while claiming, building, calling or
 recording one job ends that job ``failed`` (``internal_error``, the exception in its event) and
-leaves the other jobs alone. Only infrastructure errors (:data:`INFRASTRUCTURE_ERRORS`:
-PostgreSQL or Redis unreachable) propagate, so that the task retries.
+leaves the other jobs alone. Only infrastructure errors
+(:data:`~einvoice.services.runner.INFRASTRUCTURE_ERRORS`: PostgreSQL or Redis unreachable)
+propagate, so that the task retries. The claim, lease and record plumbing shared with the
+follow-ups is :mod:`einvoice.services.runner`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -45,23 +47,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
-from sqlalchemy import and_, func, or_, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from sqlalchemy.orm import Session
 
-from einvoice.crypto import SecretBox
 from einvoice.db import invoices as invoice_repo
 from einvoice.db import jobs as job_repo
-from einvoice.db import reference as ref_repo
-from einvoice.db.models import ElectronicInvoicingJob
 from einvoice.db.uow import UnitOfWork
 from einvoice.domain.errors import PayloadError
 from einvoice.domain.jobs import backoff_delay, is_valid_unique_code
 from einvoice.domain.payload import build_document
 from einvoice.errors import ConfigError, EinvoiceError
 from einvoice.factus import deadline, v1_body, v2_body
-from einvoice.factus.client import FactusClient, FactusClients
+from einvoice.factus.client import FactusClient
 from einvoice.factus.errors import (
     ApiVersionNotEnabled,
     AuthenticationError,
@@ -79,103 +76,20 @@ from einvoice.services.accounts import (
     CredentialsUnreadableError,
     ResolvedAccount,
     remember_version,
-    resolve_account,
 )
 from einvoice.services.documents import schedule_archive
+from einvoice.services.runner import (
+    WorkerContext,
+    is_infrastructure_error,
+    record_retrying,
+    thread_worker_id,
+)
 from einvoice.settings import Settings
 
 log = logging.getLogger(__name__)
 BOGOTA = ZoneInfo("America/Bogota")
 
 Document = BillResult | CreditNoteResult
-
-#: Errors that mean PostgreSQL or Redis cannot be reached (or dropped the connection): the job
-#: is not at fault, so they propagate and the task retries (the dispatcher re-publishes the job
-#: anyway). Every other exception is the job's own problem (a row PostgreSQL refuses to read or
-#: write, such as a DataError or IntegrityError, or a bug it triggers) and ends that job
-#: ``internal_error``. ``DBAPIError`` subclasses whose connection was invalidated count as
-#: infrastructure too (:func:`is_infrastructure_error`).
-INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError, InterfaceError, redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError, ConnectionError,
-)
-
-
-def is_infrastructure_error(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database or Redis is unreachable, rather than that one job's
-    data or code path is broken (see :data:`INFRASTRUCTURE_ERRORS`)."""
-    return isinstance(exc, INFRASTRUCTURE_ERRORS) or (
-        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))
-
-
-@dataclass
-class SubmitContext:
-    """Per-process resources of the submission service (built once per worker process).
-
-    Attributes:
-        session_factory: sessions on ``DATABASE_URL``.
-        clients: the process's Factus clients (one per account).
-        settings: process settings (retry policy, lease, DIAN-slow re-check interval).
-        worker_id: identifies this worker in ``leased_by`` ("host:pid").
-        secret_box: decrypts ``factus_credentials`` rows (None if no key is configured).
-        rng: jitter source (seed it in tests).
-        account_ttl_seconds: how long an organization's decrypted Factus account is reused
-            (so a changed ``factus_credentials`` row, or an API version another worker found,
-            is picked up within that long).
-    """
-
-    session_factory: sessionmaker[Session]
-    clients: FactusClients
-    settings: Settings
-    worker_id: str
-    secret_box: SecretBox | None = None
-    rng: random.Random = field(default_factory=random.Random)
-    account_ttl_seconds: float = 30.0
-    _municipalities: frozenset[int] | None = None
-    _units: Mapping[int, str] | None = None
-    _accounts: dict[int, tuple[float, ResolvedAccount]] = field(default_factory=dict)
-
-    def municipalities(self, session: Session) -> frozenset[int]:
-        """Factus municipality ids, read once per process."""
-        if self._municipalities is None:
-            self._municipalities = invoice_repo.known_municipality_ids(session)
-        return self._municipalities
-
-    def known_units(self, session: Session) -> Mapping[int, str]:
-        """Units of measure (Factus id -> DIAN code, ``dian_unit_measures``), read once per
-        process (:func:`einvoice.db.reference.known_unit_measures`)."""
-        if self._units is None:
-            self._units = ref_repo.known_unit_measures(session)
-        return self._units
-
-    def account_for(self, session: Session, organization_id: int) -> FactusAccount:
-        """The organization's Factus account, its API version resolved (:meth:`resolved_for`)."""
-        return self.resolved_for(session, organization_id).account
-
-    def resolved_for(self, session: Session, organization_id: int) -> ResolvedAccount:
-        """The organization's Factus account and API version (:func:`resolve_account`), cached.
-
-        Reading and decrypting the credentials row once per ``account_ttl_seconds`` instead of
-        once per job saves a query and two Fernet decryptions on the hot path.
-
-        Raises:
-            ConfigError: as :func:`resolve_account` (never cached).
-        """
-        now = time.monotonic()
-        cached = self._accounts.get(organization_id)
-        if cached is not None and now - cached[0] < self.account_ttl_seconds:
-            return cached[1]
-        resolved = resolve_account(session, organization_id, self.settings, self.secret_box)
-        self._accounts[organization_id] = (now, resolved)
-        return resolved
-
-    def forget_account(self, token_key: str) -> None:
-        """Drop every cached organization whose account is ``token_key`` (its API version was
-        just stored: the next job resolves it again)."""
-        for org_id, (_at, resolved) in list(self._accounts.items()):
-            if resolved.account.token_key == token_key:
-                self._accounts.pop(org_id, None)
-
 
 @dataclass
 class _Claimed:
@@ -231,13 +145,7 @@ class _Outcome:
 # ------------------------------------------------------------------------------------------
 
 
-def _thread_worker_id(ctx: SubmitContext) -> str:
-    import threading  # noqa: PLC0415
-
-    return f"{ctx.worker_id}:{threading.get_ident() % 100000}"
-
-
-def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str:
+def _claim(ctx: WorkerContext, job_id: uuid.UUID, worker: str) -> _Claimed | str:
     """Claim the job and build its payload; return a _Claimed, or a short reason string.
 
     One transaction: the compare-and-set claim, the ERP reads of the payload, then one statement
@@ -264,7 +172,7 @@ def _claim(ctx: SubmitContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
         return result
 
 
-def _claim_step(ctx: SubmitContext, session: Session, job: Any, previous: str,
+def _claim_step(ctx: WorkerContext, session: Session, job: Any, previous: str,
                 change: _Change) -> _Claimed | str:
     """Decide what the claimed ``job`` (the row :func:`job_repo.claim` returned) does next;
     record it in ``change`` (not yet written)."""
@@ -363,14 +271,14 @@ def _lookup_basis(resolved: ResolvedAccount, job: Any, stored_version: str,
     return (version if refused_v1 else stored_version), stored_version, dict(job.request_payload)
 
 
-def _wait_behind(ctx: SubmitContext, blocker: Any) -> float:
+def _wait_behind(ctx: WorkerContext, blocker: Any) -> float:
     """Seconds a job waits behind ``blocker`` (a :func:`job_repo.pending_blocker` row): until its
     re-check is due, then spread over about one re-check interval (it needs DIAN's answer)."""
     recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
     return float(blocker.wait_seconds) + recheck * (0.5 + ctx.rng.random())
 
 
-def _blocker_of(ctx: SubmitContext, claimed: _Claimed) -> Any:
+def _blocker_of(ctx: WorkerContext, claimed: _Claimed) -> Any:
     """Our ``sent`` job on the claimed job's Factus account, if any (a short read).
 
     A database error here (PostgreSQL restarting) counts as "none known": the check only saves
@@ -437,7 +345,7 @@ def unfenced_seconds(settings: Settings) -> float:
     return min(float(settings.einvoice_lease_seconds) / 4, 30.0)
 
 
-def _confirm_lease(ctx: SubmitContext, claimed: _Claimed, worker: str) -> None:
+def _confirm_lease(ctx: WorkerContext, claimed: _Claimed, worker: str) -> None:
     """Confirm in its own short transaction that ``worker`` still holds the claimed attempt,
     extending the lease by ``EINVOICE_LEASE_SECONDS`` (:func:`job_repo.renew_lease`).
 
@@ -465,7 +373,7 @@ def _confirm_lease(ctx: SubmitContext, claimed: _Claimed, worker: str) -> None:
 
 
 class _WaitForInvoice(EinvoiceError):
-    """A credit note whose invoice is not validated yet: try again later (issue 7)."""
+    """A credit note whose invoice is not validated yet: try again later."""
 
     reason = "waiting_for_invoice"
 
@@ -474,7 +382,7 @@ class _WaitForInvoice(EinvoiceError):
         self.delay = delay
 
 
-def _build_payload(ctx: SubmitContext, session: Session, job: Any,
+def _build_payload(ctx: WorkerContext, session: Session, job: Any,
                    api_version: str) -> dict[str, Any]:
     """The validate body of ``job``'s document for Factus API ``api_version`` ("v1" or "v2").
 
@@ -509,18 +417,15 @@ def _build_payload(ctx: SubmitContext, session: Session, job: Any,
     return mapper.credit_note_body(document) if credit_note else mapper.bill_body(document)
 
 
-def _check_related_invoice(session: Session, related_id: uuid.UUID, ctx: SubmitContext) -> None:
+def _check_related_invoice(session: Session, related_id: uuid.UUID, ctx: WorkerContext) -> None:
     """A credit note waits while its invoice's job is in flight; is rejected if it cannot come."""
-    jobs = session.query(ElectronicInvoicingJob).filter(
-        ElectronicInvoicingJob.invoice_id == related_id,
-        ElectronicInvoicingJob.document_type == "invoice",
-    ).all()
-    if any(j.status in ("pending", "processing", "sent") for j in jobs):
+    found = job_repo.invoice_job_statuses(session, related_id)
+    if any(status in ("pending", "processing", "sent") for status in found):
         raise _WaitForInvoice(
             f"invoice {related_id} is not validated yet; the credit note waits for it",
             delay=max(ctx.settings.einvoice_dian_slow_recheck_seconds, 5.0),
         )
-    statuses = sorted({j.status for j in jobs}) or ["no job"]
+    statuses = sorted(set(found)) or ["no job"]
     raise PayloadError("related_invoice_not_validated", field="invoice_sales.related_invoice_id",
                        value=str(related_id),
                        detail=f"the credited invoice is not validated ({', '.join(statuses)})")
@@ -567,7 +472,7 @@ def _payload_total(payload: dict[str, Any], api_version: str) -> Decimal:
     return (v2_body if api_version == "v2" else v1_body).payload_total(payload)
 
 
-def _reconcile_lookup(ctx: SubmitContext, client: FactusClient, claimed: _Claimed) -> Document | None:
+def _reconcile_lookup(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) -> Document | None:
     """Look the reference code up through the version the document may have been created with
     (:func:`_lookup_basis`); if the account no longer speaks that version, through the one it
     speaks now (documents belong to the account, not to a version)."""
@@ -604,7 +509,7 @@ def _matches_payload(document: Document, claimed: _Claimed, *,
 
 
 def _document_outcome(document: Document, claimed: _Claimed, latency_ms: int,
-                      client: FactusClient, ctx: SubmitContext) -> _Outcome:
+                      client: FactusClient, ctx: WorkerContext) -> _Outcome:
     """Turn a validate answer (or a document found by reference) into an outcome."""
     if document.is_validated:
         code = document.cude if isinstance(document, CreditNoteResult) else document.cufe
@@ -635,7 +540,7 @@ def _document_outcome(document: Document, claimed: _Claimed, latency_ms: int,
     )
 
 
-def _invalid_code_outcome(ctx: SubmitContext, claimed: _Claimed, code: object,
+def _invalid_code_outcome(ctx: WorkerContext, claimed: _Claimed, code: object,
                           latency_ms: int) -> _Outcome:
     """A "validated" answer without a valid CUFE/CUDE: the outcome is unknown, never accepted.
 
@@ -663,7 +568,7 @@ def _invalid_code_outcome(ctx: SubmitContext, claimed: _Claimed, code: object,
     return outcome
 
 
-def _look_up_after_invalid_code(ctx: SubmitContext, client: FactusClient, claimed: _Claimed,
+def _look_up_after_invalid_code(ctx: WorkerContext, client: FactusClient, claimed: _Claimed,
                                 outcome: _Outcome) -> _Outcome:
     """After a 201 without a valid code (``outcome``, a retry): look the reference code up
     right away and adopt what Factus shows (FACTUS_API.md Decision 3), or keep ``outcome``
@@ -732,7 +637,7 @@ def _rejected_by_dian(client: FactusClient, claimed: _Claimed, codes: list[str],
     return outcome
 
 
-def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: _Claimed,
+def _settle_pending_conflict(ctx: WorkerContext, client: FactusClient, claimed: _Claimed,
                              exc: PendingDocumentConflict) -> _Outcome:
     """409: find the pending document; settle it if it is ours, else back off (Decision 4).
 
@@ -741,7 +646,7 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
     ``sent`` job of the same account, typically a DIAN-slow answer to a request that was in
     flight beside this one), this job waits for that one's re-check without listing Factus's
     pending documents: the list would cost a request of the account's quota and could only
-    find the same job (issue 6, chaos). Otherwise it lists them and settles ours.
+    find the same job. Otherwise it lists them and settles ours.
     """
     blocker = _blocker_of(ctx, claimed)
     if blocker is not None:
@@ -756,10 +661,9 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
         pending = (client.list_credit_notes(status=0) if _is_credit_note(claimed)
                    else client.list_bills(status=0))
     except FactusError as list_error:
-        # The POST's 409 stays on the record (a ``submitted/409`` event): a lookup that found
-        # no rate slot used to leave only its own ``rate_limit_wait``, and the 409 was missing
-        # from the job's history (issue 6, quick chaos: 34 answers 409, 17 events). Nothing was
-        # created, so the outcome is known.
+        # The POST's 409 stays on the record (a ``pending_conflict`` event), or a lookup that
+        # found no rate slot would leave only its own ``rate_limit_wait`` in the job's history.
+        # Nothing was created, so the outcome is known.
         outcome = _retry_outcome(ctx, claimed, list_error, "pending_document")
         outcome.http_status, outcome.outcome_unknown = 409, False
         outcome.events.append(("pending_conflict", "409", "409: listing the account's pending "
@@ -802,30 +706,9 @@ def _settle_pending_conflict(ctx: SubmitContext, client: FactusClient, claimed: 
                                message="deleted its unvalidated document at Factus: it "
                                f"blocked job {claimed.job_id} (409)")
         for ref, owner_id in in_flight:
-            # A ``processing`` owner whose lease has expired, or claimed over a minute ago, is
-            # held by a dead worker (no live claim lasts a minute: the validate timeout is
-            # 30 s); waiting for the lease sweeper (every 30 s) or for the lease itself (120 s)
-            # would block the account that long, and the account's other jobs would meet a 409
-            # at every try meanwhile (one cause of the quick chaos run's bursts of 409s). Its
-            # document is pending at DIAN, so it becomes ``sent`` now; ``outcome_unknown``
-            # stays set, so its re-check looks the reference up first. Were its worker alive
-            # after all, its late record would find the lease gone and write nothing (the
-            # re-check adopts the outcome).
-            took = uow.session.execute(
-                update(ElectronicInvoicingJob)
-                .where(ElectronicInvoicingJob.id == owner_id,
-                       or_(ElectronicInvoicingJob.status.in_(("pending", "sent")),
-                           and_(ElectronicInvoicingJob.status == "processing",
-                                or_(ElectronicInvoicingJob.lease_expires_at < func.now(),
-                                    ElectronicInvoicingJob.updated_at
-                                    < func.now() - text("interval '60 seconds'")))))
-                .values(status="sent", error_code="dian_slow", lease_expires_at=None,
-                        error_message="pending at DIAN (found by a 409); re-checking",
-                        next_retry_at=func.now(), dispatched_at=None, updated_at=func.now())
-                .returning(ElectronicInvoicingJob.id)
-                .execution_options(synchronize_session=False)
-            ).first()
-            if took is not None:
+            # A ``processing`` owner held by a dead worker is taken over too: waiting for its
+            # lease would block the account, and its document is pending at DIAN anyway.
+            if job_repo.take_over_pending_at_dian(uow.session, owner_id):
                 settled.append(f"re-check of job {owner_id} ({ref}) brought forward")
             else:
                 settled.append(f"job {owner_id} ({ref}) is being submitted right now")
@@ -882,7 +765,7 @@ def _version_refused(claimed: _Claimed, exc: ApiVersionNotEnabled) -> _Outcome:
                     "account was opened on (or auto), then `einvoice jobs retry`")
 
 
-def _retry_outcome(ctx: SubmitContext, claimed: _Claimed, exc: FactusError, code: str | None = None,
+def _retry_outcome(ctx: WorkerContext, claimed: _Claimed, exc: FactusError, code: str | None = None,
                    ) -> _Outcome:
     if isinstance(exc, RateLimitedError):
         return _Outcome("retry", code=exc.reason, message=str(exc), http_status=exc.status_code,
@@ -894,7 +777,7 @@ def _retry_outcome(ctx: SubmitContext, claimed: _Claimed, exc: FactusError, code
                     delay=delay, outcome_unknown=bool(exc.may_have_reached))
 
 
-def _call_factus(ctx: SubmitContext, claimed: _Claimed, worker: str,
+def _call_factus(ctx: WorkerContext, claimed: _Claimed, worker: str,
                  until: float | None = None, unfenced_until: float = 0.0) -> _Outcome:
     """Step 2 for the claimed job, by ``worker``; every wait of the Factus client ends by
     ``until`` (``time.monotonic()`` seconds, :mod:`einvoice.factus.deadline`); a POST leaving
@@ -903,7 +786,7 @@ def _call_factus(ctx: SubmitContext, claimed: _Claimed, worker: str,
         return _call_factus_within_deadline(ctx, claimed, worker, unfenced_until)
 
 
-def _call_factus_within_deadline(ctx: SubmitContext, claimed: _Claimed, worker: str,
+def _call_factus_within_deadline(ctx: WorkerContext, claimed: _Claimed, worker: str,
                                  unfenced_until: float = 0.0) -> _Outcome:
     client = ctx.clients.for_account(claimed.account)
     events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = []
@@ -984,8 +867,8 @@ def _call_factus_within_deadline(ctx: SubmitContext, claimed: _Claimed, worker: 
         outcome = _settle_pending_conflict(ctx, client, claimed, exc)
     except redis.RedisError as exc:
         # Redis (token store, renewal locks, rate limiter) went away mid-call. Give the job
-        # back now instead of leaving it ``processing`` until its lease expires (issue 6,
-        # chaos: a Redis restart held every in-flight job for the 120 s lease). Redis is only
+        # back now instead of leaving it ``processing`` until its lease expires (a Redis
+        # restart would hold every in-flight job for the 120 s lease). Redis is only
         # used before a request goes out, but a POST may already have been answered (a
         # follow-up read failed), so once posted the outcome counts as unknown: the next
         # attempt looks the reference up before sending anything.
@@ -1037,7 +920,7 @@ class _Change:
 
     One statement per step (:func:`job_repo.update_job`: the ``UPDATE``, the events' multi-row
     ``INSERT`` and, on acceptance, the invoice's ``UPDATE``), instead of an ORM flush per change
-    and per event (the hot path's cost, issue 6 B1).
+    and per event (the hot path's cost in benchmark B1).
 
     Args:
         attempt: the job's ``attempt_count`` as claimed (events carry it).
@@ -1098,7 +981,7 @@ class _Change:
                                    events=self.events, validated=validated)
 
 
-def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
+def _record(ctx: WorkerContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
     change = _Change(claimed.attempt)
     for event in outcome.events:
         change.event(*event)
@@ -1137,8 +1020,8 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
         # A re-check whose document is pending at DIAN stays ``sent`` through its retries (a
         # 5xx, no rate slot, Redis gone): the document still blocks the account at Factus, and
         # ``sent`` keeps the account's other jobs waiting for it (the dispatcher's budget 0, the
-        # claim's check). Put back ``pending``, it opened the account to a burst of POSTs that
-        # Factus answered 409 (issue 6, quick chaos).
+        # claim's check). Put back ``pending``, it would open the account to a burst of POSTs
+        # that Factus answers 409.
         status = "sent" if claimed.own_pending else "pending"
         if attempts_left:
             change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "retry",
@@ -1168,7 +1051,7 @@ def _record(ctx: SubmitContext, claimed: _Claimed, worker: str, outcome: _Outcom
                         claimed.job_id, outcome.kind)
             return "lease_lost"
         _remember_version(session, claimed, outcome)
-        # Issue 7: the PDF and XML are downloaded once by a follow-up, published after this
+        # The PDF and XML are downloaded once by a follow-up, published after this
         # commit (unless EINVOICE_ARCHIVE_DOCUMENTS is off).
         if outcome.kind == "accepted" and ctx.settings.einvoice_archive_documents:
             schedule_archive(session, claimed.job_id)
@@ -1218,26 +1101,12 @@ def _accepted_change(change: _Change, claimed: _Claimed, outcome: _Outcome) -> N
                   "number": document.number, "cufe": code})
 
 
-def _db_retrying(deadline_s: float) -> Retrying:
-    """Retry a recording transaction while PostgreSQL restarts (a blip costs a wait, not a job).
-
-    Only infrastructure errors are retried: a row PostgreSQL refuses (a DataError) would be
-    refused again, and ends the job instead (:func:`_fail_claimed`).
-    """
-    return Retrying(
-        retry=retry_if_exception(is_infrastructure_error),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(deadline_s),
-        reraise=True,
-    )
-
-
 # ------------------------------------------------------------------------------------------
 # Entry point
 # ------------------------------------------------------------------------------------------
 
 
-def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
+def submit_job(ctx: WorkerContext, job_id: uuid.UUID | str) -> str:
     """Get one job's document validated by Factus, or move it one step closer.
 
     Args:
@@ -1255,7 +1124,7 @@ def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
     An ``auto`` account refused its API version is moved to the other one and the job's step
     runs again at once through it (:func:`_version_refused`), so its outcome is the re-run's.
     Raises:
-        An infrastructure error (:data:`INFRASTRUCTURE_ERRORS`, e.g.
+        An infrastructure error (:data:`~einvoice.services.runner.INFRASTRUCTURE_ERRORS`, e.g.
         ``sqlalchemy.exc.OperationalError``): PostgreSQL unreachable while claiming (nothing
         changed; the task retries, and the dispatcher re-publishes the job anyway), or for
         longer than 60 s while recording (the lease expires and the sweeper reconciles the job).
@@ -1271,9 +1140,9 @@ def submit_job(ctx: SubmitContext, job_id: uuid.UUID | str) -> str:
     return result
 
 
-def _submit_once(ctx: SubmitContext, job_uuid: uuid.UUID) -> str:
+def _submit_once(ctx: WorkerContext, job_uuid: uuid.UUID) -> str:
     """One claim, call and record of :func:`submit_job` (its results and errors)."""
-    worker = _thread_worker_id(ctx)
+    worker = thread_worker_id(ctx)
     started = time.monotonic()
     until = started + attempt_budget_seconds(ctx.settings)
     unfenced_until = started + unfenced_seconds(ctx.settings)
@@ -1301,9 +1170,7 @@ def _submit_once(ctx: SubmitContext, job_uuid: uuid.UUID) -> str:
         log.warning("job %s attempt %d: %s", job_uuid, claimed.attempt, outcome.message)
         return "lease_lost"
     try:
-        for attempt in _db_retrying(60.0):
-            with attempt:
-                result = _record(ctx, claimed, worker, outcome)
+        result = record_retrying(lambda: _record(ctx, claimed, worker, outcome))
     except Exception as exc:
         if is_infrastructure_error(exc):
             raise
@@ -1329,7 +1196,7 @@ def _internal_message(step: str, exc: BaseException) -> str:
             "invoice's rows, or report the bug), then `einvoice jobs retry`")
 
 
-def _fail_unclaimed(ctx: SubmitContext, job_id: uuid.UUID, worker: str, exc: Exception) -> str:
+def _fail_unclaimed(ctx: WorkerContext, job_id: uuid.UUID, worker: str, exc: Exception) -> str:
     """End a job whose claim or payload build raised ``exc`` (the claim was rolled back).
 
     Without this, the job stayed due, uncounted, and was re-published and crashed again every
@@ -1355,7 +1222,7 @@ def _fail_unclaimed(ctx: SubmitContext, job_id: uuid.UUID, worker: str, exc: Exc
     return "internal_error"
 
 
-def _fail_claimed(ctx: SubmitContext, claimed: _Claimed, worker: str, exc: Exception) -> str:
+def _fail_claimed(ctx: WorkerContext, claimed: _Claimed, worker: str, exc: Exception) -> str:
     """End a claimed job whose outcome could not be recorded because of ``exc``.
 
     The call to Factus may have created the document, so ``outcome_unknown`` is kept: an
@@ -1369,13 +1236,17 @@ def _fail_claimed(ctx: SubmitContext, claimed: _Claimed, worker: str, exc: Excep
                   message=_internal_message("recording the outcome", exc), outcome_unknown=True,
                   metadata={"step": "record", "exception": _exception_type(exc),
                             "detail": _exception_text(exc)})
+
+    def write() -> str:
+        with UnitOfWork(ctx.session_factory) as uow:
+            if change.apply(uow.session, claimed.job_id,
+                            lease=(worker, claimed.attempt)) is None:
+                return "lease_lost"
+            uow.commit()
+        return "internal_error"
+
     try:
-        for attempt in _db_retrying(60.0):
-            with attempt, UnitOfWork(ctx.session_factory) as uow:
-                if change.apply(uow.session, claimed.job_id,
-                                lease=(worker, claimed.attempt)) is None:
-                    return "lease_lost"
-                uow.commit()
+        return record_retrying(write)
     except Exception as fail_exc:
         if is_infrastructure_error(fail_exc):
             raise
@@ -1386,7 +1257,7 @@ def _fail_claimed(ctx: SubmitContext, claimed: _Claimed, worker: str, exc: Excep
 
 
 def submit_jobs(
-    ctx: SubmitContext,
+    ctx: WorkerContext,
     job_ids: Sequence[uuid.UUID | str],
     *,
     requeue: Callable[[list[uuid.UUID]], None],

@@ -22,12 +22,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.crypto import SecretBox
+from einvoice.db import accounts as account_repo
 from einvoice.db import reference as ref_repo
-from einvoice.db.models import FactusCredential
 from einvoice.db.reference import LoadCount
 from einvoice.db.uow import UnitOfWork
 from einvoice.factus.client import FactusClient, FactusClients
@@ -141,8 +140,7 @@ def _default_client(session_factory: sessionmaker[Session], clients: FactusClien
     if settings.has_default_factus_account():
         return clients.default()
     with session_factory() as session:
-        org_id = session.scalar(select(FactusCredential.organization_id)
-                                .where(FactusCredential.is_active.is_(True)).limit(1))
+        org_id = account_repo.first_active_organization(session)
         box = SecretBox.from_settings(settings)
         return clients.for_account(account_for_organization(session, org_id, settings, box))
 

@@ -132,7 +132,8 @@ ADDED_COLUMNS: list[tuple[str, str, str]] = [
     ("electronic_invoicing_jobs", "factus_document_id", "BIGINT"),
 ]
 
-# Defaults a plain SQL producer relies on (issue 4, "Plain SQL"); setting a default rewrites no row.
+# Defaults a plain SQL producer (an ERP that INSERTs jobs itself) relies on; setting a default
+# rewrites no row.
 JOB_DEFAULTS = {
     "id": "gen_random_uuid()",
     "document_type": "'invoice'",

@@ -1,6 +1,6 @@
 """Follow-ups of accepted jobs (documents archive, e-mail resend) and the stored documents.
 
-Issue 7, items 2 and 3. Both tables are einvoice's own (no ERP has them), so the upgrade simply
+Both tables are einvoice's own (no ERP has them), so the upgrade simply
 creates them and the downgrade drops them; the ERP tables are not touched.
 
 * ``electronic_invoicing_followups``: one row per follow-up of a job (``archive`` or ``email``),

@@ -1,4 +1,4 @@
-"""Index for the dispatcher's in-flight count (issue 6, target B6: <= 5 ms p99 with 1,000,000 jobs).
+"""Index for the dispatcher's in-flight count (benchmark B6: <= 5 ms p99 with 1,000,000 jobs).
 
 :func:`einvoice.db.jobs.select_due_for_dispatch` counts, per organization, the jobs in flight:
 its ``processing`` jobs plus its due jobs whose wake-up is still queued. The second part comes

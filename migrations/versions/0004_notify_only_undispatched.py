@@ -1,4 +1,4 @@
-"""The insert trigger notifies only jobs whose wake-up nobody published yet (issue 6, B4).
+"""The insert trigger notifies only jobs whose wake-up nobody published yet (benchmark B4).
 
 ``enqueue_invoice`` publishes its job's wake-up itself after the commit and stamps
 ``dispatched_at`` in the same ``INSERT``; the ``NOTIFY einvoice_jobs`` of migration 0001 then only

@@ -1,4 +1,4 @@
-"""Index ``invoice_items(invoice_id)``: the worker reads an invoice's lines by it (issue 6, B1).
+"""Index ``invoice_items(invoice_id)``: the worker reads an invoice's lines by it (benchmark B1).
 
 Every submission loads its invoice's lines with ``WHERE invoice_id = ...``
 (:func:`einvoice.db.invoices.load_invoice`). Without an index that is a sequential scan of the

@@ -1,35 +1,21 @@
 """One legal document per invoice, enforced by the database itself.
 
 An ERP writes to these tables directly, so the rules that protect the law and the money live in
-PostgreSQL, not only in einvoice's code paths:
+PostgreSQL, not only in einvoice's code paths (docs/erp-contract.md explains each for the ERP):
 
-* **A second job for an invoice that already has an accepted document** of that document type
-  (of any provider) never reaches Factus: the row is kept, as the ERP's request, but it is ended at
-  once as ``cancelled`` with ``error_code = 'already_accepted'`` and an ``already_accepted`` event
-  that names the accepted job. It is not refused with an error because an ERP usually inserts the
-  job inside its own "save the invoice" transaction: an exception would roll back the ERP's other
-  work, while a no-op row loses nothing and says why. Re-opening a final job (an operator's retry)
-  of such an invoice is refused with an error: that is an operator's action, not an ERP's write.
-* **A new job after an ambiguous ending** (the previous job of the invoice ``failed`` while its
-  document may exist at Factus: ``outcome_unknown``, ``reconcile_mismatch``,
-  ``dian_already_processed``, ``dian_timeout``, ``invalid_cufe``, ``internal_error`` after a send)
-  inherits that job's ``reference_code`` and starts with ``outcome_unknown`` set, so its first step
-  looks the reference up and Factus's own deduplication by reference code protects it (re-sending a
-  reference returns the same document: Factus v2 sandbox, Oct 2026). A fresh reference code is only
-  given by an operator's explicit ``--new-document``. ``reference_code`` is therefore unique among
-  live jobs (pending, processing, sent, accepted) instead of among all jobs, and a reference code is
-  never shared by two invoices (refused).
-* **An accepted job is immutable**: its status, document type, invoice, organization, reference
-  code, CUFE/CUDE, QR, number, Factus id and payloads cannot change, and the row cannot be deleted
-  (DIAN requires the documents to be kept five years; a cancellation is a credit note). Likewise a
-  validated ``invoice_sales`` row keeps its CUFE (``xml_uuid``), number, QR, validation time, totals,
-  customer and dates, and its lines (``invoice_items``) can no longer be added, changed or removed.
-* **Tenants stay apart**: an invoice's customer, branch and referenced invoice must belong to the
-  invoice's organization (composite foreign keys, ``NOT VALID`` so that an ERP's existing rows are
-  not re-checked, ``DEFERRABLE INITIALLY DEFERRED`` so that an ERP may insert the rows in any order
-  within its transaction).
-* ``products.unit_code`` is ``text`` when einvoice created the table (the seed's ``CHAR`` made it
-  ``character(1)``, too short for DIAN unit codes such as ``94``); an ERP's own column is left as is.
+* a second job for an invoice that already has an accepted document of that type is kept but
+  ended at once (``cancelled``, ``already_accepted``), not refused: an exception would roll back
+  the ERP's own "save the invoice" transaction;
+* a new job after an ambiguous ending (the document may exist at Factus) inherits that job's
+  ``reference_code`` with ``outcome_unknown`` set, so Factus's deduplication by reference code
+  protects it; ``reference_code`` is unique among live jobs and never shared by two invoices;
+* an accepted job, and a validated ``invoice_sales`` row with its lines, are immutable (DIAN
+  requires the documents to be kept five years; a cancellation is a credit note);
+* an invoice's customer, branch and referenced invoice belong to its organization (composite
+  foreign keys, ``NOT VALID`` for existing rows, ``DEFERRABLE INITIALLY DEFERRED`` for any insert
+  order);
+* ``products.unit_code`` becomes ``text`` where einvoice created the table (``character(1)`` is too
+  short for DIAN unit codes such as ``94``).
 
 Revision ID: 0006
 Revises: 0005

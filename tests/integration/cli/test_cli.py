@@ -96,7 +96,7 @@ def test_missing_database_url_is_one_clear_line(redis_url: str) -> None:
     env = _env("", redis_url)
     env.pop("DATABASE_URL")
     result = _cli(env, "jobs", "status", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 3  # configuration (einvoice.cli's exit statuses)
     assert result.stderr.strip().splitlines() == [
         "error: DATABASE_URL is not set: export a PostgreSQL URL, for example from "
         "`einvoice dev services up`"]

@@ -49,8 +49,9 @@ def test_einvoice_demo_with_factus_environment_production_stops_with_one_line(
     # When they run the demo
     result, elapsed = run_demo_cli(env, tmp_path)
 
-    # Then it exits non-zero with one line on stderr naming the variable and its value
-    assert result.returncode == 1
+    # Then it exits with the configuration status (3) and one line on stderr naming the variable
+    # and its value
+    assert result.returncode == 3
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "FACTUS_ENVIRONMENT=production" in lines[0]

@@ -1,4 +1,4 @@
-"""``docker-compose.yml``, ``Dockerfile`` and ``.env.example`` agree with the code they deploy (issue 5).
+"""``docker-compose.yml``, ``Dockerfile`` and ``.env.example`` agree with the code they deploy.
 
 Docker is not available where these tests run, so nothing is started: the compose file is parsed
 with PyYAML and every claim it makes is checked against the real source of truth: the queues
@@ -268,9 +268,12 @@ def test_flower_is_behind_basic_auth_from_flower_basic_auth_on_port_5555() -> No
 
 def test_app_services_share_one_image_built_from_the_dockerfile_and_read_env() -> None:
     svc = services()
-    for name in (*APP_SERVICES, "sandbox"):
+    for name in APP_SERVICES:
         assert svc[name]["image"] == "einvoice:latest", name
         assert svc[name]["build"] == ".", name
+    # The simulator is built from the same Dockerfile with its extra, as an image of its own
+    assert svc["sandbox"]["build"] == {"context": ".", "args": {"EXTRAS": "sandbox"}}
+    assert svc["sandbox"]["image"] == "einvoice-sandbox:latest"
     for name in ENV_FILE_SERVICES:
         assert svc[name]["env_file"] == ".env", name
     # The databases and Flower get only their own variables, not the app's secrets

@@ -1,4 +1,4 @@
-"""Flower with our configuration shows our tasks, behind basic auth (issue 5).
+"""Flower with our configuration shows our tasks, behind basic auth.
 
 A real worker processes three real jobs against the simulator while a real
 ``celery -A workers flower`` (the flags of docker-compose.yml, credentials from

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.factus.client import FactusClients, create_factus_clients
 from einvoice.queueing import CeleryPublisher
-from einvoice.services.submit import SubmitContext
+from einvoice.services.runner import WorkerContext
 from einvoice.settings import load_settings
 from tests.integration.pipeline.conftest import (  # noqa: F401 - fixtures re-exported
     BOTH_VERSIONS,
@@ -99,13 +99,13 @@ class InProcess:
         self._clients: list[FactusClients] = []
         self._apps: list[Celery] = []
 
-    def context(self, pipeline: Pipeline) -> SubmitContext:
+    def context(self, pipeline: Pipeline) -> WorkerContext:
         """The resources a worker of this pipeline has (settings, Factus clients, sessions)."""
         settings = load_settings(**{k.lower(): v for k, v in pipeline.env.items()
                                     if k.startswith(("FACTUS_", "EINVOICE_", "REDIS_URL"))})
         clients = create_factus_clients(settings)
         self._clients.append(clients)
-        return SubmitContext(session_factory=pipeline.factory, clients=clients, settings=settings,
+        return WorkerContext(session_factory=pipeline.factory, clients=clients, settings=settings,
                              worker_id="test")
 
     def publisher(self, pipeline: Pipeline) -> CeleryPublisher:

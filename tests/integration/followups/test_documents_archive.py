@@ -1,4 +1,4 @@
-"""The documents archive through the real pipeline (issue 7, item 2): after acceptance a follow-up
+"""The documents archive through the real pipeline: after acceptance a follow-up
 downloads the PDF and the XML once and stores them with their SHA-256 and size.
 
 The scenarios that download from Factus run on both API versions (``BOTH_VERSIONS``): v1's

@@ -1,4 +1,4 @@
-"""The e-mail resend through the real pipeline (issue 7, item 3): `einvoice jobs resend-email` as
+"""The e-mail resend through the real pipeline: `einvoice jobs resend-email` as
 its own follow-up through `POST /v1/bills/send-email/{number}` (v2:
 `POST /v2/bills/{number}/send-email`), within Factus's daily quota.
 

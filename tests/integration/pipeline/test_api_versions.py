@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from einvoice.db.models import ElectronicInvoicingJob
 from einvoice.factus.client import FactusClients, create_factus_clients
 from einvoice.services import operator
-from einvoice.services.submit import SubmitContext, submit_job
+from einvoice.services.runner import WorkerContext
+from einvoice.services.submit import submit_job
 from einvoice.settings import load_settings
 from tests.integration.pipeline.conftest import (
     Pipeline,
@@ -177,7 +178,7 @@ def clients_made() -> Iterator[list[FactusClients]]:
         clients.close()
 
 
-def _context(pipeline: Pipeline, made: list[FactusClients], **overrides: Any) -> SubmitContext:
+def _context(pipeline: Pipeline, made: list[FactusClients], **overrides: Any) -> WorkerContext:
     values: dict[str, Any] = {k.lower(): v for k, v in pipeline.env.items()
                               if k.startswith(("FACTUS_", "EINVOICE_", "REDIS_URL",
                                                "DATABASE_URL"))}
@@ -185,7 +186,7 @@ def _context(pipeline: Pipeline, made: list[FactusClients], **overrides: Any) ->
     settings = load_settings(**values)
     clients = create_factus_clients(settings)
     made.append(clients)
-    return SubmitContext(session_factory=pipeline.factory, clients=clients, settings=settings,
+    return WorkerContext(session_factory=pipeline.factory, clients=clients, settings=settings,
                          worker_id="test")
 
 

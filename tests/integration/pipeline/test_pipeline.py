@@ -269,6 +269,7 @@ def test_same_message_delivered_twice_gives_one_submission(
     assert [t for t, _ in pipeline.events(job_id)].count("claimed") == 1
 
 
+@BOTH_VERSIONS
 def test_a_burst_woken_in_messages_of_several_jobs_is_validated_once_each(
     make_pipeline: Callable[..., Pipeline], session: Session, redis_url: str
 ) -> None:
@@ -386,6 +387,7 @@ def test_pending_document_conflict_of_our_own_rejected_document_is_settled(
     assert ("document_deleted", "200") in pipeline.events(rejected.id)
 
 
+@BOTH_VERSIONS
 def test_two_organizations_use_their_own_accounts(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
@@ -395,12 +397,15 @@ def test_two_organizations_use_their_own_accounts(
     # Organization 1 issues with the deployment's FACTUS_* account: that must be said once
     # another organization has its own row.
     pipeline = make_pipeline(start=False, EINVOICE_DEFAULT_ACCOUNT="shared")
-    pipeline.sandbox.add_account("org2-client", "org2-secret", "org2@einvoice.test", "org2-pass")
+    # Organization 2's account speaks only the scenario's version, as a real account does.
+    pipeline.sandbox.add_account("org2-client", "org2-secret", "org2@einvoice.test", "org2-pass",
+                                 mode=pipeline.api_version)
     seed_organization(session, 1)
     seed_organization(session, 2)
     save_credentials(session, organization_id=2, environment="sandbox", client_id="org2-client",
                      client_secret="org2-secret", username="org2@einvoice.test",
-                     password="org2-pass", box=SecretBox(pipeline.env["EINVOICE_SECRET_KEY"]))
+                     password="org2-pass", box=SecretBox(pipeline.env["EINVOICE_SECRET_KEY"]),
+                     api_version=pipeline.api_version)
     invoices = [(1, seed_invoice(session, 1)), (2, seed_invoice(session, 2))]
     session.commit()
     stored = session.execute(text("SELECT client_secret, password_encrypted FROM factus_credentials")).one()
@@ -523,6 +528,7 @@ def test_a_recheck_retried_after_a_missed_rate_slot_still_carries_its_first_payl
     assert _validations(pipeline, job.reference_code) == 1
 
 
+@BOTH_VERSIONS
 def test_two_dian_pending_jobs_of_one_account_do_not_wait_for_each_other(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:
@@ -547,6 +553,7 @@ def test_two_dian_pending_jobs_of_one_account_do_not_wait_for_each_other(
     _assert_accepted_and_validated_once(pipeline, jobs, timeout=30)
 
 
+@BOTH_VERSIONS
 @pytest.mark.parametrize(("claimed_ago", "lease_left"), [
     ("2 minutes", "10 minutes"),  # claimed longer ago than any live claim lasts
     ("10 seconds", "-1 second"),  # claimed recently, but its lease has run out
@@ -736,6 +743,7 @@ def test_a_409_whose_lookup_finds_no_rate_slot_stays_in_the_jobs_history(
     assert "listing the account's pending documents failed (rate_limit_wait)" in message
 
 
+@BOTH_VERSIONS
 def test_jobs_waiting_behind_a_pending_document_go_as_soon_as_it_is_settled(
     make_pipeline: Callable[..., Pipeline], session: Session
 ) -> None:

@@ -28,7 +28,8 @@ from einvoice.db.uow import UnitOfWork
 from einvoice.factus.client import FactusClients, create_factus_clients
 from einvoice.factus.tokens import InMemoryTokenStore, ThreadRenewalLocks
 from einvoice.services import dispatch, operator, submit
-from einvoice.services.submit import SubmitContext, submit_job, submit_jobs
+from einvoice.services.runner import WorkerContext
+from einvoice.services.submit import submit_job, submit_jobs
 from einvoice.settings import Settings, load_settings
 from tests.integration.pipeline.conftest import (
     Pipeline,
@@ -82,7 +83,7 @@ class _Contexts:
         return load_settings(**values)
 
     def context(self, pipeline: Pipeline, worker_id: str, *, own_tokens: bool = False,
-                **overrides: Any) -> SubmitContext:
+                **overrides: Any) -> WorkerContext:
         """A worker's resources; ``own_tokens``: a token store and renewal locks of its own
         (a worker that does not share the others' token)."""
         settings = self.settings(pipeline, **overrides)
@@ -90,7 +91,7 @@ class _Contexts:
                                   "renewal_locks": ThreadRenewalLocks()} if own_tokens else {})
         clients = create_factus_clients(settings, **extra)
         self._clients.append(clients)
-        return SubmitContext(session_factory=pipeline.factory, clients=clients,
+        return WorkerContext(session_factory=pipeline.factory, clients=clients,
                              settings=settings, worker_id=worker_id)
 
     def close(self) -> None:
@@ -152,7 +153,7 @@ def test_a_job_whose_build_raises_leaves_the_other_jobs_of_its_message_untouched
     jobs = [insert_job_sql(session, invoice) for invoice in invoices]
     build = submit._build_payload
 
-    def build_or_crash(ctx: SubmitContext, sess: Session, job: Any,
+    def build_or_crash(ctx: WorkerContext, sess: Session, job: Any,
                        api_version: str) -> dict[str, Any]:
         if job.invoice_id == invoices[1]:
             raise ZeroDivisionError("decimal division by zero in line 1")

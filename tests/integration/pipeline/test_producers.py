@@ -14,11 +14,11 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.db import jobs as job_repo
+from einvoice.db.listener import LISTENER_LOCK_KEY
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSale
 from einvoice.errors import JobError
 from einvoice.queueing import wakeup_chunks
 from einvoice.services.dispatch import (
-    LISTENER_LOCK_KEY,
     account_budgets,
     dispatch_due_jobs,
     dispatch_new_jobs,
@@ -26,7 +26,8 @@ from einvoice.services.dispatch import (
     recover_expired_leases,
 )
 from einvoice.services.enqueue import enqueue_invoice, enqueue_invoices, invoices_without_job
-from einvoice.services.submit import SubmitContext, submit_jobs
+from einvoice.services.runner import WorkerContext
+from einvoice.services.submit import submit_jobs
 from einvoice.settings import libpq_url, load_settings
 
 
@@ -402,8 +403,8 @@ def _plan_nodes(plan: dict) -> list[dict]:
 
 def test_dispatcher_counts_the_jobs_in_flight_once_per_round_even_on_stale_statistics(
         session: Session) -> None:
-    # Issue 6, B1: right after a bulk insert (no ANALYZE yet) the planner believed the due jobs
-    # were one row, and re-read the processing jobs once per candidate: 3.7 s per round.
+    # Right after a bulk insert (no ANALYZE yet) the planner can believe the due jobs are one
+    # row and re-read the processing jobs once per candidate: seconds per round in benchmark B1.
     _due_jobs(session, 1, 40, status="processing")
     _due_jobs(session, 1, 3000)
     statement = "EXPLAIN (ANALYZE, FORMAT JSON) " + job_repo._SELECT_DUE_FOR_DISPATCH.text
@@ -442,9 +443,9 @@ def _buffers(session: Session, statement: str, params: dict[str, Any]) -> tuple[
 
 def test_claim_and_record_read_one_job_even_on_stale_statistics(
         session: Session, session_factory: sessionmaker[Session]) -> None:
-    # Issue 6, B1 (auto_explain): with these statistics the claim's and the record's status
-    # conditions led the planner to a partial index on status, read through to the job:
-    # 4,000-6,000 buffers and ~10 ms of PostgreSQL per call, on every job.
+    # With these statistics the claim's and the record's status conditions can lead the planner
+    # to a partial index on status, read through to the job: thousands of buffers and ~10 ms of
+    # PostgreSQL per call, on every job (seen with auto_explain in benchmark B1).
     burst = _burst_after_stale_statistics(session, session_factory, 3000)
     job_id = burst[1500]
     claim_params = {"job_id": job_id, "lease_seconds": 60, "worker": "w1"}
@@ -466,9 +467,9 @@ def test_claim_and_record_read_one_job_even_on_stale_statistics(
 
 def test_listener_marks_a_burst_reading_each_job_once_even_on_stale_statistics(
         session: Session, session_factory: sessionmaker[Session]) -> None:
-    # Issue 6, B1: on statistics older than an ERP's bulk insert the planner believed the
-    # pending jobs were a handful and joined the marked ones back through a full scan of the
-    # active-jobs index, once per job: 1.7 s and 1.2 million buffers per 1,000-job batch.
+    # On statistics older than an ERP's bulk insert the planner can believe the pending jobs
+    # are a handful and join the marked ones back through a full scan of the active-jobs
+    # index, once per job: over a second and a million buffers per 1,000-job batch (benchmark B1).
     burst = _burst_after_stale_statistics(session, session_factory, 3000)
     statement = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + job_repo._MARK_NEW_DISPATCHED.text
     (plan,) = session.execute(text(statement), {
@@ -486,7 +487,7 @@ def test_listener_marks_a_burst_reading_each_job_once_even_on_stale_statistics(
 def test_a_wakeup_of_several_jobs_hands_back_those_not_started_within_its_budget(
         session_factory: sessionmaker[Session]) -> None:
     # Jobs that are not due (unknown ids here) return at once, without any Factus call.
-    ctx = SubmitContext(session_factory=session_factory, clients=None,  # type: ignore[arg-type]
+    ctx = WorkerContext(session_factory=session_factory, clients=None,  # type: ignore[arg-type]
                         settings=load_settings(), worker_id="test")
     ids = [uuid.uuid4() for _ in range(4)]
     handed_back: list[uuid.UUID] = []

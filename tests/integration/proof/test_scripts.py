@@ -1,4 +1,4 @@
-"""``scripts/bench.py --quick`` and ``scripts/chaos.py --quick`` still run end to end (issue 6).
+"""``scripts/bench.py --quick`` and ``scripts/chaos.py --quick`` still run end to end.
 
 Each script starts its own PostgreSQL, Redis, simulator and Celery processes, so these tests run
 them as subprocesses exactly as ``make bench`` / ``make chaos`` would, only small. They assert

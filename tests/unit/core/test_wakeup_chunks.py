@@ -1,4 +1,4 @@
-"""How a burst of wake-ups is split into messages (einvoice.queueing.wakeup_chunks, issue 6 B1)."""
+"""How a burst of wake-ups is split into messages (einvoice.queueing.wakeup_chunks)."""
 
 from __future__ import annotations
 

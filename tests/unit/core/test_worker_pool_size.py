@@ -1,4 +1,4 @@
-"""The worker's database pool follows ``celery worker -c N`` (issue 6, B1: it did not)."""
+"""The worker's database pool follows ``celery worker -c N`` (benchmark B1 runs 50 threads)."""
 
 from __future__ import annotations
 

@@ -173,3 +173,40 @@ def test_fractional_quantity_is_refused_not_rounded(invoice: InvoiceData, build:
     assert caught.value.code == "non_integer_quantity"
     # a whole quantity written with decimals is fine
     assert sent_item(build, invoice, qty=Decimal("2.000"))["quantity"] == 2
+
+
+def test_the_wire_price_matches_the_erp_line_first_then_its_net_then_the_unit_price() -> None:
+    from einvoice.domain.document import ErpLine
+    from einvoice.domain.payload import nearest_wire_price
+
+    # Given an ERP line of 3 units worth 100.00 with tax (84.03 net at 19 %), and a formula that
+    # rounds the line (price × 3) and splits out the tax as Factus v1 does
+    erp = ErpLine(net=Decimal("84.03"), tax=Decimal("15.97"), gross=Decimal("100.00"))
+
+    def amounts(price: Decimal) -> tuple[Decimal, Decimal]:
+        line = r2(price * 3)
+        return line, r2(line / Decimal("1.19"))
+
+    # When the wire price is chosen
+    price = nearest_wire_price(erp=erp, factor=Decimal(3), exact_unit=Decimal("33.3333"),
+                               amounts=amounts)
+    # Then it is the 2-decimal price whose line misses the ERP's by the least (99.99, not 100.02)
+    assert price == Decimal("33.33")
+    # and when every candidate gives the same line, the taxable amount closest to the ERP's net
+    # decides before the exact unit price does
+    net_first = ErpLine(net=Decimal("33.34"), tax=Decimal("66.66"), gross=Decimal("100.00"))
+    assert nearest_wire_price(erp=net_first, factor=Decimal(3), exact_unit=Decimal("33.3333"),
+                              amounts=lambda p: (Decimal("100.00"), p)) == Decimal("33.34")
+
+
+def test_the_total_tolerance_is_a_peso_plus_a_cent_per_unit_and_per_line() -> None:
+    from einvoice.domain.payload import total_tolerance
+    from einvoice.factus import v1_body, v2_body
+
+    # Given two lines: 2 units, and 1.5 units (counted as 2)
+    # Then the ERP total may miss Factus's by 1.00 + 4 units + 2 lines = 1.06 COP
+    assert total_tolerance([2, Decimal("1.5")]) == Decimal("1.06")
+    # and both mappers read the same tolerance from their own wire formats
+    assert v1_body.total_tolerance({"items": [{"quantity": 2}, {"quantity": 2}]}) == Decimal("1.06")
+    assert v2_body.total_tolerance(
+        {"items": [{"quantity": "2.00"}, {"quantity": "1.50"}]}) == Decimal("1.06")

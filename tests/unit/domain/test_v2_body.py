@@ -355,3 +355,17 @@ def test_v1_refuses_what_only_v2_carries_naming_the_column() -> None:
     for field, invoice in cases.items():
         error = _refused(invoice, v1_body.V1_RULES)
         assert (error.code, error.field) == ("requires_factus_v2", field)
+
+
+def test_a_v2_observation_keeps_up_to_500_characters_where_v1_keeps_250() -> None:
+    # Given a sale whose ERP notes run to 400 characters (Factus v2 ``facturas/crear-y-validar``:
+    # "No debe tener más de 500 caracteres"; v1 DOC1: 250)
+    notes = "n" * 400
+    # When it is mapped for each version
+    v2 = _v2(_invoice(notes=notes))
+    v1 = _v1(_invoice(notes=notes))
+    # Then v2 sends the whole note, and v1 truncates it to 249 characters and "…"
+    assert v2["observation"] == notes
+    assert v1["observation"] == "n" * 249 + "…"
+    # and a 600-character note is truncated to v2's 500
+    assert _v2(_invoice(notes="n" * 600))["observation"] == "n" * 499 + "…"
