@@ -631,7 +631,9 @@ def _final_consumer(customer: CustomerData | None) -> Party:
         tribute_id=dian.DEFAULT_CUSTOMER_TRIBUTE_ID,
         names=names,
         is_final_consumer=True,
-        **extras,
+        address=extras.get("address"),
+        email=extras.get("email"),
+        phone=extras.get("phone"),
     )
 
 
@@ -747,7 +749,10 @@ def _customer(customer: CustomerData, known_municipality_ids: Container[int]) ->
         names=names,
         municipality_id=customer.municipality_id,
         municipality_code=customer.municipality_code,
-        **contact,
+        trade_name=contact.get("trade_name"),
+        address=contact.get("address"),
+        email=contact.get("email"),
+        phone=contact.get("phone"),
     )
 
 
@@ -1454,7 +1459,7 @@ def total_tolerance(quantities: Iterable[Decimal | int]) -> Decimal:
     unit (:func:`nearest_wire_price`), per-line tax rounding by a cent per line, and ERPs that
     round the document total to whole pesos move it by half a peso.
     """
-    units = lines = 0
+    units, lines = Decimal(0), 0
     for quantity in quantities:
         units += Decimal(quantity).to_integral_value(ROUND_CEILING)
         lines += 1

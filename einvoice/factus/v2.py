@@ -275,10 +275,15 @@ def _status(row: Mapping[str, Any]) -> int:
     return 1 if row.get("validated_at") else 0
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (a field Factus left out or null)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _document_fields(data: dict[str, Any], message: Any) -> dict[str, Any]:
     fields = dict(data)
-    links = data.get("links") if isinstance(data.get("links"), dict) else {}
-    totals = data.get("totals") if isinstance(data.get("totals"), dict) else {}
+    links = _object(data.get("links"))
+    totals = _object(data.get("totals"))
     fields["status"] = _status(data)
     fields["qr"] = links.get("qr")
     fields["public_url"] = links.get("public_url")
