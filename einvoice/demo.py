@@ -14,7 +14,7 @@ What it does, in order:
    ``FACTUS_*`` credentials point at a real Factus account, which is then used instead;
 3. recreates the demo database, migrates it and loads the deterministic sample ERP dataset
    (:mod:`einvoice.sample`);
-4. starts a Celery worker (threads pool), beat and Flower;
+4. starts a Celery worker (threads pool), beat and Flower (:mod:`einvoice.launch`);
 5. enqueues every invoice: half through the Python producer (:func:`enqueue_invoice`), half as
    plain SQL inserts, as an ERP in another language would; credit notes too;
 6. shows progress until every job is final, then prints the summary: counts by status, time,
@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +41,15 @@ from sqlalchemy import func, select, text
 
 from einvoice.devservices import DevServices, free_port, project_root
 from einvoice.errors import ConfigError
+from einvoice.launch import (
+    WORKER_READY,
+    ChildProcess,
+    ProcessGroup,
+    beat_args,
+    celery_command,
+    flower_args,
+    worker_args,
+)
 from einvoice.settings import FACTUS_URLS
 
 DEMO_DB = "einvoice_demo"
@@ -70,28 +77,6 @@ class DemoOptions:
     # The simulator demo account's API version ("v1" or "v2", also set as FACTUS_API_VERSION);
     # None: a v2-only account with FACTUS_API_VERSION=auto, which finds it.
     api_version: str | None = None
-
-
-@dataclass
-class _Processes:
-    started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
-        handle = (log_dir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(args, env=env, cwd=project_root(), stdout=handle,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        self.started.append((name, proc))
-        return proc
-
-    def stop(self) -> None:
-        for _, proc in reversed(self.started):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc in reversed(self.started):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _configured(name: str, environ: Mapping[str, str], env_files: Iterable[Path]) -> list[str]:
@@ -154,16 +139,6 @@ def _real_factus_configured() -> bool:
         os.environ.get(name) for name in SANDBOX_CREDENTIALS)
 
 
-def _wait_for_log(path: Path, needle: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and needle in path.read_text(errors="replace"):
-            return
-        time.sleep(0.2)
-    tail = path.read_text(errors="replace")[-2000:] if path.exists() else ""
-    raise RuntimeError(f"{path.name}: {needle!r} not seen within {timeout} s\n{tail}")
-
-
 def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     """Run the demo; return the process exit status (0 when every job ended final).
 
@@ -171,6 +146,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         ConfigError: the environment points at the production Factus (:func:`refuse_production`);
             raised before anything starts.
         einvoice.devservices.ServiceError: PostgreSQL or Redis could not start.
+        einvoice.launch.LaunchError: the Celery worker exited, or was not ready within 60 s.
     """
     refuse_production()
     from einvoice.db import migrate  # noqa: PLC0415
@@ -207,7 +183,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     env.update(DATABASE_URL=db_url, PYTHONUNBUFFERED="1", EINVOICE_DISPATCH_INTERVAL="1",
                EINVOICE_DIAN_SLOW_RECHECK_SECONDS="3", EINVOICE_RETRY_BASE_SECONDS="1",
                EINVOICE_RETRY_CAP_SECONDS="20", EINVOICE_REDISPATCH_SECONDS="30")
-    procs = _Processes()
+    procs = ProcessGroup()
     sandbox = None
     try:
         if _real_factus_configured():
@@ -246,18 +222,16 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                   f"({len(sample.wrong_invoices)} wrong on purpose), "
                   f"{len(sample.credit_note_ids)} credit notes")
 
-        celery = [sys.executable, "-m", "celery", "-A", "workers"]
-        procs.spawn("worker", celery + ["worker", "--pool", "threads", "-c",
-                                        str(options.concurrency), "-Q",
-                                        "submission,maintenance,reference", "-n", "demo@%h",
-                                        "--without-mingle", "--without-gossip", "-l", "info"],
-                    env, log_dir)
-        procs.spawn("beat", celery + ["beat", "-l", "info", "--schedule",
-                                      str(log_dir / "beat-schedule")], env, log_dir)
+        worker = procs.spawn(ChildProcess(
+            "worker", celery_command(*worker_args(concurrency=options.concurrency,
+                                                  name="demo@%h")),
+            env, log_dir / "worker.log"))
+        procs.spawn(ChildProcess("beat", celery_command(*beat_args(log_dir / "beat-schedule")),
+                                 env, log_dir / "beat.log"))
         flower_port = options.flower_port if not _port_busy(options.flower_port) else free_port()
-        procs.spawn("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"],
-                    env, log_dir)
-        _wait_for_log(log_dir / "worker.log", "ready.", 60)
+        procs.spawn(ChildProcess("flower", celery_command(*flower_args(flower_port)), env,
+                                 log_dir / "flower.log"))
+        worker.wait_for(WORKER_READY, timeout=60)
         out.print(f"worker, beat and Flower started (logs in {log_dir})")
 
         started = time.monotonic()
@@ -311,7 +285,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         engine.dispose()
         return 0 if ok else 1
     finally:
-        procs.stop()
+        procs.stop_all(timeout=20)
         if sandbox is not None:
             sandbox.stop()
         if not options.keep:

@@ -6,7 +6,8 @@ It runs the whole product on this machine, as production would, only smaller:
   (``.einvoice/<name>-<pid>``) on free ports, a schema migrated once into a template database,
   and one fresh database per scenario (``CREATE DATABASE ... TEMPLATE``);
 * :class:`CeleryProcess`: ``celery -A workers worker --pool threads`` and ``celery beat``
-  subprocesses with the scenario's environment, killed or restarted on demand; a worker counts as
+  subprocesses (:mod:`einvoice.launch`, as the demo and the tests start them) with the
+  scenario's environment, killed or restarted on demand; a worker counts as
   ready when its job listener's connection shows in ``pg_stat_activity`` (the listener
   starts on Celery's ``worker_ready``), which needs no INFO logging;
 * :class:`Database`: the scenario's database, with the ERP data helpers (sample organizations and
@@ -25,9 +26,7 @@ import base64
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -54,6 +53,14 @@ from einvoice.crypto import SecretBox
 from einvoice.db import migrate
 from einvoice.db.engine import make_engine, make_session_factory
 from einvoice.devservices import DevServices, free_port
+from einvoice.launch import (
+    ALL_QUEUES,
+    ChildProcess,
+    ProcessGroup,
+    beat_args,
+    celery_command,
+    worker_args,
+)
 from einvoice.sample import make_invoice, sample_organization
 from einvoice.services.accounts import save_credentials
 from einvoice.settings import libpq_url
@@ -137,44 +144,20 @@ class QueuedJobs:
         self.client.close()
 
 
-@dataclass
-class CeleryProcess:
-    """One ``celery -A workers ...`` subprocess (a worker with the threads pool, or beat).
+class CeleryProcess(ChildProcess):
+    """One ``celery -A workers ...`` subprocess (a worker with the threads pool, or beat): an
+    :class:`einvoice.launch.ChildProcess` whose log is appended to at each restart, with the
+    measurements the scripts take of it.
 
-    Attributes:
+    Args:
         name: label used in logs and reports (``worker-1``, ``beat``).
         args: the celery arguments after ``-A workers``.
         env: its environment.
         log_path: where its stdout/stderr go.
-        proc: the running process (None before :meth:`start`).
     """
 
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Spawn the process in its own session (so a kill reaches only it)."""
-        handle = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", *self.args],
-            cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        handle.close()
-
-    @property
-    def pid(self) -> int:
-        """The process id. Raises ``RuntimeError`` when not started."""
-        if self.proc is None:
-            raise RuntimeError(f"{self.name} is not started")
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        """True while the process runs."""
-        return self.proc is not None and self.proc.poll() is None
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        super().__init__(name, celery_command(*args), env, log_path, append=True, cwd=ROOT)
 
     def rss_bytes(self) -> int:
         """Resident set size of the process (and of any children it forked), in bytes."""
@@ -192,27 +175,6 @@ class CeleryProcess:
                     if c.laddr}
         except psutil.NoSuchProcess:
             return set()
-
-    def kill(self) -> None:
-        """SIGKILL the process group: a crash, with no warm shutdown and no acknowledgements."""
-        if self.alive():
-            assert self.proc is not None
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL after ``timeout`` seconds."""
-        if self.alive():
-            assert self.proc is not None
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def tail(self, chars: int = 2000) -> str:
-        """The end of its log, for error messages."""
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
 # ------------------------------------------------------------------------------------------
@@ -534,23 +496,22 @@ class Stack:
         get_settings.cache_clear()
 
     def worker(self, env: dict[str, str], *, concurrency: int, index: int,
-               queues: str = "submission,maintenance,reference",
-               extra_args: Sequence[str] = ()) -> CeleryProcess:
+               queues: str = ALL_QUEUES, extra_args: Sequence[str] = ()) -> CeleryProcess:
         """A threads-pool worker process (not started). Logs at WARNING: INFO costs CPU per task.
 
         ``extra_args`` are more ``celery worker`` options (e.g. ``--prefetch-multiplier 4``).
         """
         process = CeleryProcess(
             name=f"worker-{index}",
-            args=["worker", "--pool", "threads", "-c", str(concurrency), "-Q", queues,
-                  "-n", f"{self.name}{index}-{uuid.uuid4().hex[:4]}@%h", "--without-mingle",
-                  "--without-gossip", "--without-heartbeat", "-l", "warning", *extra_args],
+            args=worker_args(concurrency=concurrency, queues=queues,
+                             name=f"{self.name}{index}-{uuid.uuid4().hex[:4]}@%h",
+                             log_level="warning", without_heartbeat=True, extra=extra_args),
             env=env, log_path=self.base_dir / "logs" / f"worker-{index}.log")
         self.processes.append(process)
         return process
 
     def start_workers(self, env: dict[str, str], database: Database, *, processes: int,
-                      concurrency: int, queues: str = "submission,maintenance,reference",
+                      concurrency: int, queues: str = ALL_QUEUES,
                       extra_args: Sequence[str] = (), timeout: float = 90.0,
                       ) -> list[CeleryProcess]:
         """Start ``processes`` workers of ``concurrency`` threads and wait until all are ready."""
@@ -592,8 +553,8 @@ class Stack:
         """Start ``celery beat`` (the dispatcher and lease-sweeper schedules)."""
         process = CeleryProcess(
             name="beat",
-            args=["beat", "-l", "warning", "--schedule",
-                  str(self.base_dir / f"beat-schedule-{uuid.uuid4().hex[:6]}")],
+            args=beat_args(self.base_dir / f"beat-schedule-{uuid.uuid4().hex[:6]}",
+                           log_level="warning"),
             env=env, log_path=self.base_dir / "logs" / "beat.log")
         self.processes.append(process)
         process.start()
@@ -601,9 +562,7 @@ class Stack:
 
     def stop_processes(self) -> None:
         """Stop every Celery process this stack started (warm shutdown, then SIGKILL)."""
-        for process in reversed(self.processes):
-            process.stop(timeout=10)
-        self.processes.clear()
+        ProcessGroup(self.processes).stop_all(timeout=10)
 
     def down(self) -> None:
         """Stop everything; delete the folder unless ``keep``."""

@@ -1,4 +1,5 @@
-"""The Celery app. Settings come from ``celeryconfig``; tasks from :mod:`workers.tasks`.
+"""The Celery app. Settings come from ``celeryconfig``; tasks from :mod:`workers.tasks`
+and :mod:`workers.followups`.
 
 How a worker (or beat) meets a start problem:
 
@@ -46,7 +47,9 @@ def _settings_or_stop() -> None:
 _settings_or_stop()
 app = Celery("einvoice")
 app.config_from_object("celeryconfig")
+# One autodiscovery per task module: task modules never import each other (no import cycle).
 app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+app.autodiscover_tasks(["workers"], related_name="followups", force=True)
 
 
 def _start_job_listener(**_: object) -> None:

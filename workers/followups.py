@@ -1,8 +1,8 @@
 """Celery tasks of the follow-ups of accepted jobs (archive the documents, resend the e-mail):
 thin adapters over :mod:`einvoice.services.documents`, with the defaults of
-:class:`workers.tasks.EinvoiceTask`.
+:class:`workers.base.EinvoiceTask`.
 
-Registered by the import at the end of :mod:`workers.tasks` (Celery autodiscovers that module).
+Registered by :mod:`workers.app`, which autodiscovers this module beside :mod:`workers.tasks`.
 Arguments are follow-up ids only.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 from einvoice import queueing
 from einvoice.services import documents
 from workers.app import app
+from workers.base import EinvoiceTask
 from workers.resources import get_resources
-from workers.tasks import EinvoiceTask
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_FOLLOWUP)

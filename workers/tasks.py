@@ -9,34 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from celery import Task
-
 from einvoice import queueing
 from einvoice.services import dispatch
-from einvoice.services.runner import INFRASTRUCTURE_ERRORS
 from einvoice.services.submit import submit_job, submit_jobs
 from workers.app import app
+from workers.base import EinvoiceTask
 from workers.resources import get_resources
 
 log = logging.getLogger(__name__)
-
-# PostgreSQL or Redis unreachable: retried. Not every DBAPIError: a row PostgreSQL refuses
-# (DataError, IntegrityError) would fail again at every retry; the submit service ends that
-# job itself (internal_error) and its task returns normally.
-INFRA_ERRORS = INFRASTRUCTURE_ERRORS
-
-
-class EinvoiceTask(Task):
-    """Task defaults in one place (STYLE.md habit 6): acks late, retry on infrastructure blips."""
-
-    acks_late = True
-    reject_on_worker_lost = True
-    autoretry_for = INFRA_ERRORS
-    retry_backoff = 2
-    retry_backoff_max = 60
-    retry_jitter = True
-    max_retries = 20
-    ignore_result = True
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_SUBMIT)
@@ -101,6 +81,3 @@ def sync_reference_data(kind: str) -> dict[str, int]:
         report = sync.sync_catalogs(factory, res.clients, res.settings, kinds)
     return report.written
 
-
-# Registers the follow-up tasks whenever Celery autodiscovers this module.
-from workers import followups  # noqa: E402, F401

@@ -325,42 +325,29 @@ RESPONSIBILITIES = {
 }
 DEFAULT_RESPONSIBILITY = "R-99-PN"
 
-# "Unidades de medida" (v2 unit-measures page): the table has about a thousand UN/ECE rows; the
-# simulator knows the ones a shop or a service company uses, with Factus' own spelling.
-V2_UNIT_MEASURES = _v2_by_code(
-    [
-        ("94", "unidad"),
-        ("KGM", "kilogramo"),
-        ("LBR", "libra"),
-        ("ONZ", "onza"),
-        ("MGM", "miligramo"),
-        ("LTR", "litro"),
-        ("MLT", "mililitro"),
-        ("A76", "galón"),
-        ("GLL", "galón"),
-        ("MTR", "metro"),
-        ("CMT", "centímetro"),
-        ("MMT", "milímetro"),
-        ("KTM", "kilómetro"),
-        ("MTK", "metro cuadrado"),
-        ("MTQ", "Metro cúbico"),
-        ("BX", "caja"),
-        ("CA", "Caja"),
-        ("BO", "botella"),
-        ("KT", "equipo"),
-        ("NPR", "numero de pares"),
-        ("NMP", "número de paquetes"),
-        ("NAR", "número de artículos"),
-        ("LEF", "hoja"),
-        ("HUR", "hora"),
-        ("MIN", "minuto"),
-        ("LUN", "mes"),
-        ("ANA", "año"),
-        ("KWH", "kilovatios hora"),
-        ("LS", "Suma global"),
-    ],
-    UNIT_MEASURES,
-)
+@lru_cache(maxsize=1)
+def v2_unit_measures() -> dict[str, CatalogEntry]:
+    """Factus's whole v2 unit-of-measure table, keyed by the code v2 sends (``unit_measure_code``).
+
+    Source: Factus v2 docs "Tablas de referencia / Unidades de medida" (unit-measures), shipped
+    as ``einvoice/data/unit_measures.csv`` (its README says when and how it was transcribed). It
+    is data, read here as the other side of the wire reads it, not through the client's code.
+
+    Returns:
+        ``{code: CatalogEntry}``: 1,089 codes, each with its Factus id (the row's position in the
+        table, which is the v1 id wherever v1 documents one: 70 ``94`` unidad, 414 ``KGM``) and
+        Factus's spelling. Four codes are listed twice by Factus (``MGM``, ``ONZ``, ``PD``,
+        ``SO``); the first row wins, as in the product's loader.
+
+    Raises:
+        FileNotFoundError: the data file is missing from the installed package.
+    """
+    source = resources.files("einvoice").joinpath("data", "unit_measures.csv")
+    table: dict[str, CatalogEntry] = {}
+    for row in csv.DictReader(io.StringIO(source.read_text(encoding="utf-8"), newline="")):
+        table.setdefault(row["code"], CatalogEntry(int(row["factus_id"]), row["code"], row["name"]))
+    return table
+
 
 # Countries (v2 "countries" table): the simulator names Colombia and accepts any ISO 3166-1
 # alpha-2 code for the others.
@@ -382,13 +369,19 @@ def _any(*tables: dict[Any, CatalogEntry]) -> dict[int, CatalogEntry]:
     return merged
 
 
+@lru_cache(maxsize=1)
+def _units_by_id() -> dict[int, CatalogEntry]:
+    # Merged once: every rendered item line looks its unit up.
+    return _any(UNIT_MEASURES, v2_unit_measures())
+
+
 def unit_measure(unit_id: int) -> CatalogEntry:
     """The unit of measure with that id, from the v1 table or the v2 one (for rendering).
 
     Raises:
         KeyError: no table has that id.
     """
-    return _any(UNIT_MEASURES, V2_UNIT_MEASURES)[unit_id]
+    return _units_by_id()[unit_id]
 
 
 def product_tribute(tribute_id: int) -> CatalogEntry:

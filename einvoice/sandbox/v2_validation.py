@@ -404,7 +404,7 @@ def _items(c: _Checker, raw: Any) -> tuple[V2Item, ...]:
             c,
             p + "unit_measure_code",
             item.get("unit_measure_code"),
-            catalogs.V2_UNIT_MEASURES,
+            catalogs.v2_unit_measures(),
             default=None,
         )
         standard = _code(
@@ -443,7 +443,7 @@ def _items(c: _Checker, raw: Any) -> tuple[V2Item, ...]:
                 price=price,
                 discount_rate=discount_rate or ZERO,
                 discount_amount=discount_amount if discount_amount else None,
-                unit_measure=catalogs.V2_UNIT_MEASURES[unit],
+                unit_measure=catalogs.v2_unit_measures()[unit],
                 standard_code=next(
                     e for e in catalogs.STANDARD_CODES.values() if e.code == standard
                 ),

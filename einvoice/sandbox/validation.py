@@ -4,7 +4,8 @@ Factus runs a Laravel FormRequest before anything else; the simulator does the s
 module (no state, no I/O): it checks required fields, types and the ids of the reference tables
 (:mod:`einvoice.sandbox.catalogs`) and returns either the Laravel error bag or a normalized request.
 Checks that need the account's state (the numbering range, the referenced bill) are done by
-:mod:`einvoice.sandbox.state`, which reuses :class:`ErrorBag` so that all of them end in one 422.
+:mod:`einvoice.sandbox.documents` and :mod:`einvoice.sandbox.ranges`, which reuse :class:`ErrorBag` so
+that all of them end in one 422.
 
 Sources: field tables of DOC1 "Factura avanzada" and "Notas crédito / crear y validar" as
 FACTUS_API.md §3 and §7.1 reproduce them; messages are the ones FACTUS_API.md §5.2 quotes, the rest

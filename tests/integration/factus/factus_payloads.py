@@ -1,5 +1,6 @@
 """Valid request bodies for the simulator: v1 built with the client's own request models, v2
-written by hand as the v2 docs show them (the same sale in both versions' terms)."""
+the shared hand-written samples of :mod:`tests.fixtures.payloads` (the same sale in both
+versions' terms)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from einvoice.factus import v1
+from tests.fixtures import payloads
 
-INVOICE_RANGE_ID = 8  # the simulator's SETP range (docs/simulator.md "range ids")
-CREDIT_NOTE_RANGE_ID = 9  # NC
+INVOICE_RANGE_ID = payloads.INVOICE_RANGE_ID
+CREDIT_NOTE_RANGE_ID = payloads.CREDIT_NOTE_RANGE_ID
 
 
 def customer() -> v1.Customer:
@@ -68,63 +70,23 @@ def credit_note(reference_code: str, bill_id: int) -> v1.CreditNoteRequest:
     )
 
 
-# --- v2 (hand-written as the v2 docs show: facturas/crear-y-validar, notas-credito/*) ----------
+# --- v2: the shared samples (tests/fixtures/payloads.py), hand-written as the v2 docs show -----
 
 
 def _v2_line(quantity: str) -> dict[str, Any]:
-    # The same coffee line in v2's terms: the net price (20 000 + IVA 19 % = 23 800), string
-    # amounts, unit and tax by code.
-    return {
-        "code_reference": "SKU-1",
-        "name": "Café 500 g",
-        "quantity": quantity,
-        "discount_rate": "0.00",
-        "price": Decimal("20000.00"),
-        "unit_measure_code": "94",
-        "standard_code": "999",
-        "taxes": [{"code": "01", "rate": "19.00"}],
-    }
-
-
-def _v2_customer() -> dict[str, Any]:
-    return {
-        "identification_document_code": "13",
-        "identification": "1020304050",
-        "names": "María Gómez",
-        "address": "Cra 7 # 12-34",
-        "email": "maria@example.com",
-        "phone": "3001112233",
-        "legal_organization_code": "2",
-        "tribute_code": "ZZ",
-        "municipality_code": "68679",
-    }
+    # The same coffee line in v2's terms: the net price (20 000 + IVA 19 % = 23 800).
+    return payloads.v2_line(quantity, "20000.00", code_reference="SKU-1", name="Café 500 g")
 
 
 def v2_bill(reference_code: str) -> dict[str, Any]:
     """The v2 twin of :func:`bill`: 2 × 20 000 COP net + IVA 19 % = 47 600, paid in cash."""
-    return {
-        "reference_code": reference_code,
-        "numbering_range_id": INVOICE_RANGE_ID,
-        "send_email": False,
-        "payment_details": [
-            {"payment_form": "1", "payment_method_code": "10", "amount": Decimal("47600.00")}
-        ],
-        "customer": _v2_customer(),
-        "items": [_v2_line("2.00")],
-    }
+    customer = payloads.v2_customer(address="Cra 7 # 12-34", email="maria@example.com",
+                                    phone="3001112233", tribute_code="ZZ")
+    return payloads.v2_bill(reference_code, items=[_v2_line("2.00")], customer=customer,
+                            send_email=False)
 
 
 def v2_credit_note(reference_code: str, bill_number: str) -> dict[str, Any]:
     """The v2 twin of :func:`credit_note`: one unit returned, the bill named by its number."""
-    return {
-        "reference_code": reference_code,
-        "correction_concept_code": "1",
-        "customization_id": "20",
-        "bill_number": bill_number,
-        "numbering_range_id": CREDIT_NOTE_RANGE_ID,
-        "send_email": False,
-        "payment_details": [
-            {"payment_form": "1", "payment_method_code": "10", "amount": Decimal("23800.00")}
-        ],
-        "items": [_v2_line("1.00")],
-    }
+    return payloads.v2_credit_note(reference_code, bill_number, items=[_v2_line("1.00")],
+                                   correction_concept_code="1", send_email=False)

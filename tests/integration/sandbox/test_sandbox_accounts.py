@@ -6,12 +6,8 @@ import httpx
 import pytest
 
 from einvoice.sandbox.server import SandboxServer, SandboxServerError
-from tests.integration.sandbox.sandbox_http import (
-    bill_body,
-    client_for,
-    create_bill,
-    password_grant,
-)
+from tests.fixtures.payloads import v1_bill
+from tests.integration.sandbox.sandbox_http import client_for, create_bill, password_grant
 
 OTHER = {
     "client_id": "tenant-b",
@@ -36,7 +32,7 @@ def test_one_accounts_token_cannot_see_or_touch_another_accounts_documents(
         pdf = other.get(f"/v1/bills/download-pdf/{bill['number']}")
         email = other.post(f"/v1/bills/send-email/{bill['number']}", json={"email": "x@y.co"})
         # and creates its own bill with the same reference
-        own = other.post("/v1/bills/validate", json=bill_body("TENANT-A-1"))
+        own = other.post("/v1/bills/validate", json=v1_bill("TENANT-A-1"))
         company = other.get("/v1/company").json()["data"]
 
     # Then it sees nothing of A's, and its bill is its own
@@ -62,16 +58,16 @@ def test_a_pending_document_blocks_only_its_own_account(
     sandbox_clean.add_account(**OTHER)
     sandbox_clean.set_faults(dian_slow=1.0)
     assert (
-        api.post("/v1/bills/validate", json=bill_body("SLOW-A")).json()["data"]["bill"]["status"]
+        api.post("/v1/bills/validate", json=v1_bill("SLOW-A")).json()["data"]["bill"]["status"]
         == 0
     )
     sandbox_clean.set_faults(dian_slow=0.0)
 
     with client_for(sandbox_clean.base_url, **OTHER) as other:
-        response = other.post("/v1/bills/validate", json=bill_body("B-1"))
+        response = other.post("/v1/bills/validate", json=v1_bill("B-1"))
 
     assert response.status_code == 201
-    assert api.post("/v1/bills/validate", json=bill_body("A-2")).status_code == 409
+    assert api.post("/v1/bills/validate", json=v1_bill("A-2")).status_code == 409
 
 
 def test_an_account_without_v1_access_gets_403_on_every_v1_route(sandbox_clean: SandboxServer):
@@ -85,7 +81,7 @@ def test_an_account_without_v1_access_gets_403_on_every_v1_route(sandbox_clean: 
         password="pw",
     ) as client:
         listing = client.get("/v1/bills")
-        create = client.post("/v1/bills/validate", json=bill_body("V2-1"))
+        create = client.post("/v1/bills/validate", json=v1_bill("V2-1"))
 
     assert listing.status_code == 403 and create.status_code == 403
     assert listing.json()["status"] == "Forbidden"

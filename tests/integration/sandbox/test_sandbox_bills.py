@@ -10,12 +10,8 @@ from xml.etree import ElementTree as ET
 import httpx
 
 from einvoice.sandbox.server import SandboxServer
-from tests.integration.sandbox.sandbox_http import (
-    bill_body,
-    create_bill,
-    invoice_range_current,
-    nit_customer,
-)
+from tests.fixtures.payloads import nit_customer, v1_bill
+from tests.integration.sandbox.sandbox_http import create_bill, invoice_range_current
 
 
 def test_a_valid_bill_is_validated_with_the_contract_amounts_number_cufe_and_qr(api: httpx.Client):
@@ -23,7 +19,7 @@ def test_a_valid_bill_is_validated_with_the_contract_amounts_number_cufe_and_qr(
     current = invoice_range_current(api)
 
     # When the §3.6 example is sent
-    response = api.post("/v1/bills/validate", json=bill_body("POS-2025-000731"))
+    response = api.post("/v1/bills/validate", json=v1_bill("POS-2025-000731"))
 
     # Then it is created and validated, shaped and computed as §4.3 says
     assert response.status_code == 201
@@ -63,7 +59,7 @@ def test_a_valid_bill_is_validated_with_the_contract_amounts_number_cufe_and_qr(
 def test_payload_errors_are_a_laravel_422_and_store_nothing(
     api: httpx.Client, sandbox_clean: SandboxServer
 ):
-    body = bill_body("BAD-1")
+    body = v1_bill("BAD-1")
     body["items"][0]["quantity"] = 1.5
     body["customer"]["tribute_id"] = 22
 
@@ -92,7 +88,7 @@ def test_numbering_ranges_must_exist_be_for_invoices_active_unexpired_and_not_ex
     }
     for range_id, message in expectations.items():
         response = api.post(
-            "/v1/bills/validate", json=bill_body(f"R-{range_id}", numbering_range_id=range_id)
+            "/v1/bills/validate", json=v1_bill(f"R-{range_id}", numbering_range_id=range_id)
         )
 
         assert response.status_code == 422, range_id
@@ -100,7 +96,7 @@ def test_numbering_ranges_must_exist_be_for_invoices_active_unexpired_and_not_ex
 
 
 def test_the_range_may_be_omitted_when_the_account_has_one_usable_invoice_range(api: httpx.Client):
-    body = bill_body("NO-RANGE")
+    body = v1_bill("NO-RANGE")
     del body["numbering_range_id"]
 
     response = api.post("/v1/bills/validate", json=body)
@@ -115,7 +111,7 @@ def test_resending_a_validated_reference_returns_the_same_document_without_a_new
     first = create_bill(api, "IDEM-1")
     current = invoice_range_current(api)
 
-    again = api.post("/v1/bills/validate", json=bill_body("IDEM-1"))
+    again = api.post("/v1/bills/validate", json=v1_bill("IDEM-1"))
 
     assert again.status_code == 201
     assert again.json()["data"]["bill"]["number"] == first["number"]
@@ -134,7 +130,7 @@ def test_a_wrong_nit_dv_is_a_dian_fak24_rejection_that_is_stored_and_blocks_the_
 
     # When it is sent
     response = api.post(
-        "/v1/bills/validate", json=bill_body("DV-BAD", customer=nit_customer(dv="3"))
+        "/v1/bills/validate", json=v1_bill("DV-BAD", customer=nit_customer(dv="3"))
     )
 
     # Then DIAN rejects it with rule FAK24, in the §5.4 shape
@@ -149,7 +145,7 @@ def test_a_wrong_nit_dv_is_a_dian_fak24_rejection_that_is_stored_and_blocks_the_
     assert [(row["reference_code"], row["status"]) for row in pending] == [("DV-BAD", 0)]
     assert "Rechazo" in pending[0]["errors"][0]
     # and every new bill is refused with the §5.3 409 until it is deleted
-    blocked = api.post("/v1/bills/validate", json=bill_body("NEXT-1"))
+    blocked = api.post("/v1/bills/validate", json=v1_bill("NEXT-1"))
     assert blocked.status_code == 409
     assert (
         blocked.json()["errors"][0]["message"]
@@ -157,7 +153,7 @@ def test_a_wrong_nit_dv_is_a_dian_fak24_rejection_that_is_stored_and_blocks_the_
     )
     assert (
         api.post(
-            "/v1/bills/validate", json=bill_body("DV-BAD", customer=nit_customer())
+            "/v1/bills/validate", json=v1_bill("DV-BAD", customer=nit_customer())
         ).status_code
         == 409
     )
@@ -169,13 +165,13 @@ def test_a_wrong_nit_dv_is_a_dian_fak24_rejection_that_is_stored_and_blocks_the_
         "status": "OK",
         "message": "Documento con código de referencia DV-BAD eliminado con éxito",
     }
-    assert api.post("/v1/bills/validate", json=bill_body("NEXT-1")).status_code == 201
+    assert api.post("/v1/bills/validate", json=v1_bill("NEXT-1")).status_code == 201
     assert sandbox_clean.account_stats()["validations_by_reference"]["bill"] == {"NEXT-1": 1}
 
 
 def test_a_nit_customer_without_dv_gets_it_computed_and_a_rut_notification(api: httpx.Client):
     response = api.post(
-        "/v1/bills/validate", json=bill_body("NIT-OK", customer=nit_customer(dv=None))
+        "/v1/bills/validate", json=v1_bill("NIT-OK", customer=nit_customer(dv=None))
     )
 
     assert response.status_code == 201
@@ -223,7 +219,7 @@ def test_the_list_is_paginated_by_10_newest_first_with_filters(api: httpx.Client
     create_bill(
         api,
         "OTHER-1",
-        customer={**bill_body("x")["customer"], "names": "Pedro Páramo", "identification": "555"},
+        customer={**v1_bill("x")["customer"], "names": "Pedro Páramo", "identification": "555"},
     )
 
     first = api.get("/v1/bills").json()["data"]
@@ -264,7 +260,7 @@ def test_pdf_and_xml_downloads_are_base64_with_the_dian_file_name(api: httpx.Cli
 
 
 def test_downloads_of_an_unknown_or_unvalidated_bill_are_404_and_409(api: httpx.Client):
-    api.post("/v1/bills/validate", json=bill_body("DL-REJ", customer=nit_customer(dv="0")))
+    api.post("/v1/bills/validate", json=v1_bill("DL-REJ", customer=nit_customer(dv="0")))
     number = api.get("/v1/bills", params={"filter[reference_code]": "DL-REJ"}).json()["data"][
         "data"
     ][0]["number"]
@@ -306,7 +302,7 @@ def test_an_establishment_is_echoed_with_municipality_and_department_as_in_doc1(
         "municipality_id": 996,
     }
 
-    response = api.post("/v1/bills/validate", json=bill_body("EST-1", establishment=establishment))
+    response = api.post("/v1/bills/validate", json=v1_bill("EST-1", establishment=establishment))
 
     assert response.status_code == 201
     assert response.json()["data"]["establishment"]["municipality_id"] == {

@@ -9,13 +9,8 @@ import re
 import httpx
 
 from einvoice.sandbox.server import SandboxServer
-from tests.integration.sandbox.sandbox_http import (
-    bill_body,
-    client_for,
-    create_bill,
-    credit_note_body,
-    nit_customer,
-)
+from tests.fixtures.payloads import nit_customer, v1_bill, v1_credit_note
+from tests.integration.sandbox.sandbox_http import client_for, create_bill
 
 
 def test_a_credit_note_for_a_validated_bill_gets_an_nc_number_a_cude_and_the_bill_reference(
@@ -25,7 +20,7 @@ def test_a_credit_note_for_a_validated_bill_gets_an_nc_number_a_cude_and_the_bil
     bill = create_bill(api, "CN-BILL-1")
 
     # When one of its two coffees is credited
-    response = api.post("/v1/credit-notes/validate", json=credit_note_body("CN-1", bill["id"]))
+    response = api.post("/v1/credit-notes/validate", json=v1_credit_note("CN-1", bill["id"]))
 
     # Then the note is validated, numbered in the NC range and tied to the bill
     assert response.status_code == 201
@@ -55,18 +50,18 @@ def test_the_credited_total_of_a_bill_can_never_exceed_the_bill_total(
     bill = create_bill(api, "CAP-BILL")  # 47600.00
     assert (
         api.post(
-            "/v1/credit-notes/validate", json=credit_note_body("CAP-1", bill["id"])
+            "/v1/credit-notes/validate", json=v1_credit_note("CAP-1", bill["id"])
         ).status_code
         == 201
     )
 
     # 23800 already credited: another 23800 reaches the total exactly, one peso more would exceed it
     too_much = api.post(
-        "/v1/credit-notes/validate", json=credit_note_body("CAP-2", bill["id"], price=23801)
+        "/v1/credit-notes/validate", json=v1_credit_note("CAP-2", bill["id"], price=23801)
     )
-    exact = api.post("/v1/credit-notes/validate", json=credit_note_body("CAP-3", bill["id"]))
+    exact = api.post("/v1/credit-notes/validate", json=v1_credit_note("CAP-3", bill["id"]))
     beyond = api.post(
-        "/v1/credit-notes/validate", json=credit_note_body("CAP-4", bill["id"], price=1)
+        "/v1/credit-notes/validate", json=v1_credit_note("CAP-4", bill["id"], price=1)
     )
 
     assert too_much.status_code == 422 and list(too_much.json()["errors"]) == ["bill_id"]
@@ -78,7 +73,7 @@ def test_the_credited_total_of_a_bill_can_never_exceed_the_bill_total(
 def test_a_credit_note_needs_a_validated_bill_of_the_same_account(
     api: httpx.Client, sandbox_clean: SandboxServer
 ):
-    api.post("/v1/bills/validate", json=bill_body("REJECTED", customer=nit_customer(dv="1")))
+    api.post("/v1/bills/validate", json=v1_bill("REJECTED", customer=nit_customer(dv="1")))
     rejected_id = api.get("/v1/bills", params={"filter[status]": "0"}).json()["data"]["data"][0][
         "id"
     ]
@@ -94,7 +89,7 @@ def test_a_credit_note_needs_a_validated_bill_of_the_same_account(
 
     for bill_id in (999999, rejected_id, foreign_id):
         response = api.post(
-            "/v1/credit-notes/validate", json=credit_note_body(f"CN-{bill_id}", bill_id)
+            "/v1/credit-notes/validate", json=v1_credit_note(f"CN-{bill_id}", bill_id)
         )
 
         assert response.status_code == 422
@@ -105,7 +100,7 @@ def test_a_credit_note_must_use_a_credit_note_range(api: httpx.Client):
     bill = create_bill(api, "RANGE-BILL")
 
     response = api.post(
-        "/v1/credit-notes/validate", json=credit_note_body("CN-R", bill["id"], numbering_range_id=8)
+        "/v1/credit-notes/validate", json=v1_credit_note("CN-R", bill["id"], numbering_range_id=8)
     )
 
     assert response.status_code == 422
@@ -119,10 +114,10 @@ def test_resending_a_credit_note_reference_returns_the_same_note(
 ):
     bill = create_bill(api, "CN-IDEM-BILL")
     first = api.post(
-        "/v1/credit-notes/validate", json=credit_note_body("CN-IDEM", bill["id"])
+        "/v1/credit-notes/validate", json=v1_credit_note("CN-IDEM", bill["id"])
     ).json()
 
-    again = api.post("/v1/credit-notes/validate", json=credit_note_body("CN-IDEM", bill["id"]))
+    again = api.post("/v1/credit-notes/validate", json=v1_credit_note("CN-IDEM", bill["id"]))
 
     assert again.status_code == 201
     assert again.json()["data"]["credit_note"]["number"] == first["data"]["credit_note"]["number"]
@@ -135,14 +130,14 @@ def test_a_rejected_credit_note_blocks_credit_notes_only_until_deleted(api: http
     bill = create_bill(api, "CN-BLOCK-BILL")
     rejected = api.post(
         "/v1/credit-notes/validate",
-        json=credit_note_body("CN-BAD", bill["id"], customer=nit_customer(dv="2")),
+        json=v1_credit_note("CN-BAD", bill["id"], customer=nit_customer(dv="2")),
     )
     assert rejected.status_code == 422 and "FAK24" in rejected.json()["data"]["errors"]
 
-    blocked = api.post("/v1/credit-notes/validate", json=credit_note_body("CN-NEXT", bill["id"]))
-    bills_still_work = api.post("/v1/bills/validate", json=bill_body("BILL-WHILE-CN-BLOCKED"))
+    blocked = api.post("/v1/credit-notes/validate", json=v1_credit_note("CN-NEXT", bill["id"]))
+    bills_still_work = api.post("/v1/bills/validate", json=v1_bill("BILL-WHILE-CN-BLOCKED"))
     deleted = api.delete("/v1/credit-notes/reference/CN-BAD")
-    unblocked = api.post("/v1/credit-notes/validate", json=credit_note_body("CN-NEXT", bill["id"]))
+    unblocked = api.post("/v1/credit-notes/validate", json=v1_credit_note("CN-NEXT", bill["id"]))
 
     assert blocked.status_code == 409
     assert (
@@ -157,7 +152,7 @@ def test_a_rejected_credit_note_blocks_credit_notes_only_until_deleted(api: http
 def test_credit_note_reads_downloads_delete_and_email(api: httpx.Client):
     bill = create_bill(api, "CN-READ-BILL")
     note = api.post(
-        "/v1/credit-notes/validate", json=credit_note_body("CN-READ", bill["id"])
+        "/v1/credit-notes/validate", json=v1_credit_note("CN-READ", bill["id"])
     ).json()
     number = note["data"]["credit_note"]["number"]
 
@@ -185,7 +180,7 @@ def test_credit_note_reads_downloads_delete_and_email(api: httpx.Client):
 
 
 def test_a_credit_note_without_bill_needs_a_billing_period_and_a_customer(api: httpx.Client):
-    body = credit_note_body("CN-22", 0, customization_id=22)
+    body = v1_credit_note("CN-22", 0, customization_id=22)
     del body["bill_id"]
     missing = api.post("/v1/credit-notes/validate", json=body)
     body["billing_period"] = {
@@ -193,7 +188,7 @@ def test_a_credit_note_without_bill_needs_a_billing_period_and_a_customer(api: h
         "end_date": "2026-01-31",
         "end_time": "23:59:59",
     }
-    body["customer"] = bill_body("x")["customer"]
+    body["customer"] = v1_bill("x")["customer"]
 
     response = api.post("/v1/credit-notes/validate", json=body)
 

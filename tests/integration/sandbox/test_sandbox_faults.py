@@ -8,19 +8,15 @@ import httpx
 import pytest
 
 from einvoice.sandbox.server import SandboxServer, SandboxServerError
-from tests.integration.sandbox.sandbox_http import (
-    bill_body,
-    client_for,
-    create_bill,
-    password_grant,
-)
+from tests.fixtures.payloads import v1_bill
+from tests.integration.sandbox.sandbox_http import client_for, create_bill, password_grant
 
 
 def test_error_500_and_503_answer_without_storing_anything(
     api: httpx.Client, sandbox_clean: SandboxServer
 ):
     sandbox_clean.set_faults(error_500=1.0)
-    five_hundred = api.post("/v1/bills/validate", json=bill_body("F-500"))
+    five_hundred = api.post("/v1/bills/validate", json=v1_bill("F-500"))
     sandbox_clean.set_faults(error_500=0.0, error_503=1.0)
     five_oh_three = api.get("/v1/bills")
 
@@ -101,7 +97,7 @@ def test_timeout_after_store_leaves_a_validated_document_behind_a_client_timeout
 
     # When the client sends a bill with a short read timeout
     with pytest.raises(httpx.ReadTimeout):
-        api.post("/v1/bills/validate", json=bill_body("TIMEOUT-1"), timeout=0.3)
+        api.post("/v1/bills/validate", json=v1_bill("TIMEOUT-1"), timeout=0.3)
 
     # Then the bill exists and is validated, exactly once
     rows = api.get("/v1/bills", params={"filter[reference_code]": "TIMEOUT-1"}).json()["data"][
@@ -110,7 +106,7 @@ def test_timeout_after_store_leaves_a_validated_document_behind_a_client_timeout
     assert [(row["reference_code"], row["status"]) for row in rows] == [("TIMEOUT-1", 1)]
     # and a resend with the same reference gets that same document, not a second one
     sandbox_clean.set_faults(timeout_after_store=0.0)
-    resent = api.post("/v1/bills/validate", json=bill_body("TIMEOUT-1"))
+    resent = api.post("/v1/bills/validate", json=v1_bill("TIMEOUT-1"))
     assert (
         resent.status_code == 201 and resent.json()["data"]["bill"]["number"] == rows[0]["number"]
     )
@@ -123,7 +119,7 @@ def test_a_patient_client_sees_the_connection_dropped_after_the_hang(
     sandbox_clean.set_faults(timeout_after_store=1.0, timeout_hang_seconds=0.2)
 
     with pytest.raises(httpx.TransportError):
-        api.post("/v1/bills/validate", json=bill_body("DROP-1"), timeout=5.0)
+        api.post("/v1/bills/validate", json=v1_bill("DROP-1"), timeout=5.0)
 
     assert sandbox_clean.account_stats()["validations_by_reference"]["bill"] == {"DROP-1": 1}
 
@@ -133,15 +129,15 @@ def test_dian_slow_answers_status_0_and_a_resend_validates_it_without_a_duplicat
 ):
     sandbox_clean.set_faults(dian_slow=1.0)
 
-    slow = api.post("/v1/bills/validate", json=bill_body("SLOW-1"))
+    slow = api.post("/v1/bills/validate", json=v1_bill("SLOW-1"))
 
     assert slow.status_code == 201
     pending = slow.json()["data"]["bill"]
     assert (pending["status"], pending["errors"], pending["validated"]) == (0, [], None)
     # while pending it blocks other bills
-    assert api.post("/v1/bills/validate", json=bill_body("SLOW-2")).status_code == 409
+    assert api.post("/v1/bills/validate", json=v1_bill("SLOW-2")).status_code == 409
 
-    resent = api.post("/v1/bills/validate", json=bill_body("SLOW-1"))
+    resent = api.post("/v1/bills/validate", json=v1_bill("SLOW-1"))
 
     assert resent.status_code == 201
     assert resent.json()["data"]["bill"]["status"] == 1
@@ -156,7 +152,7 @@ def test_an_injected_dian_rejection_is_stored_with_status_0(
 ):
     sandbox_clean.set_faults(dian_rejection=1.0)
 
-    response = api.post("/v1/bills/validate", json=bill_body("REJ-1"))
+    response = api.post("/v1/bills/validate", json=v1_bill("REJ-1"))
 
     assert response.status_code == 422
     assert response.json()["status"] == "Validation error"

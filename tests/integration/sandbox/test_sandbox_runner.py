@@ -7,7 +7,8 @@ import pytest
 
 from einvoice.sandbox.server import SandboxServer, SandboxServerError
 from einvoice.sandbox.state import AccountSpec
-from tests.integration.sandbox.sandbox_http import bill_body, client_for
+from tests.fixtures.payloads import v1_bill
+from tests.integration.sandbox.sandbox_http import client_for
 
 TENANT = AccountSpec(
     client_id="boot-client",
@@ -29,7 +30,7 @@ def test_startup_faults_and_accounts_reach_the_child_process_and_survive_resets(
             username="boot@einvoice.test",
             password="boot-password",
         ) as tenant:
-            answer = tenant.post("/v1/bills/validate", json=bill_body("BOOT-1"))
+            answer = tenant.post("/v1/bills/validate", json=v1_bill("BOOT-1"))
         server.reset(drop_added_accounts=True)
         accounts = [a["key"] for a in httpx.get(f"{server.base_url}/__sandbox/accounts").json()]
 

@@ -15,18 +15,12 @@ import httpx
 import pytest
 
 from einvoice.sandbox.server import SandboxServer
-from tests.integration.sandbox.sandbox_http import bill_body, client_for, create_bill
+from tests.fixtures import payloads
+from tests.fixtures.payloads import v1_bill
+from tests.integration.sandbox.sandbox_http import client_for, create_bill
 
-LINE: dict[str, Any] = {
-    "code_reference": "PROD-000A",
-    "name": "Producto A",
-    "quantity": "1.50",
-    "discount_rate": "0.00",
-    "price": "10000.00",
-    "unit_measure_code": "KGM",
-    "standard_code": "999",
-    "taxes": [{"code": "01", "rate": "19.00"}],
-}
+# The v2 sale of these tests: 1.5 kg at 10000 COP net + IVA 19 % = 17850.00.
+LINE = payloads.v2_line(quantity="1.50", unit_measure_code="KGM")
 V2_ONLY = {
     "client_id": "v2-client",
     "client_secret": "v2-secret",
@@ -43,38 +37,16 @@ VALIDATED_AT = re.compile(r"^\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2} (AM|PM)$")
 
 
 def v2_bill(reference: str, **changes: Any) -> dict[str, Any]:
-    """A v2 bill of 1.5 kg at 10000 COP net + IVA 19 % = 17850.00, paid in cash."""
-    body: dict[str, Any] = {
-        "reference_code": reference,
-        "numbering_range_id": 8,
-        "payment_details": [{"payment_form": "1", "payment_method_code": "10", "amount": "17850"}],
-        "customer": {
-            "identification_document_code": "13",
-            "identification": "1020304050",
-            "names": "María Gómez",
-            "email": "maria@example.com",
-            "legal_organization_code": "2",
-            "municipality_code": "68679",
-        },
-        "items": [copy.deepcopy(LINE)],
-    }
-    body.update(changes)
-    return body
+    """A v2 bill of :data:`LINE` on range 8, paid in cash, to a customer with an e-mail."""
+    changes.setdefault("items", [LINE])
+    changes.setdefault("customer", payloads.v2_customer(email="maria@example.com"))
+    return payloads.v2_bill(reference, **changes)
 
 
 def v2_credit_note(reference: str, bill_number: str, **changes: Any) -> dict[str, Any]:
     """A v2 credit note cancelling ``bill_number`` (same line), on credit-note range 9."""
-    body: dict[str, Any] = {
-        "reference_code": reference,
-        "correction_concept_code": "2",
-        "customization_id": "20",
-        "bill_number": bill_number,
-        "numbering_range_id": 9,
-        "payment_details": [{"payment_form": "1", "payment_method_code": "10", "amount": "17850"}],
-        "items": [copy.deepcopy(LINE)],
-    }
-    body.update(changes)
-    return body
+    changes.setdefault("items", [LINE])
+    return payloads.v2_credit_note(reference, bill_number, **changes)
 
 
 @pytest.fixture
@@ -172,7 +144,7 @@ def test_a_v2_only_account_gets_403_on_v1_and_a_v1_only_one_on_v2(sandbox_clean:
         v2_on_v1 = v2.get("/v1/bills", params={"filter[reference_code]": "X"})
         v2_on_v2 = v2.post("/v2/bills/validate", json=v2_bill("ONLY-2"))
         v1_on_v2 = v1.get("/v2/bills")
-        v1_on_v1 = v1.post("/v1/bills/validate", json=bill_body("ONLY-1"))
+        v1_on_v1 = v1.post("/v1/bills/validate", json=v1_bill("ONLY-1"))
 
     assert (v2_on_v1.status_code, v2_on_v1.json()["status"]) == (403, "Forbidden")
     assert v2_on_v2.status_code == 201
@@ -188,7 +160,7 @@ def test_a_pending_v2_bill_blocks_new_bills_on_both_versions_with_409(
     sandbox_clean.set_faults(dian_slow=0.0)
 
     blocked_v2 = v2_api.post("/v2/bills/validate", json=v2_bill("V2-NEXT"))
-    blocked_v1 = v2_api.post("/v1/bills/validate", json=bill_body("V1-NEXT"))
+    blocked_v1 = v2_api.post("/v1/bills/validate", json=v1_bill("V1-NEXT"))
     listed = v2_api.get("/v2/bills", params={"filter[status]": "0"}).json()["data"]["data"]
 
     assert pending["is_validated"] is False and pending["validated_at"] is None
@@ -316,7 +288,7 @@ def test_ranges_must_be_created_from_dian_before_use(sandbox_clean: SandboxServe
 
 
 def test_v1_bills_carry_public_url_and_send_email_0_when_omitted(v2_api: httpx.Client):
-    body = bill_body("V1-PUB")
+    body = v1_bill("V1-PUB")
     del body["send_email"]
 
     bill = v2_api.post("/v1/bills/validate", json=body).json()["data"]["bill"]
@@ -331,3 +303,38 @@ def test_v1_send_email_requires_the_address(v2_api: httpx.Client):
     response = v2_api.post(f"/v1/bills/send-email/{bill['number']}", json={})
 
     assert response.status_code == 422 and "email" in response.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [("GRM", "gramo"), ("DZN", "docena"), ("BX", "caja"), ("LTR", "litro"), ("DAY", "día")],
+)
+def test_a_v2_bill_in_any_unit_of_factus_table_is_validated(
+    v2_api: httpx.Client, code: str, name: str
+):
+    # Given a v2 bill whose line is sold in a unit of Factus's unit table (unit-measures page,
+    # einvoice/data/unit_measures.csv), common or not
+    body = v2_bill(f"V2-UNIT-{code}")
+    body["items"][0]["unit_measure_code"] = code
+
+    # When it is validated
+    response = v2_api.post("/v2/bills/validate", json=body)
+
+    # Then it is accepted and the line names the unit as Factus spells it
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["items"][0]["unit_measure"] == {"code": code, "name": name}
+
+
+def test_a_v2_bill_in_a_unit_outside_factus_table_is_a_422_on_that_field(v2_api: httpx.Client):
+    # Given a v2 bill whose second line's unit is no code of Factus's table
+    body = v2_bill("V2-UNIT-BAD")
+    body["items"].append({**copy.deepcopy(LINE), "unit_measure_code": "XYZ"})
+
+    # When it is validated
+    response = v2_api.post("/v2/bills/validate", json=body)
+
+    # Then it is refused, naming that line's field, and no number was used
+    assert response.status_code == 422
+    assert list(response.json()["errors"]) == ["items.1.unit_measure_code"]
+    assert v2_api.get("/v2/bills", params={"filter[reference_code]": "V2-UNIT-BAD"}).json()[
+        "data"]["data"] == []

@@ -14,35 +14,14 @@ from einvoice.sandbox.v2_validation import (
     validate_range_v2,
 )
 from einvoice.sandbox.validation import validate_bill
+from tests.fixtures import payloads
 
-LINE: dict[str, Any] = {
-    "code_reference": "PROD-000A",
-    "name": "Producto A",
-    "quantity": "1.00",
-    "discount_rate": "0.00",
-    "price": "10000.00",
-    "unit_measure_code": "94",
-    "standard_code": "999",
-    "taxes": [{"code": "01", "rate": "19.00"}],
-}
+LINE = payloads.v2_line()
 
 
 def v2_bill(**changes: Any) -> dict[str, Any]:
-    """The v2 docs' example bill (one line, 11900 COP) with ``changes``."""
-    body: dict[str, Any] = {
-        "reference_code": "FACT-1",
-        "payment_details": [{"payment_form": "1", "payment_method_code": "10", "amount": "11900"}],
-        "customer": {
-            "identification_document_code": "13",
-            "identification": "1020304050",
-            "names": "María Gómez",
-            "legal_organization_code": "2",
-            "municipality_code": "68679",
-        },
-        "items": [copy.deepcopy(LINE)],
-    }
-    body.update(changes)
-    return body
+    """The v2 docs' example bill (one line, 11900 COP, no range given) with ``changes``."""
+    return payloads.v2_bill(numbering_range_id=None, **changes)
 
 
 def errors_of(body: dict[str, Any]) -> dict[str, list[str]]:
@@ -173,3 +152,34 @@ def test_v1_send_email_is_false_when_the_request_omits_it():
     request, bag = validate_bill(body)
 
     assert request is not None and request.send_email is False
+
+
+def test_every_unit_of_factus_table_is_accepted_on_a_line():
+    # Given every code of Factus's v2 unit table as shipped (unit-measures page, 1,089 codes)
+    import csv
+
+    from einvoice.devservices import project_root
+
+    with (project_root() / "einvoice" / "data" / "unit_measures.csv").open(encoding="utf-8") as f:
+        codes = {row["code"] for row in csv.DictReader(f)}
+    assert len(codes) == 1089
+
+    # When a bill is validated with each of them as the line's unit
+    refused = [code for code in sorted(codes)
+               if errors_of_or_none(v2_bill(items=[{**LINE, "unit_measure_code": code}]))]
+
+    # Then none is refused
+    assert refused == []
+
+
+@pytest.mark.parametrize("code", ["XYZ", "kgm", "", "9999"])
+def test_a_unit_outside_factus_table_is_refused_on_its_path(code: str):
+    errors = errors_of(v2_bill(items=[{**LINE, "unit_measure_code": code}]))
+
+    assert "items.0.unit_measure_code" in errors
+
+
+def errors_of_or_none(body: dict[str, Any]) -> dict[str, list[str]] | None:
+    """The 422 errors of a v2 bill, or None when it validates."""
+    request, bag = validate_bill_v2(body)
+    return None if request is not None else bag.errors

@@ -9,48 +9,12 @@ from typing import Any
 import pytest
 
 from einvoice.sandbox.validation import validate_bill, validate_credit_note
-
-BILL: dict[str, Any] = {
-    "numbering_range_id": 8,
-    "reference_code": "POS-2025-000731",
-    "observation": "",
-    "payment_form": "1",
-    "payment_method_code": "10",
-    "send_email": False,
-    "customer": {
-        "identification_document_id": 3,
-        "identification": "1020304050",
-        "names": "María Gómez",
-        "address": "Cra 7 # 12-34",
-        "email": "maria@example.com",
-        "phone": "3001112233",
-        "legal_organization_id": 2,
-        "tribute_id": 21,
-        "municipality_id": 980,
-    },
-    "items": [
-        {
-            "code_reference": "SKU-1",
-            "name": "Café 500 g",
-            "quantity": 2,
-            "discount_rate": 0,
-            "price": 23800,
-            "tax_rate": "19.00",
-            "unit_measure_id": 70,
-            "standard_code_id": 1,
-            "is_excluded": 0,
-            "tribute_id": 1,
-            "withholding_taxes": [],
-        }
-    ],
-}
+from tests.fixtures import payloads
 
 
 def bill(**changes: Any) -> dict[str, Any]:
-    """The §3.6 example with top-level ``changes``."""
-    body = copy.deepcopy(BILL)
-    body.update(changes)
-    return body
+    """The §3.6 example (the shared sample bill) with top-level ``changes``."""
+    return payloads.v1_bill("POS-2025-000731", **changes)
 
 
 def with_item(**changes: Any) -> dict[str, Any]:
@@ -268,7 +232,7 @@ CREDIT_NOTE: dict[str, Any] = {
     "bill_id": 10001,
     "reference_code": "NC-1",
     "payment_method_code": "10",
-    "items": copy.deepcopy(BILL["items"]),
+    "items": [copy.deepcopy(payloads.V1_ITEM)],
 }
 
 
