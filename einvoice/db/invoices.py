@@ -25,7 +25,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Table, Text, bindparam, case, cast, func, select, true
+from sqlalchemy import FromClause, Text, bindparam, case, cast, func, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -99,7 +99,7 @@ _NUMBERING_RANGE = (
 )
 
 #: (table, label prefix) of each part of :data:`_INVOICE_ROW`, in column order.
-_INVOICE_PARTS: tuple[tuple[Table, str], ...] = (
+_INVOICE_PARTS: tuple[tuple[FromClause, str], ...] = (
     (_SALES, "s_"), (_ORGS, "o_"), (_CUSTOMERS, "c_"), (_BRANCHES, "b_"), (_SEQUENCES, "r_"))
 
 # The DANE code of each Factus municipality id the document names (Factus v2 sends

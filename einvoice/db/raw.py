@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.rows import namedtuple_row
@@ -25,8 +25,10 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
-_DIALECT = PGDialect_psycopg()
+# SQLAlchemy's dialect constructors carry no annotations.
+_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class RawStatement:
             sqlalchemy.exc.CompileError: a construct that needs per-call compilation (an
                 expanding ``IN``); use ``= ANY(:array)`` instead.
         """
-        compiled = statement.compile(dialect=_DIALECT)
+        compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
         if compiled.positiontup:  # pragma: no cover - the psycopg dialect is named-style
             raise ValueError("expected named parameters")
         constants = {name: value for name, value in compiled.params.items()
@@ -77,7 +79,8 @@ def execute(session: Session, statement: RawStatement,
         # job, and each unprepared run is planned again (the invoice read costs ~1 ms to plan).
         return cursor.execute(statement.sql, values, prepare=True)
     except psycopg.Error as exc:
-        disconnect = connection.dialect.is_disconnect(exc, driver, None)
+        # SQLAlchemy types these as its DB-API protocols, which psycopg's classes do not name.
+        disconnect = connection.dialect.is_disconnect(cast(Any, exc), cast(Any, driver), None)
         if disconnect:
             connection.invalidate(exc)
             connection.engine.dispose(close=False)  # the others are as dead: a new pool

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import csv
 import importlib.resources
+import io
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, CursorResult, Result, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -113,7 +114,8 @@ def read_reference_file(ref: ReferenceFile) -> list[dict[str, Any]]:
     source = importlib.resources.files("einvoice") / "data" / ref.file
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with source.open(encoding="utf-8", newline="") as handle:
+    with source.open("rb") as binary, io.TextIOWrapper(binary, encoding="utf-8",
+                                                       newline="") as handle:
         for raw in csv.DictReader(handle):
             if not raw[ref.id_header]:
                 continue
@@ -165,7 +167,7 @@ def load_reference_file(conn: Connection | Session, ref: ReferenceFile) -> LoadC
         if current is None and code_owner is None:
             to_insert.append(params)
         elif current is not None and current[1] == ref.file and code_owner in (None, row["id"]):
-            count.updated += conn.execute(update_sql, params).rowcount
+            count.updated += _rowcount(conn.execute(update_sql, params))
         else:
             count.kept += 1
     if to_insert:
@@ -189,7 +191,12 @@ def delete_loaded_rows(conn: Connection | Session, table: str) -> int:
 
     Used by migration 0009's downgrade on tables it did not create. Returns the rows deleted.
     """
-    return conn.execute(text(f"DELETE FROM {table} WHERE source IS NOT NULL")).rowcount  # noqa: S608
+    return _rowcount(conn.execute(text(f"DELETE FROM {table} WHERE source IS NOT NULL")))  # noqa: S608
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a DML statement changed (``Result`` is a ``CursorResult`` for them)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from einvoice.sandbox.state import (
     AccountSpec,
     CreateResult,
     DocumentKind,
+    NumberingRange,
     SandboxDocument,
     SandboxError,
     SandboxState,
@@ -155,7 +156,7 @@ def _document_filter(request: Request, document: SandboxDocument) -> bool:
     """
     q = request.query_params
     customer = document.customer
-    checks = {
+    checks: dict[str, Callable[[str], bool]] = {
         "filter[identification]": lambda v: _contains(customer.identification, v),
         "filter[names]": lambda v: _contains(customer.names, v) or _contains(customer.company, v),
         "filter[number]": lambda v: _contains(document.number, v),
@@ -500,7 +501,7 @@ class SandboxApp:
         technical_key, is_active (exact matches)."""
         today = bogota_today()
         q = request.query_params
-        checks = {
+        checks: dict[str, Callable[[NumberingRange, str], bool]] = {
             "filter[id]": lambda r, v: str(r.id) == v,
             "filter[document]": lambda r, v: r.document == v,
             "filter[resolution_number]": lambda r, v: (r.resolution_number or "") == v,

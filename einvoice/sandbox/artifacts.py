@@ -24,6 +24,7 @@ import io
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import zxingcpp
@@ -69,10 +70,11 @@ def qr_image(cufe: str) -> str:
     CPU per validation (py-spy, 2026-11-22).
     """
     code = zxingcpp.create_barcode(qr_url(cufe), zxingcpp.BarcodeFormat.QRCode, ec_level="L")
-    modules = code.to_image(scale=1, add_quiet_zones=True)
+    # zxing's image is a buffer of 8-bit pixels, untyped as such: copied (a few hundred bytes).
+    modules: Any = code.to_image(scale=1, add_quiet_zones=True)
     height, width = modules.shape
     buffer = io.BytesIO()
-    Image.frombuffer("L", (width, height), memoryview(modules), "raw", "L", 0, 1).convert(
+    Image.frombuffer("L", (width, height), bytes(modules), "raw", "L", 0, 1).convert(
         "1").save(buffer, "PNG", compress_level=1)
     return "data:image/png;base64, " + base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -294,7 +296,8 @@ def ubl_document(
         _cbc(line, "LineExtensionAmount", money(line_taxable), currencyID="COP")
         _cbc(_cac(line, "TaxTotal"), "TaxAmount", money(line_tax), currencyID="COP")
         _cbc(_cac(line, "Item"), "Description", name)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml
 
 
 def b64(data: bytes) -> str:

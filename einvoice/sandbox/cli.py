@@ -28,7 +28,8 @@ def _account(value: str, mode: str = "both") -> AccountSpec:
         client_secret=parts[1],
         username=parts[2],
         password=parts[3],
-        **MODES[mode],
+        v1_enabled=MODES[mode]["v1_enabled"],
+        v2_enabled=MODES[mode]["v2_enabled"],
     )
 
 

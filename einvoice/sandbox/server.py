@@ -249,7 +249,8 @@ class SandboxServer:
         if self._log is None:
             return ""
         self._log.seek(0)
-        return self._log.read()[-2000:].decode("utf-8", errors="replace")
+        tail: bytes = self._log.read()[-2000:]
+        return tail.decode("utf-8", errors="replace")
 
     def stop(self) -> None:
         """Stop the child process (SIGTERM, then SIGKILL after 5 s). Safe to call twice."""

@@ -29,6 +29,7 @@ downloads and e-mail under ``/v2/credit-notes``            ``DELETE /v2/credit-n
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
@@ -37,7 +38,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from einvoice.sandbox import artifacts, render, v2_render
-from einvoice.sandbox.state import Account, CreateResult, DocumentKind, bogota_today
+from einvoice.sandbox.state import (
+    Account,
+    CreateResult,
+    DocumentKind,
+    NumberingRange,
+    bogota_today,
+)
 from einvoice.sandbox.v2_validation import (
     validate_bill_v2,
     validate_credit_note_v2,
@@ -251,7 +258,7 @@ class V2Api:
         from einvoice.sandbox.app import _page
 
         q = request.query_params
-        checks = {
+        checks: dict[str, Callable[[NumberingRange, str], bool]] = {
             "filter[id]": lambda r, v: str(r.id) == v,
             "filter[document]": lambda r, v: r.document == v,
             "filter[resolution_number]": lambda r, v: (r.resolution_number or "") == v,

@@ -22,6 +22,7 @@ from einvoice.sandbox.amounts import ZERO, ItemAmounts, TaxAmount, money
 from einvoice.sandbox.render import allowance_block, company_identity
 from einvoice.sandbox.state import Account, NumberingRange, SandboxDocument
 from einvoice.sandbox.v2_validation import V2BillRequest, V2CreditNoteRequest, V2Extras
+from einvoice.sandbox.validation import BillRequest, CreditNoteRequest
 
 CREDIT_NOTE_DOCUMENT = {"code": "91", "name": "Nota Crédito"}
 
@@ -374,8 +375,14 @@ def _common(document: SandboxDocument, account: Account) -> dict[str, Any]:
 
 
 def bill_data(document: SandboxDocument, account: Account) -> dict[str, Any]:
-    """``data`` of ``POST /v2/bills/validate`` and ``GET /v2/bills/{number}``."""
+    """``data`` of ``POST /v2/bills/validate`` and ``GET /v2/bills/{number}``.
+
+    Raises:
+        TypeError: ``document`` is a credit note.
+    """
     request = document.request
+    if not isinstance(request, BillRequest):
+        raise TypeError(f"document {document.number} is not a bill")
     order = request.order_reference if hasattr(request, "order_reference") else None
     extras = _extras(document)
     data = {
@@ -424,8 +431,14 @@ def bill_data(document: SandboxDocument, account: Account) -> dict[str, Any]:
 
 def credit_note_data(document: SandboxDocument, account: Account) -> dict[str, Any]:
     """``data`` of ``POST /v2/credit-notes/validate`` and ``GET /v2/credit-notes/{number}``:
-    ``cude`` instead of ``cufe`` (observed on the real sandbox, Oct 2026)."""
+    ``cude`` instead of ``cufe`` (observed on the real sandbox, Oct 2026).
+
+    Raises:
+        TypeError: ``document`` is a bill.
+    """
     request = document.request
+    if not isinstance(request, CreditNoteRequest):
+        raise TypeError(f"document {document.number} is not a credit note")
     return {
         **_common(document, account),
         "cude": document.cufe,
