@@ -449,7 +449,7 @@ def jobs_enqueue(
                     new_document_for_job(session, job.id, actor=_actor())
                 session.commit()
                 row = _job_dict(job)
-                if job.status == "accepted":
+                if job.status == JobStatus.ACCEPTED:
                     accepted.append(row)
                 elif not is_new:
                     existing.append(row)
@@ -485,7 +485,7 @@ def jobs_status(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         _print_json(report)
         return
-    statuses = ["pending", "processing", "sent", "accepted", "rejected", "failed", "cancelled"]
+    statuses = list(JobStatus)
     table = Table(title="jobs by organization")
     table.add_column("organization")
     for status in statuses:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, undefer
 
 from einvoice.db.models import ElectronicInvoicingDocument, ElectronicInvoicingFollowup
+from einvoice.domain.jobs import FollowupStatus
 from einvoice.errors import JobError
 
 Followup = ElectronicInvoicingFollowup
@@ -70,7 +71,7 @@ def insert_archive(
         .values(
             job_id=job_id,
             kind="archive",
-            status="pending",
+            status=FollowupStatus.PENDING,
             max_attempts=max_attempts,
             dispatched_at=func.now() if dispatched else None,
         )
@@ -92,7 +93,7 @@ def insert_email(
     """Insert a pending ``email`` follow-up of ``job_id`` to ``to_address`` (None = the
     customer's address at Factus); returns the row."""
     followup = Followup(
-        job_id=job_id, kind="email", status="pending", max_attempts=max_attempts,
+        job_id=job_id, kind="email", status=FollowupStatus.PENDING, max_attempts=max_attempts,
         to_address=to_address, dispatched_at=func.now() if dispatched else None,
     )
     session.add(followup)
@@ -114,11 +115,11 @@ def claim(
         update(Followup)
         .where(
             Followup.id == followup_id,
-            Followup.status == "pending",
+            Followup.status == FollowupStatus.PENDING,
             Followup.next_retry_at <= func.now(),
         )
         .values(
-            status="processing",
+            status=FollowupStatus.PROCESSING,
             attempt_count=Followup.attempt_count + 1,
             lease_expires_at=func.now() + text(f"interval '{int(lease_seconds)} seconds'"),
             leased_by=worker,
@@ -148,7 +149,7 @@ def select_due_for_dispatch(
     due = (
         select(Followup.id)
         .where(
-            Followup.status == "pending",
+            Followup.status == FollowupStatus.PENDING,
             Followup.next_retry_at <= func.now(),
             or_(Followup.dispatched_at.is_(None), Followup.dispatched_at < stale),
         )
@@ -170,7 +171,8 @@ def expired_leases(session: Session, *, limit: int) -> list[Followup]:
     return list(
         session.scalars(
             select(Followup)
-            .where(Followup.status == "processing", Followup.lease_expires_at < func.now())
+            .where(Followup.status == FollowupStatus.PROCESSING,
+                   Followup.lease_expires_at < func.now())
             .order_by(Followup.lease_expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -192,7 +194,7 @@ def emails_sent_today(session: Session, job_id: uuid.UUID) -> int:
             select(func.count()).where(
                 Followup.job_id == job_id,
                 Followup.kind == "email",
-                Followup.status == "done",
+                Followup.status == FollowupStatus.DONE,
                 Followup.completed_at >= midnight,
             )
         )
@@ -251,13 +253,13 @@ def documents_of_job(session: Session, job_id: uuid.UUID) -> list[dict[str, Any]
 # --- state changes of a claimed follow-up ----------------------------------------------------
 
 
-def finish(followup: Followup, status: str, *, code: str | None, message: str) -> None:
+def finish(followup: Followup, status: FollowupStatus, *, code: str | None, message: str) -> None:
     """Move ``followup`` to the final ``status`` (``done`` or ``failed``) now: the error columns
     keep ``code`` and ``message`` only when it failed; the lease is released. Written at the
     session's next flush (nothing commits)."""
     followup.status = status
-    followup.error_code = code if status == "failed" else None
-    followup.error_message = message if status == "failed" else None
+    followup.error_code = code if status == FollowupStatus.FAILED else None
+    followup.error_message = message if status == FollowupStatus.FAILED else None
     followup.lease_expires_at = None
     followup.completed_at = func.now()  # type: ignore[assignment]
     followup.updated_at = func.now()  # type: ignore[assignment]
@@ -269,7 +271,7 @@ def reschedule(followup: Followup, *, delay: float, code: str, message: str,
     as its last error; ``count_attempt=False`` gives the claimed attempt back (a wait is not an
     attempt). Not dispatched: the beat dispatcher publishes it when due. Written at the
     session's next flush (nothing commits)."""
-    followup.status = "pending"
+    followup.status = FollowupStatus.PENDING
     followup.next_retry_at = func.now() + timedelta(seconds=delay)  # type: ignore[assignment]
     followup.dispatched_at = None
     followup.lease_expires_at = None
@@ -284,7 +286,7 @@ def rearm(session: Session, followup: Followup) -> None:
     """Give a ``failed`` follow-up a fresh start: ``pending``, attempts reset, due now and
     marked dispatched (the caller publishes its wake-up after the commit). Flushed, not
     committed."""
-    followup.status = "pending"
+    followup.status = FollowupStatus.PENDING
     followup.attempt_count = 0
     followup.next_retry_at = func.now()  # type: ignore[assignment]
     followup.dispatched_at = func.now()  # type: ignore[assignment]

@@ -22,10 +22,11 @@ from einvoice.db.models import (
     ElectronicInvoicingEvent,
     ElectronicInvoicingJob,
 )
+from einvoice.domain.jobs import JobStatus
 from einvoice.errors import JobError
 
 Job = ElectronicInvoicingJob
-DUE_STATUSES = ("pending", "sent")
+DUE_STATUSES = (JobStatus.PENDING, JobStatus.SENT)
 
 
 def get_job(session: Session, job_id: uuid.UUID, *, for_update: bool = False) -> Job | None:
@@ -161,10 +162,10 @@ def current_jobs_for_invoices(session: Session, invoice_ids: Sequence[uuid.UUID]
     """
     rows = session.scalars(select(Job).where(
         Job.invoice_id.in_(list(invoice_ids)), Job.document_type == document_type,
-        Job.status.in_((*NON_FINAL_JOB_STATUSES, "accepted"))))
+        Job.status.in_((*NON_FINAL_JOB_STATUSES, JobStatus.ACCEPTED))))
     by_invoice: dict[uuid.UUID, Job] = {}
     for job in rows:
-        if job.status == "accepted" or job.invoice_id not in by_invoice:
+        if job.status == JobStatus.ACCEPTED or job.invoice_id not in by_invoice:
             by_invoice[job.invoice_id] = job
     return list(by_invoice.values())
 
@@ -174,7 +175,7 @@ def accepted_job_for_invoice(session: Session, invoice_id: uuid.UUID,
     """The accepted job of (invoice, document type), or None (at most one: unique index)."""
     return session.scalars(select(Job).where(
         Job.invoice_id == invoice_id, Job.document_type == document_type,
-        Job.status == "accepted").limit(1)).one_or_none()
+        Job.status == JobStatus.ACCEPTED).limit(1)).one_or_none()
 
 
 # One array parameter, not an expanding IN: a dispatcher round marks up to 500 jobs, and 500
@@ -400,7 +401,7 @@ def release_expired_leases(session: Session, *, limit: int) -> list[tuple[uuid.U
     expired = (
         select(Job.id)
         .where(
-            Job.status == "processing",
+            Job.status == JobStatus.PROCESSING,
             Job.provider == "factus",
             Job.lease_expires_at < func.now(),
         )
@@ -412,7 +413,7 @@ def release_expired_leases(session: Session, *, limit: int) -> list[tuple[uuid.U
         update(Job)
         .where(Job.id.in_(expired.scalar_subquery()))
         .values(
-            status="pending",
+            status=JobStatus.PENDING,
             next_retry_at=func.now(),
             lease_expires_at=None,
             dispatched_at=None,
@@ -900,11 +901,11 @@ def take_over_pending_at_dian(session: Session, job_id: uuid.UUID) -> bool:
     took = session.execute(
         update(Job)
         .where(Job.id == job_id,
-               or_(Job.status.in_(("pending", "sent")),
-                   and_(Job.status == "processing",
+               or_(Job.status.in_(DUE_STATUSES),
+                   and_(Job.status == JobStatus.PROCESSING,
                         or_(Job.lease_expires_at < func.now(),
                             Job.updated_at < func.now() - text("interval '60 seconds'")))))
-        .values(status="sent", error_code="dian_slow", lease_expires_at=None,
+        .values(status=JobStatus.SENT, error_code="dian_slow", lease_expires_at=None,
                 error_message="pending at DIAN (found by a 409); re-checking",
                 next_retry_at=func.now(), dispatched_at=None, updated_at=func.now())
         .returning(Job.id)
@@ -930,7 +931,7 @@ def oldest_active_age_seconds(session: Session) -> float | None:
     PostgreSQL's clock), or None when there is none."""
     oldest = session.scalar(
         select(func.extract("epoch", func.now() - func.min(Job.created_at))).where(
-            Job.status.in_(("pending", "processing", "sent"))))
+            Job.status.in_(NON_FINAL_JOB_STATUSES)))
     return float(oldest) if oldest is not None else None
 
 
@@ -954,21 +955,22 @@ def newest_jobs(session: Session, *, status: str | None = None,
 
 def failed_job_ids(session: Session) -> list[uuid.UUID]:
     """Ids of every ``failed`` job, oldest first."""
-    return list(session.scalars(select(Job.id).where(Job.status == "failed")
+    return list(session.scalars(select(Job.id).where(Job.status == JobStatus.FAILED)
                                 .order_by(Job.created_at)))
 
 
 def bring_forward(session: Session, job_ids: Sequence[uuid.UUID]) -> None:
     """Make the ``pending`` jobs among ``job_ids`` due now and not dispatched (the next
     dispatcher round publishes them). Nothing commits."""
-    session.execute(update(Job).where(Job.id.in_(list(job_ids)), Job.status == "pending")
+    session.execute(update(Job).where(Job.id.in_(list(job_ids)), Job.status == JobStatus.PENDING)
                     .values(next_retry_at=func.now(), dispatched_at=None))
 
 
-def requeue(session: Session, job: Job) -> None:
-    """Put a final ``job`` back ``pending``, due now, with no attempt counted and no error
-    (its ``reference_code``, ``outcome_unknown`` and history stay). Flushed, not committed."""
-    job.status = "pending"
+def requeue(session: Session, job: Job, status: JobStatus = JobStatus.PENDING) -> None:
+    """Put a final ``job`` back to ``status`` (``pending``, as the domain decides), due now,
+    with no attempt counted and no error (its ``reference_code``, ``outcome_unknown`` and
+    history stay). Flushed, not committed."""
+    job.status = status
     job.attempt_count = 0
     job.next_retry_at = func.now()  # type: ignore[assignment]
     job.dispatched_at = None
@@ -980,9 +982,10 @@ def requeue(session: Session, job: Job) -> None:
     session.flush()
 
 
-def set_cancelled(session: Session, job: Job) -> None:
-    """Mark ``job`` ``cancelled`` now (its outcome no longer unknown). Flushed, not committed."""
-    job.status = "cancelled"
+def set_cancelled(session: Session, job: Job, status: JobStatus = JobStatus.CANCELLED) -> None:
+    """Mark ``job`` ``cancelled`` (``status``, as the domain decides) now (its outcome no longer
+    unknown). Flushed, not committed."""
+    job.status = status
     job.processed_at = func.now()  # type: ignore[assignment]
     job.outcome_unknown = False
     job.updated_at = func.now()  # type: ignore[assignment]

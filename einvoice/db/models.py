@@ -41,12 +41,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from einvoice.domain.jobs import ACTIVE_STATUSES, FollowupStatus, JobStatus
+
 TIMESTAMPTZ = TIMESTAMP(timezone=True)
 
-#: Job statuses (seed 002 ``electronic_invoicing_jobs.status``).
-JOB_STATUSES = ("pending", "processing", "sent", "accepted", "rejected", "failed", "cancelled")
+#: Job statuses (seed 002 ``electronic_invoicing_jobs.status``), in the enum's order.
+JOB_STATUSES: tuple[str, ...] = tuple(status.value for status in JobStatus)
 #: Statuses a job can still leave; at most one such job per (invoice, document type).
-NON_FINAL_JOB_STATUSES = ("pending", "processing", "sent")
+NON_FINAL_JOB_STATUSES: tuple[str, ...] = tuple(
+    status.value for status in JobStatus if status in ACTIVE_STATUSES)
 #: Providers allowed by the seed's ``electronic_invoicing_jobs_provider_check`` (step 7).
 PROVIDERS = ("carvajal", "facturatech", "siigo", "alegra", "world_office", "factus", "other")
 #: Document types (seed 002 ``electronic_invoicing_jobs.document_type``).
@@ -723,7 +726,7 @@ class DianStandardCode(Base):
 FOLLOWUP_KINDS = ("archive", "email")
 #: Follow-up statuses: ``pending`` (due at ``next_retry_at``) → ``processing`` (leased) →
 #: ``done`` | ``failed`` | back to ``pending`` (retry). ``done`` and ``failed`` are final.
-FOLLOWUP_STATUSES = ("pending", "processing", "done", "failed")
+FOLLOWUP_STATUSES: tuple[str, ...] = tuple(status.value for status in FollowupStatus)
 #: Stored document files (FACTUS_API.md §6.4: ``download-pdf`` and ``download-xml``).
 STORED_DOCUMENT_KINDS = ("pdf", "xml")
 

@@ -1,4 +1,5 @@
-"""Electronic-invoicing jobs: statuses, the state machine, event names and the retry policy.
+"""Electronic-invoicing jobs: statuses, the state machine and its decisions, event names and the
+retry policy.
 
 The status and document-type values are the seed's (seed 002 "Análisis de Tablas Existentes",
 ``electronic_invoicing_jobs.status`` and ``.document_type``), so they can be stored as they are.
@@ -18,12 +19,19 @@ The state machine (any change not listed raises
                  pending      transient error with a retry scheduled, or lease expired
     sent         processing   re-send with the same reference, or reconcile (Decision 3)
                  accepted, rejected, failed, pending   as above
+                 cancelled    operator, only once Factus confirmed its document is gone
+                              (deleted or 404): :data:`GUARDED_TRANSITIONS`
     rejected     pending      operator retry after fixing the ERP data
                  cancelled    operator
     failed       pending      operator retry
                  cancelled    operator
     accepted     (none)
     cancelled    (none)
+
+What each outcome of a step does (next status, wait, attempt counted or given back, event) is
+decided in one place, :func:`transition`, with one :class:`RetryPolicy`; the services persist
+its :class:`Decision`. Follow-ups (archive, e-mail) have their own statuses
+(:class:`FollowupStatus`) and :func:`followup_transition`.
 
 Final statuses (:data:`FINAL_STATUSES`) are those no worker moves on its own: ``accepted`` and
 ``cancelled`` never change again; ``rejected`` and ``failed`` change only by an operator's retry
@@ -169,6 +177,7 @@ class EventType(StrEnum):
     PENDING_CONFLICT = "pending_conflict"  # 409 "pendiente por enviar" (§5.3)
     RATE_LIMITED = "rate_limited"  # 429, waited Retry-After (§9)
     RETRY_SCHEDULED = "retry_scheduled"  # transient error; next_retry_at set
+    WAITING = "waiting"  # nothing was sent: the job waits (its invoice, a key, a blocked account)
     FAILED = "failed"  # attempts exhausted or permanent non-payload error
     NEEDS_OPERATOR = "needs_operator"  # e.g. rule 90 "Documento procesado anteriormente"
     RECONCILED = "reconciled"  # outcome settled by looking the reference up (Decision 3)
@@ -223,16 +232,59 @@ class RetryPolicy:
     max_attempts: int = 5
     base: float = 2.0
     cap: float = 300.0
+    recheck: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.base <= 0 or self.cap <= 0:
-            raise ValueError(f"base and cap must be positive, got {self.base} and {self.cap}")
+        if self.base <= 0 or self.cap <= 0 or self.recheck <= 0:
+            raise ValueError(f"base, cap and recheck must be positive, got {self.base}, "
+                             f"{self.cap} and {self.recheck}")
+
+    def recheck_delay(self, rechecks: int, rng: random.Random) -> float:
+        """Seconds until the next re-check of a document DIAN has not answered yet.
+
+        ``recheck`` (``EINVOICE_DIAN_SLOW_RECHECK_SECONDS``, 5 s) after the first "pending"
+        answer, doubling with every further one up to ``cap`` (300 s), ±20 % jitter. A pending
+        document blocks its whole account at Factus (409, FACTUS_API.md §5.3), so the first
+        re-checks come soon; a document DIAN keeps pending for long is polled at most every
+        5 min. This is polling, not backoff: no attempt is spent.
+
+        Args:
+            rechecks: "pending" answers already recorded for this document.
+            rng: jitter source.
+        """
+        base = self.recheck * 2 ** min(rechecks, 16)
+        return min(base, self.cap) * (0.8 + 0.4 * rng.random())
+
+    def behind(self, blocker_wait: float, rng: random.Random) -> float:
+        """Seconds a job waits behind another job's document pending at DIAN on its account:
+        until that job's re-check is due (``blocker_wait`` s), then spread over about one
+        re-check interval (``recheck * U[0.5, 1.5)``), since the re-check needs DIAN's answer."""
+        return float(blocker_wait) + self.recheck * (0.5 + rng.random())
 
     def can_retry(self, attempt: int) -> bool:
         """Tell whether another attempt is allowed after ``attempt`` attempts (1-based)."""
         return attempt < self.max_attempts
+
+    def backoff(self, attempt: int, rng: random.Random | None = None, *,
+                min_base: float = 0.0) -> float:
+        """Seconds to wait after the ``attempt``-th attempt failed transiently: the one backoff
+        formula (:func:`backoff_delay`, full jitter) with this policy's ``base`` and ``cap``.
+
+        Args:
+            attempt: attempts made so far (1-based).
+            rng: jitter source (seed it in tests); the module's generator when None.
+            min_base: a floor for ``base`` in seconds (a 409 for a document not created by
+                einvoice backs off from at least 5 s: it settles in minutes, not seconds).
+        """
+        return backoff_delay(attempt, base=max(self.base, min_base), cap=self.cap, rng=rng)
+
+    def soon(self, rng: random.Random, *, spread: float = 1.0) -> float:
+        """A short jittered wait of ``base * (1 + spread * U[0, 1))`` seconds, for a step that
+        sent nothing and only needs a moment (Redis or PostgreSQL blinked, a 409 was settled).
+        """
+        return self.base * (1.0 + spread * rng.random())
 
     def next_retry_at(
         self, now: datetime, attempt: int, *, rng: random.Random | None = None
@@ -253,6 +305,304 @@ class RetryPolicy:
             return None
         delay = backoff_delay(attempt, base=self.base, cap=self.cap, rng=rng)
         return now + timedelta(seconds=delay)
+
+
+# --- Transitions: what one step's outcome does to a job -------------------------------------
+
+
+class Outcome(StrEnum):
+    """What one step of a job learned: the input of :func:`transition`.
+
+    The services turn Factus's answers and their own checks into one of these; the domain
+    decides the job's next status, its wait, its error code and its event (:class:`Decision`).
+    """
+
+    CLAIMED = "claimed"  # a worker took the lease (counts an attempt)
+    ACCEPTED = "accepted"  # 201 with bill.status 1 and a valid CUFE/CUDE
+    REJECTED = "rejected"  # the payload was refused (before the call, or 422) or DIAN rejected it
+    FAILED = "failed"  # a permanent error: no retry helps (auth, 403, rule 90, internal error...)
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"  # claimed past max_attempts, nothing to look up
+    RETRYABLE = "retryable"  # a transient error (5xx, timeout, invalid CUFE): counted, backoff
+    FOREIGN_CONFLICT = "foreign_conflict"  # 409 for a document not created by einvoice
+    DIAN_PENDING = "dian_pending"  # 201 with status 0 and no rejection: DIAN is slow (§5.5)
+    HELD = "held"  # refused unprocessed (429, 409 behind our own pending document): wait given
+    RETRY_SOON = "retry_soon"  # nothing left (Redis or the lease check blinked, a 409 settled)
+    WAITING = "waiting"  # nothing was sent: the job waits (its invoice, a key, a blocked account)
+    VERSION_SWITCHED = "version_switched"  # an ``auto`` account moved to API v2: run again now
+    LEASE_EXPIRED = "lease_expired"  # the worker vanished: the sweeper hands the job back
+    OPERATOR_RETRY = "operator_retry"  # an operator re-queues a rejected or failed job
+    CANCEL = "cancel"  # an operator cancels the job
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """The facts of a job that :func:`transition` needs.
+
+    Attributes:
+        status: the job's status when the step ends (``processing`` for a claimed attempt).
+        attempt: ``attempt_count`` as claimed (1 after the first claim).
+        own_pending: the job's own document is pending at DIAN (a re-check): a retry keeps it
+            ``sent`` so that its account's other jobs keep waiting for it.
+        dian_rechecks: "pending" answers DIAN already gave for its document.
+    """
+
+    status: JobStatus
+    attempt: int = 1
+    own_pending: bool = False
+    dian_rechecks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """One step's outcome with its details.
+
+    Attributes:
+        kind: what happened (:class:`Outcome`).
+        code: the short reason (``error_code``, event code); the decision's own code wins for
+            ``dian_pending``, ``version_switched`` and ``attempts_exhausted``.
+        wait: seconds the cause imposes for ``held`` and ``waiting`` (a ``Retry-After``, the
+            wait behind a blocking job, the credit note's wait for its invoice).
+        outcome_unknown: a request of this job may have reached Factus without an answer.
+        spread: ``retry_soon`` jitter width (:meth:`RetryPolicy.soon`).
+        document_gone: ``cancel`` of a ``sent`` job: Factus confirmed its document is gone
+            (deleted, or a 404), so nothing at Factus remains to reconcile.
+    """
+
+    kind: Outcome
+    code: str | None = None
+    wait: float | None = None
+    outcome_unknown: bool = False
+    spread: float = 1.0
+    document_gone: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a step does to the job (:func:`transition`); the services persist it as it is.
+
+    Attributes:
+        status: the job's new status.
+        event_type: the event written for the change (:class:`EventType` values and
+            ``waiting``).
+        error_code: the new ``error_code`` (None clears it).
+        delay: seconds until ``next_retry_at`` for a job put back to wait (``pending`` or
+            ``sent``); None for a final status.
+        count_attempt: whether the step keeps its claimed attempt (False gives it back:
+            ``attempt_count - 1``).
+        outcome_unknown: the job's new ``outcome_unknown`` flag.
+        gave_up: a retryable outcome had no attempt left: the job ends ``failed``.
+        last_look: a retryable outcome had no attempt left but the last one may have reached
+            Factus: one more pass looks the reference up and never sends.
+        reset_attempts: ``attempt_count`` starts again from 0 (an operator's retry).
+    """
+
+    status: JobStatus
+    event_type: str
+    error_code: str | None = None
+    delay: float | None = None
+    count_attempt: bool = True
+    outcome_unknown: bool = False
+    gave_up: bool = False
+    last_look: bool = False
+    reset_attempts: bool = False
+
+    @property
+    def final(self) -> bool:
+        """Whether the job ends here (no worker moves it on its own)."""
+        return self.status in FINAL_STATUSES
+
+
+#: Arrows outside :data:`ALLOWED_TRANSITIONS` that one outcome may take, with the condition
+#: :func:`transition` checks. A ``sent`` job may exist at Factus, so it is cancelled only once
+#: Factus confirmed its document is gone (the operator's cancel deletes it first).
+GUARDED_TRANSITIONS: Mapping[tuple[JobStatus, JobStatus], str] = MappingProxyType(
+    {(JobStatus.SENT, JobStatus.CANCELLED): "document_gone"}
+)
+
+#: Outcomes that do not come from a claimed attempt (the state machine alone says from where).
+_ANY_SOURCE = frozenset({Outcome.CLAIMED, Outcome.OPERATOR_RETRY, Outcome.CANCEL})
+
+#: The jitter source when a caller gives none (a plain generator: no I/O).
+_RNG = random.Random()
+
+
+def transition(state: JobState, outcome: StepOutcome, policy: RetryPolicy,
+               rng: random.Random | None = None) -> Decision:
+    """Decide what ``outcome`` does to a job in ``state``: the one table of the state machine.
+
+    Args:
+        state: the job's facts (:class:`JobState`).
+        outcome: what the step learned (:class:`StepOutcome`).
+        policy: the job's retry policy (its ``max_attempts``, the settings' base, cap and
+            re-check interval).
+        rng: jitter source for the delays (seed it in tests); the module's generator when None.
+    Returns:
+        The :class:`Decision`; the table is drawn in the project's architecture notes ("The job
+        state machine") and in this function's body, one branch per outcome.
+    Raises:
+        IllegalTransitionError: the state machine (:data:`ALLOWED_TRANSITIONS`, and
+            :data:`GUARDED_TRANSITIONS` with its condition) forbids the change, e.g. a
+            ``processing`` job cancelled, an ``accepted`` one retried, a step recorded for a
+            job that is not ``processing``.
+    Source: FACTUS_API.md Decision 4 (what to do on each answer), §5.3 (409), §5.5 (DIAN slow),
+    §9 (429); Decision 3 (an unknown outcome is looked up by reference code before any send).
+    """
+    decision = _decide(state, outcome, policy, rng if rng is not None else _RNG)
+    if outcome.kind not in _ANY_SOURCE and state.status != JobStatus.PROCESSING:
+        # A worker's outcome belongs to the attempt it claimed: a job that is not processing
+        # (released, final, or never claimed) is not moved by it.
+        raise IllegalTransitionError(state.status.value, decision.status.value,
+                                     allowed=frozenset())
+    guard = GUARDED_TRANSITIONS.get((state.status, decision.status))
+    if guard is None or not getattr(outcome, guard):
+        check_transition(state.status, decision.status)
+    return decision
+
+
+def _decide(state: JobState, outcome: StepOutcome, policy: RetryPolicy,
+            rng: random.Random) -> Decision:
+    kind = outcome.kind
+    code = outcome.code
+    unknown = outcome.outcome_unknown
+    if kind is Outcome.CLAIMED:
+        return Decision(JobStatus.PROCESSING, EventType.CLAIMED, error_code=None,
+                        outcome_unknown=unknown)
+    if kind is Outcome.ACCEPTED:
+        return Decision(JobStatus.ACCEPTED, EventType.ACCEPTED)
+    if kind is Outcome.REJECTED:
+        return Decision(JobStatus.REJECTED, EventType.REJECTED, error_code=code,
+                        outcome_unknown=unknown)
+    if kind is Outcome.FAILED:
+        return Decision(JobStatus.FAILED, EventType.FAILED, error_code=code,
+                        outcome_unknown=unknown)
+    if kind is Outcome.ATTEMPTS_EXHAUSTED:
+        return Decision(JobStatus.FAILED, EventType.FAILED, error_code="attempts_exhausted",
+                        outcome_unknown=unknown)
+    if kind is Outcome.DIAN_PENDING:
+        delay = policy.recheck_delay(state.dian_rechecks, rng)
+        return Decision(JobStatus.SENT, EventType.DIAN_SLOW, error_code="dian_slow",
+                        delay=delay or 10.0, count_attempt=False)
+    if kind is Outcome.WAITING:
+        return Decision(JobStatus.PENDING, EventType.WAITING, error_code=code or "waiting",
+                        delay=outcome.wait or 1.0, count_attempt=False, outcome_unknown=unknown)
+    if kind is Outcome.VERSION_SWITCHED:
+        # Due at once and not counted: the step runs again through the version just stored.
+        return Decision(JobStatus.PENDING, EventType.RETRY_SCHEDULED,
+                        error_code="api_version_switched", delay=0.0, count_attempt=False,
+                        outcome_unknown=unknown)
+    if kind is Outcome.LEASE_EXPIRED:
+        # Due now, its attempt kept (it may have reached Factus: ``outcome_unknown`` stays, so
+        # the next attempt looks the reference up first).
+        return Decision(JobStatus.PENDING, EventType.LEASE_EXPIRED, error_code="lease_expired",
+                        delay=0.0, outcome_unknown=unknown)
+    if kind is Outcome.OPERATOR_RETRY:
+        return Decision(JobStatus.PENDING, EventType.OPERATOR_RETRY, delay=0.0,
+                        count_attempt=False, outcome_unknown=unknown, reset_attempts=True)
+    if kind is Outcome.CANCEL:
+        return Decision(JobStatus.CANCELLED, EventType.CANCELLED, error_code=code)
+    return _retry(state, outcome, policy, rng)
+
+
+def _retry(state: JobState, outcome: StepOutcome, policy: RetryPolicy,
+           rng: random.Random) -> Decision:
+    """The retry kinds: a counted transient error backs off (or gives up when no attempt is
+    left); a step refused unprocessed waits without spending an attempt."""
+    kind = outcome.kind
+    code = outcome.code or "retry"
+    if kind is Outcome.RETRYABLE:
+        counted, delay = True, policy.backoff(state.attempt, rng)
+    elif kind is Outcome.FOREIGN_CONFLICT:
+        counted, delay = True, policy.backoff(state.attempt, rng, min_base=5.0)
+    elif kind is Outcome.HELD:
+        counted, delay = False, outcome.wait or 0.0
+    else:  # RETRY_SOON
+        counted, delay = False, policy.soon(rng, spread=outcome.spread)
+    # A re-check whose document is pending at DIAN stays ``sent`` through its retries: the
+    # document still blocks the account at Factus, and ``sent`` keeps the account's other
+    # jobs waiting for it instead of bursting POSTs that Factus answers 409.
+    status = JobStatus.SENT if state.own_pending else JobStatus.PENDING
+    unknown = outcome.outcome_unknown
+    if state.attempt < policy.max_attempts or not counted:
+        return Decision(status, EventType.RETRY_SCHEDULED, error_code=code, delay=delay or 1.0,
+                        count_attempt=counted, outcome_unknown=unknown)
+    if unknown:
+        # The last attempt may have reached Factus: one more pass looks the reference up
+        # (and never sends) before the job is given up.
+        return Decision(status, EventType.RETRY_SCHEDULED, error_code=code, delay=delay or 1.0,
+                        count_attempt=True, outcome_unknown=True, last_look=True)
+    return Decision(JobStatus.FAILED, EventType.FAILED, error_code=outcome.code, gave_up=True)
+
+
+# --- Follow-ups (archive, e-mail) -----------------------------------------------------------
+
+
+class FollowupStatus(StrEnum):
+    """``electronic_invoicing_followups.status``: a follow-up of an accepted job."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class FollowupOutcome(StrEnum):
+    """What one run of a follow-up learned: the input of :func:`followup_transition`."""
+
+    DONE = "done"  # the files were stored, or the e-mail was sent
+    FAILED = "failed"  # a permanent error, or the e-mail's outcome is unknown (never repeated)
+    RETRYABLE = "retryable"  # a transient error: counted, backoff
+    HELD = "held"  # 429: refused unprocessed, wait ``Retry-After`` without spending an attempt
+    LEASE_EXPIRED = "lease_expired"  # the worker vanished; an archive (a read) runs again now
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"  # claimed past max_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class FollowupDecision:
+    """What a follow-up run does to its row (:func:`followup_transition`).
+
+    Attributes:
+        status: the new ``FollowupStatus``.
+        delay: seconds until ``next_retry_at`` when put back ``pending``; None when final.
+        count_attempt: whether the claimed attempt is kept.
+        gave_up: a retryable outcome had no attempt left.
+    """
+
+    status: FollowupStatus
+    delay: float | None = None
+    count_attempt: bool = True
+    gave_up: bool = False
+
+
+def followup_transition(attempt: int, outcome: FollowupOutcome, policy: RetryPolicy, *,
+                        wait: float | None = None,
+                        rng: random.Random | None = None) -> FollowupDecision:
+    """Decide what a run's ``outcome`` does to a follow-up claimed at attempt ``attempt``.
+
+    Args:
+        attempt: the follow-up's ``attempt_count`` as claimed (1-based).
+        outcome: what the run learned.
+        policy: the follow-up's retry policy (its ``max_attempts``; the settings' base and cap).
+        wait: ``held``: the seconds Factus asked for (``Retry-After``).
+        rng: jitter source (seed it in tests).
+    Returns:
+        ``done`` / ``failed`` (final), or ``pending`` with a delay: a transient error backs off
+        with the same formula as a job (:meth:`RetryPolicy.backoff`) while attempts are left;
+        a 429 waits ``max(Retry-After, 1)`` s uncounted; an expired archive lease is due now
+        (counted). The events a run writes on the job are the service's (``archive_retry``...).
+    """
+    source = rng if rng is not None else _RNG
+    if outcome is FollowupOutcome.DONE:
+        return FollowupDecision(FollowupStatus.DONE)
+    if outcome in (FollowupOutcome.FAILED, FollowupOutcome.ATTEMPTS_EXHAUSTED):
+        return FollowupDecision(FollowupStatus.FAILED)
+    if outcome is FollowupOutcome.LEASE_EXPIRED:
+        return FollowupDecision(FollowupStatus.PENDING, delay=0.0)
+    if outcome is FollowupOutcome.HELD:
+        return FollowupDecision(FollowupStatus.PENDING, delay=max(wait or 0.0, 1.0),
+                                count_attempt=False)
+    if attempt < policy.max_attempts:
+        return FollowupDecision(FollowupStatus.PENDING, delay=policy.backoff(attempt, source))
+    return FollowupDecision(FollowupStatus.FAILED, gave_up=True)
 
 
 # --- Reference codes --------------------------------------------------------------------------
@@ -298,7 +648,7 @@ def is_ambiguous_ending(status: str, error_code: str | None, outcome_unknown: bo
     Returns:
         True for a ``failed`` job with the flag set or an :data:`AMBIGUOUS_FAILURE_CODES` code.
     """
-    return status == "failed" and (outcome_unknown or error_code in AMBIGUOUS_FAILURE_CODES)
+    return status == JobStatus.FAILED and (outcome_unknown or error_code in AMBIGUOUS_FAILURE_CODES)
 
 
 # --- Trusting Factus's answer --------------------------------------------------------------------

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from einvoice.db import jobs as job_repo
 from einvoice.db import listener
 from einvoice.db.uow import UnitOfWork
+from einvoice.domain.jobs import JobState, JobStatus, Outcome, RetryPolicy, StepOutcome, transition
 from einvoice.queueing import Publisher
 from einvoice.services.accounts import account_keys_by_organization
 from einvoice.settings import Settings
@@ -124,11 +125,14 @@ def recover_expired_leases(session_factory: sessionmaker[Session], limit: int = 
     with UnitOfWork(session_factory) as uow:
         released = job_repo.release_expired_leases(uow.session, limit=limit)
         for job_id, holder, unknown in released:
+            decision = transition(JobState(JobStatus.PROCESSING),
+                                  StepOutcome(Outcome.LEASE_EXPIRED, outcome_unknown=unknown),
+                                  RetryPolicy())
             job_repo.add_event(
-                uow.session, job_id, "lease_expired", code="lease_expired",
+                uow.session, job_id, decision.event_type, code=decision.error_code,
                 message=f"lease held by {holder or 'unknown worker'} expired; job re-queued"
                 + ("; outcome unknown, will reconcile by reference code" if unknown else ""),
-                metadata={"from": "processing", "to": "pending", "leased_by": holder,
+                metadata={"from": JobStatus.PROCESSING, "to": decision.status, "leased_by": holder,
                           "outcome_unknown": unknown},
             )
         uow.commit()

@@ -5,7 +5,8 @@ A follow-up is a row of ``electronic_invoicing_followups`` with the pipeline's g
 compare-and-set and a lease in one short transaction, calls Factus outside any transaction, and
 records the outcome in another, only while it still holds the lease (the runner it shares with
 the submissions, :mod:`einvoice.services.runner`); transient failures are
-retried with :func:`einvoice.domain.jobs.backoff_delay` at ``next_retry_at`` (the beat dispatcher
+retried as :func:`einvoice.domain.jobs.followup_transition` decides (the jobs' one backoff
+formula) at ``next_retry_at`` (the beat dispatcher
 :func:`dispatch_due_followups` publishes due ones and recovers expired leases); every step is an
 event on the parent job. A follow-up never changes the job itself: an accepted job stays
 accepted whatever happens to its PDF or its e-mails.
@@ -44,7 +45,12 @@ from einvoice.db.models import (
     ElectronicInvoicingJob,
 )
 from einvoice.db.uow import UnitOfWork, add_after_commit
-from einvoice.domain.jobs import backoff_delay
+from einvoice.domain.jobs import (
+    FollowupOutcome,
+    FollowupStatus,
+    JobStatus,
+    followup_transition,
+)
 from einvoice.errors import ConfigError, JobError
 from einvoice.factus.client import FactusClient
 from einvoice.factus.errors import (
@@ -57,7 +63,12 @@ from einvoice.factus.schemas import DownloadedFile
 from einvoice.factus.tokens import FactusAccount
 from einvoice.queueing import default_publisher
 from einvoice.services.accounts import account_for_organization
-from einvoice.services.runner import WorkerContext, record_retrying, thread_worker_id
+from einvoice.services.runner import (
+    WorkerContext,
+    record_retrying,
+    retry_policy,
+    thread_worker_id,
+)
 from einvoice.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -152,7 +163,7 @@ def schedule_archive(
 
 def _accepted_job(session: Session, job_id: uuid.UUID | str, action: str) -> Job:
     job = job_repo.require_job(session, job_id, for_update=True)
-    if job.status != "accepted" or not job.document_number:
+    if job.status != JobStatus.ACCEPTED or not job.document_number:
         raise JobError(f"job {job.id} is {job.status}; only an accepted job's document can be "
                        f"{action}", reason="not_accepted")
     return job
@@ -180,9 +191,9 @@ def request_archive(
         schedule_archive(session, job.id, publisher=publisher)
         followup = followup_repo.archive_of_job(session, job.id)
         assert followup is not None
-    elif followup.status == "done":
+    elif followup.status == FollowupStatus.DONE:
         raise JobError(f"job {job.id}'s PDF and XML are stored already", reason="already_archived")
-    elif followup.status == "failed":
+    elif followup.status == FollowupStatus.FAILED:
         followup_repo.rearm(session, followup)
         _publish_after_commit(session, publisher, followup.id)
     else:
@@ -265,7 +276,7 @@ def get_document(
 
 
 def _archive_state(session: Session, job: Job) -> str:
-    if job.status != "accepted":
+    if job.status != JobStatus.ACCEPTED:
         return f"the job is {job.status}; documents are archived after acceptance"
     archive = followup_repo.archive_of_job(session, job.id)
     if archive is None:
@@ -322,20 +333,22 @@ class _Claimed:
 class _Outcome:
     """What the Factus step learned; the record step writes it."""
 
-    kind: str  # done | retry | failed
+    kind: FollowupOutcome
     code: str | None = None
     message: str = ""
+    # ``held``: the wait Factus asked for (Retry-After); other delays are the domain's.
     delay: float = 0.0
-    count_attempt: bool = True
     files: dict[str, DownloadedFile] = field(default_factory=dict)
 
 
 #: The event written on the parent job for each (kind, status) a follow-up reaches.
 EVENT_TYPES = {
-    ("archive", "done"): "archived", ("archive", "pending"): "archive_retry",
-    ("archive", "failed"): "archive_failed",
-    ("email", "done"): "email_sent", ("email", "pending"): "email_retry",
-    ("email", "failed"): "email_failed",
+    ("archive", FollowupStatus.DONE): "archived",
+    ("archive", FollowupStatus.PENDING): "archive_retry",
+    ("archive", FollowupStatus.FAILED): "archive_failed",
+    ("email", FollowupStatus.DONE): "email_sent",
+    ("email", FollowupStatus.PENDING): "email_retry",
+    ("email", FollowupStatus.FAILED): "email_failed",
 }
 
 
@@ -347,7 +360,7 @@ def _event(session: Session, followup: Followup, *, code: str | None, message: s
                                  "attempt": followup.attempt_count, **metadata})
 
 
-def _finish(session: Session, followup: Followup, status: str, *, code: str | None,
+def _finish(session: Session, followup: Followup, status: FollowupStatus, *, code: str | None,
             message: str, **metadata: Any) -> None:
     """Move a claimed follow-up to ``done`` or ``failed`` with an event on the job."""
     followup_repo.finish(followup, status, code=code, message=message)
@@ -381,30 +394,31 @@ def _claim(ctx: WorkerContext, followup_id: uuid.UUID, worker: str) -> _Claimed 
 
 
 def _work(ctx: WorkerContext, session: Session,
-             followup: Followup) -> _Claimed | tuple[str, str | None, str]:
+             followup: Followup) -> _Claimed | tuple[FollowupStatus, str | None, str]:
     """The claimed work, or (final status, code, message) when no call must be made."""
     if followup.attempt_count > followup.max_attempts:
-        return ("failed", "attempts_exhausted",
+        return (FollowupStatus.FAILED, "attempts_exhausted",
                 (f"gave up after {followup.max_attempts} attempts; last error: "
                  f"{followup.error_code or 'none'}: {followup.error_message or ''}").rstrip(": "))
     job = job_repo.get_job(session, followup.job_id)
-    if job is None or job.status != "accepted" or not job.document_number:
-        return ("failed", "job_not_accepted",
+    if job is None or job.status != JobStatus.ACCEPTED or not job.document_number:
+        return (FollowupStatus.FAILED, "job_not_accepted",
                 f"the job is {job.status if job else 'gone'}; only accepted documents qualify")
     supported = ARCHIVABLE_TYPES if followup.kind == "archive" else EMAIL_TYPES
     if job.document_type not in supported:
-        return ("failed", "unsupported_document_type",
+        return (FollowupStatus.FAILED, "unsupported_document_type",
                 f"no Factus {followup.kind} call for a {job.document_type}")
     missing: list[str] = []
     if followup.kind == "archive":
         stored = DatabaseDocumentStore(session).kinds(job.id)
         missing = [kind for kind in STORED_DOCUMENT_KINDS if kind not in stored]
         if not missing:
-            return ("done", None, "the PDF and XML were stored already; nothing downloaded")
+            return (FollowupStatus.DONE, None,
+                    "the PDF and XML were stored already; nothing downloaded")
     else:
         sent = followup_repo.emails_sent_today(session, job.id)
         if sent >= EMAILS_PER_DOCUMENT_PER_DAY:
-            return ("failed", "email_daily_limit",
+            return (FollowupStatus.FAILED, "email_daily_limit",
                     (f"{job.document_number} was e-mailed {sent} times today; Factus allows "
                      f"{EMAILS_PER_DOCUMENT_PER_DAY} e-mails per document per day (Bogotá time), "
                      "so this one was not sent; request it again tomorrow"))
@@ -412,7 +426,7 @@ def _work(ctx: WorkerContext, session: Session,
         account = account_for_organization(session, job.organization_id, ctx.settings,
                                            ctx.secret_box)
     except ConfigError as exc:
-        return ("failed", "no_factus_account", exc.message)
+        return (FollowupStatus.FAILED, "no_factus_account", exc.message)
     return _Claimed(
         followup_id=followup.id, job_id=job.id, kind=followup.kind,
         attempt=followup.attempt_count, document_type=job.document_type,
@@ -429,17 +443,17 @@ def _download(client: FactusClient, document_type: str, kind: str, number: str) 
     return fetch(number)
 
 
-def _backoff(ctx: WorkerContext, claimed: _Claimed) -> float:
-    return backoff_delay(claimed.attempt, base=ctx.settings.einvoice_retry_base_seconds,
-                         cap=ctx.settings.einvoice_retry_cap_seconds, rng=ctx.rng)
+def _retry(exc: FactusError) -> _Outcome:
+    """A transient error: retried with the policy's backoff (:func:`followup_transition`)."""
+    return _Outcome(FollowupOutcome.RETRYABLE, code=exc.reason, message=str(exc))
 
 
-def _transient(ctx: WorkerContext, claimed: _Claimed, exc: FactusError) -> _Outcome:
+def _transient(exc: FactusError) -> _Outcome:
     if isinstance(exc, RateLimitedError):
         # Refused unprocessed: wait out the window without spending an attempt.
-        return _Outcome("retry", code=exc.reason, message=str(exc),
-                        delay=max(exc.retry_after, 1.0), count_attempt=False)
-    return _Outcome("retry", code=exc.reason, message=str(exc), delay=_backoff(ctx, claimed))
+        return _Outcome(FollowupOutcome.HELD, code=exc.reason, message=str(exc),
+                        delay=exc.retry_after)
+    return _retry(exc)
 
 
 def _run_archive(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) -> _Outcome:
@@ -449,12 +463,12 @@ def _run_archive(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) ->
             files[kind] = _download(client, claimed.document_type, kind, claimed.number)
     except ConflictError as exc:
         # Accepted means validated, so a "not validated" 409 can only be Factus catching up.
-        outcome = _Outcome("retry", code=exc.reason, message=str(exc), delay=_backoff(ctx, claimed))
+        outcome = _retry(exc)
     except FactusError as exc:
-        outcome = (_transient(ctx, claimed, exc) if exc.transient
-                   else _Outcome("failed", code=exc.reason, message=str(exc)))
+        outcome = (_transient(exc) if exc.transient
+                   else _Outcome(FollowupOutcome.FAILED, code=exc.reason, message=str(exc)))
     else:
-        outcome = _Outcome("done")
+        outcome = _Outcome(FollowupOutcome.DONE)
     outcome.files = files  # what did arrive is kept even when the rest failed
     return outcome
 
@@ -462,7 +476,7 @@ def _run_archive(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) ->
 def _run_email(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) -> _Outcome:
     to = claimed.to_address
     if not to:  # queued without an address: Factus requires one
-        return _Outcome("failed", code="no_email_address",
+        return _Outcome(FollowupOutcome.FAILED, code="no_email_address",
                         message=f"no address to e-mail {claimed.number} to; request it again "
                         "with --to")
     try:
@@ -471,30 +485,32 @@ def _run_email(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) -> _
         answer = send(claimed.number, to)
     except ConflictError as exc:
         if _NOT_VALIDATED.search(exc.message):
-            return _Outcome("retry", code=exc.reason, message=str(exc), delay=_backoff(ctx, claimed))
-        return _Outcome("failed", code="email_daily_limit",
+            return _retry(exc)
+        return _Outcome(FollowupOutcome.FAILED, code="email_daily_limit",
                         message=f"Factus refused the e-mail of {claimed.number} (409: {exc}); it "
                         f"allows {EMAILS_PER_DOCUMENT_PER_DAY} e-mails per document per day, "
                         "request it again tomorrow")
     except TransportError as exc:
         if exc.may_have_reached:
-            return _Outcome("failed", code="email_outcome_unknown",
+            return _Outcome(FollowupOutcome.FAILED, code="email_outcome_unknown",
                             message=f"no answer from Factus ({exc.reason}); the e-mail to {to} may "
                             "have been sent, so it is not repeated automatically")
-        return _transient(ctx, claimed, exc)
+        return _transient(exc)
     except FactusError as exc:
         # A 5xx is an answer saying the send failed: retried, unlike a missing answer.
         if exc.transient:
-            return _transient(ctx, claimed, exc)
-        return _Outcome("failed", code=exc.reason, message=str(exc))
-    return _Outcome("done", message=f"{claimed.number} e-mailed to {to}: {answer}".rstrip(": "))
+            return _transient(exc)
+        return _Outcome(FollowupOutcome.FAILED, code=exc.reason, message=str(exc))
+    return _Outcome(FollowupOutcome.DONE,
+                    message=f"{claimed.number} e-mailed to {to}: {answer}".rstrip(": "))
 
 
 def _record(ctx: WorkerContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
     with UnitOfWork(ctx.session_factory) as uow:
         session = uow.session
         followup = followup_repo.get_followup(session, claimed.followup_id, for_update=True)
-        if (followup is None or followup.status != "processing" or followup.leased_by != worker
+        if (followup is None or followup.status != FollowupStatus.PROCESSING
+                or followup.leased_by != worker
                 or followup.attempt_count != claimed.attempt):
             log.warning("follow-up %s: lease lost before recording %s", claimed.followup_id,
                         outcome.kind)
@@ -507,25 +523,29 @@ def _record(ctx: WorkerContext, claimed: _Claimed, worker: str, outcome: _Outcom
             if document is not None:
                 stored[kind] = {"file_name": document.file_name, "sha256": document.sha256,
                                 "size_bytes": document.size_bytes}
-        result = outcome.kind
         details: dict[str, Any] = ({"to": claimed.to_address} if claimed.kind == "email"
                                    else {"stored": stored})
-        if outcome.kind == "done":
+        decision = followup_transition(
+            followup.attempt_count, outcome.kind,
+            retry_policy(ctx.settings, followup.max_attempts), wait=outcome.delay, rng=ctx.rng)
+        result: str = decision.status
+        if decision.status == FollowupStatus.DONE:
             message = outcome.message or (
                 "stored " + ", ".join(f"{k.upper()} {v['file_name']} ({v['size_bytes']} bytes)"
                                       for k, v in stored.items())
                 if stored else "nothing new to store (another run stored the files)")
-            _finish(session, followup, "done", code=None, message=message, **details)
-        elif outcome.kind == "retry" and (followup.attempt_count < followup.max_attempts
-                                          or not outcome.count_attempt):
-            _reschedule(session, followup, delay=outcome.delay, code=outcome.code or "retry",
-                        message=outcome.message, count_attempt=outcome.count_attempt, **details)
+            _finish(session, followup, decision.status, code=None, message=message, **details)
+        elif decision.status == FollowupStatus.PENDING:
+            _reschedule(session, followup, delay=decision.delay or 0.0,
+                        code=outcome.code or "retry", message=outcome.message,
+                        count_attempt=decision.count_attempt, **details)
+            result = "retry"
         else:
             message = outcome.message
-            if outcome.kind == "retry":
+            if decision.gave_up:
                 message = f"gave up after {followup.attempt_count} attempts: {message}"
-            _finish(session, followup, "failed", code=outcome.code, message=message, **details)
-            result = "failed"
+            _finish(session, followup, decision.status, code=outcome.code, message=message,
+                    **details)
         uow.commit()
     return result
 
@@ -580,12 +600,17 @@ def dispatch_due_followups(
         session = uow.session
         for followup in followup_repo.expired_leases(session, limit=settings.einvoice_dispatch_batch):
             holder = followup.leased_by or "unknown worker"
-            if followup.kind == "archive":
-                _reschedule(session, followup, delay=0.0, code="lease_expired",
+            # An archive only reads (safe to repeat); an e-mail may have left: never repeated.
+            decision = followup_transition(
+                followup.attempt_count,
+                FollowupOutcome.LEASE_EXPIRED if followup.kind == "archive"
+                else FollowupOutcome.FAILED, retry_policy(settings, followup.max_attempts))
+            if decision.status == FollowupStatus.PENDING:
+                _reschedule(session, followup, delay=decision.delay or 0.0, code="lease_expired",
                             message=f"lease held by {holder} expired; archive re-queued",
-                            count_attempt=True, leased_by=holder)
+                            count_attempt=decision.count_attempt, leased_by=holder)
             else:
-                _finish(session, followup, "failed", code="email_outcome_unknown",
+                _finish(session, followup, decision.status, code="email_outcome_unknown",
                         message=f"lease held by {holder} expired mid-send; the e-mail may have "
                         "been sent, so it is not repeated automatically", leased_by=holder)
         ids = followup_repo.select_due_for_dispatch(

@@ -20,7 +20,16 @@ from einvoice.db import jobs as job_repo
 from einvoice.db import reference as ref_repo
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSequence
 from einvoice.db.uow import UnitOfWork
-from einvoice.domain.jobs import is_ambiguous_ending, new_reference_code
+from einvoice.domain.jobs import (
+    JobState,
+    JobStatus,
+    Outcome,
+    RetryPolicy,
+    StepOutcome,
+    is_ambiguous_ending,
+    new_reference_code,
+    transition,
+)
 from einvoice.errors import EinvoiceError, JobError
 
 Job = ElectronicInvoicingJob
@@ -45,8 +54,8 @@ def status_report(session: Session) -> dict[str, Any]:
     return {
         "by_status": by_status, "by_organization": by_org,
         "oldest_pending_age_s": job_repo.oldest_active_age_seconds(session),
-        "failed_last_hour": job_repo.count_recent(session, "failed", hours=1),
-        "rejected_last_hour": job_repo.count_recent(session, "rejected", hours=1),
+        "failed_last_hour": job_repo.count_recent(session, JobStatus.FAILED, hours=1),
+        "rejected_last_hour": job_repo.count_recent(session, JobStatus.REJECTED, hours=1),
     }
 
 
@@ -104,6 +113,10 @@ def account_of_organization(session: Session, settings: Any, organization_id: in
     return (own or default or [None])[0]
 
 
+#: Operator actions need no backoff: only the policy's presence (the decision's delay is 0).
+_POLICY = RetryPolicy()
+
+
 def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operator",
               new_document: bool = False) -> Job:
     """Re-queue a ``failed`` or ``rejected`` job after its data was fixed.
@@ -126,7 +139,7 @@ def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operat
             an accepted document of this type: it is never sent again; issue a credit note).
     """
     job = _job(session, job_id)
-    if job.status not in ("failed", "rejected"):
+    if job.status not in (JobStatus.FAILED, JobStatus.REJECTED):
         raise JobError(f"job {job.id} is {job.status}; only failed or rejected jobs can be retried",
                        reason="not_retryable")
     _refuse_if_accepted(session, job)
@@ -139,10 +152,14 @@ def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operat
     elif is_ambiguous_ending(job.status, job.error_code, bool(job.outcome_unknown)):
         job.outcome_unknown = True
     previous, code, message = job.status, job.error_code, job.error_message
-    job_repo.requeue(session, job)
-    job_repo.add_event(session, job.id, "operator_retry", code=code,
+    decision = transition(JobState(JobStatus(previous)),
+                          StepOutcome(Outcome.OPERATOR_RETRY,
+                                      outcome_unknown=bool(job.outcome_unknown)),
+                          _POLICY)
+    job_repo.requeue(session, job, decision.status)
+    job_repo.add_event(session, job.id, decision.event_type, code=code,
                        message=f"re-queued by {actor} (was {previous}: {message or ''})",
-                       metadata={"from": previous, "to": "pending", "actor": actor})
+                       metadata={"from": previous, "to": decision.status, "actor": actor})
     return job
 
 
@@ -167,7 +184,7 @@ def assign_new_document(session: Session, job: Job, *, actor: str) -> str:
     Raises:
         JobError: ``already_accepted`` when the job is accepted.
     """
-    if job.status == "accepted":
+    if job.status == JobStatus.ACCEPTED:
         raise JobError(f"job {job.id} is accepted: its document is final",
                        reason="already_accepted")
     old = job.reference_code
@@ -192,7 +209,7 @@ def new_document_for_job(session: Session, job_id: uuid.UUID | str, *,
             reference may have reached Factus; retry a final one with ``new_document=True``).
     """
     job = _job(session, job_id)
-    if job.status != "pending" or job.attempt_count:
+    if job.status != JobStatus.PENDING or job.attempt_count:
         raise JobError(f"job {job.id} is {job.status} after {job.attempt_count} attempt(s); only "
                        "a pending job never attempted gets a new document this way (retry a "
                        "failed one with --new-document)", reason="not_pending")
@@ -212,26 +229,36 @@ def prepare_cancel(session: Session, job_id: uuid.UUID | str) -> Job:
     note. A ``processing`` job is in flight: wait for its attempt to end.
     """
     job = _job(session, job_id)
-    if job.status == "accepted":
+    if job.status == JobStatus.ACCEPTED:
         raise JobError(f"job {job.id} is accepted (document {job.document_number} validated by "
                        "DIAN): it cannot be cancelled; issue a credit note instead",
                        reason="cannot_cancel_accepted")
-    if job.status == "cancelled":
+    if job.status == JobStatus.CANCELLED:
         raise JobError(f"job {job.id} is already cancelled", reason="already_cancelled")
-    if job.status == "processing":
+    if job.status == JobStatus.PROCESSING:
         raise JobError(f"job {job.id} is being submitted right now; try again in a minute",
                        reason="in_flight")
     return job
 
 
-def mark_cancelled(session: Session, job: Job, *, actor: str, deleted_at_factus: str | None) -> None:
-    """Set the job ``cancelled`` with an event saying whether a Factus document was deleted."""
+def mark_cancelled(session: Session, job: Job, *, actor: str, deleted_at_factus: str | None,
+                   document_gone: bool = False) -> None:
+    """Set the job ``cancelled`` with an event saying whether a Factus document was deleted.
+
+    Args:
+        document_gone: Factus confirmed the job's document is gone (deleted, or none there):
+            required to cancel a ``sent`` job (:data:`einvoice.domain.jobs.GUARDED_TRANSITIONS`).
+    Raises:
+        IllegalTransitionError: the state machine forbids cancelling the job as it is.
+    """
     previous = job.status
-    job_repo.set_cancelled(session, job)
-    job_repo.add_event(session, job.id, "cancelled", code=previous,
+    decision = transition(JobState(JobStatus(previous)),
+                          StepOutcome(Outcome.CANCEL, document_gone=document_gone), _POLICY)
+    job_repo.set_cancelled(session, job, decision.status)
+    job_repo.add_event(session, job.id, decision.event_type, code=previous,
                        message=f"cancelled by {actor}"
                        + (f"; {deleted_at_factus}" if deleted_at_factus else ""),
-                       metadata={"from": previous, "to": "cancelled", "actor": actor})
+                       metadata={"from": previous, "to": decision.status, "actor": actor})
 
 
 @dataclass
@@ -295,7 +322,7 @@ def cancel_job(
 
     with UnitOfWork(session_factory) as uow:  # a read: rolled back at the end of the block
         job = prepare_cancel(uow.session, job_id)
-        may_exist = job.status == "sent" or bool(job.outcome_unknown)
+        may_exist = job.status == JobStatus.SENT or bool(job.outcome_unknown)
         reference, doc_type, key = job.reference_code, job.document_type, job.id
         account = (account_for_organization(uow.session, job.organization_id, settings, None)
                    if may_exist else None)
@@ -322,7 +349,8 @@ def cancel_job(
                            reason="cannot_cancel_accepted") from None
     with UnitOfWork(session_factory) as uow:
         job = prepare_cancel(uow.session, key)
-        mark_cancelled(uow.session, job, actor=actor, deleted_at_factus=deleted)
+        mark_cancelled(uow.session, job, actor=actor, deleted_at_factus=deleted,
+                       document_gone=deleted is not None)
         uow.commit()
     return f"job {key} cancelled" + (f"; {deleted}" if deleted else "")
 

@@ -9,6 +9,7 @@ share:
 * :class:`WorkerContext`: the per-process resources (sessions, Factus clients, settings,
   the worker's id, the secret box, the jitter source, and per-process caches);
 * :func:`thread_worker_id`: the ``leased_by`` value of the calling thread;
+* :func:`retry_policy`: the one retry policy, built from the settings and the row's attempts;
 * :data:`INFRASTRUCTURE_ERRORS` and :func:`is_infrastructure_error`: PostgreSQL or Redis
   unreachable (the task retries) versus the row's own problem (the row ends ``failed``);
 * :func:`db_retrying` and :func:`record_retrying`: a recording transaction retried while
@@ -32,6 +33,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from einvoice.crypto import SecretBox
 from einvoice.db import invoices as invoice_repo
 from einvoice.db import reference as ref_repo
+from einvoice.domain.jobs import RetryPolicy
 from einvoice.factus.client import FactusClients
 from einvoice.factus.tokens import FactusAccount
 from einvoice.services.accounts import ResolvedAccount, resolve_account
@@ -136,6 +138,15 @@ class WorkerContext:
         for org_id, (_at, resolved) in list(self._accounts.items()):
             if resolved.account.token_key == token_key:
                 self._accounts.pop(org_id, None)
+
+
+def retry_policy(settings: Settings, max_attempts: int = 5) -> RetryPolicy:
+    """The retry policy of a job or follow-up: its ``max_attempts`` (the row's column) with the
+    settings' ``EINVOICE_RETRY_BASE_SECONDS``, ``EINVOICE_RETRY_CAP_SECONDS`` and
+    ``EINVOICE_DIAN_SLOW_RECHECK_SECONDS`` (see :class:`einvoice.domain.jobs.RetryPolicy`)."""
+    return RetryPolicy(max_attempts=max(max_attempts, 1), base=settings.einvoice_retry_base_seconds,
+                       cap=settings.einvoice_retry_cap_seconds,
+                       recheck=settings.einvoice_dian_slow_recheck_seconds)
 
 
 def thread_worker_id(ctx: WorkerContext) -> str:

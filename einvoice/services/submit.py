@@ -54,7 +54,17 @@ from einvoice.db import invoices as invoice_repo
 from einvoice.db import jobs as job_repo
 from einvoice.db.uow import UnitOfWork
 from einvoice.domain.errors import PayloadError
-from einvoice.domain.jobs import backoff_delay, is_valid_unique_code
+from einvoice.domain.jobs import (
+    ACTIVE_STATUSES,
+    Decision,
+    EventType,
+    JobState,
+    JobStatus,
+    Outcome,
+    StepOutcome,
+    is_valid_unique_code,
+    transition,
+)
 from einvoice.domain.payload import build_document
 from einvoice.errors import ConfigError, EinvoiceError
 from einvoice.factus import deadline, v1_body, v2_body
@@ -82,6 +92,7 @@ from einvoice.services.runner import (
     WorkerContext,
     is_infrastructure_error,
     record_retrying,
+    retry_policy,
     thread_worker_id,
 )
 from einvoice.settings import Settings
@@ -126,7 +137,8 @@ class _Claimed:
 class _Outcome:
     """What step 2 learned; step 3 writes it."""
 
-    kind: str  # accepted | dian_slow | rejected | retry | failed | wait | lease_lost | switch
+    # accepted | dian_slow | rejected | retry | failed | wait | lease_lost | switch
+    kind: str
     code: str | None = None
     message: str | None = None
     document: Document | None = None
@@ -138,6 +150,11 @@ class _Outcome:
     events: list[tuple[str, str | None, str | None, dict[str, Any] | None]] = field(default_factory=list)
     # ``switch``: the API version the account moves to.
     switch_to: str | None = None
+    # ``retry``: which retry it is (the domain picks its delay from it, :func:`transition`);
+    # ``delay`` is then the wait the cause imposes (``held``) and ``spread`` the jitter width
+    # of a ``retry_soon``.
+    step: Outcome = Outcome.RETRYABLE
+    spread: float = 1.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -160,11 +177,13 @@ def _claim(ctx: WorkerContext, job_id: uuid.UUID, worker: str) -> _Claimed | str
         # ``sent``: its document is pending at DIAN (a re-check, also after a retry of one,
         # see _record). A ``pending`` row with error_code ``dian_slow`` is a re-check whose
         # lease expired (the sweeper puts jobs back ``pending`` and keeps the error).
-        previous = ("sent" if job.previous_status == "sent" or job.error_code == "dian_slow"
-                    else "pending")
+        previous = (JobStatus.SENT if job.previous_status == JobStatus.SENT
+                    or job.error_code == "dian_slow" else JobStatus.PENDING)
         change = _Change(job.attempt_count)
-        change.event("claimed", None, f"claimed by {worker}",
-                     {"attempt": job.attempt_count, "from": previous, "to": "processing",
+        claimed = transition(JobState(previous, job.attempt_count), StepOutcome(Outcome.CLAIMED),
+                             retry_policy(ctx.settings, job.max_attempts), ctx.rng)
+        change.event(claimed.event_type, None, f"claimed by {worker}",
+                     {"attempt": job.attempt_count, "from": previous, "to": claimed.status,
                       "worker": worker})
         result = _claim_step(ctx, session, job, previous, change)
         change.apply(session, job.id)
@@ -176,12 +195,18 @@ def _claim_step(ctx: WorkerContext, session: Session, job: Any, previous: str,
                 change: _Change) -> _Claimed | str:
     """Decide what the claimed ``job`` (the row :func:`job_repo.claim` returned) does next;
     record it in ``change`` (not yet written)."""
+    state = JobState(JobStatus.PROCESSING, job.attempt_count)
+    policy = retry_policy(ctx.settings, job.max_attempts)
+
+    def decide(kind: Outcome, code: str | None = None, wait: float | None = None) -> Decision:
+        return transition(state, StepOutcome(kind, code=code, wait=wait), policy, ctx.rng)
+
     reconcile_only = job.attempt_count > job.max_attempts and bool(job.outcome_unknown)
     if job.attempt_count > job.max_attempts and not reconcile_only:
-        change.finish("failed", code="attempts_exhausted",
-                      message=f"gave up after {job.max_attempts} attempts; last error: "
-                      f"{job.error_code or 'none'}: {job.error_message or ''}".strip())
-        return "failed"
+        decision = decide(Outcome.ATTEMPTS_EXHAUSTED)
+        change.decide(decision, message=f"gave up after {job.max_attempts} attempts; last "
+                      f"error: {job.error_code or 'none'}: {job.error_message or ''}".strip())
+        return decision.status
     # The version of the stored body (jobs stored before versions were recorded spoke v1).
     stored_version = job.factus_api_version or "v1"
     try:
@@ -192,42 +217,43 @@ def _claim_step(ctx: WorkerContext, session: Session, job: Any, previous: str,
         # payload of the first send (FACTUS_API.md Decision 3), even if the ERP row changed
         # since; a body of another API version cannot be sent, so it is built again (the
         # reference code, which is what Factus deduplicates on, stays).
-        resend_same = ((bool(job.outcome_unknown) or previous == "sent")
+        resend_same = ((bool(job.outcome_unknown) or previous == JobStatus.SENT)
                        and bool(job.request_payload) and stored_version == version)
         payload = (dict(job.request_payload) if resend_same and job.request_payload
                    else _build_payload(ctx, session, job, version))
     except PayloadError as exc:
-        change.finish("rejected", code=exc.reason, message=exc.message,
+        decision = decide(Outcome.REJECTED, exc.reason)
+        change.decide(decision, message=exc.message,
                       metadata={"field": exc.field, "value": _jsonable(exc.value)})
-        return "rejected"
+        return decision.status
     except _WaitForInvoice as wait:
-        change.reschedule(delay=wait.delay, code="waiting_for_invoice", message=wait.message,
-                          count_attempt=False, event_type="waiting")
+        change.decide(decide(Outcome.WAITING, "waiting_for_invoice", wait.delay),
+                      message=wait.message)
         return "waiting"
     except CredentialsUnreadableError as exc:
         # A key problem of the deployment, not of the job: it waits (no attempt counted)
         # until a key that opens the credentials is configured.
-        change.reschedule(delay=float(ctx.settings.einvoice_redispatch_seconds),
-                          code="credentials_unreadable", message=exc.message,
-                          count_attempt=False, event_type="waiting")
+        change.decide(decide(Outcome.WAITING, "credentials_unreadable",
+                             float(ctx.settings.einvoice_redispatch_seconds)), message=exc.message)
         return "waiting"
     except ConfigError as exc:
-        change.finish("failed", code="no_factus_account", message=exc.message)
-        return "failed"
+        decision = decide(Outcome.FAILED, "no_factus_account")
+        change.decide(decision, message=exc.message)
+        return decision.status
     reconcile_first = bool(job.outcome_unknown)
     lookup_version, body_version, lookup_payload = _lookup_basis(resolved, job, stored_version,
                                                                  payload)
     blocker = job_repo.pending_blocker(session, account=account.username,
                                        environment=account.environment,
                                        document_type=job.document_type, exclude=job.id)
-    if blocker is not None and not reconcile_first and previous != "sent":
+    if blocker is not None and not reconcile_first and previous != JobStatus.SENT:
         # Factus would answer 409 until that document is settled: wait for its re-check
         # instead of calling (no request spent, no attempt counted). A job that is itself
         # pending at DIAN never waits: its re-check re-sends its own reference, which Factus
         # accepts while blocked; two such jobs waiting for each other would never move.
-        change.reschedule(delay=_wait_behind(ctx, blocker), code="account_blocked",
-                          message=f"job {blocker.id} has a document pending at DIAN on this "
-                          "account; waiting for it", count_attempt=False, event_type="waiting")
+        change.decide(decide(Outcome.WAITING, "account_blocked", _wait_behind(ctx, blocker)),
+                      message=f"job {blocker.id} has a document pending at DIAN on this "
+                      "account; waiting for it")
         return "waiting"
     change.values.update(request_payload=payload, factus_environment=account.environment,
                          factus_account=account.username, outcome_unknown=True,
@@ -241,7 +267,7 @@ def _claim_step(ctx: WorkerContext, session: Session, job: Any, previous: str,
                       "configured": resolved.configured, "detected": resolved.detected,
                       "account": account.username})
     rechecks, pending_seconds = (job_repo.dian_pending_history(session, job.id)
-                                 if previous == "sent" else (0, 0.0))
+                                 if previous == JobStatus.SENT else (0, 0.0))
     return _Claimed(
         job_id=job.id, organization_id=job.organization_id, attempt=job.attempt_count,
         max_attempts=job.max_attempts, document_type=job.document_type,
@@ -249,7 +275,8 @@ def _claim_step(ctx: WorkerContext, session: Session, job: Any, previous: str,
         account=account, resolved=resolved, lookup_version=lookup_version,
         lookup_payload=lookup_payload, lookup_payload_version=body_version,
         reconcile_first=reconcile_first, reconcile_only=reconcile_only,
-        dian_rechecks=rechecks, own_pending=previous == "sent", pending_seconds=pending_seconds,
+        dian_rechecks=rechecks, own_pending=previous == JobStatus.SENT,
+        pending_seconds=pending_seconds,
     )
 
 
@@ -274,8 +301,7 @@ def _lookup_basis(resolved: ResolvedAccount, job: Any, stored_version: str,
 def _wait_behind(ctx: WorkerContext, blocker: Any) -> float:
     """Seconds a job waits behind ``blocker`` (a :func:`job_repo.pending_blocker` row): until its
     re-check is due, then spread over about one re-check interval (it needs DIAN's answer)."""
-    recheck = ctx.settings.einvoice_dian_slow_recheck_seconds
-    return float(blocker.wait_seconds) + recheck * (0.5 + ctx.rng.random())
+    return retry_policy(ctx.settings).behind(float(blocker.wait_seconds), ctx.rng)
 
 
 def _blocker_of(ctx: WorkerContext, claimed: _Claimed) -> Any:
@@ -420,7 +446,7 @@ def _build_payload(ctx: WorkerContext, session: Session, job: Any,
 def _check_related_invoice(session: Session, related_id: uuid.UUID, ctx: WorkerContext) -> None:
     """A credit note waits while its invoice's job is in flight; is rejected if it cannot come."""
     found = job_repo.invoice_job_statuses(session, related_id)
-    if any(status in ("pending", "processing", "sent") for status in found):
+    if any(status in ACTIVE_STATUSES for status in found):
         raise _WaitForInvoice(
             f"invoice {related_id} is not validated yet; the credit note waits for it",
             delay=max(ctx.settings.einvoice_dian_slow_recheck_seconds, 5.0),
@@ -515,7 +541,8 @@ def _document_outcome(document: Document, claimed: _Claimed, latency_ms: int,
         code = document.cude if isinstance(document, CreditNoteResult) else document.cufe
         if not is_valid_unique_code(code):
             return _invalid_code_outcome(ctx, claimed, code, latency_ms)
-        return _Outcome("accepted", document=document, latency_ms=latency_ms, http_status=201)
+        return _Outcome(JobStatus.ACCEPTED, document=document, latency_ms=latency_ms,
+                        http_status=201)
     if document.is_rejected:
         rules = document.rejections
         return _rejected_by_dian(client, claimed, [r.code or "?" for r in rules],
@@ -526,7 +553,7 @@ def _document_outcome(document: Document, claimed: _Claimed, latency_ms: int,
         # Still pending after the bound: stop re-checking. The document may yet be validated
         # (or exist) at DIAN, so the outcome stays unknown and a retry looks it up first.
         return _Outcome(
-            "failed", code="dian_timeout", latency_ms=latency_ms, http_status=201,
+            JobStatus.FAILED, code="dian_timeout", latency_ms=latency_ms, http_status=201,
             outcome_unknown=True,
             message=f"DIAN has kept document {document.number or claimed.reference_code} pending "
             f"for {claimed.pending_seconds / 3600:.1f} h ({claimed.dian_rechecks + 1} answers; "
@@ -535,8 +562,7 @@ def _document_outcome(document: Document, claimed: _Claimed, latency_ms: int,
     return _Outcome(
         "dian_slow", code="dian_slow", latency_ms=latency_ms, http_status=201,
         message="DIAN has not answered yet (status 0, no rejection); re-checking with the same "
-        "reference code",
-        delay=dian_recheck_delay(ctx.settings, claimed.dian_rechecks, ctx.rng), count_attempt=False,
+        "reference code", count_attempt=False,
     )
 
 
@@ -553,17 +579,13 @@ def _invalid_code_outcome(ctx: WorkerContext, claimed: _Claimed, code: object,
     message = (f"Factus answered \"validated\" without a valid {name} (96 hex characters; got "
                f"{shown}); the outcome is unknown: looking the document up by reference code")
     if claimed.reconcile_only:
-        return _Outcome("failed", code="invalid_cufe", latency_ms=latency_ms, http_status=201,
-                        outcome_unknown=True,
+        return _Outcome(JobStatus.FAILED, code="invalid_cufe", latency_ms=latency_ms,
+                        http_status=201, outcome_unknown=True,
                         message=f"gave up after {claimed.max_attempts} attempts: Factus still "
                         f"shows no valid {name} for this reference code (got {shown}); "
                         "an operator must check the document at Factus")
     outcome = _Outcome("retry", code="invalid_cufe", message=message, latency_ms=latency_ms,
-                       http_status=201, outcome_unknown=True,
-                       delay=backoff_delay(claimed.attempt,
-                                           base=ctx.settings.einvoice_retry_base_seconds,
-                                           cap=ctx.settings.einvoice_retry_cap_seconds,
-                                           rng=ctx.rng))
+                       http_status=201, outcome_unknown=True, step=Outcome.RETRYABLE)
     outcome.events.append(("invalid_cufe", "201", message, {"attempt": claimed.attempt}))
     return outcome
 
@@ -585,7 +607,7 @@ def _look_up_after_invalid_code(ctx: WorkerContext, client: FactusClient, claime
         return outcome
     ok, why = _matches_payload(found, claimed)
     if found.is_validated and not ok:
-        adopted = _Outcome("failed", code="reconcile_mismatch", outcome_unknown=True,
+        adopted = _Outcome(JobStatus.FAILED, code="reconcile_mismatch", outcome_unknown=True,
                            latency_ms=outcome.latency_ms, http_status=outcome.http_status,
                            message=f"a validated document {found.number} with this reference "
                            f"exists at Factus but {why}; an operator must decide")
@@ -611,18 +633,17 @@ def dian_recheck_delay(settings: Settings, rechecks: int, rng: random.Random) ->
     Args:
         rechecks: "pending" answers already recorded for this document (``dian_slow`` events).
     """
-    base = settings.einvoice_dian_slow_recheck_seconds * 2 ** min(rechecks, 16)
-    return min(base, settings.einvoice_retry_cap_seconds) * (0.8 + 0.4 * rng.random())
+    return retry_policy(settings).recheck_delay(rechecks, rng)
 
 
 def _rejected_by_dian(client: FactusClient, claimed: _Claimed, codes: list[str], text: str,
                       *, already_processed: bool) -> _Outcome:
     if already_processed:
         # Rule 90: DIAN already has this document. Never delete or re-send (FACTUS_API.md §5.4).
-        return _Outcome("failed", code="dian_already_processed", http_status=422,
+        return _Outcome(JobStatus.FAILED, code="dian_already_processed", http_status=422,
                         message=f"DIAN rule 90 (document processed before): {text}; an operator "
                         "must reconcile with Factus support", outcome_unknown=False)
-    outcome = _Outcome("rejected", code="dian_rejected:" + ",".join(codes), http_status=422,
+    outcome = _Outcome(JobStatus.REJECTED, code="dian_rejected:" + ",".join(codes), http_status=422,
                        message=text)
     try:
         _delete(client, claimed, claimed.reference_code)
@@ -653,7 +674,8 @@ def _settle_pending_conflict(ctx: WorkerContext, client: FactusClient, claimed: 
         message = (f"409: job {blocker.id} has a document pending at DIAN on this account; "
                    "waiting for its re-check")
         outcome = _Outcome("retry", code="pending_document", http_status=409, message=message,
-                           delay=_wait_behind(ctx, blocker), count_attempt=False)
+                           delay=_wait_behind(ctx, blocker), count_attempt=False,
+                           step=Outcome.HELD)
         outcome.events.append(("pending_conflict", "409", message,
                                {"blocker": str(blocker.id)}))
         return outcome
@@ -681,7 +703,7 @@ def _settle_pending_conflict(ctx: WorkerContext, client: FactusClient, claimed: 
             owner = job_repo.job_by_reference(session, ref) if ref else None
             if owner is None:
                 foreign.append(f"{doc.number or '?'} ({ref or 'no reference'})")
-            elif owner.status in ("rejected", "failed", "cancelled"):
+            elif owner.status in (JobStatus.REJECTED, JobStatus.FAILED, JobStatus.CANCELLED):
                 final_owned.append((ref, owner.id))  # type: ignore[arg-type]
             elif owner.id != claimed.job_id:
                 in_flight.append((ref, owner.id))  # type: ignore[arg-type]
@@ -716,14 +738,12 @@ def _settle_pending_conflict(ctx: WorkerContext, client: FactusClient, claimed: 
     if settled and not foreign:
         # Spread the blocked jobs over a few seconds: the settled document needs a moment
         # (a delete, or DIAN's answer to the re-check) and they must not storm the account.
-        delay = ctx.settings.einvoice_retry_base_seconds * (1.0 + 2.0 * ctx.rng.random())
         outcome = _Outcome("retry", code="pending_document", http_status=409,
                            message="409 pending document settled: " + "; ".join(settled),
-                           delay=delay, count_attempt=False)
+                           count_attempt=False, step=Outcome.RETRY_SOON, spread=2.0)
     else:
-        delay = backoff_delay(claimed.attempt, base=max(ctx.settings.einvoice_retry_base_seconds, 5),
-                              cap=ctx.settings.einvoice_retry_cap_seconds, rng=ctx.rng)
-        outcome = _Outcome("retry", code="pending_document", http_status=409, delay=delay,
+        outcome = _Outcome("retry", code="pending_document", http_status=409,
+                           step=Outcome.FOREIGN_CONFLICT,
                            message="409: Factus holds a pending document not created by einvoice: "
                            + ", ".join(foreign or ["unknown"]) + "; backing off")
     outcome.events.append(("pending_conflict", "409", outcome.message, {"settled": settled,
@@ -758,7 +778,7 @@ def _version_refused(claimed: _Claimed, exc: ApiVersionNotEnabled) -> _Outcome:
                         switch_to=target)
     where = ("FACTUS_API_VERSION" if claimed.account.key == "default"
              else "factus_credentials.api_version")
-    return _Outcome("failed", code=exc.reason, http_status=403,
+    return _Outcome(JobStatus.FAILED, code=exc.reason, http_status=403,
                     outcome_unknown=claimed.reconcile_first,
                     message=f"Factus refused API {exc.version} for account "
                     f"{claimed.account.username} (403: {exc}); set {where} to the version the "
@@ -770,11 +790,9 @@ def _retry_outcome(ctx: WorkerContext, claimed: _Claimed, exc: FactusError, code
     if isinstance(exc, RateLimitedError):
         return _Outcome("retry", code=exc.reason, message=str(exc), http_status=exc.status_code,
                         delay=max(exc.retry_after, 1.0), count_attempt=False,
-                        outcome_unknown=False)
-    delay = backoff_delay(claimed.attempt, base=ctx.settings.einvoice_retry_base_seconds,
-                          cap=ctx.settings.einvoice_retry_cap_seconds, rng=ctx.rng)
+                        outcome_unknown=False, step=Outcome.HELD)
     return _Outcome("retry", code=code or exc.reason, message=str(exc), http_status=exc.status_code,
-                    delay=delay, outcome_unknown=bool(exc.may_have_reached))
+                    step=Outcome.RETRYABLE, outcome_unknown=bool(exc.may_have_reached))
 
 
 def _call_factus(ctx: WorkerContext, claimed: _Claimed, worker: str,
@@ -818,7 +836,7 @@ def _call_factus_within_deadline(ctx: WorkerContext, claimed: _Claimed, worker: 
             if found is not None:
                 ok, why = _matches_payload(found, claimed, reconciling=True)
                 if found.is_validated and not ok:
-                    return _Outcome("failed", code="reconcile_mismatch",
+                    return _Outcome(JobStatus.FAILED, code="reconcile_mismatch",
                                     message=f"a validated document {found.number} with this "
                                     f"reference exists at Factus but {why}; an operator must decide")
                 if found.is_validated or found.is_rejected:
@@ -827,11 +845,12 @@ def _call_factus_within_deadline(ctx: WorkerContext, claimed: _Claimed, worker: 
                                               f"found at Factus by reference code ({why})",
                                               {"number": found.number, "status": found.status}))
                     return outcome
-                events.append(("reconciled", "pending", f"document {found.number} found pending at "
-                               "DIAN; re-sending with the same reference code", None))
+                events.append(("reconciled", JobStatus.PENDING, f"document {found.number} "
+                               "found pending at DIAN; re-sending with the same reference code",
+                               None))
                 own_pending = claimed.own_pending = True  # a re-check from now on (see _record)
             elif claimed.reconcile_only:
-                return _Outcome("failed", code="attempts_exhausted",
+                return _Outcome(JobStatus.FAILED, code="attempts_exhausted",
                                 message=f"gave up after {claimed.max_attempts} attempts; no "
                                 "document with this reference code at Factus")
             else:
@@ -852,11 +871,11 @@ def _call_factus_within_deadline(ctx: WorkerContext, claimed: _Claimed, worker: 
     except _LeaseUnconfirmed as exc:
         # Nothing left with this request; the database will tell next time.
         outcome = _Outcome("retry", code=exc.reason, count_attempt=False, message=exc.message,
-                           delay=ctx.settings.einvoice_retry_base_seconds * (1 + ctx.rng.random()),
+                           step=Outcome.RETRY_SOON,
                            outcome_unknown=claimed.reconcile_first or posted)
     except PayloadValidationError as exc:
         fields = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
-        outcome = _Outcome("rejected", code="payload_invalid", http_status=422,
+        outcome = _Outcome(JobStatus.REJECTED, code="payload_invalid", http_status=422,
                            message=fields or str(exc))
     except DianRejectionError as exc:
         outcome = _rejected_by_dian(
@@ -874,7 +893,7 @@ def _call_factus_within_deadline(ctx: WorkerContext, claimed: _Claimed, worker: 
         # attempt looks the reference up before sending anything.
         outcome = _Outcome("retry", code="redis_unavailable", count_attempt=False,
                            message=f"Redis unavailable during the Factus call: {exc}",
-                           delay=ctx.settings.einvoice_retry_base_seconds * (1 + ctx.rng.random()),
+                           step=Outcome.RETRY_SOON,
                            outcome_unknown=claimed.reconcile_first or posted)
     except _AccountBlocked as exc:
         # Nothing was sent (and a reconcile lookup, if any, found no document of ours).
@@ -883,16 +902,16 @@ def _call_factus_within_deadline(ctx: WorkerContext, claimed: _Claimed, worker: 
     except ApiVersionNotEnabled as exc:
         outcome = _version_refused(claimed, exc)
     except ForbiddenError as exc:
-        outcome = _Outcome("failed", code=exc.reason, http_status=403,
+        outcome = _Outcome(JobStatus.FAILED, code=exc.reason, http_status=403,
                            message=f"Factus refused account {claimed.account.username} (403): "
                            f"{exc}; fix the account's configuration, then retry the job")
     except AuthenticationError as exc:
-        outcome = _Outcome("failed", code=exc.reason, http_status=exc.status_code,
+        outcome = _Outcome(JobStatus.FAILED, code=exc.reason, http_status=exc.status_code,
                            message=f"Factus did not accept the credentials of "
                            f"{claimed.account.username}: {exc}")
     except FactusError as exc:
         if exc.transient and claimed.reconcile_only:
-            outcome = _Outcome("failed", code="attempts_exhausted", outcome_unknown=True,
+            outcome = _Outcome(JobStatus.FAILED, code="attempts_exhausted", outcome_unknown=True,
                                message=f"gave up after {claimed.max_attempts} attempts; the last "
                                f"may have reached Factus and the lookup failed ({exc.reason}); "
                                "`einvoice jobs retry` looks the reference up before any re-send")
@@ -904,7 +923,7 @@ def _call_factus_within_deadline(ctx: WorkerContext, claimed: _Claimed, worker: 
                 # settle.
                 outcome.outcome_unknown = claimed.reconcile_first
         else:
-            outcome = _Outcome("failed", code=exc.reason, http_status=exc.status_code,
+            outcome = _Outcome(JobStatus.FAILED, code=exc.reason, http_status=exc.status_code,
                                message=str(exc))
     outcome.events[:0] = events
     return outcome
@@ -936,7 +955,20 @@ class _Change:
         """Append one event (written in order)."""
         self.events.append((event_type, code, message, metadata))
 
-    def finish(self, status: str, *, code: str | None, message: str | None,
+    def decide(self, decision: Decision, *, message: str | None,
+               metadata: dict[str, Any] | None = None) -> None:
+        """Write what the domain decided (:func:`einvoice.domain.jobs.transition`): a final
+        status with :meth:`finish`, or a wait with :meth:`reschedule` (its ``outcome_unknown``
+        is left as it is; the record step sets it)."""
+        if decision.final:
+            self.finish(decision.status, code=decision.error_code, message=message,
+                        metadata=metadata, outcome_unknown=decision.outcome_unknown)
+        else:
+            self.reschedule(delay=decision.delay or 0.0, code=decision.error_code or "retry",
+                            message=message or "", count_attempt=decision.count_attempt,
+                            event_type=decision.event_type, status=decision.status)
+
+    def finish(self, status: JobStatus, *, code: str | None, message: str | None,
                metadata: dict[str, Any] | None = None, outcome_unknown: bool = False) -> None:
         """Move the claimed job to a final ``status`` with an event.
 
@@ -946,11 +978,12 @@ class _Change:
         self.values.update(status=status, error_code=code, error_message=message,
                            processed_at=job_repo.NOW, lease_expires_at=None,
                            outcome_unknown=outcome_unknown, updated_at=job_repo.NOW)
-        self.event(status, code, message, {"attempt": self.attempt, "from": "processing",
-                                           "to": status, **(metadata or {})})
+        self.event(status, code, message, {"attempt": self.attempt,
+                                           "from": JobStatus.PROCESSING, "to": status,
+                                           **(metadata or {})})
 
     def reschedule(self, *, delay: float, code: str, message: str, count_attempt: bool,
-                   event_type: str = "retry_scheduled", status: str = "pending") -> None:
+                   event_type: str, status: JobStatus) -> None:
         """Put the job back (``pending``, or ``sent`` for a DIAN re-check) due in ``delay`` s.
 
         ``count_attempt=False`` gives the claimed attempt back (a wait is not an attempt).
@@ -962,8 +995,9 @@ class _Change:
                            next_retry_at=job_repo.Sql("now() + make_interval(secs => :delay)",
                                                       delay=float(delay)),
                            error_code=code, error_message=message, updated_at=job_repo.NOW)
-        self.event(event_type, code, message, {"attempt": self.attempt, "from": "processing",
-                                               "to": status, "delay_s": round(delay, 3)})
+        self.event(event_type, code, message, {"attempt": self.attempt,
+                                               "from": JobStatus.PROCESSING, "to": status,
+                                               "delay_s": round(delay, 3)})
 
     def apply(self, session: Session, job_id: uuid.UUID, *, lease: tuple[str, int] | None = None,
               validated: dict[str, Any] | None = None) -> uuid.UUID | None:
@@ -981,6 +1015,19 @@ class _Change:
                                    events=self.events, validated=validated)
 
 
+#: Outcome kinds after which a job's own pending document no longer blocks its account.
+_SETTLED_KINDS = (JobStatus.ACCEPTED, JobStatus.REJECTED, JobStatus.FAILED)
+
+
+def _step_outcome(outcome: _Outcome) -> StepOutcome:
+    """The domain's view of what step 2 learned (:func:`einvoice.domain.jobs.transition`)."""
+    kinds = {JobStatus.ACCEPTED: Outcome.ACCEPTED, JobStatus.REJECTED: Outcome.REJECTED,
+             JobStatus.FAILED: Outcome.FAILED, "dian_slow": Outcome.DIAN_PENDING,
+             "wait": Outcome.WAITING, "switch": Outcome.VERSION_SWITCHED, "retry": outcome.step}
+    return StepOutcome(kinds[outcome.kind], code=outcome.code, wait=outcome.delay,
+                       outcome_unknown=outcome.outcome_unknown, spread=outcome.spread)
+
+
 def _record(ctx: WorkerContext, claimed: _Claimed, worker: str, outcome: _Outcome) -> str:
     change = _Change(claimed.attempt)
     for event in outcome.events:
@@ -989,57 +1036,33 @@ def _record(ctx: WorkerContext, claimed: _Claimed, worker: str, outcome: _Outcom
         change.event("submitted", str(outcome.http_status or ""),
                      f"POST validate answered {outcome.http_status}",
                      {"attempt": claimed.attempt, "latency_ms": outcome.latency_ms})
-    if outcome.kind == "accepted":
+    state = JobState(JobStatus.PROCESSING, claimed.attempt, own_pending=claimed.own_pending,
+                     dian_rechecks=claimed.dian_rechecks)
+    decision = transition(state, _step_outcome(outcome),
+                          retry_policy(ctx.settings, claimed.max_attempts), ctx.rng)
+    if decision.status == JobStatus.ACCEPTED:
         _accepted_change(change, claimed, outcome)
-    elif outcome.kind == "dian_slow":
-        change.values["outcome_unknown"] = False
-        change.reschedule(delay=outcome.delay or 10.0, code="dian_slow",
-                          message=outcome.message or "", count_attempt=False,
-                          event_type="dian_slow", status="sent")
-    elif outcome.kind in ("rejected", "failed"):
-        change.finish(outcome.kind, code=outcome.code, message=outcome.message,
-                      metadata={"http_status": outcome.http_status},
-                      outcome_unknown=outcome.outcome_unknown)
-    elif outcome.kind == "wait":
-        change.values["outcome_unknown"] = outcome.outcome_unknown
-        change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "waiting",
-                          message=outcome.message or "", count_attempt=False,
-                          event_type="waiting")
-    elif outcome.kind == "switch":
-        # Due at once and not counted: submit_job runs the step again right away, through the
-        # version just stored.
-        change.values["outcome_unknown"] = outcome.outcome_unknown
-        change.event("api_version_switched", outcome.switch_to, outcome.message,
-                     {"attempt": claimed.attempt, "from": claimed.account.api_version,
-                      "to": outcome.switch_to, "account": claimed.account.username})
-        change.reschedule(delay=0.0, code="api_version_switched", message=outcome.message or "",
-                          count_attempt=False)
-    elif outcome.kind == "retry":
-        change.values["outcome_unknown"] = outcome.outcome_unknown
-        attempts_left = claimed.attempt < claimed.max_attempts or not outcome.count_attempt
-        # A re-check whose document is pending at DIAN stays ``sent`` through its retries (a
-        # 5xx, no rate slot, Redis gone): the document still blocks the account at Factus, and
-        # ``sent`` keeps the account's other jobs waiting for it (the dispatcher's budget 0, the
-        # claim's check). Put back ``pending``, it would open the account to a burst of POSTs
-        # that Factus answers 409.
-        status = "sent" if claimed.own_pending else "pending"
-        if attempts_left:
-            change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "retry",
-                              message=outcome.message or "", count_attempt=outcome.count_attempt,
-                              status=status)
-        elif outcome.outcome_unknown:
-            # The last attempt may have reached Factus: one more pass looks the reference
-            # up (and never sends) before the job is given up.
-            change.reschedule(delay=outcome.delay or 1.0, code=outcome.code or "retry",
-                              message=(outcome.message or "") + " (outcome unknown: reconciling)",
-                              count_attempt=True, status=status)
-        else:
-            change.finish("failed", code=outcome.code,
+    elif decision.final:
+        if decision.gave_up:
+            change.finish(decision.status, code=decision.error_code,
                           message=f"gave up after {claimed.attempt} attempts: {outcome.message}")
+        else:
+            change.decide(decision, message=outcome.message,
+                          metadata={"http_status": outcome.http_status})
+    else:
+        change.values["outcome_unknown"] = decision.outcome_unknown
+        if outcome.kind == "switch":
+            change.event("api_version_switched", outcome.switch_to, outcome.message,
+                         {"attempt": claimed.attempt, "from": claimed.account.api_version,
+                          "to": outcome.switch_to, "account": claimed.account.username})
+        message = outcome.message or ""
+        if decision.last_look:
+            message += " (outcome unknown: reconciling)"
+        change.decide(decision, message=message)
     with UnitOfWork(ctx.session_factory) as uow:
         session = uow.session
         validated = None
-        if outcome.kind == "accepted":
+        if outcome.kind == JobStatus.ACCEPTED:
             document = outcome.document
             assert document is not None
             validated = {"cufe": change.values["cufe"] or "", "number": document.number or "",
@@ -1053,9 +1076,9 @@ def _record(ctx: WorkerContext, claimed: _Claimed, worker: str, outcome: _Outcom
         _remember_version(session, claimed, outcome)
         # The PDF and XML are downloaded once by a follow-up, published after this
         # commit (unless EINVOICE_ARCHIVE_DOCUMENTS is off).
-        if outcome.kind == "accepted" and ctx.settings.einvoice_archive_documents:
+        if outcome.kind == JobStatus.ACCEPTED and ctx.settings.einvoice_archive_documents:
             schedule_archive(session, claimed.job_id)
-        if claimed.own_pending and outcome.kind in ("accepted", "rejected", "failed"):
+        if claimed.own_pending and outcome.kind in _SETTLED_KINDS:
             # Its document no longer blocks the account: the jobs waiting for it go now.
             job_repo.wake_jobs_waiting_for_account(session, claimed.organization_id,
                                                    claimed.document_type)
@@ -1078,7 +1101,7 @@ def _remember_version(session: Session, claimed: _Claimed, outcome: _Outcome) ->
         remember_version(session, resolved, outcome.switch_to,
                          organization_id=claimed.organization_id, replace=True,
                          detected_by=f"{outcome.code}: {outcome.message}")
-    elif outcome.kind == "accepted" and resolved.detected is None:
+    elif outcome.kind == JobStatus.ACCEPTED and resolved.detected is None:
         version = claimed.account.api_version
         remember_version(session, resolved, version, organization_id=claimed.organization_id,
                          replace=False, detected_by=f"job {claimed.job_id} accepted through "
@@ -1090,14 +1113,15 @@ def _accepted_change(change: _Change, claimed: _Claimed, outcome: _Outcome) -> N
     assert document is not None
     code = document.cude if isinstance(document, CreditNoteResult) else document.cufe
     change.values.update(
-        status="accepted", cufe=code, qr_code=document.qr, response_payload=document.raw,
+        status=JobStatus.ACCEPTED, cufe=code, qr_code=document.qr, response_payload=document.raw,
         document_number=document.number, factus_document_id=document.id,
         processed_at=job_repo.NOW, lease_expires_at=None, outcome_unknown=False,
         error_code=None, error_message=None, updated_at=job_repo.NOW)
     for rule in document.notifications:
         change.event("dian_notification", rule.code, rule.text, {"number": document.number})
-    change.event("accepted", document.number, f"validated by DIAN as {document.number}",
-                 {"attempt": claimed.attempt, "from": "processing", "to": "accepted",
+    change.event(EventType.ACCEPTED, document.number, f"validated by DIAN as {document.number}",
+                 {"attempt": claimed.attempt, "from": JobStatus.PROCESSING,
+                  "to": JobStatus.ACCEPTED,
                   "number": document.number, "cufe": code})
 
 
@@ -1162,7 +1186,7 @@ def _submit_once(ctx: WorkerContext, job_uuid: uuid.UUID) -> str:
         log.exception("job %s attempt %d: unexpected error while calling Factus",
                       job_uuid, claimed.attempt)
         # A request may have left: the outcome stays unknown, a retry looks the reference up.
-        outcome = _Outcome("failed", code="internal_error", outcome_unknown=True,
+        outcome = _Outcome(JobStatus.FAILED, code="internal_error", outcome_unknown=True,
                            message=_internal_message("calling Factus", exc))
         outcome.events.append(("internal_error", type(exc).__name__, _exception_text(exc),
                                {"step": "call", "exception": _exception_type(exc)}))
@@ -1232,7 +1256,7 @@ def _fail_claimed(ctx: WorkerContext, claimed: _Claimed, worker: str, exc: Excep
     log.exception("job %s attempt %d: unexpected error while recording its outcome",
                   claimed.job_id, claimed.attempt)
     change = _Change(claimed.attempt)
-    change.finish("failed", code="internal_error",
+    change.finish(JobStatus.FAILED, code="internal_error",
                   message=_internal_message("recording the outcome", exc), outcome_unknown=True,
                   metadata={"step": "record", "exception": _exception_type(exc),
                             "detail": _exception_text(exc)})

@@ -13,6 +13,10 @@ Each rule parses the product's Python files (``ast``, nothing is imported) and f
   session or connection (migrations are outside ``einvoice/`` and not checked);
 * services never commit a session: a transaction they need between two HTTP calls is a
   :class:`einvoice.db.uow.UnitOfWork`;
+* no job status literal (one of the seven ``JobStatus`` values as a whole string constant)
+  outside ``einvoice/domain/``: code says ``JobStatus.X``; SQL text in ``einvoice/db/`` keeps
+  literal statuses (partial index predicates must match them literally), and every status it
+  names is checked to be a ``JobStatus`` (or ``FollowupStatus``) value;
 * no import cycle between ``einvoice`` modules at module level.
 
 An exception is an entry of :data:`ALLOWED` with a one-line reason; it should stay rare.
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from einvoice.domain.jobs import FollowupStatus, JobStatus
+
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("einvoice", "workers")
 
@@ -36,6 +42,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     "enqueues half of its invoices with a plain SQL INSERT, as an ERP would",
     ("sql", "einvoice/devservices.py"): "creates the development database on its embedded "
     "PostgreSQL server (CREATE DATABASE), before any repository exists",
+    ("status", "einvoice/demo.py"): "the demo plays an ERP and reads its job rows as an ERP "
+    "would; it is to move to JobStatus with its next change",
+    ("status", "einvoice/db/invoices.py"): "two ORM filters on the job status, to move to "
+    "JobStatus with the invoice repository's next change",
 }
 
 #: Modules that do I/O; ``einvoice/domain/`` imports none of them (nor their submodules).
@@ -337,3 +347,77 @@ def test_einvoice_modules_import_each_other_without_cycles() -> None:
 
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# ------------------------------------------------------------------------------------------
+# Job statuses are the domain's
+# ------------------------------------------------------------------------------------------
+
+#: The seven job statuses, as the strings a bare literal would spell.
+STATUS_WORDS = frozenset(status.value for status in JobStatus)
+
+#: Statuses of other tables that SQL text in ``einvoice/db/`` may name, with the column.
+OTHER_STATUSES = {"validated": "invoice_sales.status, set when its job is accepted"}
+
+#: Where SQL text names a status: ``status = 'x'``, ``status IN ('x', ...)``, and the
+#: ``'from'``/``'to'`` keys of an event's metadata built in SQL.
+_SQL_STATUS_EQ = re.compile(r"\bstatus\s*(?:=|<>|!=)\s*'(\w+)'", re.IGNORECASE)
+_SQL_STATUS_IN = re.compile(r"\bstatus\s+(?:NOT\s+)?IN\s*\(([^)]*)\)", re.IGNORECASE)
+_SQL_FROM_TO = re.compile(r"'(?:from|to)',\s*'(\w+)'")
+
+
+def _status_literal_hits(source: Source) -> Iterator[str]:
+    docstrings = _docstrings(source.tree)
+    for node in ast.walk(source.tree):
+        if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                and node.value in STATUS_WORDS and id(node) not in docstrings):
+            yield f"{source.path}:{node.lineno} holds the status literal {node.value!r}"
+
+
+def _sql_statuses(sql: str) -> list[str]:
+    """Every status value that the SQL text ``sql`` names."""
+    found = _SQL_STATUS_EQ.findall(sql) + _SQL_FROM_TO.findall(sql)
+    for listed in _SQL_STATUS_IN.findall(sql):
+        found += re.findall(r"'(\w+)'", listed)
+    return found
+
+
+def _unknown_sql_status_hits(source: Source) -> Iterator[str]:
+    known = STATUS_WORDS | {status.value for status in FollowupStatus} | set(OTHER_STATUSES)
+    for node in ast.walk(source.tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for status in _sql_statuses(node.value):
+                if status not in known:
+                    yield f"{source.path}:{node.lineno} names the unknown status {status!r}"
+
+
+def test_no_bare_status_literal_outside_the_domain() -> None:
+    # Given every product file outside einvoice/domain/ (and the listed exceptions),
+    hits = [hit for s in sources() if not _in(s, "einvoice/domain") and not _allowed("status", s)
+            for hit in _status_literal_hits(s)]
+    # then none spells a job status as a bare string: it says JobStatus.X (SQL text, which
+    # holds a status inside a longer statement, is checked by the next test).
+    assert not hits, _report("job status literal outside einvoice/domain (use JobStatus)", hits)
+
+
+def test_every_status_named_in_sql_is_a_domain_status() -> None:
+    # Given the SQL text of the repositories (statements, partial-index predicates, docstrings),
+    hits = [hit for s in sources() if _in(s, "einvoice/db") for hit in _unknown_sql_status_hits(s)]
+    # then each status it names is a JobStatus or FollowupStatus value (or a listed column of
+    # another table): a renamed status cannot leave a statement silently matching nothing.
+    assert not hits, _report("SQL names a status the domain does not know", hits)
+
+
+def test_the_status_checks_catch_what_they_forbid() -> None:
+    # Given a made-up service comparing with a bare status and a repository with a typo in SQL,
+    service = Source("einvoice/services/fake.py", "einvoice.services.fake", ast.parse(
+        'def f(job):\n    """A "failed" job."""\n    return job.status == "failed"\n'))
+    repo = Source("einvoice/db/fake.py", "einvoice.db.fake", ast.parse(
+        "SQL = \"UPDATE electronic_invoicing_jobs SET status = 'sennt' "
+        "WHERE status IN ('pending', 'procesing')\"\n"))
+    # when they are checked, then the literal (not the docstring) and both typos are named.
+    assert list(_status_literal_hits(service)) == [
+        "einvoice/services/fake.py:3 holds the status literal 'failed'"]
+    assert sorted(_unknown_sql_status_hits(repo)) == [
+        "einvoice/db/fake.py:1 names the unknown status 'procesing'",
+        "einvoice/db/fake.py:1 names the unknown status 'sennt'"]
