@@ -52,6 +52,7 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check einvoice workers tests scripts
+	$(BIN)/mypy
 
 # The production dependencies of pyproject.toml (no extras) and the build backend, pinned with
 # hashes. Resolved against PyPI alone: a machine's pip settings (local wheel folders, mirrors,

@@ -559,7 +559,8 @@ def jobs_show(job_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
     for col in ("at", "type", "code", "message"):
         table.add_column(col)
     for e in events:
-        table.add_row(str(e["at"])[:23], e["type"], e["code"] or "", (e["message"] or "")[:90])
+        table.add_row(str(e["at"])[:23], str(e["type"]), str(e["code"] or ""),
+                      str(e["message"] or "")[:90])
     console.print(table)
 
 
@@ -681,8 +682,8 @@ def accounts(
         for col in ("at", "org", "type", "code", "message"):
             log_table.add_column(col)
         for e in history:
-            log_table.add_row(str(e["at"])[:23], str(e["organization_id"] or ""), e["type"],
-                              e["code"] or "", (e["message"] or "")[:100])
+            log_table.add_row(str(e["at"])[:23], str(e["organization_id"] or ""), str(e["type"]),
+                              str(e["code"] or ""), str(e["message"] or "")[:100])
         console.print(log_table)
 
 

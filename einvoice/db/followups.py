@@ -261,8 +261,8 @@ def finish(followup: Followup, status: FollowupStatus, *, code: str | None, mess
     followup.error_code = code if status == FollowupStatus.FAILED else None
     followup.error_message = message if status == FollowupStatus.FAILED else None
     followup.lease_expires_at = None
-    followup.completed_at = func.now()  # type: ignore[assignment]
-    followup.updated_at = func.now()  # type: ignore[assignment]
+    followup.completed_at = func.now()
+    followup.updated_at = func.now()
 
 
 def reschedule(followup: Followup, *, delay: float, code: str, message: str,
@@ -272,14 +272,14 @@ def reschedule(followup: Followup, *, delay: float, code: str, message: str,
     attempt). Not dispatched: the beat dispatcher publishes it when due. Written at the
     session's next flush (nothing commits)."""
     followup.status = FollowupStatus.PENDING
-    followup.next_retry_at = func.now() + timedelta(seconds=delay)  # type: ignore[assignment]
+    followup.next_retry_at = func.now() + timedelta(seconds=delay)
     followup.dispatched_at = None
     followup.lease_expires_at = None
     followup.error_code = code
     followup.error_message = message
     if not count_attempt:
         followup.attempt_count = followup.attempt_count - 1
-    followup.updated_at = func.now()  # type: ignore[assignment]
+    followup.updated_at = func.now()
 
 
 def rearm(session: Session, followup: Followup) -> None:
@@ -288,10 +288,10 @@ def rearm(session: Session, followup: Followup) -> None:
     committed."""
     followup.status = FollowupStatus.PENDING
     followup.attempt_count = 0
-    followup.next_retry_at = func.now()  # type: ignore[assignment]
-    followup.dispatched_at = func.now()  # type: ignore[assignment]
+    followup.next_retry_at = func.now()
+    followup.dispatched_at = func.now()
     followup.completed_at = None
-    followup.updated_at = func.now()  # type: ignore[assignment]
+    followup.updated_at = func.now()
     session.flush()
 
 

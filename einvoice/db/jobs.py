@@ -972,11 +972,11 @@ def requeue(session: Session, job: Job, status: JobStatus = JobStatus.PENDING) -
     history stay). Flushed, not committed."""
     job.status = status
     job.attempt_count = 0
-    job.next_retry_at = func.now()  # type: ignore[assignment]
+    job.next_retry_at = func.now()
     job.dispatched_at = None
     job.lease_expires_at = None
     job.processed_at = None
-    job.updated_at = func.now()  # type: ignore[assignment]
+    job.updated_at = func.now()
     job.error_code = None
     job.error_message = None
     session.flush()
@@ -986,7 +986,7 @@ def set_cancelled(session: Session, job: Job, status: JobStatus = JobStatus.CANC
     """Mark ``job`` ``cancelled`` (``status``, as the domain decides) now (its outcome no longer
     unknown). Flushed, not committed."""
     job.status = status
-    job.processed_at = func.now()  # type: ignore[assignment]
+    job.processed_at = func.now()
     job.outcome_unknown = False
-    job.updated_at = func.now()  # type: ignore[assignment]
+    job.updated_at = func.now()
     session.flush()

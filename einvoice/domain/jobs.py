@@ -254,7 +254,7 @@ class RetryPolicy:
             rechecks: "pending" answers already recorded for this document.
             rng: jitter source.
         """
-        base = self.recheck * 2 ** min(rechecks, 16)
+        base = self.recheck * float(2 ** min(rechecks, 16))
         return min(base, self.cap) * (0.8 + 0.4 * rng.random())
 
     def behind(self, blocker_wait: float, rng: random.Random) -> float:

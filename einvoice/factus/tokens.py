@@ -52,6 +52,21 @@ logger = logging.getLogger("einvoice.factus")
 DEFAULT_ACCOUNT_KEY = "default"
 #: The Factus API versions a client can speak (FACTUS_API.md Decision 1).
 API_VERSIONS = ("v1", "v2")
+#: One of :data:`API_VERSIONS`.
+ApiVersion = Literal["v1", "v2"]
+
+
+def api_version(value: str) -> ApiVersion:
+    """``value`` as an :data:`ApiVersion`.
+
+    Raises:
+        ValueError: ``value`` is not ``"v1"`` or ``"v2"`` (``auto`` is resolved before this).
+    """
+    if value == "v1":
+        return "v1"
+    if value == "v2":
+        return "v2"
+    raise ValueError(f"api_version must be one of {API_VERSIONS}, not {value!r}")
 #: Redis key prefix of stored tokens (``<prefix><FactusAccount.token_key>``).
 TOKEN_KEY_PREFIX = "einvoice:factus:token:"
 
@@ -91,7 +106,7 @@ class FactusAccount:
     client_secret: SecretStr = field(repr=False)
     username: str
     password: SecretStr = field(repr=False)
-    api_version: Literal["v1", "v2"] = "v1"
+    api_version: ApiVersion = "v1"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))

@@ -45,7 +45,7 @@ from einvoice.db import reference as ref_repo
 from einvoice.db.models import FactusCredential
 from einvoice.db.uow import UnitOfWork
 from einvoice.errors import ConfigError, EinvoiceError
-from einvoice.factus.tokens import TOKEN_KEY_PREFIX, FactusAccount
+from einvoice.factus.tokens import API_VERSIONS, TOKEN_KEY_PREFIX, FactusAccount, api_version
 from einvoice.settings import FACTUS_URLS, Settings, get_settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -173,11 +173,12 @@ def _with_version(account: FactusAccount, configured: str,
     """``account`` with its API version resolved: ``configured`` when it names one, else the
     version stored for its identity (``stored``: ``"<account_key>=<version>"`` items), else
     :data:`AUTO_START_VERSION`."""
-    if configured in ("v1", "v2"):
-        return ResolvedAccount(replace(account, api_version=configured), configured, None)
+    if configured in API_VERSIONS:
+        return ResolvedAccount(replace(account, api_version=api_version(configured)), configured,
+                               None)
     found = dict(item.rsplit("=", 1) for item in stored or ())
     detected = found.get(account.token_key)
-    return ResolvedAccount(replace(account, api_version=detected or AUTO_START_VERSION),
+    return ResolvedAccount(replace(account, api_version=api_version(detected or AUTO_START_VERSION)),
                            "auto", detected)
 
 
@@ -543,7 +544,7 @@ def _rotate_redis_value(client: redis.Redis, key: str, box: SecretBox) -> str:
     with client.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(key)
+                pipe.watch(key)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 raw = pipe.get(key)
                 ttl_ms = pipe.pttl(key)
                 if raw is None:

@@ -354,7 +354,8 @@ EVENT_TYPES = {
 
 def _event(session: Session, followup: Followup, *, code: str | None, message: str,
            **metadata: Any) -> None:
-    job_repo.add_event(session, followup.job_id, EVENT_TYPES[(followup.kind, followup.status)],
+    job_repo.add_event(session, followup.job_id,
+                       EVENT_TYPES[(followup.kind, FollowupStatus(followup.status))],
                        code=code, message=message,
                        metadata={"followup_id": str(followup.id),
                                  "attempt": followup.attempt_count, **metadata})

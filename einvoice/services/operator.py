@@ -110,7 +110,8 @@ def account_of_organization(session: Session, settings: Any, organization_id: in
     own = [v for v in views if v.organization_id == organization_id and v.active
            and v.environment == settings.factus_environment]
     default = [v for v in views if v.organization_id is None]
-    return (own or default or [None])[0]
+    candidates = own or default
+    return candidates[0] if candidates else None
 
 
 #: Operator actions need no backoff: only the policy's presence (the decision's delay is 0).

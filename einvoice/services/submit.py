@@ -81,7 +81,7 @@ from einvoice.factus.errors import (
     RateLimitedError,
 )
 from einvoice.factus.schemas import BillResult, CreditNoteResult
-from einvoice.factus.tokens import FactusAccount
+from einvoice.factus.tokens import ApiVersion, FactusAccount, api_version
 from einvoice.services.accounts import (
     CredentialsUnreadableError,
     ResolvedAccount,
@@ -119,9 +119,9 @@ class _Claimed:
     # The version, and the body, of the attempt that may have created the document: a reconcile
     # lookup goes through that version and compares with that body (the account may have moved
     # to another version since; see _claim_step).
-    lookup_version: str = "v1"
+    lookup_version: ApiVersion = "v1"
     lookup_payload: dict[str, Any] | None = None
-    lookup_payload_version: str = "v1"
+    lookup_payload_version: ApiVersion = "v1"
     # Attempts are exhausted but the last one may have reached Factus: look up, never send.
     reconcile_only: bool = False
     # How many times DIAN already answered "pending" for this document (re-checks back off).
@@ -208,7 +208,7 @@ def _claim_step(ctx: WorkerContext, session: Session, job: Any, previous: str,
                       f"error: {job.error_code or 'none'}: {job.error_message or ''}".strip())
         return decision.status
     # The version of the stored body (jobs stored before versions were recorded spoke v1).
-    stored_version = job.factus_api_version or "v1"
+    stored_version = api_version(job.factus_api_version or "v1")
     try:
         resolved = ctx.resolved_for(session, job.organization_id)
         account = resolved.account
@@ -280,8 +280,8 @@ def _claim_step(ctx: WorkerContext, session: Session, job: Any, previous: str,
     )
 
 
-def _lookup_basis(resolved: ResolvedAccount, job: Any, stored_version: str,
-                  payload: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+def _lookup_basis(resolved: ResolvedAccount, job: Any, stored_version: ApiVersion,
+                  payload: dict[str, Any]) -> tuple[ApiVersion, ApiVersion, dict[str, Any]]:
     """(version asked, version of the body, body): what a reconcile lookup of the claimed
     ``job`` goes through, and the body it compares a found document with.
 
@@ -440,7 +440,9 @@ def _build_payload(ctx: WorkerContext, session: Session, job: Any,
         rules=v2_body.V2_RULES if api_version == "v2" else v1_body.V1_RULES,
         known_units=ctx.known_units(session),
     )
-    return mapper.credit_note_body(document) if credit_note else mapper.bill_body(document)
+    body: dict[str, Any] = (mapper.credit_note_body(document) if credit_note
+                            else mapper.bill_body(document))
+    return body
 
 
 def _check_related_invoice(session: Session, related_id: uuid.UUID, ctx: WorkerContext) -> None:
@@ -495,7 +497,8 @@ def _delete(client: FactusClient, claimed: _Claimed, reference_code: str) -> Non
 def _payload_total(payload: dict[str, Any], api_version: str) -> Decimal:
     """The document total (COP) that a wire body of ``api_version`` implies (the version's
     ``payload_total``), for comparing with a document found at Factus."""
-    return (v2_body if api_version == "v2" else v1_body).payload_total(payload)
+    total: Decimal = (v2_body if api_version == "v2" else v1_body).payload_total(payload)
+    return total
 
 
 def _reconcile_lookup(ctx: WorkerContext, client: FactusClient, claimed: _Claimed) -> Document | None:

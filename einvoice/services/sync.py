@@ -29,6 +29,7 @@ from einvoice.db import accounts as account_repo
 from einvoice.db import reference as ref_repo
 from einvoice.db.reference import LoadCount
 from einvoice.db.uow import UnitOfWork
+from einvoice.errors import ConfigError
 from einvoice.factus.client import FactusClient, FactusClients
 from einvoice.factus.errors import ApiVersionNotEnabled
 from einvoice.factus.schemas import NumberingRange
@@ -135,12 +136,19 @@ def sync_ranges(session_factory: sessionmaker[Session], clients: FactusClients,
 
 
 def _default_client(session_factory: sessionmaker[Session], clients: FactusClients,
-                    settings: Settings):  # type: ignore[no-untyped-def]
-    """The client used for catalog syncs: the default account, else the first credential row."""
+                    settings: Settings) -> FactusClient:
+    """The client used for catalog syncs: the default account, else the first credential row.
+
+    Raises:
+        ConfigError: no default account and no active ``factus_credentials`` row.
+    """
     if settings.has_default_factus_account():
         return clients.default()
     with session_factory() as session:
         org_id = account_repo.first_active_organization(session)
+        if org_id is None:
+            raise ConfigError("no Factus account to sync with: set the FACTUS_* variables or "
+                              "store an organization's credentials (einvoice accounts)")
         box = SecretBox.from_settings(settings)
         return clients.for_account(account_for_organization(session, org_id, settings, box))
 
