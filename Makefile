@@ -51,7 +51,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
-	$(BIN)/ruff check einvoice workers tests scripts
+	$(BIN)/ruff check einvoice workers tests scripts migrations celeryconfig.py
 	$(BIN)/mypy
 
 # The production dependencies of pyproject.toml (no extras) and the build backend, pinned with

@@ -191,7 +191,7 @@ def _package_version() -> str:
 def _print_version(value: bool) -> None:
     if value:
         print(f"einvoice {_package_version()}")
-        raise typer.Exit()
+        raise typer.Exit
 
 
 @app.callback()

@@ -94,7 +94,8 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
 
 
 def _pg_major(postgres_bin: Path) -> int:
-    out = subprocess.run([str(postgres_bin), "--version"], capture_output=True, text=True).stdout
+    out = subprocess.run([str(postgres_bin), "--version"], capture_output=True, text=True,
+                         check=False).stdout
     match = re.search(r"(\d+)(?:\.\d+)?", out)
     return int(match.group(1)) if match else 0
 
@@ -186,10 +187,11 @@ def service_account(name: str) -> ServiceAccount | None:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
+        # The system's useradd, from PATH: this runs as root, in a dev container or test machine.
         created = subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home",
+            ["useradd", "--system", "--user-group", "--no-create-home",  # noqa: S607
              "--shell", "/usr/sbin/nologin", name],
-            capture_output=True, text=True,
+            capture_output=True, text=True, check=False,
         )
         try:
             # Another process (a parallel test run) may have created it first: that is fine.
@@ -276,7 +278,7 @@ class PostgresServer:
     def _run(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         account = service_account(PG_ACCOUNT)
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            args, capture_output=True, text=True, **_run_as(account), **kwargs
+            args, capture_output=True, text=True, check=False, **_run_as(account), **kwargs
         )
 
     def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -394,7 +396,7 @@ class RedisServer:
             "--appendonly", "yes" if self.persistence else "no",
         ]
         result = subprocess.run(  # type: ignore[call-overload]
-            args, capture_output=True, text=True, **_run_as(account)
+            args, capture_output=True, text=True, check=False, **_run_as(account)
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -124,7 +124,7 @@ _default_lock = threading.Lock()
 
 def default_publisher() -> CeleryPublisher:
     """The process-wide publisher (created on first use, never at import time)."""
-    global _default
+    global _default  # noqa: PLW0603 - one publisher per process, created lazily
     if _default is None:
         with _default_lock:
             if _default is None:
@@ -134,5 +134,5 @@ def default_publisher() -> CeleryPublisher:
 
 def set_default_publisher(publisher: CeleryPublisher) -> None:
     """Make ``publisher`` the process-wide one (the worker passes its own app)."""
-    global _default
+    global _default  # noqa: PLW0603 - one publisher per process
     _default = publisher

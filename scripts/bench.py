@@ -29,8 +29,8 @@ and beat as subprocesses, and this driver. Scenarios:
 * **B5 memory.** Worker RSS (psutil) sampled through B1's 50-in-flight run; ``--soak MINUTES``
   runs open-loop load for that long and reports the growth from the first minute to the end.
 * **B6 scale.** 1,000,000 job rows (most final); the dispatcher's query
-  (:func:`einvoice.db.jobs.select_due_for_dispatch` with the default settings) timed 300 times,
-  each committed as the real dispatcher commits (the picked jobs are then made due again,
+  (:func:`einvoice.db.dispatcher.select_due_for_dispatch` with the default settings) timed 300
+  times, each committed as the real dispatcher commits (the picked jobs are then made due again,
   untimed), and its ``EXPLAIN ANALYZE`` plan printed.
 
 Output: ``# ...`` progress and detail lines, then one summary line per scenario (``B1 ...`` to

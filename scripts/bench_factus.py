@@ -93,10 +93,12 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def success(self) -> None:
+        """Count one call that succeeded."""
         with self.lock:
             self.ok += 1
 
     def failure(self, reason: str) -> None:
+        """Count one failed call under ``reason`` (an error's reason code)."""
         with self.lock:
             self.errors[reason] = self.errors.get(reason, 0) + 1
 

@@ -108,7 +108,7 @@ class FlowerServer:
         default_factory=lambda: ("flower", secrets.token_urlsafe(16))
     )
     port: int = field(default_factory=free_port)
-    options: list[str] = field(default_factory=lambda: compose_flower_options())
+    options: list[str] = field(default_factory=compose_flower_options)
     proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -52,7 +52,7 @@ def set_concurrency(threads: int) -> None:
     Without it a ``-c 25`` worker had a pool of 10 + 10 overflow connections: threads waited for
     a connection, and overflow connections were opened and closed all the time.
     """
-    global _concurrency
+    global _concurrency  # noqa: PLW0603 - per process, set once at worker_init
     _concurrency = max(1, int(threads))
 
 
@@ -65,7 +65,7 @@ def concurrency() -> int:
 
 def get_resources() -> Resources:
     """This process's resources, built on first use (and rebuilt after a fork)."""
-    global _resources, _pid
+    global _resources, _pid  # noqa: PLW0603 - per-process, built on first use
     if _resources is None or _pid != os.getpid():
         with _lock:
             if _resources is None or _pid != os.getpid():
@@ -104,7 +104,7 @@ def _build() -> Resources:
 
 def reset_resources() -> None:
     """Drop this process's resources (tests; worker shutdown)."""
-    global _resources
+    global _resources  # noqa: PLW0603 - per-process resources
     with _lock:
         if _resources is not None:
             _resources.clients.close()

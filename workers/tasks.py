@@ -8,9 +8,11 @@ only, so Flower shows ids and nothing else.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from einvoice import queueing
-from einvoice.services import dispatch
+from einvoice.services import dispatch, sync
 from einvoice.services.submit import submit_job, submit_jobs
 from workers.app import app
 from workers.base import EinvoiceTask
@@ -56,21 +58,14 @@ def recover_expired_leases() -> int:
 @app.task(base=EinvoiceTask, name=queueing.TASK_REFRESH_TOKENS, max_retries=3)
 def refresh_tokens() -> int:
     """Renew every account's token that is close to expiry (beat, every 5 min)."""
-    from einvoice.services.sync import refresh_tokens as refresh
-
     res = get_resources()
-    return refresh(res.worker.session_factory, res.clients, res.settings)
+    return sync.refresh_tokens(res.worker.session_factory, res.clients, res.settings)
 
 
 @app.task(base=EinvoiceTask, name=queueing.TASK_SYNC, max_retries=3)
 def sync_reference_data(kind: str) -> dict[str, int]:
     """Sync ``kind`` (``ranges``, ``catalogs``, or one of municipalities/units/tributes) from
     Factus into the reference tables. Returns rows written per table."""
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    from einvoice.services import sync
-
     res = get_resources()
     factory = res.worker.session_factory
     if kind == "ranges":

@@ -22,7 +22,6 @@ from einvoice.domain.jobs import FollowupStatus
 from einvoice.errors import JobError
 
 Followup = ElectronicInvoicingFollowup
-Document = ElectronicInvoicingDocument
 
 #: The time zone of Factus's "per day" e-mail quota (FACTUS_API.md §6.5; Colombia has no DST).
 QUOTA_TIME_ZONE = "America/Bogota"
@@ -207,7 +206,8 @@ def emails_sent_today(session: Session, job_id: uuid.UUID) -> int:
 
 def stored_kinds(session: Session, job_id: uuid.UUID) -> set[str]:
     """The document kinds (``pdf``, ``xml``) already stored for ``job_id`` (bytes not loaded)."""
-    return set(session.scalars(select(Document.kind).where(Document.job_id == job_id)))
+    return set(session.scalars(select(ElectronicInvoicingDocument.kind)
+                               .where(ElectronicInvoicingDocument.job_id == job_id)))
 
 
 def insert_document(
@@ -220,21 +220,23 @@ def insert_document(
     ones, store nothing new. ``size_bytes`` is ``len(content)`` (also a CHECK in the table).
     """
     stmt = (
-        insert(Document)
+        insert(ElectronicInvoicingDocument)
         .values(job_id=job_id, kind=kind, file_name=file_name, content=content, sha256=sha256,
                 size_bytes=len(content))
         .on_conflict_do_nothing(constraint="uq_ei_documents_job_kind")
-        .returning(Document.id)
+        .returning(ElectronicInvoicingDocument.id)
     )
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
-def get_document(session: Session, job_id: uuid.UUID, kind: str) -> Document | None:
+def get_document(session: Session, job_id: uuid.UUID,
+                 kind: str) -> ElectronicInvoicingDocument | None:
     """The stored ``kind`` file of ``job_id`` with its bytes, or None."""
     return session.scalars(
-        select(Document)
-        .options(undefer(Document.content))
-        .where(Document.job_id == job_id, Document.kind == kind)
+        select(ElectronicInvoicingDocument)
+        .options(undefer(ElectronicInvoicingDocument.content))
+        .where(ElectronicInvoicingDocument.job_id == job_id,
+               ElectronicInvoicingDocument.kind == kind)
     ).one_or_none()
 
 
@@ -242,10 +244,11 @@ def documents_of_job(session: Session, job_id: uuid.UUID) -> list[dict[str, Any]
     """Metadata of the job's stored files (no bytes): ``[{kind, file_name, sha256, size_bytes,
     created_at}]``, by kind."""
     rows = session.execute(
-        select(Document.kind, Document.file_name, Document.sha256, Document.size_bytes,
-               Document.created_at)
-        .where(Document.job_id == job_id)
-        .order_by(Document.kind)
+        select(ElectronicInvoicingDocument.kind, ElectronicInvoicingDocument.file_name,
+               ElectronicInvoicingDocument.sha256, ElectronicInvoicingDocument.size_bytes,
+               ElectronicInvoicingDocument.created_at)
+        .where(ElectronicInvoicingDocument.job_id == job_id)
+        .order_by(ElectronicInvoicingDocument.kind)
     ).all()
     return [dict(row._mapping) for row in rows]
 

@@ -235,16 +235,15 @@ def _related(session: Session, invoice: Any) -> dict[str, object]:
     if invoice.related_invoice_id is None:
         return {}
     original = session.get(InvoiceSale, invoice.related_invoice_id)
-    if original is not None:
-        # Unlike a customer, an invoice always has an organization: NULL is no company's
-        # document, so it cannot be credited by this one.
-        if original.organization_id != invoice.organization_id:
-            raise PayloadError(
-                "organization_mismatch", field="related_invoice.organization_id",
-                value=original.organization_id,
-                detail=(f"invoice_sales row {original.id} (the corrected invoice) belongs to "
-                        f"organization {original.organization_id}, but credit note {invoice.id} "
-                        f"belongs to organization {invoice.organization_id}"))
+    # Unlike a customer, an invoice always has an organization: NULL is no company's
+    # document, so it cannot be credited by this one.
+    if original is not None and original.organization_id != invoice.organization_id:
+        raise PayloadError(
+            "organization_mismatch", field="related_invoice.organization_id",
+            value=original.organization_id,
+            detail=(f"invoice_sales row {original.id} (the corrected invoice) belongs to "
+                    f"organization {original.organization_id}, but credit note {invoice.id} "
+                    f"belongs to organization {invoice.organization_id}"))
     # The bill's Factus id (v1 bill_id) and number (v2 bill_number) in one read.
     bill = session.execute(
         select(ElectronicInvoicingJob.factus_document_id,

@@ -72,7 +72,8 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 class Base(DeclarativeBase):
     """Declarative base of every einvoice model."""
 
-    type_annotation_map = {datetime: TIMESTAMPTZ, dict[str, Any]: JSONB}
+    # SQLAlchemy reads this once, when the registry is built; nothing mutates it.
+    type_annotation_map = {datetime: TIMESTAMPTZ, dict[str, Any]: JSONB}  # noqa: RUF012
 
 
 # --------------------------------------------------------------------------------------------

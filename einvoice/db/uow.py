@@ -41,7 +41,7 @@ def _run_callbacks(session: Session) -> None:
     for callback in session.info.pop(_CALLBACKS_KEY, []):
         try:
             callback()
-        except Exception:  # noqa: BLE001 - committed already; the dispatcher repairs
+        except Exception:  # committed already; the dispatcher repairs
             log.exception("after-commit callback failed; the dispatcher will re-publish")
 
 

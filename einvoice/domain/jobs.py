@@ -210,10 +210,7 @@ def backoff_delay(
     exponent = attempt - 1
     # Compare exponents instead of computing 2 ** exponent, which overflows a float for the
     # large attempt counts a stuck job can reach.
-    if exponent >= math.log2(cap / base):
-        ceiling = cap
-    else:
-        ceiling = min(cap, base * 2.0**exponent)
+    ceiling = cap if exponent >= math.log2(cap / base) else min(cap, base * 2.0**exponent)
     source = rng if rng is not None else random
     return source.uniform(0.0, ceiling)
 
@@ -423,7 +420,7 @@ GUARDED_TRANSITIONS: Mapping[tuple[JobStatus, JobStatus], str] = MappingProxyTyp
 _ANY_SOURCE = frozenset({Outcome.CLAIMED, Outcome.OPERATOR_RETRY, Outcome.CANCEL})
 
 #: The jitter source when a caller gives none (a plain generator: no I/O).
-_RNG = random.Random()
+_RNG = random.Random()  # noqa: S311 - retry jitter, not a secret
 
 
 def transition(state: JobState, outcome: StepOutcome, policy: RetryPolicy,

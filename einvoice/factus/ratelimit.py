@@ -154,7 +154,7 @@ class RedisRateLimiter:
         or past the attempt's deadline (:mod:`einvoice.factus.deadline`)."""
         now = self._clock()
         # Another process may take the freed slot first; the caller's loop then waits again.
-        delay = max(reset_at - now, 0.0) + random.uniform(0.005, 0.05)
+        delay = max(reset_at - now, 0.0) + random.uniform(0.005, 0.05)  # noqa: S311 - jitter
         left = deadline.remaining()
         if now + delay - started > self._max_wait or (left is not None and delay > left):
             bound = (f"{self._max_wait:.0f} s" if left is None or delay <= left

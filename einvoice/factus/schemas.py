@@ -108,7 +108,7 @@ def parse_factus_date(value: Any) -> date | None:
     text = str(value).strip()
     for fmt in _DATE_FORMATS:
         try:
-            return datetime.strptime(text, fmt).date()
+            return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a calendar date, no zone
         except ValueError:
             continue
     try:
@@ -323,7 +323,7 @@ class TokenResponse(WireModel):
     assumed: Decision 2).
     """
 
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
     access_token: SecretStr
     refresh_token: SecretStr | None = None
     expires_in: int = Field(ge=0)

@@ -68,7 +68,7 @@ def api_version(value: str) -> ApiVersion:
         return "v2"
     raise ValueError(f"api_version must be one of {API_VERSIONS}, not {value!r}")
 #: Redis key prefix of stored tokens (``<prefix><FactusAccount.token_key>``).
-TOKEN_KEY_PREFIX = "einvoice:factus:token:"
+TOKEN_KEY_PREFIX = "einvoice:factus:token:"  # noqa: S105 - a Redis key name, not a secret
 
 
 def utc_now() -> datetime:
@@ -152,7 +152,8 @@ class FactusAccount:
                 "FACTUS_* credentials",
                 reason="config_missing",
             )
-        assert settings.factus_client_secret is not None and settings.factus_password is not None
+        assert settings.factus_client_secret is not None
+        assert settings.factus_password is not None
         return cls(
             key=DEFAULT_ACCOUNT_KEY,
             environment=settings.factus_environment,

@@ -58,7 +58,7 @@ VERSION = "v1"
 
 # --- paths ----------------------------------------------------------------------------------
 
-TOKEN_PATH = "/oauth/token"  # §2 (same for v1 and v2)
+TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path. §2 (same for v1 and v2)
 BILLS_VALIDATE_PATH = "/v1/bills/validate"  # §3
 BILLS_PATH = "/v1/bills"  # §6.1
 CREDIT_NOTES_VALIDATE_PATH = "/v1/credit-notes/validate"  # §7.1
@@ -188,9 +188,8 @@ def list_params(
     for name, value in filters.items():
         if value is None:
             continue
-        if isinstance(value, bool):
-            value = int(value)
-        params[f"filter[{name}]"] = str(value)
+        # A bool goes on the wire as 0/1.
+        params[f"filter[{name}]"] = str(int(value) if isinstance(value, bool) else value)
     if page is not None:
         params[PAGE_PARAM] = str(page)
     if per_page is not None:

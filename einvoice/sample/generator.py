@@ -680,7 +680,8 @@ class _Invoicer:
         (concept 1, the goods of some lines returned). FACTUS_API.md §7.1."""
         rng = self.rng
         source = original.row
-        assert source.tax_included is not None and source.issue_date is not None
+        assert source.tax_included is not None
+        assert source.issue_date is not None
         if full:
             lines = list(original.lines)
             surcharges = list(source.allowance_charges or [])
@@ -847,10 +848,8 @@ def generate_sample(
     taken = {inv.row.id for inv in partial_targets}
     full_pool = [inv for inv in single_line + multi_line if inv.row.id not in taken]
     full_targets = rng.sample(full_pool, k=credit_notes - len(partial_targets))
-    for target in full_targets:
-        notes.append(invoicer.credit_note(target, full=True))
-    for target in partial_targets:
-        notes.append(invoicer.credit_note(target, full=False))
+    notes.extend(invoicer.credit_note(target, full=True) for target in full_targets)
+    notes.extend(invoicer.credit_note(target, full=False) for target in partial_targets)
 
     every = valid + [inv for inv, _ in wrong] + notes
     session.add_all([inv.row for inv in every])

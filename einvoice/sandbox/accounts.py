@@ -16,9 +16,9 @@ from einvoice.sandbox.documents import KINDS, DocumentKind, SandboxDocument
 from einvoice.sandbox.ranges import NumberingRange
 
 DEFAULT_CLIENT_ID = "sandbox-client"
-DEFAULT_CLIENT_SECRET = "sandbox-secret"
+DEFAULT_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the simulator's public test account
 DEFAULT_USERNAME = "sandbox@einvoice.test"
-DEFAULT_PASSWORD = "sandbox-password"
+DEFAULT_PASSWORD = "sandbox-password"  # noqa: S105 - the simulator's public test account
 
 
 @dataclass
@@ -98,9 +98,9 @@ class Stats:
     requests: dict[str, dict[str, int]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(int))
     )
-    validate_posts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
-    documents_stored: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
-    documents_deleted: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
+    validate_posts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    documents_stored: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    documents_deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     validations_by_reference: dict[str, dict[str, int]] = field(
         default_factory=lambda: {k: defaultdict(int) for k in KINDS}
     )

@@ -132,11 +132,10 @@ def cli_arguments(options: dict[str, Any]) -> list[str]:
             raise SandboxServerError(
                 f"unknown sandbox option {name!r}; known: {', '.join(CLI_FLAGS)}"
             )
-        if name == "rate_limit_per_minute" and value is None:
-            value = 0
-        if value is None:
+        flag_value = 0 if name == "rate_limit_per_minute" and value is None else value
+        if flag_value is None:
             continue
-        arguments += [CLI_FLAGS[name], str(value)]
+        arguments += [CLI_FLAGS[name], str(flag_value)]
     return arguments
 
 
@@ -290,7 +289,8 @@ class SandboxServer:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            # The URL is the simulator's own http:// address, built just above.
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", errors="replace")

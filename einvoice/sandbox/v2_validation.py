@@ -423,17 +423,20 @@ def _items(c: _Checker, raw: Any) -> tuple[V2Item, ...]:
             rate_field="rate",
             zero=ZERO,
         )
-        if quantity is not None and price is not None and discount_amount is not None:
-            if discount_amount > price * quantity:
-                c.fail(
-                    p + "discount_amount", "El campo {a} no puede ser mayor que el valor del ítem."
-                )
+        if (
+            quantity is not None
+            and price is not None
+            and discount_amount is not None
+            and discount_amount > price * quantity
+        ):
+            c.fail(p + "discount_amount", "El campo {a} no puede ser mayor que el valor del ítem.")
         if len(c.bag.errors) != before or None in (quantity, price, unit, standard) or not taxes:
             ok = False
             continue
-        assert (
-            quantity is not None and price is not None and unit is not None and standard is not None
-        )
+        assert quantity is not None
+        assert price is not None
+        assert unit is not None
+        assert standard is not None
         result.append(
             V2Item(
                 code_reference=code_reference,

@@ -387,7 +387,8 @@ class _Checker:
         if self.absent(path, value, required=required):
             return None
         try:
-            return datetime.strptime(str(value), "%Y-%m-%d").date()
+            # A calendar date: no time zone applies.
+            return datetime.strptime(str(value), "%Y-%m-%d").date()  # noqa: DTZ007
         except ValueError:
             self.fail(path, "El campo {a} debe coincidir con el formato Y-m-d.")
             return None
@@ -589,9 +590,14 @@ def _items(
         ):
             ok = False
             continue
-        assert quantity is not None and discount_rate is not None and price is not None
-        assert tax_rate is not None and unit is not None and standard is not None
-        assert excluded is not None and tribute is not None
+        assert quantity is not None
+        assert discount_rate is not None
+        assert price is not None
+        assert tax_rate is not None
+        assert unit is not None
+        assert standard is not None
+        assert excluded is not None
+        assert tribute is not None
         result.append(
             ItemData(
                 code_reference=code_reference,
@@ -781,12 +787,10 @@ def validate_bill(body: Any) -> tuple[BillRequest | None, ErrorBag]:
     allowances = _allowances(c, raw.get("allowance_charges"))
     if bag or customer is None or not items or None in (document, payment_form, method, operation):
         return None, bag
-    assert (
-        document is not None
-        and payment_form is not None
-        and method is not None
-        and operation is not None
-    )
+    assert document is not None
+    assert payment_form is not None
+    assert method is not None
+    assert operation is not None
     return BillRequest(
         numbering_range_id=range_id,
         document=document,

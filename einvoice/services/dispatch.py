@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from einvoice.db import dispatcher as dispatch_repo
 from einvoice.db import jobs as job_repo
 from einvoice.db import listener
 from einvoice.db.uow import UnitOfWork
@@ -55,8 +56,8 @@ def account_budgets(session: Session, settings: Settings, limiter: object | None
     keys = account_keys_by_organization(session, settings)
     if not keys:
         return {}
-    counts = job_repo.gate_counts(session, list(keys),
-                                  redispatch_seconds=settings.einvoice_redispatch_seconds)
+    counts = dispatch_repo.gate_counts(session, list(keys),
+                                       redispatch_seconds=settings.einvoice_redispatch_seconds)
     budgets: dict[int, int] = {}
     try:
         for org, key in keys.items():
@@ -81,7 +82,7 @@ def dispatch_due_jobs(
     account gets no more new jobs than :func:`account_budgets` allows.
     """
     with UnitOfWork(session_factory) as uow:
-        ids = job_repo.select_due_for_dispatch(
+        ids = dispatch_repo.select_due_for_dispatch(
             uow.session,
             limit=settings.einvoice_dispatch_batch,
             per_organization=settings.einvoice_org_dispatch_share,
@@ -113,7 +114,7 @@ def dispatch_new_jobs(
     """
     with UnitOfWork(session_factory) as uow:
         budgets = account_budgets(uow.session, settings, limiter) if settings else {}
-        won = job_repo.mark_new_dispatched(uow.session, job_ids, caps=budgets)
+        won = dispatch_repo.mark_new_dispatched(uow.session, job_ids, caps=budgets)
         uow.commit()
     if won:
         publisher.publish_submit_many(won)
@@ -123,7 +124,7 @@ def dispatch_new_jobs(
 def recover_expired_leases(session_factory: sessionmaker[Session], limit: int = 1000) -> int:
     """Release jobs whose lease expired; record a ``lease_expired`` event each. Returns the count."""
     with UnitOfWork(session_factory) as uow:
-        released = job_repo.release_expired_leases(uow.session, limit=limit)
+        released = dispatch_repo.release_expired_leases(uow.session, limit=limit)
         for job_id, holder, unknown in released:
             decision = transition(JobState(JobStatus.PROCESSING),
                                   StepOutcome(Outcome.LEASE_EXPIRED, outcome_unknown=unknown),

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from einvoice.db import followups as followup_repo
 from einvoice.db import jobs as job_repo
+from einvoice.db import operator_jobs as operator_repo
 from einvoice.db.followups import DatabaseDocumentStore, StoredDocument
 from einvoice.db.models import (
     STORED_DOCUMENT_KINDS,
@@ -162,7 +163,7 @@ def schedule_archive(
 
 
 def _accepted_job(session: Session, job_id: uuid.UUID | str, action: str) -> Job:
-    job = job_repo.require_job(session, job_id, for_update=True)
+    job = operator_repo.require_job(session, job_id, for_update=True)
     if job.status != JobStatus.ACCEPTED or not job.document_number:
         raise JobError(f"job {job.id} is {job.status}; only an accepted job's document can be "
                        f"{action}", reason="not_accepted")
@@ -266,7 +267,7 @@ def get_document(
     """
     if kind not in STORED_DOCUMENT_KINDS:
         raise JobError(f"unknown document kind {kind!r} (pdf or xml)", reason="bad_document_kind")
-    job = job_repo.require_job(session, job_id)
+    job = operator_repo.require_job(session, job_id)
     key = job.id
     document = (store or DatabaseDocumentStore(session)).get(key, kind)
     if document is None or document.content is None:
@@ -295,7 +296,7 @@ def followup_report(session: Session, job_id: uuid.UUID | str) -> dict[str, Any]
     next_retry_at, error_code, error_message, completed_at, created_at}]}``.
     Raises ``JobError`` for a bad or unknown job id.
     """
-    job = job_repo.require_job(session, job_id)
+    job = operator_repo.require_job(session, job_id)
     key = job.id
     return {
         "job_id": str(job.id), "status": job.status, "number": job.document_number,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from einvoice.db import invoices as invoice_repo
-from einvoice.db import jobs as job_repo
+from einvoice.db import producer as producer_repo
 from einvoice.db.models import ElectronicInvoicingJob
 from einvoice.db.uow import add_after_commit
 from einvoice.errors import JobError
@@ -118,14 +118,14 @@ def enqueue_invoices_reporting(
     if document_type not in DOCUMENT_TYPES:
         raise JobError(f"unknown document_type {document_type!r}", reason="unknown_document_type")
     wanted = list(dict.fromkeys(uuid.UUID(str(i)) for i in invoice_ids))
-    inserted = job_repo.insert_pending_jobs(
+    inserted = producer_repo.insert_pending_jobs(
         session, invoice_ids=wanted, document_type=document_type,
         max_attempts=max_attempts or get_settings().einvoice_max_attempts,
         dispatched=publisher is not None, message="enqueued by the Python producer")
     by_invoice = {job.invoice_id: job for job in inserted}
     missing = [i for i in wanted if i not in by_invoice]
     if missing:  # accepted already, an active job exists (maybe a concurrent producer's), or none
-        for job in job_repo.current_jobs_for_invoices(session, missing, document_type):
+        for job in producer_repo.current_jobs_for_invoices(session, missing, document_type):
             by_invoice[job.invoice_id] = job
         unknown = [str(i) for i in missing if i not in by_invoice]
         if unknown:

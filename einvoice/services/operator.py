@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from einvoice.db import jobs as job_repo
+from einvoice.db import operator_jobs as operator_repo
 from einvoice.db import reference as ref_repo
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSequence
 from einvoice.db.uow import UnitOfWork
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def _job(session: Session, job_id: uuid.UUID | str) -> Job:
-    return job_repo.require_job(session, job_id, for_update=True)
+    return operator_repo.require_job(session, job_id, for_update=True)
 
 
 def status_report(session: Session) -> dict[str, Any]:
@@ -48,23 +49,23 @@ def status_report(session: Session) -> dict[str, Any]:
     """
     by_status: dict[str, int] = {}
     by_org: dict[str, dict[str, int]] = {}
-    for org, status, count in job_repo.counts_by_organization_and_status(session):
+    for org, status, count in operator_repo.counts_by_organization_and_status(session):
         by_status[status] = by_status.get(status, 0) + count
         by_org.setdefault(str(org), {})[status] = count
     return {
         "by_status": by_status, "by_organization": by_org,
-        "oldest_pending_age_s": job_repo.oldest_active_age_seconds(session),
-        "failed_last_hour": job_repo.count_recent(session, JobStatus.FAILED, hours=1),
-        "rejected_last_hour": job_repo.count_recent(session, JobStatus.REJECTED, hours=1),
+        "oldest_pending_age_s": operator_repo.oldest_active_age_seconds(session),
+        "failed_last_hour": operator_repo.count_recent(session, JobStatus.FAILED, hours=1),
+        "rejected_last_hour": operator_repo.count_recent(session, JobStatus.REJECTED, hours=1),
     }
 
 
 def list_jobs(session: Session, *, status: str | None = None, organization_id: int | None = None,
               limit: int = 50) -> list[Job]:
     """Newest jobs first, optionally filtered by status and organization
-    (:func:`einvoice.db.jobs.newest_jobs`)."""
-    return job_repo.newest_jobs(session, status=status, organization_id=organization_id,
-                                limit=limit)
+    (:func:`einvoice.db.operator_jobs.newest_jobs`)."""
+    return operator_repo.newest_jobs(session, status=status, organization_id=organization_id,
+                                     limit=limit)
 
 
 @dataclass
@@ -96,8 +97,8 @@ def job_detail(session: Session, job_id: uuid.UUID | str, settings: Any = None) 
     }
     account = (account_of_organization(session, settings, job.organization_id)
                if settings is not None else None)
-    return JobDetail(job=job, payload_summary=summary, events=job_repo.events_for(session, job.id),
-                     account=account)
+    return JobDetail(job=job, payload_summary=summary,
+                     events=operator_repo.events_for(session, job.id), account=account)
 
 
 def account_of_organization(session: Session, settings: Any, organization_id: int) -> Any:
@@ -144,7 +145,7 @@ def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operat
         raise JobError(f"job {job.id} is {job.status}; only failed or rejected jobs can be retried",
                        reason="not_retryable")
     _refuse_if_accepted(session, job)
-    other = job_repo.active_job_for_invoice(session, job.invoice_id, job.document_type)
+    other = operator_repo.active_job_for_invoice(session, job.invoice_id, job.document_type)
     if other is not None:
         raise JobError(f"invoice {job.invoice_id} already has job {other.id} ({other.status})",
                        reason="active_job_exists")
@@ -157,7 +158,7 @@ def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operat
                           StepOutcome(Outcome.OPERATOR_RETRY,
                                       outcome_unknown=bool(job.outcome_unknown)),
                           _POLICY)
-    job_repo.requeue(session, job, decision.status)
+    operator_repo.requeue(session, job, decision.status)
     job_repo.add_event(session, job.id, decision.event_type, code=code,
                        message=f"re-queued by {actor} (was {previous}: {message or ''})",
                        metadata={"from": previous, "to": decision.status, "actor": actor})
@@ -165,7 +166,7 @@ def retry_job(session: Session, job_id: uuid.UUID | str, *, actor: str = "operat
 
 
 def _refuse_if_accepted(session: Session, job: Job) -> None:
-    accepted = job_repo.accepted_job_for_invoice(session, job.invoice_id, job.document_type)
+    accepted = operator_repo.accepted_job_for_invoice(session, job.invoice_id, job.document_type)
     if accepted is not None and accepted.id != job.id:
         raise JobError(f"invoice {job.invoice_id} already has an accepted {job.document_type}: "
                        f"job {accepted.id}, document {accepted.document_number}; it is never sent "
@@ -220,7 +221,7 @@ def new_document_for_job(session: Session, job_id: uuid.UUID | str, *,
 
 def failed_job_ids(session: Session) -> list[uuid.UUID]:
     """Ids of every ``failed`` job (for ``einvoice jobs retry --failed``)."""
-    return job_repo.failed_job_ids(session)
+    return operator_repo.failed_job_ids(session)
 
 
 def prepare_cancel(session: Session, job_id: uuid.UUID | str) -> Job:
@@ -255,7 +256,7 @@ def mark_cancelled(session: Session, job: Job, *, actor: str, deleted_at_factus:
     previous = job.status
     decision = transition(JobState(JobStatus(previous)),
                           StepOutcome(Outcome.CANCEL, document_gone=document_gone), _POLICY)
-    job_repo.set_cancelled(session, job, decision.status)
+    operator_repo.set_cancelled(session, job, decision.status)
     job_repo.add_event(session, job.id, decision.event_type, code=previous,
                        message=f"cancelled by {actor}"
                        + (f"; {deleted_at_factus}" if deleted_at_factus else ""),
@@ -292,8 +293,8 @@ def ranges_report(session: Session, today: datetime) -> list[RangeView]:
 
 def bring_forward(session: Session, job_ids: list[uuid.UUID]) -> None:
     """Make pending jobs due now (used after an operator fixed something; see
-    :func:`einvoice.db.jobs.bring_forward`). Does not commit."""
-    job_repo.bring_forward(session, job_ids)
+    :func:`einvoice.db.operator_jobs.bring_forward`). Does not commit."""
+    operator_repo.bring_forward(session, job_ids)
 
 
 def cancel_job(

@@ -190,28 +190,28 @@ NEW_TABLES: dict[str, str] = {
 }
 
 INDEXES: list[str] = [
-    "CREATE INDEX IF NOT EXISTS ix_ei_jobs_due ON electronic_invoicing_jobs (next_retry_at) "
-    "WHERE status IN ('pending', 'sent') AND provider = 'factus'",
-    "CREATE INDEX IF NOT EXISTS ix_ei_jobs_lease ON electronic_invoicing_jobs (lease_expires_at) "
-    "WHERE status = 'processing' AND provider = 'factus'",
-    "CREATE UNIQUE INDEX IF NOT EXISTS ux_ei_jobs_one_active_per_invoice "
-    "ON electronic_invoicing_jobs (invoice_id, document_type) "
-    "WHERE status IN ('pending', 'processing', 'sent')",
-    "CREATE UNIQUE INDEX IF NOT EXISTS ux_ei_jobs_reference_code "
-    "ON electronic_invoicing_jobs (reference_code)",
-    "CREATE INDEX IF NOT EXISTS ix_ei_jobs_sent_account ON electronic_invoicing_jobs "
-    "(factus_account) WHERE status = 'sent'",
-    "CREATE INDEX IF NOT EXISTS ix_ei_jobs_org_status "
-    "ON electronic_invoicing_jobs (organization_id, status)",
+    ("CREATE INDEX IF NOT EXISTS ix_ei_jobs_due ON electronic_invoicing_jobs (next_retry_at) "
+     "WHERE status IN ('pending', 'sent') AND provider = 'factus'"),
+    ("CREATE INDEX IF NOT EXISTS ix_ei_jobs_lease ON electronic_invoicing_jobs (lease_expires_at) "
+     "WHERE status = 'processing' AND provider = 'factus'"),
+    ("CREATE UNIQUE INDEX IF NOT EXISTS ux_ei_jobs_one_active_per_invoice "
+     "ON electronic_invoicing_jobs (invoice_id, document_type) "
+     "WHERE status IN ('pending', 'processing', 'sent')"),
+    ("CREATE UNIQUE INDEX IF NOT EXISTS ux_ei_jobs_reference_code "
+     "ON electronic_invoicing_jobs (reference_code)"),
+    ("CREATE INDEX IF NOT EXISTS ix_ei_jobs_sent_account ON electronic_invoicing_jobs "
+     "(factus_account) WHERE status = 'sent'"),
+    ("CREATE INDEX IF NOT EXISTS ix_ei_jobs_org_status "
+     "ON electronic_invoicing_jobs (organization_id, status)"),
     "CREATE INDEX IF NOT EXISTS ix_ei_jobs_invoice ON electronic_invoicing_jobs (invoice_id)",
-    "CREATE INDEX IF NOT EXISTS ix_ei_events_job_created "
-    "ON electronic_invoicing_events (job_id, created_at)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS ix_invoice_sequences_org_factus_range "
-    "ON invoice_sequences (organization_id, factus_numbering_range_id) "
-    "WHERE factus_numbering_range_id IS NOT NULL",
+    ("CREATE INDEX IF NOT EXISTS ix_ei_events_job_created "
+     "ON electronic_invoicing_events (job_id, created_at)"),
+    ("CREATE UNIQUE INDEX IF NOT EXISTS ix_invoice_sequences_org_factus_range "
+     "ON invoice_sequences (organization_id, factus_numbering_range_id) "
+     "WHERE factus_numbering_range_id IS NOT NULL"),
     "CREATE INDEX IF NOT EXISTS idx_factus_credentials_org ON factus_credentials (organization_id)",
-    "CREATE INDEX IF NOT EXISTS idx_dian_municipalities_department "
-    "ON dian_municipalities (department_id)",
+    ("CREATE INDEX IF NOT EXISTS idx_dian_municipalities_department "
+     "ON dian_municipalities (department_id)"),
     "CREATE INDEX IF NOT EXISTS ix_dian_tributes_code ON dian_tributes (code)",
 ]
 INDEX_NAMES = [stmt.split(" IF NOT EXISTS ")[1].split()[0] for stmt in INDEXES]
@@ -328,7 +328,9 @@ def upgrade() -> None:
                             ("status", "'pending'"), ("attempt_count", "0"),
                             ("max_attempts", "5"), ("created_at", "now()"),
                             ("updated_at", "now()"), ("outcome_unknown", "false")]:
-        _exec(f"UPDATE electronic_invoicing_jobs SET {column} = {default} WHERE {column} IS NULL")
+        # Column names and defaults are the literals above, never input.
+        _exec(f"UPDATE electronic_invoicing_jobs SET {column} = {default} "  # noqa: S608
+              f"WHERE {column} IS NULL")
     for column in JOB_NOT_NULL:
         _exec(f"ALTER TABLE electronic_invoicing_jobs ALTER COLUMN {column} SET NOT NULL")
     _exec("UPDATE electronic_invoicing_events SET event_type = 'unknown' WHERE event_type IS NULL")
@@ -368,22 +370,22 @@ def upgrade() -> None:
     bind.execute(
         text("INSERT INTO dian_identification_types (id, code, name) VALUES (:id, :code, :name) "
              "ON CONFLICT DO NOTHING"),
-        [dict(id=i, code=c, name=n) for i, c, n in IDENTIFICATION_TYPES],
+        [{"id": i, "code": c, "name": n} for i, c, n in IDENTIFICATION_TYPES],
     )
     bind.execute(
         text("INSERT INTO dian_tributes (id, code, name, type) VALUES (:id, :code, :name, :type) "
              "ON CONFLICT DO NOTHING"),
-        [dict(id=i, code=c, name=n, type=t) for i, c, n, t in TRIBUTES],
+        [{"id": i, "code": c, "name": n, "type": t} for i, c, n, t in TRIBUTES],
     )
     bind.execute(
         text("INSERT INTO dian_payment_methods (id, code, name) VALUES (:id, :code, :name) "
              "ON CONFLICT DO NOTHING"),
-        [dict(id=i, code=c, name=n) for i, c, n in PAYMENT_METHODS],
+        [{"id": i, "code": c, "name": n} for i, c, n in PAYMENT_METHODS],
     )
     bind.execute(
         text("INSERT INTO dian_unit_measures (id, code, name) VALUES (:id, :code, :name) "
              "ON CONFLICT DO NOTHING"),
-        [dict(id=i, code=c, name=n) for i, c, n in UNIT_MEASURES],
+        [{"id": i, "code": c, "name": n} for i, c, n in UNIT_MEASURES],
     )
     bind.execute(
         text("INSERT INTO dian_municipalities "

@@ -65,12 +65,12 @@ CREATE TABLE electronic_invoicing_documents (
 )"""
 
 INDEXES = [
-    "CREATE INDEX ix_ei_followups_due ON electronic_invoicing_followups (next_retry_at) "
-    "WHERE status = 'pending'",
-    "CREATE INDEX ix_ei_followups_lease ON electronic_invoicing_followups (lease_expires_at) "
-    "WHERE status = 'processing'",
-    "CREATE UNIQUE INDEX ux_ei_followups_one_archive_per_job "
-    "ON electronic_invoicing_followups (job_id) WHERE kind = 'archive'",
+    ("CREATE INDEX ix_ei_followups_due ON electronic_invoicing_followups (next_retry_at) "
+     "WHERE status = 'pending'"),
+    ("CREATE INDEX ix_ei_followups_lease ON electronic_invoicing_followups (lease_expires_at) "
+     "WHERE status = 'processing'"),
+    ("CREATE UNIQUE INDEX ux_ei_followups_one_archive_per_job "
+     "ON electronic_invoicing_followups (job_id) WHERE kind = 'archive'"),
     "CREATE INDEX ix_ei_followups_job ON electronic_invoicing_followups (job_id, created_at)",
 ]
 

@@ -1,6 +1,6 @@
 """Index for the dispatcher's in-flight count (benchmark B6: <= 5 ms p99 with 1,000,000 jobs).
 
-:func:`einvoice.db.jobs.select_due_for_dispatch` counts, per organization, the jobs in flight:
+:func:`einvoice.db.dispatcher.select_due_for_dispatch` counts, per organization, the jobs in flight:
 its ``processing`` jobs plus its due jobs whose wake-up is still queued. The second part comes
 from the due jobs it reads anyway (``ix_ei_jobs_due``); for the first, the existing
 ``ix_ei_jobs_lease`` (keyed by ``lease_expires_at``) makes PostgreSQL visit every processing row

@@ -88,7 +88,7 @@ BEGIN
         END IF;
     END IF;
     RETURN NEW;
-END $$"""
+END $$"""  # noqa: S608 - it interpolates only _AMBIGUOUS_SQL, built from constants
 
 REFUSED_EVENT_FUNCTION = """
 CREATE OR REPLACE FUNCTION einvoice_job_refused_event() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -184,30 +184,30 @@ END $$"""
 TRIGGERS: list[tuple[str, str, str]] = [
     # (name, table, definition after "CREATE TRIGGER name")
     ("einvoice_job_guard_insert", "electronic_invoicing_jobs",
-     "BEFORE INSERT ON electronic_invoicing_jobs FOR EACH ROW "
-     "WHEN (NEW.provider = 'factus') EXECUTE FUNCTION einvoice_job_guard()"),
+     ("BEFORE INSERT ON electronic_invoicing_jobs FOR EACH ROW "
+      "WHEN (NEW.provider = 'factus') EXECUTE FUNCTION einvoice_job_guard()")),
     ("einvoice_job_guard_reopen", "electronic_invoicing_jobs",
-     "BEFORE UPDATE OF status ON electronic_invoicing_jobs FOR EACH ROW "
-     "WHEN (OLD.status NOT IN ('pending', 'processing', 'sent') "
-     "AND NEW.status IN ('pending', 'processing', 'sent')) "
-     "EXECUTE FUNCTION einvoice_job_guard()"),
+     ("BEFORE UPDATE OF status ON electronic_invoicing_jobs FOR EACH ROW "
+      "WHEN (OLD.status NOT IN ('pending', 'processing', 'sent') "
+      "AND NEW.status IN ('pending', 'processing', 'sent')) "
+      "EXECUTE FUNCTION einvoice_job_guard()")),
     ("einvoice_job_refused_event", "electronic_invoicing_jobs",
-     "AFTER INSERT ON electronic_invoicing_jobs FOR EACH ROW "
-     "WHEN (NEW.status = 'cancelled' AND NEW.error_code = 'already_accepted') "
-     "EXECUTE FUNCTION einvoice_job_refused_event()"),
+     ("AFTER INSERT ON electronic_invoicing_jobs FOR EACH ROW "
+      "WHEN (NEW.status = 'cancelled' AND NEW.error_code = 'already_accepted') "
+      "EXECUTE FUNCTION einvoice_job_refused_event()")),
     ("einvoice_accepted_job_immutable", "electronic_invoicing_jobs",
-     "BEFORE UPDATE OR DELETE ON electronic_invoicing_jobs FOR EACH ROW "
-     "WHEN (OLD.status = 'accepted') EXECUTE FUNCTION einvoice_accepted_job_immutable()"),
+     ("BEFORE UPDATE OR DELETE ON electronic_invoicing_jobs FOR EACH ROW "
+      "WHEN (OLD.status = 'accepted') EXECUTE FUNCTION einvoice_accepted_job_immutable()")),
     ("einvoice_jobs_no_truncate", "electronic_invoicing_jobs",
-     "BEFORE TRUNCATE ON electronic_invoicing_jobs FOR EACH STATEMENT "
-     "EXECUTE FUNCTION einvoice_refuse_truncate_of_documents()"),
+     ("BEFORE TRUNCATE ON electronic_invoicing_jobs FOR EACH STATEMENT "
+      "EXECUTE FUNCTION einvoice_refuse_truncate_of_documents()")),
     ("einvoice_validated_invoice_immutable", "invoice_sales",
-     "BEFORE UPDATE OR DELETE ON invoice_sales FOR EACH ROW "
-     "WHEN (OLD.validated_at IS NOT NULL) "
-     "EXECUTE FUNCTION einvoice_validated_invoice_immutable()"),
+     ("BEFORE UPDATE OR DELETE ON invoice_sales FOR EACH ROW "
+      "WHEN (OLD.validated_at IS NOT NULL) "
+      "EXECUTE FUNCTION einvoice_validated_invoice_immutable()")),
     ("einvoice_validated_lines_immutable", "invoice_items",
-     "BEFORE INSERT OR UPDATE OR DELETE ON invoice_items FOR EACH ROW "
-     "EXECUTE FUNCTION einvoice_validated_lines_immutable()"),
+     ("BEFORE INSERT OR UPDATE OR DELETE ON invoice_items FOR EACH ROW "
+      "EXECUTE FUNCTION einvoice_validated_lines_immutable()")),
 ]
 FUNCTIONS = [JOB_GUARD_FUNCTION, REFUSED_EVENT_FUNCTION, ACCEPTED_JOB_FUNCTION,
              VALIDATED_INVOICE_FUNCTION, VALIDATED_LINES_FUNCTION, TRUNCATE_FUNCTION]

@@ -35,11 +35,11 @@ MARK = "einvoice:0007"
 #: (table, column, DDL) added when missing.
 ADDED_COLUMNS = [
     ("factus_credentials", "api_version",
-     "TEXT NOT NULL DEFAULT 'auto' CONSTRAINT factus_credentials_api_version_check "
-     "CHECK (api_version IN ('v1', 'v2', 'auto'))"),
+     ("TEXT NOT NULL DEFAULT 'auto' CONSTRAINT factus_credentials_api_version_check "
+      "CHECK (api_version IN ('v1', 'v2', 'auto'))")),
     ("electronic_invoicing_jobs", "factus_api_version",
-     "TEXT CONSTRAINT electronic_invoicing_jobs_factus_api_version_check "
-     "CHECK (factus_api_version IN ('v1', 'v2'))"),
+     ("TEXT CONSTRAINT electronic_invoicing_jobs_factus_api_version_check "
+      "CHECK (factus_api_version IN ('v1', 'v2'))")),
 ]
 
 NEW_TABLES = {
@@ -65,10 +65,10 @@ NEW_TABLES = {
     """,
 }
 INDEXES = [
-    "CREATE INDEX IF NOT EXISTS ix_factus_account_events_created "
-    "ON factus_account_events (created_at)",
-    "CREATE INDEX IF NOT EXISTS ix_factus_account_events_org "
-    "ON factus_account_events (organization_id, created_at)",
+    ("CREATE INDEX IF NOT EXISTS ix_factus_account_events_created "
+     "ON factus_account_events (created_at)"),
+    ("CREATE INDEX IF NOT EXISTS ix_factus_account_events_org "
+     "ON factus_account_events (organization_id, created_at)"),
 ]
 
 

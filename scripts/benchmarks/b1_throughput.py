@@ -115,5 +115,5 @@ def b5_line(b1: dict[str, Any] | None, soak: dict[str, Any] | None) -> str:
         ok = ok and soak["ok"]
     else:
         parts.append("soak not run (--soak MINUTES)")
-    return f"B5 memory: {'; '.join(parts)} [target ≤ 150 MB, soak growth ≤ 10 %: " \
-           f"{'PASS' if ok else 'MISS'}]"
+    return (f"B5 memory: {'; '.join(parts)} [target ≤ 150 MB, soak growth ≤ 10 %: "
+            f"{'PASS' if ok else 'MISS'}]")

@@ -14,7 +14,7 @@ from loadkit import log
 from benchmarks.common import Context, cpu_meter, cpu_ms_per_job, stop_system
 
 # ------------------------------------------------------------------------------------------
-# B4: producers
+# B4 - producers
 # ------------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ def b6_scale(ctx: Context) -> dict[str, Any]:
     from sqlalchemy import event
     from sqlalchemy import text as sql_text
 
-    from einvoice.db import jobs as job_repo
+    from einvoice.db import dispatcher as dispatch_repo
     from einvoice.settings import load_settings
 
     p = ctx.profile
@@ -92,7 +92,7 @@ def b6_scale(ctx: Context) -> dict[str, Any]:
         for _ in range(p.b6_iterations):
             with db.factory() as session:
                 began = time.perf_counter()
-                ids = job_repo.select_due_for_dispatch(
+                ids = dispatch_repo.select_due_for_dispatch(
                     session, limit=settings.einvoice_dispatch_batch,
                     per_organization=settings.einvoice_org_dispatch_share,
                     redispatch_seconds=settings.einvoice_redispatch_seconds)

@@ -40,8 +40,8 @@ def baseline_bodies(db: Database, job_ids: list[uuid.UUID]) -> list[bytes]:
                             "WHERE id = ANY(%s) AND request_payload IS NOT NULL",
                             (job_ids,)).fetchall()
     bodies = []
-    for (payload,) in rows:
-        payload = dict(payload)
+    for (stored,) in rows:
+        payload = dict(stored)
         payload["reference_code"] = "BL" + str(payload["reference_code"])[2:]
         bodies.append(json.dumps(payload).encode())
     return bodies

@@ -145,9 +145,9 @@ class GilProfile:
     # Where a worker's GIL time goes, first match wins (frame names as py-spy prints them).
     CATEGORIES = (
         ("LISTEN dispatch", ("listen_for_new_jobs",)),
-        ("claim+build", ("_claim",)),
+        ("claim+build", ("_claim", "claim_job")),
         ("POST", ("_call_factus",)),
-        ("record", ("_record",)),
+        ("record", ("_record", "record_outcome")),
         ("follow-ups", ("run_followup",)),
         ("task other", ("submit_job", "submit_invoice")),
     )

@@ -100,7 +100,7 @@ def test_the_site_builds_with_strict_mkdocs(tmp_path: Path) -> None:
     # When the site is built the way `make docs` builds it
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
         env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     # Then it succeeds and every page of the nav is there

@@ -272,8 +272,9 @@ def _module_graph(package: str) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, source in known.items():
         targets = set()
-        for module in _module_level_targets(source):
+        for imported in _module_level_targets(source):
             # The module itself if it is one of ours, else its nearest package of ours.
+            module = imported
             while module and module not in known:
                 module = module.rpartition(".")[0]
             if module and module != name:

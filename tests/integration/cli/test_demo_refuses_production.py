@@ -35,7 +35,7 @@ def run_demo_cli(env: dict[str, str], cwd: Path) -> tuple[subprocess.CompletedPr
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=60, check=False,
     )
     return result, time.monotonic() - started
 

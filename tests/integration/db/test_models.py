@@ -56,7 +56,8 @@ def test_invoice_with_jsonb_and_decimal_round_trip(session: Session) -> None:
     assert loaded.total == Decimal("47600.00")
     assert loaded.allowance_charges[0]["is_surcharge"] is True
     assert loaded.billing_period == {"start_date": "2026-11-01", "end_date": "2026-11-30"}
-    assert loaded.payment_form == "1" and loaded.operation_type == "10"
+    assert loaded.payment_form == "1"
+    assert loaded.operation_type == "10"
     item = session.scalars(select(InvoiceItem).where(InvoiceItem.invoice_id == invoice.id)).one()
     assert item.withholding_taxes == [{"code": "06", "withholding_tax_rate": "2.50"}]
     assert (item.unit_measure_id, item.standard_code_id, item.is_excluded) == (70, 1, 0)
@@ -74,7 +75,8 @@ def test_job_defaults_and_event_metadata(session: Session) -> None:
     loaded = session.get(ElectronicInvoicingJob, job.id)
     assert loaded is not None
     assert (loaded.status, loaded.provider, loaded.document_type) == ("pending", "factus", "invoice")
-    assert loaded.reference_code.startswith("EI") and len(loaded.reference_code) == 20
+    assert loaded.reference_code.startswith("EI")
+    assert len(loaded.reference_code) == 20
     event = session.scalars(select(ElectronicInvoicingEvent)).one()
     assert event.metadata_ == {"attempt": 0, "to": "pending"}
 

@@ -94,7 +94,9 @@ def test_upgrade_on_empty_database_loads_every_published_table(empty_db_url: str
         assert known_payment_method_codes(session) == frozenset(
             {"10", "42", "20", "47", "71", "72", "1", "49", "48", "ZZZ"})
         identification = known_identification_types(session)
-        assert identification[6] == "31" and identification[3] == "13" and len(identification) == 11
+        assert identification[6] == "31"
+        assert identification[3] == "13"
+        assert len(identification) == 11
         # v1 product tributes 1-17 are all there now (the seed had 11), customer tributes 18 and 21.
         assert set(known_tributes(session, "product")) >= {1, 2, 3, 4, 8, 9, 12, 13, 14, 15, 16, 17}
         assert known_tributes(session, "withholding") == {5: "05", 6: "06", 7: "07"}

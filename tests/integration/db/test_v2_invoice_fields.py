@@ -101,7 +101,8 @@ def test_the_repository_reads_payments_taxes_and_dane_codes_with_the_invoice(
     # When it is loaded
     invoice = load_invoice(session, invoice_id, "invoice")
     # Then everything v2 needs came with it, money exact
-    assert invoice.customer is not None and invoice.customer.municipality_code == "68679"
+    assert invoice.customer is not None
+    assert invoice.customer.municipality_code == "68679"
     assert invoice.organization.municipality_code == "11001"
     assert [(p.payment_method_code, p.amount, p.due_date, p.reference)
             for p in invoice.payments] == [("10", Decimal("779.70"), None, "caja"),

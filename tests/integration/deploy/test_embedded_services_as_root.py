@@ -53,7 +53,8 @@ def process_identity(pid: int) -> dict[str, list[int]]:
 def test_services_start_from_a_checkout_inside_a_root_only_folder(private_home: Path) -> None:
     # Given a checkout whose parent folder is owned by root with mode 700 (like /root/einvoice)
     info = private_home.stat()
-    assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o700
+    assert info.st_uid == 0
+    assert stat.S_IMODE(info.st_mode) == 0o700
     services = DevServices(
         base_dir=private_home / "einvoice" / ".einvoice",
         pg_port=free_port(),

@@ -37,12 +37,12 @@ def factus_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
 
 
 @pytest.fixture
-def factus_redis_url(factus_redis_server: RedisServer) -> Iterator[str]:
+def factus_redis_url(factus_redis_server: RedisServer) -> str:
     """URL of the module's Redis, flushed before the test."""
     client = redis.Redis.from_url(factus_redis_server.url)
     client.flushall()
     client.close()
-    yield factus_redis_server.url
+    return factus_redis_server.url
 
 
 @pytest.fixture

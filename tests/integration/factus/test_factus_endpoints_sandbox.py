@@ -36,18 +36,25 @@ def test_a_valid_bill_is_accepted_with_cufe_qr_and_totals(
     result = api.client.validate_bill(api.bill("POS-1"))
 
     # Then DIAN accepted it and the job has what it must record (Decision 4)
-    assert result.is_validated and result.reference_code == "POS-1"
-    assert result.number is not None and result.number.startswith("SETP")
-    assert result.cufe is not None and HEX96.match(result.cufe)
-    assert result.qr is not None and result.cufe in result.qr
-    assert result.public_url is not None and result.public_url.startswith("https://")
-    assert result.validated_at is not None and result.validated_at.tzinfo is not None
+    assert result.is_validated
+    assert result.reference_code == "POS-1"
+    assert result.number is not None
+    assert result.number.startswith("SETP")
+    assert result.cufe is not None
+    assert HEX96.match(result.cufe)
+    assert result.qr is not None
+    assert result.cufe in result.qr
+    assert result.public_url is not None
+    assert result.public_url.startswith("https://")
+    assert result.validated_at is not None
+    assert result.validated_at.tzinfo is not None
     assert (result.totals.total, result.totals.tax_amount) == (
         Decimal("47600.00"),
         Decimal("7600.00"),
     )
     if api.version == "v1":  # v1 alone sends a QR image and Factus's internal id
-        assert result.qr_image is not None and result.qr_image.startswith("data:image/png;base64,")
+        assert result.qr_image is not None
+        assert result.qr_image.startswith("data:image/png;base64,")
         assert result.id is not None
     # and it was validated exactly once, after one password grant
     stats = api.stats()
@@ -65,8 +72,10 @@ def test_show_and_find_by_reference_give_back_the_same_bill(api: VersionedApi) -
     shown = client.show_bill(target.number)
     found = client.find_bill_by_reference("INV-1")
 
-    assert shown.cufe == target.cufe and shown.is_validated
-    assert found is not None and (found.number, found.cufe) == (target.number, target.cufe)
+    assert shown.cufe == target.cufe
+    assert shown.is_validated
+    assert found is not None
+    assert (found.number, found.cufe) == (target.number, target.cufe)
     assert client.find_bill_by_reference("INV-404") is None
 
 
@@ -92,8 +101,10 @@ def test_downloads_give_the_pdf_and_xml_bytes(api: VersionedApi) -> None:
     pdf = client.download_bill_pdf(number)
     xml = client.download_bill_xml(number)
 
-    assert pdf.content.startswith(b"%PDF") and pdf.file_name.startswith("fv")
-    assert xml.content.lstrip().startswith(b"<") and xml.file_name == pdf.file_name
+    assert pdf.content.startswith(b"%PDF")
+    assert pdf.file_name.startswith("fv")
+    assert xml.content.lstrip().startswith(b"<")
+    assert xml.file_name == pdf.file_name
 
 
 def test_bill_e_mail_is_sent_and_its_daily_quota_is_a_conflict(api: VersionedApi) -> None:
@@ -114,14 +125,17 @@ def test_a_dian_slow_bill_is_pending_and_a_resend_validates_it_once(
     client = api.client
     sandbox_clean.set_faults(dian_slow=1.0)
     pending = client.validate_bill(api.bill("SLOW-1"))
-    assert pending.is_pending and not pending.is_validated and pending.validated_at is None
+    assert pending.is_pending
+    assert not pending.is_validated
+    assert pending.validated_at is None
 
     # When the same payload is re-sent later with the same reference
     sandbox_clean.set_faults(dian_slow=0.0)
     settled = client.validate_bill(api.bill("SLOW-1"))
 
     # Then the same document is validated, not a second one
-    assert settled.is_validated and settled.number == pending.number
+    assert settled.is_validated
+    assert settled.number == pending.number
     assert api.stats()["documents_stored"]["bill"] == 1
 
 
@@ -133,7 +147,8 @@ def test_a_rejected_bill_blocks_the_account_until_it_is_deleted(
     sandbox_clean.set_faults(dian_rejection=1.0)
     with pytest.raises(DianRejectionError) as rejected:
         client.validate_bill(api.bill("REJ-1"))
-    assert rejected.value.rule_codes and not rejected.value.transient
+    assert rejected.value.rule_codes
+    assert not rejected.value.transient
     sandbox_clean.set_faults(dian_rejection=0.0)
 
     # Then the stored rejected bill blocks any other bill (§5.3)
@@ -164,14 +179,17 @@ def test_credit_note_lifecycle(api: VersionedApi) -> None:
     note = client.validate_credit_note(api.credit_note("CN-1", invoice))
 
     # Then it carries its own CUDE and points at the bill
-    assert note.is_validated and note.number is not None
-    assert note.cude is not None and HEX96.match(note.cude)
+    assert note.is_validated
+    assert note.number is not None
+    assert note.cude is not None
+    assert HEX96.match(note.cude)
     assert note.bill_number == invoice.number
     assert note.totals.total == Decimal("23800.00")
     # and it can be shown, found, listed and downloaded
     assert client.show_credit_note(note.number).cude == note.cude
     found = client.find_credit_note_by_reference("CN-1")
-    assert found is not None and found.number == note.number
+    assert found is not None
+    assert found.number == note.number
     assert [row.number for row in client.list_credit_notes(reference_code="CN-1")] == [note.number]
     assert client.download_credit_note_pdf(note.number).content.startswith(b"%PDF")
     assert client.download_credit_note_xml(note.number).file_name.startswith("nc")
@@ -206,7 +224,8 @@ def test_reference_data_endpoints(client: FactusClient) -> None:
 
     setp = next(r for r in ranges if r.prefix == "SETP")
     assert (setp.id, setp.is_active, setp.is_expired) == (8, True, False)
-    assert setp.from_ == 990000000 and setp.current is not None
+    assert setp.from_ == 990000000
+    assert setp.current is not None
     assert all(r.is_active for r in ranges)
     assert {r.prefix for r in invoice_ranges} >= {"SETP"}
     assert [(m.id, m.code, m.department) for m in municipalities] == [(980, "68679", "Santander")]
@@ -227,16 +246,19 @@ def test_v2_gives_the_attached_document_xml_of_bills_and_credit_notes(
     invoice = client.validate_bill(v2_bill("AD-1"))
     assert invoice.number is not None
     note = client.validate_credit_note(v2_credit_note("AD-NC-1", invoice.number))
-    assert note.number is not None and note.cude is not None
+    assert note.number is not None
+    assert note.cude is not None
 
     # When their AttachedDocument XMLs are downloaded (v2 descargar-xml-attacheddocument)
     bill_ad = client.download_bill_attached_xml(invoice.number)
     note_ad = client.download_credit_note_attached_xml(note.number)
 
     # Then each is DIAN's container around the document's own XML
-    assert bill_ad.content.lstrip().startswith(b"<?xml") and b"AttachedDocument" in bill_ad.content
+    assert bill_ad.content.lstrip().startswith(b"<?xml")
+    assert b"AttachedDocument" in bill_ad.content
     assert invoice.number.encode() in bill_ad.content
-    assert b"AttachedDocument" in note_ad.content and note.number.encode() in note_ad.content
+    assert b"AttachedDocument" in note_ad.content
+    assert note.number.encode() in note_ad.content
 
 
 def test_ranges_associated_at_dian_are_created_then_used(
@@ -259,14 +281,18 @@ def test_ranges_associated_at_dian_are_created_then_used(
     notes = client.create_numbering_range(document="22", prefix="NC", current=1)
 
     # Then both are Factus ranges, listed, and the next bill is numbered from the invoice one
-    assert setp.resolution_number and setp.from_ is not None and setp.end_date is not None
+    assert setp.resolution_number
+    assert setp.from_ is not None
+    assert setp.end_date is not None
     assert (invoices.document, invoices.prefix, invoices.resolution_number) == (
         "21", "SETP", setp.resolution_number)
-    assert invoices.is_active and invoices.current == setp.from_
+    assert invoices.is_active
+    assert invoices.current == setp.from_
     assert (notes.document, notes.prefix, notes.resolution_number) == ("22", "NC", None)
     assert {r.id for r in client.list_numbering_ranges()} == {invoices.id, notes.id}
     bill_result = client.validate_bill(body)
-    assert bill_result.is_validated and (bill_result.number or "").startswith("SETP")
+    assert bill_result.is_validated
+    assert (bill_result.number or "").startswith("SETP")
     # and the same range cannot be created twice
     with pytest.raises(PayloadValidationError):
         client.create_numbering_range(document="22", prefix="NC", current=1)
@@ -285,6 +311,7 @@ def test_a_v1_only_call_on_a_v2_only_account_says_the_version_is_not_enabled(
 
     # Then the 403 names the refused version: an account problem, not a job's
     assert (caught.value.version, caught.value.reason) == ("v1", "factus_version_not_enabled")
-    assert not caught.value.transient and caught.value.status_code == 403
+    assert not caught.value.transient
+    assert caught.value.status_code == 403
     # while its documents go through v2
     assert client.validate_bill(v2_bill("V2-OK")).is_validated

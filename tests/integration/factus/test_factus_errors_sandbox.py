@@ -45,7 +45,8 @@ def test_a_malformed_payload_is_a_payload_error_with_field_messages(api: Version
     with pytest.raises(PayloadValidationError) as caught:
         api.client.validate_bill(payload)
 
-    assert caught.value.status_code == 422 and not caught.value.transient
+    assert caught.value.status_code == 422
+    assert not caught.value.transient
     assert {"items.0.quantity", "reference_code"} <= set(caught.value.field_errors)
 
 
@@ -72,7 +73,8 @@ def test_an_account_not_enabled_for_the_version_spoken_is_forbidden(
         client.validate_bill(bill("V-1") if spoken == "v1" else v2_bill("V-1"))
 
     # Then the 403 says which version the account lacks (a configuration error, permanent)
-    assert isinstance(caught.value, ApiVersionNotEnabled) and caught.value.version == spoken
+    assert isinstance(caught.value, ApiVersionNotEnabled)
+    assert caught.value.version == spoken
     assert (caught.value.reason, caught.value.transient) == ("factus_version_not_enabled", False)
     stats = sandbox_clean.account_stats(V2_ONLY["username"], V2_ONLY["client_id"])
     assert stats["validations_by_reference"]["bill"] == {}
@@ -129,7 +131,8 @@ def test_injected_429s_are_waited_out_then_raised(
 
     # the client waited the Retry-After once (2 attempts), and nothing was validated
     assert time.monotonic() - started >= 1.0
-    assert caught.value.retry_after == 1.0 and caught.value.transient
+    assert caught.value.retry_after == 1.0
+    assert caught.value.transient
     assert api.stats()["requests"][api.route("POST", "/bills/validate")] == {"429": 2}
 
 
@@ -163,7 +166,8 @@ def test_server_errors_on_reads_are_retried_and_validate_is_sent_once(
     requests = api.stats()["requests"]
     assert requests[api.route("GET", "/bills")] == {"500": 2}  # the read was repeated
     assert requests[api.route("POST", "/bills/validate")] == {"500": 1}  # the create was not
-    assert on_validate.value.may_have_reached and on_validate.value.reason == "server_error"
+    assert on_validate.value.may_have_reached
+    assert on_validate.value.reason == "server_error"
 
 
 def test_maintenance_is_told_apart_from_other_server_errors(
@@ -173,7 +177,8 @@ def test_maintenance_is_told_apart_from_other_server_errors(
     sandbox_clean.set_faults(error_503=1.0)
     with pytest.raises(ServerError) as caught:
         client.company()
-    assert caught.value.maintenance and caught.value.reason == "factus_maintenance"
+    assert caught.value.maintenance
+    assert caught.value.reason == "factus_maintenance"
 
 
 def test_a_timeout_after_the_bill_was_stored_is_reconciled_not_resent(
@@ -188,15 +193,19 @@ def test_a_timeout_after_the_bill_was_stored_is_reconciled_not_resent(
 
     with pytest.raises(TransportError) as caught:
         client.validate_bill(api.bill("HANG-1"))
-    assert caught.value.reason == "timeout_unknown_outcome" and caught.value.may_have_reached
+    assert caught.value.reason == "timeout_unknown_outcome"
+    assert caught.value.may_have_reached
 
     # When the job layer looks the reference up before sending again (Decision 3)
     sandbox_clean.set_faults(timeout_after_store=0.0)
     found = client.find_bill_by_reference("HANG-1")
 
     # Then the bill is there, validated, and was sent exactly once
-    assert found is not None and found.is_validated and found.cufe
-    assert found.totals.total is not None and found.reference_code == "HANG-1"
+    assert found is not None
+    assert found.is_validated
+    assert found.cufe
+    assert found.totals.total is not None
+    assert found.reference_code == "HANG-1"
     assert _validate_posts(api) == 1
     assert api.stats()["validations_by_reference"]["bill"] == {"HANG-1": 1}
 
@@ -213,4 +222,5 @@ def test_an_unreachable_factus_is_a_connect_error_that_sent_nothing(
         client.validate_bill(bill("DOWN-1"))
 
     assert caught.value.reason == "connect_error"
-    assert not caught.value.may_have_reached and caught.value.transient
+    assert not caught.value.may_have_reached
+    assert caught.value.transient

@@ -73,7 +73,8 @@ def test_a_saturated_account_gives_up_after_the_maximum_wait(factus_redis: redis
         limiter.acquire("acct")
     assert time.monotonic() - started < 0.5
     assert caught.value.reason == "rate_limit_wait"
-    assert caught.value.transient and not caught.value.may_have_reached
+    assert caught.value.transient
+    assert not caught.value.may_have_reached
     assert 55 <= caught.value.retry_after <= 60
 
 

@@ -81,7 +81,8 @@ def test_an_expiring_token_is_refreshed_once_and_the_new_refresh_token_kept(
         ).company()
     key = sandbox_account(sandbox_clean.base_url).token_key
     first = store.load(key)
-    assert first is not None and first.refresh_token
+    assert first is not None
+    assert first.refresh_token
     past = datetime.now(UTC) - timedelta(seconds=1)
     store.save(
         key, StoredToken(first.access_token, first.refresh_token, first.expires_at, past)
@@ -97,7 +98,8 @@ def test_an_expiring_token_is_refreshed_once_and_the_new_refresh_token_kept(
     assert sandbox_grants(sandbox_clean) == {"200": 2}
     # and the rotated refresh token is the one stored now, and it works
     second = store.load(key)
-    assert second is not None and second.refresh_token not in (None, first.refresh_token)
+    assert second is not None
+    assert second.refresh_token not in (None, first.refresh_token)
     assert second.access_token != first.access_token
     with httpx.Client() as http:
         response = http.post(
@@ -135,7 +137,8 @@ def test_a_renewal_lock_left_by_a_killed_worker_frees_itself_after_its_lease(
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_AND_SLEEP, redis_url],
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
         time.sleep(2.5)  # two and a half leases: alive, its watchdog keeps the lock
         impatient = RedisRenewalLocks(redis_client, timeout=120, blocking_timeout=0.2, lease=1.0)
         with pytest.raises(TokenUnavailableError), impatient.hold("acct"):

@@ -47,10 +47,12 @@ def test_a_worker_process_gets_a_client_with_encrypted_tokens_and_a_shared_limit
         key = client.account.token_key
         raw = factus_redis.get("einvoice:factus:token:" + key)
         stored = clients.token_store.load(key)
-        assert stored is not None and stored.access_token == client.tokens.access_token()
+        assert stored is not None
+        assert stored.access_token == client.tokens.access_token()
         # (the token itself is not in the stored bytes; a fixed prefix such as the JWT's "eyJ"
         # would also match the ciphertext's random base64 about once in a thousand runs)
-        assert raw is not None and b"access_token" not in raw
+        assert raw is not None
+        assert b"access_token" not in raw
         assert stored.access_token.encode() not in raw
         assert stored.refresh_token is None or stored.refresh_token.encode() not in raw
         # and both calls (token + company) took a slot of the account's shared minute window

@@ -63,7 +63,8 @@ def test_pdf_and_xml_are_stored_once_with_their_hashes_even_when_the_download_fa
     [archive] = wait_for_followups(pipeline.factory, job_id, "archive", 1)
 
     # Then the archive is done after more than one attempt, the job is still accepted,
-    assert archive["status"] == "done" and archive["attempt_count"] >= 2, archive
+    assert archive["status"] == "done", archive
+    assert archive["attempt_count"] >= 2, archive
     session.expire_all()
     assert session.execute(text("SELECT status FROM electronic_invoicing_jobs WHERE id = :j"),
                            {"j": job_id}).scalar_one() == "accepted"
@@ -74,14 +75,16 @@ def test_pdf_and_xml_are_stored_once_with_their_hashes_even_when_the_download_fa
         content = bytes(row["content"])  # type: ignore[arg-type]
         assert row["sha256"] == hashlib.sha256(content).hexdigest()
         assert row["size_bytes"] == len(content) > 0
-        assert str(row["file_name"]).startswith("fv0901724254") and str(
+        assert str(row["file_name"]).startswith("fv0901724254")
+        assert str(
             row["file_name"]).endswith(f".{kind}")
     number, cufe = session.execute(text(
         "SELECT document_number, cufe FROM electronic_invoicing_jobs WHERE id = :j"),
         {"j": job_id}).one()
     assert bytes(stored["pdf"]["content"]).startswith(b"%PDF")  # type: ignore[arg-type]
     xml = bytes(stored["xml"]["content"])  # type: ignore[arg-type]
-    assert number.encode() in xml and cufe.encode() in xml
+    assert number.encode() in xml
+    assert cufe.encode() in xml
     # and each file was downloaded successfully exactly once, after the failed tries
     assert pipeline.requests_to("bill_pdf").get("200") == 1
     assert pipeline.requests_to("bill_xml").get("200") == 1
@@ -141,7 +144,8 @@ def test_docs_get_writes_the_stored_pdf_and_xml(
         k: r["sha256"] for k, r in stored.items()}
     assert [(f["kind"], f["status"]) for f in report["followups"]] == [("archive", "done")]
     # and an unknown job is one clear error line
-    assert missing.returncode == 1 and "no job" in missing.stderr
+    assert missing.returncode == 1
+    assert "no job" in missing.stderr
 
 
 def test_a_stored_file_whose_bytes_changed_is_refused(
@@ -160,7 +164,8 @@ def test_a_stored_file_whose_bytes_changed_is_refused(
     with pytest.raises(JobError, match="does not match its SHA-256"):
         get_document(session, job_id, "pdf")
     name, content = get_document(session, job_id, "xml")
-    assert name.endswith(".xml") and content
+    assert name.endswith(".xml")
+    assert content
     assert followups(pipeline.factory, job_id, "archive")[0]["status"] == "done"
 
 
@@ -179,11 +184,12 @@ def test_with_the_archive_off_an_accepted_job_gets_no_download_until_an_operator
                            {"j": job_id}).scalar_one()
     time.sleep(2.0)  # four dispatcher intervals of the test environment
     assert followups(pipeline.factory, job_id) == []
-    assert pipeline.requests_to("bill_pdf") == {} and pipeline.requests_to("bill_xml") == {}
+    assert pipeline.requests_to("bill_pdf") == {}
+    assert pipeline.requests_to("bill_xml") == {}
     # and an operator's request archives it all the same
     request_archive(session, job_id, publisher=in_process.publisher(pipeline))
     session.commit()
-    [archive] = wait_for_followups(pipeline.factory, job_id, "archive", 1, statuses=("done",))
+    [_archive] = wait_for_followups(pipeline.factory, job_id, "archive", 1, statuses=("done",))
     assert sorted(_stored(session, job_id)) == ["pdf", "xml"]
 
 
@@ -203,5 +209,6 @@ def test_documents_are_not_archived_for_a_job_that_is_not_accepted(
     session.rollback()
 
     # Then both are refused with the reason, and no follow-up exists
-    assert got.returncode == 1 and "is pending" in got.stderr
+    assert got.returncode == 1
+    assert "is pending" in got.stderr
     assert followups(session_factory, job_id) == []

@@ -57,7 +57,8 @@ def test_resend_email_reaches_factus_once_and_is_recorded(
     [email] = wait_for_followups(pipeline.factory, job_id, "email", 1)
 
     # Then Factus was asked once, the follow-up is done, and the job's history says so
-    assert str(email["id"]) == queued["followup_id"] and email["status"] == "done", email
+    assert str(email["id"]) == queued["followup_id"], email
+    assert email["status"] == "done", email
     assert pipeline.requests_to("send_bill_email") == {"200": 1}
     events = _email_events(pipeline, job_id)
     assert [e[0] for e in events] == ["email_requested", "email_sent"]
@@ -140,7 +141,8 @@ def test_quota_used_elsewhere_is_factus_409_and_ends_failed_with_its_message(
     [email] = wait_for_followups(pipeline.factory, job_id, "email", 1)
 
     # Then Factus refused it (409) and the follow-up says why, once: it is not retried
-    assert email["status"] == "failed" and email["attempt_count"] == 1
+    assert email["status"] == "failed"
+    assert email["attempt_count"] == 1
     assert email["error_code"] == "email_daily_limit"
     assert "2 veces hoy" in str(email["error_message"])
     assert pipeline.requests_to("send_bill_email") == {"200": 2, "409": 1}

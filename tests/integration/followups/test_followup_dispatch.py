@@ -62,8 +62,10 @@ def test_scheduling_an_archive_twice_keeps_one_and_publishes_after_commit(
     session.commit()
 
     # Then one archive row exists, published once and only after the commit
-    assert first is not None and second is None
-    assert published_before_commit == [] and publisher.sent == [first]
+    assert first is not None
+    assert second is None
+    assert published_before_commit == []
+    assert publisher.sent == [first]
     assert [(f["kind"], f["status"]) for f in followups(session_factory, job_id)] == [
         ("archive", "pending")]
 
@@ -96,9 +98,11 @@ def test_dispatcher_publishes_due_followups_once_and_recovers_dead_workers_by_ki
     [lost_row] = followups(session_factory, lost)
     [archive_row] = followups(session_factory, dead_archive)
     assert sorted(publisher.sent) == sorted([lost_row["id"], archive_row["id"]])
-    assert archive_row["status"] == "pending" and archive_row["error_code"] == "lease_expired"
+    assert archive_row["status"] == "pending"
+    assert archive_row["error_code"] == "lease_expired"
     # and the e-mail, which may have left, is failed instead of being sent again
     [email_row] = followups(session_factory, dead_email)
-    assert email_row["status"] == "failed" and email_row["error_code"] == "email_outcome_unknown"
+    assert email_row["status"] == "failed"
+    assert email_row["error_code"] == "email_outcome_unknown"
     assert _event_types(session, dead_archive) == ["archive_retry"]
     assert _event_types(session, dead_email) == ["email_failed"]

@@ -64,7 +64,8 @@ def _bills_of_default_account(pipeline: Pipeline) -> dict[str, int]:
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "einvoice.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=project_root())
+                          capture_output=True, text=True, timeout=120, cwd=project_root(),
+                          check=False)
 
 
 # ------------------------------------------------------------------------------ default account
@@ -91,7 +92,8 @@ def test_an_organization_without_its_own_account_is_refused_while_another_has_on
     assert (refused.status, refused.error_code) == ("failed", "no_factus_account")
     assert "organization 1" in refused.error_message
     assert "EINVOICE_DEFAULT_ACCOUNT" in refused.error_message
-    assert refused.attempt_count == 1 and refused.document_number is None
+    assert refused.attempt_count == 1
+    assert refused.document_number is None
     # and nothing was issued with the shared account's NIT
     assert _bills_of_default_account(pipeline) == {}
     # while organization 2 issued with its own account, whose token sits in its own row
@@ -151,7 +153,8 @@ def test_credentials_pointing_at_a_foreign_host_never_leave(
     assert (job.status, job.error_code) == ("failed", "no_factus_account")
     assert "169.254.169.254" in job.error_message
     assert "EINVOICE_FACTUS_ALLOWED_HOSTS" in job.error_message
-    assert job.request_payload is None and job.document_number is None
+    assert job.request_payload is None
+    assert job.document_number is None
 
 
 # ------------------------------------------------------------------------------ rotation
@@ -255,7 +258,8 @@ def test_a_worker_with_the_wrong_key_stops_at_start_with_one_line(
         [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool", "threads", "-c", "2",
          "-n", f"wrongkey-{uuid.uuid4().hex[:6]}@%h", "--without-mingle", "--without-gossip",
          "-l", "info"],
-        env=pipeline.env, cwd=project_root(), capture_output=True, text=True, timeout=90)
+        env=pipeline.env, cwd=project_root(), capture_output=True, text=True, timeout=90,
+        check=False)
 
     # Then it exits at once with EX_CONFIG and one line naming the organization, no traceback
     output = result.stdout + result.stderr
@@ -264,7 +268,8 @@ def test_a_worker_with_the_wrong_key_stops_at_start_with_one_line(
     assert "Traceback" not in output
     lines = [line for line in output.splitlines() if "cannot start" in line]
     assert len(lines) == 1, output[-2000:]
-    assert "EINVOICE_SECRET_KEY" in lines[0] and "organization 2" in lines[0]
+    assert "EINVOICE_SECRET_KEY" in lines[0]
+    assert "organization 2" in lines[0]
     assert "ready." not in output
 
 
@@ -388,5 +393,6 @@ def test_a_worker_log_never_shows_the_url_passwords(
     # Then the log shows the URLs (Celery's banner) but never the password
     assert job.status == "accepted"
     log = worker.log()
-    assert "ready." in log and ":**@" in log
+    assert "ready." in log
+    assert ":**@" in log
     assert password not in log

@@ -100,7 +100,8 @@ def test_full_and_partial_credit_notes_are_accepted_with_cude(
     assert [n.status for n in notes] == ["accepted", "accepted"], [n.error_message for n in notes]
     assert all(n.cufe and len(n.cufe) == 96 and n.document_number.startswith("NC") for n in notes)
     field, bill = _named_bill(pipeline, invoices[0])
-    assert bill is not None and notes[0].request_payload[field] == bill
+    assert bill is not None
+    assert notes[0].request_payload[field] == bill
     assert str(notes[0].request_payload["correction_concept_code"]) == "2"
     assert str(notes[0].request_payload["customization_id"]) == "20"
     assert notes[0].factus_api_version == invoices[0].factus_api_version == pipeline.api_version
@@ -136,7 +137,8 @@ def test_credit_note_over_the_invoice_total_is_rejected_before_any_call(
     too_much = _credit_note(session, invoice_id, ITEMS, concept=1)
     [note] = wait_for_jobs(pipeline.factory, [_credit_job(session, too_much)], timeout=30)
 
-    assert note.status == "rejected" and note.error_code == "credit_exceeds_invoice"
+    assert note.status == "rejected"
+    assert note.error_code == "credit_exceeds_invoice"
     assert pipeline.sandbox.stats()["global"]["validate_posts"]["credit_note"] == 0
 
 

@@ -88,7 +88,8 @@ def test_a_new_job_after_an_unknown_outcome_adopts_the_document_factus_already_h
     with pipeline.factory() as check:
         reference = check.scalar(text("SELECT reference_code FROM electronic_invoicing_jobs "
                                       "WHERE id = :j"), {"j": first})
-    assert done.status == "accepted" and done.reference_code == reference
+    assert done.status == "accepted"
+    assert done.reference_code == reference
     steps = [t for t, _ in pipeline.events(second) if t != "api_version"]
     assert steps[:2] == ["claimed", "reconciled"]
     stats = _stats(pipeline)

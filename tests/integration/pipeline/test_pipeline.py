@@ -99,10 +99,13 @@ def test_plain_sql_insert_ends_accepted_with_cufe_qr_and_events(
 
     [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=30)
     assert job.status == "accepted", (job.error_code, job.error_message)
-    assert job.cufe is not None and len(job.cufe) == 96
+    assert job.cufe is not None
+    assert len(job.cufe) == 96
     assert job.qr_code.startswith("https://catalogo-vpfe-hab.dian.gov.co/document/searchqr?documentkey=")
-    assert job.document_number.startswith("SETP") and job.processed_at is not None
-    assert job.factus_environment == "sandbox" and job.factus_account == "sandbox@einvoice.test"
+    assert job.document_number.startswith("SETP")
+    assert job.processed_at is not None
+    assert job.factus_environment == "sandbox"
+    assert job.factus_account == "sandbox@einvoice.test"
     assert job.factus_api_version == pipeline.api_version
     assert pipeline.response_bill(job)["cufe"] == job.cufe
     session.expire_all()
@@ -116,7 +119,8 @@ def test_plain_sql_insert_ends_accepted_with_cufe_qr_and_events(
         assert job.factus_document_id is not None
         assert invoice.qr_image.startswith("data:image/png;base64,")
     types = [t for t, _ in pipeline.events(job_id)]
-    assert types[0] == "claimed" and types.index("submitted") < types.index("accepted")
+    assert types[0] == "claimed"
+    assert types.index("submitted") < types.index("accepted")
     assert _validations(pipeline, job.reference_code) == 1
 
 
@@ -135,8 +139,10 @@ def test_invalid_invoice_is_rejected_with_rule_code_and_no_http_call(
 
     done = wait_for_jobs(pipeline.factory, jobs, timeout=30)
     assert [j.status for j in done] == ["rejected", "rejected"]
-    assert done[0].error_code == "invalid_dv" and "customers.dv" in done[0].error_message
-    assert done[1].error_code == "non_integer_quantity" and "1.5" in done[1].error_message
+    assert done[0].error_code == "invalid_dv"
+    assert "customers.dv" in done[0].error_message
+    assert done[1].error_code == "non_integer_quantity"
+    assert "1.5" in done[1].error_message
     assert _validate_posts(pipeline) == 0
     assert ("rejected", "invalid_dv") in pipeline.events(jobs[0])
 
@@ -153,7 +159,8 @@ def test_dian_rejection_rejects_with_rule_code_and_deletes_the_stored_document(
 
     [job] = wait_for_jobs(pipeline.factory, [insert_job_sql(session, first)], timeout=30)
 
-    assert job.status == "rejected" and job.error_code.startswith("dian_rejected:")
+    assert job.status == "rejected"
+    assert job.error_code.startswith("dian_rejected:")
     assert ("document_deleted", "200") in pipeline.events(job.id)
     # The account is not blocked: the next invoice goes through once DIAN accepts again.
     pipeline.sandbox.set_faults(dian_rejection=0.0)
@@ -220,7 +227,8 @@ def test_server_errors_are_retried_with_backoff_then_accepted(
     pipeline.sandbox.set_faults(error_503=0.0)
 
     [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=30)
-    assert job.status == "accepted" and job.attempt_count >= 2
+    assert job.status == "accepted"
+    assert job.attempt_count >= 2
     assert _validations(pipeline, job.reference_code) == 1
 
 
@@ -239,7 +247,8 @@ def test_attempts_exhausted_ends_failed_with_the_last_error(
 
     [job] = wait_for_jobs(pipeline.factory, [job_id], timeout=60)
 
-    assert job.status == "failed" and job.error_code == "attempts_exhausted"
+    assert job.status == "failed"
+    assert job.error_code == "attempts_exhausted"
     # A 500 after sending may mean the document exists: later attempts look it up first and
     # never re-send blindly, so the simulator saw a single validate POST.
     assert sum(pipeline.requests_to("validate_bill").values()) == 1
@@ -409,7 +418,8 @@ def test_two_organizations_use_their_own_accounts(
     invoices = [(1, seed_invoice(session, 1)), (2, seed_invoice(session, 2))]
     session.commit()
     stored = session.execute(text("SELECT client_secret, password_encrypted FROM factus_credentials")).one()
-    assert "org2-secret" not in stored[0] and "org2-pass" not in stored[1]
+    assert "org2-secret" not in stored[0]
+    assert "org2-pass" not in stored[1]
     pipeline.launcher.worker()
 
     jobs = [insert_job_sql(session, inv, org) for org, inv in invoices]
@@ -419,12 +429,15 @@ def test_two_organizations_use_their_own_accounts(
     assert [j.factus_account for j in done] == ["sandbox@einvoice.test", "org2@einvoice.test"]
     default = pipeline.sandbox.account_stats()["validations_by_reference"]["bill"]
     org2 = pipeline.sandbox.account_stats("org2@einvoice.test", "org2-client")["validations_by_reference"]["bill"]
-    assert set(default) == {done[0].reference_code} and set(org2) == {done[1].reference_code}
+    assert set(default) == {done[0].reference_code}
+    assert set(org2) == {done[1].reference_code}
     # The organization's tokens live in its own row, encrypted at rest.
     session.expire_all()
     tokens = session.execute(text(
         "SELECT access_token, refresh_token, token_expires_at FROM factus_credentials")).one()
-    assert tokens[0] and tokens[2] is not None and not tokens[0].startswith("ey")
+    assert tokens[0]
+    assert tokens[2] is not None
+    assert not tokens[0].startswith("ey")
 
 
 def test_token_expiring_mid_run_is_renewed(
@@ -538,13 +551,14 @@ def test_two_dian_pending_jobs_of_one_account_do_not_wait_for_each_other(
     seed_organization(session)
     invoices = [seed_invoice(session), seed_invoice(session)]
     session.commit()
-    jobs = []
-    for invoice_id in invoices:
-        jobs.append(session.execute(text(
+    jobs = [
+        session.execute(text(
             "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, status, "
             "error_code, factus_account, factus_environment, dispatched_at) VALUES "
             "(1, :i, 'sent', 'dian_slow', 'sandbox@einvoice.test', 'sandbox', now()) "
-            "RETURNING id"), {"i": invoice_id}).scalar_one())
+            "RETURNING id"), {"i": invoice_id}).scalar_one()
+        for invoice_id in invoices
+    ]
     session.commit()
     session.execute(text("UPDATE electronic_invoicing_jobs SET dispatched_at = NULL"))
     session.commit()

@@ -27,7 +27,7 @@ from einvoice.db.models import ElectronicInvoicingJob
 from einvoice.db.uow import UnitOfWork
 from einvoice.factus.client import FactusClients, create_factus_clients
 from einvoice.factus.tokens import InMemoryTokenStore, ThreadRenewalLocks
-from einvoice.services import dispatch, operator, submit
+from einvoice.services import claim, dispatch, operator, record
 from einvoice.services.runner import WorkerContext
 from einvoice.services.submit import submit_job, submit_jobs
 from einvoice.settings import Settings, load_settings
@@ -130,8 +130,10 @@ def test_a_row_postgresql_cannot_hand_to_python_fails_its_job_once_and_the_next_
     assert (bad.status, bad.error_code, bad.attempt_count) == ("failed", "internal_error", 1)
     assert "DataError" in bad.error_message
     failed = [row for row in _event_rows(pipeline, bad.id) if row.event_type == "failed"]
-    assert len(failed) == 1 and failed[0].event_code == "internal_error"
-    assert failed[0].metadata["step"] == "claim" and "DataError" in failed[0].metadata["exception"]
+    assert len(failed) == 1
+    assert failed[0].event_code == "internal_error"
+    assert failed[0].metadata["step"] == "claim"
+    assert "DataError" in failed[0].metadata["exception"]
     assert good.status == "accepted"
     assert _validate_posts(pipeline) == 1
     # And it stays failed: the dispatcher does not re-publish it minute after minute
@@ -151,7 +153,7 @@ def test_a_job_whose_build_raises_leaves_the_other_jobs_of_its_message_untouched
     invoices = [seed_invoice(session) for _ in range(3)]
     session.commit()
     jobs = [insert_job_sql(session, invoice) for invoice in invoices]
-    build = submit._build_payload
+    build = claim._build_payload
 
     def build_or_crash(ctx: WorkerContext, sess: Session, job: Any,
                        api_version: str) -> dict[str, Any]:
@@ -159,7 +161,7 @@ def test_a_job_whose_build_raises_leaves_the_other_jobs_of_its_message_untouched
             raise ZeroDivisionError("decimal division by zero in line 1")
         return build(ctx, sess, job, api_version)
 
-    monkeypatch.setattr(submit, "_build_payload", build_or_crash)
+    monkeypatch.setattr(claim, "_build_payload", build_or_crash)
     requeued: list[list[uuid.UUID]] = []
 
     # When a worker runs the message
@@ -167,7 +169,8 @@ def test_a_job_whose_build_raises_leaves_the_other_jobs_of_its_message_untouched
 
     # Then the first and third are accepted, the second failed with internal_error, the
     # exception's type and message in its event
-    assert outcomes == {"accepted": 2, "internal_error": 1} and requeued == []
+    assert outcomes == {"accepted": 2, "internal_error": 1}
+    assert requeued == []
     statuses = [(j.status, j.error_code) for j in (_job(pipeline, j) for j in jobs)]
     assert statuses == [("accepted", None), ("failed", "internal_error"), ("accepted", None)]
     [failed] = [r for r in _event_rows(pipeline, jobs[1]) if r.event_type == "failed"]
@@ -184,12 +187,12 @@ def test_an_exception_while_recording_after_the_post_keeps_the_outcome_unknown(
     seed_organization(session)
     job_id = insert_job_sql(session, seed_invoice(session))
     session.commit()
-    accepted_change = submit._accepted_change
+    accepted_change = record._accepted_change
 
     def broken(*args: Any) -> None:
         raise ValueError("cannot record this answer")
 
-    monkeypatch.setattr(submit, "_accepted_change", broken)
+    monkeypatch.setattr(record, "_accepted_change", broken)
     ctx = contexts.context(pipeline, "w1")
 
     # When the job is submitted
@@ -202,13 +205,15 @@ def test_an_exception_while_recording_after_the_post_keeps_the_outcome_unknown(
     assert _validate_posts(pipeline) == 1
 
     # And an operator's retry looks the reference up and adopts the document: no second POST
-    monkeypatch.setattr(submit, "_accepted_change", accepted_change)
+    monkeypatch.setattr(record, "_accepted_change", accepted_change)
     with UnitOfWork(pipeline.factory) as uow:
         operator.retry_job(uow.session, job_id)
         uow.commit()
     assert submit_job(ctx, job_id) == "accepted"
     job = _job(pipeline, job_id)
-    assert job.status == "accepted" and job.cufe is not None and len(job.cufe) == 96
+    assert job.status == "accepted"
+    assert job.cufe is not None
+    assert len(job.cufe) == 96
     assert ("reconciled", "found") in [(r.event_type, r.event_code)
                                        for r in _event_rows(pipeline, job_id)]
     assert _validate_posts(pipeline) == 1
@@ -232,9 +237,11 @@ def test_a_201_without_a_valid_cufe_is_looked_up_and_accepted_with_the_real_cufe
 
     # Then it is accepted with the CUFE Factus shows for the reference code, POSTed once
     assert job.status == "accepted", (job.error_code, job.error_message)
-    assert job.cufe is not None and len(job.cufe) == 96
+    assert job.cufe is not None
+    assert len(job.cufe) == 96
     assert job.response_payload["bill"]["cufe"] == job.cufe
-    assert _validate_posts(pipeline) == 1 and _validations(pipeline, job.reference_code) == 1
+    assert _validate_posts(pipeline) == 1
+    assert _validations(pipeline, job.reference_code) == 1
     codes = [(r.event_type, r.event_code) for r in _event_rows(pipeline, job.id)]
     assert codes.index(("invalid_cufe", "201")) < codes.index(("reconciled", "found"))
     assert codes.index(("reconciled", "found")) < codes.index(("accepted", job.document_number))
@@ -282,7 +289,8 @@ def test_a_document_dian_keeps_pending_ends_dian_timeout_and_stops_blocking_the_
         operator.retry_job(uow.session, stuck_id)
         uow.commit()
     [retried] = wait_for_jobs(pipeline.factory, [stuck_id], timeout=40)
-    assert retried.status == "accepted" and retried.reference_code == reference
+    assert retried.status == "accepted"
+    assert retried.reference_code == reference
     assert _validations(pipeline, reference) == 1
     assert ("reconciled", "absent") in [(r.event_type, r.event_code)
                                         for r in _event_rows(pipeline, stuck_id)]

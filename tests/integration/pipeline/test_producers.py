@@ -13,7 +13,9 @@ import redis
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from einvoice.db import dispatcher as dispatch_repo
 from einvoice.db import jobs as job_repo
+from einvoice.db import operator_jobs as operator_repo
 from einvoice.db.listener import LISTENER_LOCK_KEY
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSale
 from einvoice.errors import JobError
@@ -64,7 +66,8 @@ def test_enqueue_publishes_only_after_commit(session: Session) -> None:
     session.commit()
 
     assert publisher.sent == [job.id]
-    assert job.status == "pending" and job.provider == "factus"
+    assert job.status == "pending"
+    assert job.provider == "factus"
     events = session.scalars(select(ElectronicInvoicingEvent.event_type)).all()
     assert events == ["enqueued"]
 
@@ -105,7 +108,9 @@ def test_enqueued_job_is_a_loaded_orm_object_of_the_callers_session(
         invoice_id = _invoice(session, org=7)
         job = enqueue_invoice(session, invoice_id, max_attempts=3)
 
-        assert job in session and not session.new and not session.dirty
+        assert job in session
+        assert not session.new
+        assert not session.dirty
         assert session.get(ElectronicInvoicingJob, job.id) is job
         stored = session.execute(
             text("SELECT * FROM electronic_invoicing_jobs WHERE id = :id"), {"id": job.id}
@@ -113,7 +118,8 @@ def test_enqueued_job_is_a_loaded_orm_object_of_the_callers_session(
         attrs = ElectronicInvoicingJob.__mapper__.column_attrs
         assert {a.columns[0].name: getattr(job, a.key) for a in attrs} == dict(stored)
         assert (job.organization_id, job.status, job.max_attempts) == (7, "pending", 3)
-        assert job.reference_code and job.dispatched_at is None
+        assert job.reference_code
+        assert job.dispatched_at is None
         session.commit()
 
         session.execute(text("UPDATE electronic_invoicing_jobs SET error_message = 'seen' "
@@ -149,7 +155,8 @@ def test_plain_sql_insert_is_dispatched_once_then_again_when_stale(
     session.execute(text("UPDATE electronic_invoicing_jobs SET dispatched_at = now() - interval '2 minutes'"))
     session.commit()
     assert dispatch_due_jobs(session_factory, publisher, settings) == 1
-    assert len(publisher.sent) == 2 and publisher.sent[0] == publisher.sent[1]
+    assert len(publisher.sent) == 2
+    assert publisher.sent[0] == publisher.sent[1]
 
 
 def test_dispatch_is_fair_across_organizations(
@@ -180,7 +187,9 @@ def test_expired_lease_is_recovered_with_an_event(
     job = enqueue_invoice(session, invoice_id, publisher=RecordingPublisher())
     session.commit()
     claimed = job_repo.claim(session, job.id, lease_seconds=60, worker="w1")
-    assert claimed is not None and claimed.status == "processing" and claimed.attempt_count == 1
+    assert claimed is not None
+    assert claimed.status == "processing"
+    assert claimed.attempt_count == 1
     assert job_repo.claim(session, job.id, lease_seconds=60, worker="w2") is None
     session.execute(text("UPDATE electronic_invoicing_jobs SET lease_expires_at = now() - interval '1 second', "
                          "outcome_unknown = true"))
@@ -190,8 +199,9 @@ def test_expired_lease_is_recovered_with_an_event(
 
     session.expire_all()
     recovered = session.get(ElectronicInvoicingJob, job.id)
-    assert recovered.status == "pending" and recovered.outcome_unknown is True
-    types = [e.event_type for e in job_repo.events_for(session, job.id)]
+    assert recovered.status == "pending"
+    assert recovered.outcome_unknown is True
+    types = [e.event_type for e in operator_repo.events_for(session, job.id)]
     assert types == ["enqueued", "lease_expired"]
 
 
@@ -256,7 +266,9 @@ def test_one_listener_publishes_each_plain_insert_once_and_a_standby_takes_over(
     burst = _insert_plain(session, 300)
     assert _wait(lambda: len(publishers[0].sent) + len(publishers[1].sent) >= 300)
     sent = publishers[0].sent + publishers[1].sent
-    assert set(sent) == burst and len(sent) == 300  # every job once, by one listener
+    # every job once, by one listener
+    assert set(sent) == burst
+    assert len(sent) == 300
     active = 0 if publishers[0].sent else 1
     assert publishers[1 - active].sent == []
     assert len(batches[active]) < 300  # notifications were handed over in batches
@@ -341,7 +353,7 @@ def _due_jobs(session: Session, org: int, count: int, *, status: str = "pending"
 
 def _pick(session: Session, **kwargs: object) -> list[uuid.UUID]:
     options: dict = {"limit": 100, "per_organization": 100, "redispatch_seconds": 60, **kwargs}
-    ids = job_repo.select_due_for_dispatch(session, **options)
+    ids = dispatch_repo.select_due_for_dispatch(session, **options)
     session.commit()
     return ids
 
@@ -394,7 +406,9 @@ def test_an_old_backlog_of_one_organization_does_not_starve_the_others(session: 
 
     picked = _pick(session, limit=10, per_organization=5)
 
-    assert len(picked) == 8 and set(newer) <= set(picked)  # 5 of organization 1, all 3 of 2
+    # 5 of organization 1, all 3 of 2
+    assert len(picked) == 8
+    assert set(newer) <= set(picked)
 
 
 def _plan_nodes(plan: dict) -> list[dict]:
@@ -407,7 +421,7 @@ def test_dispatcher_counts_the_jobs_in_flight_once_per_round_even_on_stale_stati
     # row and re-read the processing jobs once per candidate: seconds per round in benchmark B1.
     _due_jobs(session, 1, 40, status="processing")
     _due_jobs(session, 1, 3000)
-    statement = "EXPLAIN (ANALYZE, FORMAT JSON) " + job_repo._SELECT_DUE_FOR_DISPATCH.text
+    statement = "EXPLAIN (ANALYZE, FORMAT JSON) " + dispatch_repo._SELECT_DUE_FOR_DISPATCH.text
     (plan,) = session.execute(text(statement), {
         "limit": 500, "per_organization": 100, "redispatch_seconds": 60, "budget_orgs": [],
         "budget_counts": []}).scalar_one()
@@ -415,7 +429,8 @@ def test_dispatcher_counts_the_jobs_in_flight_once_per_round_even_on_stale_stati
 
     reads = [node for node in _plan_nodes(plan["Plan"])
              if node.get("Index Name") == "ix_ei_jobs_processing_by_org"]
-    assert reads and all(node["Actual Loops"] == 1 for node in reads)
+    assert reads
+    assert all(node["Actual Loops"] == 1 for node in reads)
 
 
 def _burst_after_stale_statistics(session: Session, session_factory: sessionmaker[Session],
@@ -451,7 +466,8 @@ def test_claim_and_record_read_one_job_even_on_stale_statistics(
     claim_params = {"job_id": job_id, "lease_seconds": 60, "worker": "w1"}
     for _ in range(6):  # past psycopg's prepare threshold and PostgreSQL's custom plans
         claimed, plan = _buffers(session, job_repo._CLAIM.text, claim_params)
-        assert plan["Actual Rows"] == 1 and claimed < 50, claimed  # 83 by the status index
+        assert plan["Actual Rows"] == 1, claimed
+        assert claimed < 50, claimed  # 83 by the status index
     assert job_repo.claim(session, job_id, lease_seconds=60, worker="w1") is not None
     session.commit()
 
@@ -462,7 +478,8 @@ def test_claim_and_record_read_one_job_even_on_stale_statistics(
                    "validated_at": None})
     for _ in range(6):
         recorded, plan = _buffers(session, statement.text, params)
-        assert plan["Actual Rows"] == 1 and recorded < 80, recorded  # 2,995 by it
+        assert plan["Actual Rows"] == 1, recorded
+        assert recorded < 80, recorded  # 2,995 by it
 
 
 def test_listener_marks_a_burst_reading_each_job_once_even_on_stale_statistics(
@@ -471,7 +488,7 @@ def test_listener_marks_a_burst_reading_each_job_once_even_on_stale_statistics(
     # are a handful and join the marked ones back through a full scan of the active-jobs
     # index, once per job: over a second and a million buffers per 1,000-job batch (benchmark B1).
     burst = _burst_after_stale_statistics(session, session_factory, 3000)
-    statement = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + job_repo._MARK_NEW_DISPATCHED.text
+    statement = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + dispatch_repo._MARK_NEW_DISPATCHED.text
     (plan,) = session.execute(text(statement), {
         "ids": burst[:1000], "cap_orgs": [], "caps": []}).scalar_one()
     session.rollback()
@@ -497,13 +514,14 @@ def test_a_wakeup_of_several_jobs_hands_back_those_not_started_within_its_budget
     # With its budget spent after the first job, the other three are published again.
     outcome = submit_jobs(ctx, [str(i) for i in ids], requeue=handed_back.extend,
                           budget_seconds=0.0)
-    assert outcome == {"not_due": 1, "requeued": 3} and handed_back == ids[1:]
+    assert outcome == {"not_due": 1, "requeued": 3}
+    assert handed_back == ids[1:]
 
 
 def test_negative_budget_is_a_clear_error(session: Session) -> None:
     with pytest.raises(ValueError, match="negative"):
-        job_repo.select_due_for_dispatch(session, limit=10, per_organization=10,
-                                         redispatch_seconds=60, budgets={1: -1})
+        dispatch_repo.select_due_for_dispatch(session, limit=10, per_organization=10,
+                                              redispatch_seconds=60, budgets={1: -1})
 
 
 def test_concurrent_dispatchers_never_pick_the_same_job(
@@ -511,19 +529,22 @@ def test_concurrent_dispatchers_never_pick_the_same_job(
 ) -> None:
     jobs = _due_jobs(session, 1, 6)
     with session_factory() as first, session_factory() as second:
-        a = job_repo.select_due_for_dispatch(first, limit=3, per_organization=10,
-                                             redispatch_seconds=60)
-        b = job_repo.select_due_for_dispatch(second, limit=3, per_organization=10,
-                                             redispatch_seconds=60)  # first still holds its rows
+        a = dispatch_repo.select_due_for_dispatch(first, limit=3, per_organization=10,
+                                                  redispatch_seconds=60)
+        # (first still holds its rows)
+        b = dispatch_repo.select_due_for_dispatch(second, limit=3, per_organization=10,
+                                                  redispatch_seconds=60)
         first.commit()
         second.commit()
         with session_factory() as third:
-            c = job_repo.select_due_for_dispatch(third, limit=10, per_organization=10,
-                                                 redispatch_seconds=60)
+            c = dispatch_repo.select_due_for_dispatch(third, limit=10, per_organization=10,
+                                                      redispatch_seconds=60)
             third.commit()
 
     assert a == jobs[:3]  # the oldest first
-    assert not set(a) & set(b) and not set(a) & set(c) and not set(b) & set(c)
+    assert not set(a) & set(b)
+    assert not set(a) & set(c)
+    assert not set(b) & set(c)
     assert set(a) | set(b) | set(c) == set(jobs)  # the rows only skipped are picked later
 
 
@@ -602,12 +623,15 @@ def test_listener_wakes_each_account_only_what_it_can_send_and_leaves_the_rest_t
 def test_dian_rechecks_start_soon_and_back_off_to_the_cap() -> None:
     import random
 
-    from einvoice.services.submit import dian_recheck_delay
+    from einvoice.services.factus_call import dian_recheck_delay
 
     settings = load_settings(einvoice_dian_slow_recheck_seconds=5, einvoice_retry_cap_seconds=300)
     delays = [dian_recheck_delay(settings, n, random.Random(1)) for n in range(8)]
-    assert 4 <= delays[0] <= 6 and 8 <= delays[1] <= 12 and 16 <= delays[2] <= 24
-    assert max(delays) <= 300 * 1.2 and delays[-1] >= 300 * 0.8
+    assert 4 <= delays[0] <= 6
+    assert 8 <= delays[1] <= 12
+    assert 16 <= delays[2] <= 24
+    assert max(delays) <= 300 * 1.2
+    assert delays[-1] >= 300 * 0.8
 
 
 def test_enqueue_invoices_inserts_the_new_returns_the_existing_and_publishes_after_commit(

@@ -51,13 +51,16 @@ def test_range_sync_fills_invoice_sequences_and_is_idempotent(
     first = sync_ranges(session_factory, clients, settings, date(2026, 11, 21))
     second = sync_ranges(session_factory, clients, settings, date(2026, 11, 21))
 
-    assert first.written == second.written and first.written["invoice_sequences"] > 0
+    assert first.written == second.written
+    assert first.written["invoice_sequences"] > 0
     rows = session.scalars(select(InvoiceSequence).order_by(InvoiceSequence.factus_numbering_range_id)).all()
     assert len(rows) == first.written["invoice_sequences"]
     setp = next(r for r in rows if r.prefix == "SETP")
     assert (setp.document_type, setp.factus_numbering_range_id, setp.range_start, setp.range_end) == (
         "invoice", 8, 990000000, 995000000)
-    assert setp.is_active and setp.technical_key and setp.resolution_number == "18760000001"
+    assert setp.is_active
+    assert setp.technical_key
+    assert setp.resolution_number == "18760000001"
     assert any(r.document_type == "credit_note" and r.prefix == "NC" for r in rows)
     # The simulator's deliberately expired test range is stored inactive and not warned about.
     assert not any(r.is_active for r in rows if r.valid_until and r.valid_until < date(2026, 11, 21))

@@ -35,7 +35,8 @@ def test_a_ready_process_is_waited_for_then_stopped_warmly(tmp_path: Path) -> No
     process.stop(timeout=10)
 
     # Then it ended by the warm-shutdown signal, and its output is in its log
-    assert process.proc is not None and process.proc.returncode == -signal.SIGTERM
+    assert process.proc is not None
+    assert process.proc.returncode == -signal.SIGTERM
     assert "worker ready." in process.log()
 
 
@@ -62,8 +63,10 @@ def test_a_process_deaf_to_the_warm_stop_is_killed_after_the_grace_period(tmp_pa
     group.stop_all(timeout=0.5)
 
     # Then both are gone: the polite one by SIGTERM, the deaf one by SIGKILL
-    assert not polite.alive() and not deaf.alive()
-    assert deaf.proc is not None and deaf.proc.returncode == -signal.SIGKILL
+    assert not polite.alive()
+    assert not deaf.alive()
+    assert deaf.proc is not None
+    assert deaf.proc.returncode == -signal.SIGKILL
     assert group.started == []
 
 

@@ -20,7 +20,8 @@ def _loadkit() -> ModuleType:
         return sys.modules["loadkit"]
     spec = importlib.util.spec_from_file_location("loadkit",
                                                   project_root() / "scripts" / "loadkit.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["loadkit"] = module
     spec.loader.exec_module(module)

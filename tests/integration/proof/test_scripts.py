@@ -43,9 +43,11 @@ def test_bench_quick_prints_one_line_per_scenario_and_the_ratio() -> None:
                    r"ratio ([\d.]+)", run.stdout, re.MULTILINE)
     assert b1 is not None, run.stdout[-3000:]
     system, loop, ratio = (float(g) for g in b1.groups())
-    assert system > 0 and loop > 0
+    assert system > 0
+    assert loop > 0
     printed = re.search(r"^RATIO=([\d.]+)$", run.stdout, re.MULTILINE)
-    assert printed is not None and float(printed.group(1)) == pytest.approx(ratio, abs=1e-3)
+    assert printed is not None
+    assert float(printed.group(1)) == pytest.approx(ratio, abs=1e-3)
     assert ratio == pytest.approx(system / loop, rel=0.01)
 
     # And the dispatcher's query plan was printed with the index it uses

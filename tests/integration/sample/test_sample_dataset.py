@@ -62,7 +62,8 @@ def test_issuers_have_valid_nits_branches_and_sandbox_like_ranges(
     assert [o.id for o in orgs] == list(sample_db.summary.organization_ids)
     assert len(orgs) == 3
     for org in orgs:
-        assert org.nit is not None and org.dv == int(co_nit.calc_check_digit(org.nit))
+        assert org.nit is not None
+        assert org.dv == int(co_nit.calc_check_digit(org.nit))
     branch_counts = Counter(sample_session.scalars(select(Branch.organization_id)))
     assert max(branch_counts.values()) >= 3
 
@@ -74,15 +75,18 @@ def test_issuers_have_valid_nits_branches_and_sandbox_like_ranges(
             "SETP", 990000000, 995000000
         )
         assert invoice_range.resolution_number == "18760000001"
-        assert invoice_range.technical_key and invoice_range.factus_numbering_range_id == 8
+        assert invoice_range.technical_key
+        assert invoice_range.factus_numbering_range_id == 8
         note_range = next(r for r in own if r.document_type == "credit_note")
         assert (note_range.prefix, note_range.factus_numbering_range_id) == ("NC", catalog.CREDIT_NOTE_RANGE_FACTUS_ID)
         for active in (invoice_range, note_range):
             assert active.is_active
-            assert active.valid_from is not None and active.valid_until is not None
+            assert active.valid_from is not None
+            assert active.valid_until is not None
             assert active.valid_from <= TODAY <= active.valid_until
     (expired,) = [r for r in ranges if r.branch_id is not None]
-    assert expired.valid_until is not None and expired.valid_until < TODAY
+    assert expired.valid_until is not None
+    assert expired.valid_until < TODAY
 
 
 def test_every_place_is_a_real_factus_municipality(sample_session: Session) -> None:
@@ -90,7 +94,8 @@ def test_every_place_is_a_real_factus_municipality(sample_session: Session) -> N
     for place in catalog.PLACES:
         assert table[place.factus_id].code == place.dane_code
         assert _folded(table[place.factus_id].name) == _folded(place.name)
-    assert table[980].name == "San Gil" and table[169].code == "11001"
+    assert table[980].name == "San Gil"
+    assert table[169].code == "11001"
 
 
 def test_customers_are_many_and_varied_with_correct_check_digits(
@@ -100,11 +105,15 @@ def test_customers_are_many_and_varied_with_correct_check_digits(
     assert len(customers) == 60
 
     kinds = Counter(c.identification_type for c in customers)
-    assert kinds["CC"] >= 30 and kinds["NIT"] >= 10 and kinds["PP"] == 1 and kinds["CE"] == 1
+    assert kinds["CC"] >= 30
+    assert kinds["NIT"] >= 10
+    assert kinds["PP"] == 1
+    assert kinds["CE"] == 1
 
     companies = [c for c in customers if c.identification_type == "NIT"]
     for company in companies:
-        assert company.legal_organization_id == 1 and company.company_name
+        assert company.legal_organization_id == 1
+        assert company.company_name
         assert company.identification_number is not None
     wrong_dv = [
         c for c in companies if c.dv != int(co_nit.calc_check_digit(c.identification_number))
@@ -112,10 +121,15 @@ def test_customers_are_many_and_varied_with_correct_check_digits(
     assert len(wrong_dv) == 1  # the deliberately broken one
 
     for person in (c for c in customers if c.identification_type != "NIT"):
-        assert person.legal_organization_id == 2 and person.first_name and person.last_name
-        assert person.email and person.email.startswith(_folded(person.first_name.split()[0]))
+        assert person.legal_organization_id == 2
+        assert person.first_name
+        assert person.last_name
+        assert person.email
+        assert person.email.startswith(_folded(person.first_name.split()[0]))
     for customer in customers:
-        assert customer.email and "@" in customer.email and customer.email.isascii()
+        assert customer.email
+        assert "@" in customer.email
+        assert customer.email.isascii()
     (foreigner,) = [c for c in customers if c.identification_type == "PP"]
     assert foreigner.municipality_id is None
 
@@ -129,17 +143,21 @@ def test_invoices_are_many_varied_and_add_up(sample_session: Session) -> None:
     assert {i.payment_form for i in invoices} == {"1", "2"}
     assert len({i.status for i in invoices}) >= 3
     for invoice in invoices:
-        assert invoice.tax_included is not None and invoice.issue_date is not None
+        assert invoice.tax_included is not None
+        assert invoice.issue_date is not None
         assert invoice.issue_date.date() <= TODAY
         if invoice.payment_form == "2":
-            assert invoice.due_date is not None and invoice.due_date >= invoice.issue_date
+            assert invoice.due_date is not None
+            assert invoice.due_date >= invoice.issue_date
         else:
-            assert invoice.due_date is None and invoice.status == "paid"
+            assert invoice.due_date is None
+            assert invoice.status == "paid"
 
     every_item = [item for invoice in invoices for item in items[invoice.id]]
     assert {item.tax_rate for item in every_item} == {Decimal(0), Decimal(5), Decimal(19)}
     excluded = [item for item in every_item if item.is_excluded == 1]
-    assert excluded and all(item.tax_rate == 0 for item in excluded)
+    assert excluded
+    assert all(item.tax_rate == 0 for item in excluded)
     assert any(item.tax_rate == 0 and item.is_excluded == 0 for item in every_item)  # exento
     assert sum(1 for item in every_item if item.discount_rate) >= 10
     assert Counter(len(items[i.id]) for i in invoices).keys() >= {1, 2, 3}
@@ -155,7 +173,8 @@ def test_invoices_are_many_varied_and_add_up(sample_session: Session) -> None:
         surcharges = sum(
             (Decimal(c["amount"]) for c in invoice.allowance_charges or []), Decimal(0)
         )
-        assert invoice.subtotal is not None and invoice.tax_total is not None
+        assert invoice.subtotal is not None
+        assert invoice.tax_total is not None
         assert invoice.subtotal + invoice.tax_total == gross
         assert invoice.total == gross + surcharges
     assert set(withheld_codes) == {"05", "06", "07"}
@@ -188,7 +207,7 @@ def test_every_wrong_invoice_is_refused_with_its_expected_code(
     known = known_municipality_ids(sample_session)
     wrong = sample_db.summary.wrong_invoices
     assert len(wrong) == 12  # 5 % of 240
-    assert Counter(w["expected_error_code"] for w in wrong) == {kind: 3 for kind in WRONG_KINDS}
+    assert Counter(w["expected_error_code"] for w in wrong) == dict.fromkeys(WRONG_KINDS, 3)
 
     for entry in wrong:
         invoice = load_invoice(sample_session, entry["invoice_id"], "invoice")
@@ -204,7 +223,8 @@ def test_credit_notes_reference_valid_invoices_and_fit_within_them(
 ) -> None:
     summary = sample_db.summary
     notes = _invoices(sample_session, "credit_note")
-    assert sorted(n.id for n in notes) == sorted(summary.credit_note_ids) and len(notes) == 4
+    assert sorted(n.id for n in notes) == sorted(summary.credit_note_ids)
+    assert len(notes) == 4
     items = _items_by_invoice(sample_session)
     known = known_municipality_ids(sample_session)
 
@@ -217,13 +237,17 @@ def test_credit_notes_reference_valid_invoices_and_fit_within_them(
     for note in notes:
         assert note.related_invoice_id in summary.valid_invoice_ids
         original = sample_session.get(InvoiceSale, note.related_invoice_id)
-        assert original is not None and original.total is not None and note.total is not None
+        assert original is not None
+        assert original.total is not None
+        assert note.total is not None
         assert note.organization_id == original.organization_id
         assert note.customer_id == original.customer_id
-        assert note.issue_date is not None and original.issue_date is not None
+        assert note.issue_date is not None
+        assert original.issue_date is not None
         assert original.issue_date <= note.issue_date <= original.issue_date + timedelta(days=7)
         if note.correction_concept_code == 2:
-            assert lines(note.id) == lines(original.id) and note.total == original.total
+            assert lines(note.id) == lines(original.id)
+            assert note.total == original.total
         else:
             assert len(items[note.id]) < len(items[original.id])
             assert not lines(note.id) - lines(original.id)
@@ -277,5 +301,6 @@ def test_same_seed_gives_identical_rows_in_another_database(
 
     assert again == sample_db.summary
     assert second == first
-    assert len(first["invoices"]) == 244 and len(first["items"]) > 500
+    assert len(first["invoices"]) == 244
+    assert len(first["items"]) > 500
     assert set(other_seed.invoice_ids).isdisjoint(again.invoice_ids)

@@ -45,7 +45,8 @@ def test_make_invoice_creates_one_valid_invoice_with_its_issuer_and_ranges(
     invoice_id = make_invoice(session, today=TODAY)
 
     invoice = session.get(InvoiceSale, invoice_id)
-    assert invoice is not None and invoice.document_type == "invoice"
+    assert invoice is not None
+    assert invoice.document_type == "invoice"
     items = list(session.scalars(select(InvoiceItem).where(InvoiceItem.invoice_id == invoice_id)))
     assert len(items) == 2
     # 2 × 15,900 at 5 % + 23,900 − 10 % at 19 %: net 31,800 + 21,510, IVA 1,590 + 4,086.90.
@@ -122,7 +123,8 @@ def test_make_invoice_rejects_what_is_not_a_column_or_a_float(session: Session) 
 def test_sample_organization_recomputes_the_dv_of_an_overridden_nit(session: Session) -> None:
     org = sample_organization(session, index=2, today=TODAY, nit="900373115")
 
-    assert org.name == "Tostadora Valle Alto" and org.municipality_id == 1079
+    assert org.name == "Tostadora Valle Alto"
+    assert org.municipality_id == 1079
     assert org.dv == int(co_nit.calc_check_digit("900373115"))
     with pytest.raises(ValueError, match="nitt"):
         sample_organization(session, today=TODAY, nitt="1")
@@ -145,10 +147,10 @@ def test_wrong_share_sets_how_many_invoices_are_wrong(session: Session) -> None:
     tenth = generate_sample(session, seed=3, invoices=40, wrong_share=0.1, today=TODAY)
     none = generate_sample(session, seed=4, invoices=40, wrong_share=0, today=TODAY)
 
-    assert Counter(w["expected_error_code"] for w in tenth.wrong_invoices) == {
-        kind: 1 for kind in WRONG_KINDS
-    }
-    assert none.wrong_invoices == () and len(none.valid_invoice_ids) == 40
+    codes = Counter(w["expected_error_code"] for w in tenth.wrong_invoices)
+    assert codes == dict.fromkeys(WRONG_KINDS, 1)
+    assert none.wrong_invoices == ()
+    assert len(none.valid_invoice_ids) == 40
     for entry in tenth.wrong_invoices:
         assert _refusal(session, entry["invoice_id"]).code == entry["expected_error_code"]
     for invoice_id in none.valid_invoice_ids:
@@ -177,7 +179,8 @@ def test_a_dataset_for_factus_v2_is_valid_there_and_wrong_where_v2_is_strict(
         _request, errors = validate_bill_v2(json.loads(encode_body(v2_body(invoice_id))))
         assert not errors, (invoice_id, errors.errors)
     codes = Counter(w["expected_error_code"] for w in summary.wrong_invoices)
-    assert codes["quantity_too_precise"] == 1 and "non_integer_quantity" not in codes
+    assert codes["quantity_too_precise"] == 1
+    assert "non_integer_quantity" not in codes
     for entry in summary.wrong_invoices:
         with pytest.raises(PayloadError) as refused:
             v2_body(entry["invoice_id"])
@@ -185,14 +188,17 @@ def test_a_dataset_for_factus_v2_is_valid_there_and_wrong_where_v2_is_strict(
 
 
 @pytest.mark.parametrize(
-    "arguments",
-    [{"organizations": 4}, {"organizations": 0}, {"wrong_share": 1.5}, {"customers": 3},
-     {"invoices": 2, "credit_notes": 3}],
+    ("arguments", "message"),
+    [({"organizations": 4}, "organizations must be 1"),
+     ({"organizations": 0}, "organizations must be 1"),
+     ({"wrong_share": 1.5}, r"wrong_share must be in \[0, 1\]"),
+     ({"customers": 3}, "need at least"),
+     ({"invoices": 2, "credit_notes": 3}, "more credit notes than valid invoices")],
 )
 def test_generate_sample_refuses_impossible_requests(
-    session: Session, arguments: dict[str, object]
+    session: Session, arguments: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         generate_sample(session, today=TODAY, **arguments)  # type: ignore[arg-type]
 
 
@@ -215,4 +221,5 @@ def test_loading_an_invoice_names_a_missing_row_or_issuer(session: Session) -> N
     session.execute(text("UPDATE invoice_sales SET organization_id = "
                          "(SELECT min(id) FROM organizations) WHERE id = :i"), {"i": invoice_id})
     data = load_invoice(session, invoice_id, "invoice")
-    assert data.organization.nit and data.customer is not None
+    assert data.organization.nit
+    assert data.customer is not None

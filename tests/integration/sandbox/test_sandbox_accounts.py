@@ -36,8 +36,11 @@ def test_one_accounts_token_cannot_see_or_touch_another_accounts_documents(
         company = other.get("/v1/company").json()["data"]
 
     # Then it sees nothing of A's, and its bill is its own
-    assert show.status_code == 404 and listing["data"] == [] and delete.status_code == 404
-    assert pdf.status_code == 404 and email.status_code == 404
+    assert show.status_code == 404
+    assert listing["data"] == []
+    assert delete.status_code == 404
+    assert pdf.status_code == 404
+    assert email.status_code == 404
     assert own.status_code == 201
     assert own.json()["data"]["company"]["nit"] == "900373115"
     assert own.json()["data"]["bill"]["cufe"] != bill["cufe"]
@@ -83,7 +86,8 @@ def test_an_account_without_v1_access_gets_403_on_every_v1_route(sandbox_clean: 
         listing = client.get("/v1/bills")
         create = client.post("/v1/bills/validate", json=v1_bill("V2-1"))
 
-    assert listing.status_code == 403 and create.status_code == 403
+    assert listing.status_code == 403
+    assert create.status_code == 403
     assert listing.json()["status"] == "Forbidden"
 
 

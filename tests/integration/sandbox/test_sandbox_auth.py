@@ -30,8 +30,10 @@ def test_a_password_grant_returns_a_bearer_jwt_with_expires_in(sandbox_clean: Sa
 
     body = response.json()
     assert response.status_code == 200
-    assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
-    assert body["access_token"].count(".") == 2 and body["refresh_token"]
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    assert body["access_token"].count(".") == 2
+    assert body["refresh_token"]
     assert _company(sandbox_clean.base_url, body["access_token"]).status_code == 200
 
 
@@ -43,7 +45,8 @@ def test_the_token_form_may_also_be_multipart(sandbox_clean: SandboxServer):
 
     response = httpx.post(f"{sandbox_clean.base_url}/oauth/token", files=form)
 
-    assert response.status_code == 200 and response.json()["access_token"]
+    assert response.status_code == 200
+    assert response.json()["access_token"]
 
 
 def test_a_wrong_client_secret_is_401_invalid_client(sandbox_clean: SandboxServer):

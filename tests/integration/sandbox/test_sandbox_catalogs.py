@@ -24,8 +24,10 @@ def test_numbering_ranges_are_paginated_with_the_sandbox_setp_range_as_id_8(api:
         setp["is_active"],
     ) == ("18760000001", "2019-01-19", False, 1)
     assert setp["technical_key"] == "fc8eac422eba16e22ffd8c6f94b3f40a6e38162c"
-    assert by_id[9]["prefix"] == "NC" and by_id[9]["resolution_number"] is None
-    assert by_id[12]["is_expired"] is True and by_id[14]["is_active"] == 0
+    assert by_id[9]["prefix"] == "NC"
+    assert by_id[9]["resolution_number"] is None
+    assert by_id[12]["is_expired"] is True
+    assert by_id[14]["is_active"] == 0
 
 
 def test_numbering_ranges_can_be_filtered_and_shown_one_by_one(api: httpx.Client):

@@ -25,8 +25,10 @@ def test_a_credit_note_for_a_validated_bill_gets_an_nc_number_a_cude_and_the_bil
     # Then the note is validated, numbered in the NC range and tied to the bill
     assert response.status_code == 201
     note = response.json()["data"]["credit_note"]
-    assert re.fullmatch(r"NC\d+", note["number"]) and note["status"] == 1
-    assert re.fullmatch(r"[0-9a-f]{96}", note["cude"]) and note["cude"] != bill["cufe"]
+    assert re.fullmatch(r"NC\d+", note["number"])
+    assert note["status"] == 1
+    assert re.fullmatch(r"[0-9a-f]{96}", note["cude"])
+    assert note["cude"] != bill["cufe"]
     assert (note["bill_id"], note["number_bill"], note["cufe"]) == (
         bill["id"],
         bill["number"],
@@ -37,7 +39,8 @@ def test_a_credit_note_for_a_validated_bill_gets_an_nc_number_a_cude_and_the_bil
         "3800.00",
         "23800.00",
     )
-    assert note["correction_concept"]["code"] == "1" and note["customization_id"]["code"] == "20"
+    assert note["correction_concept"]["code"] == "1"
+    assert note["customization_id"]["code"] == "20"
     # the bill's customer is used when the note names none
     assert response.json()["data"]["customer"]["identification"] == "1020304050"
     shown_bill = api.get(f"/v1/bills/show/{bill['number']}").json()["data"]
@@ -64,7 +67,8 @@ def test_the_credited_total_of_a_bill_can_never_exceed_the_bill_total(
         "/v1/credit-notes/validate", json=v1_credit_note("CAP-4", bill["id"], price=1)
     )
 
-    assert too_much.status_code == 422 and list(too_much.json()["errors"]) == ["bill_id"]
+    assert too_much.status_code == 422
+    assert list(too_much.json()["errors"]) == ["bill_id"]
     assert exact.status_code == 201
     assert beyond.status_code == 422
     assert sandbox_clean.account_stats()["documents_stored"]["credit_note"] == 2
@@ -132,7 +136,8 @@ def test_a_rejected_credit_note_blocks_credit_notes_only_until_deleted(api: http
         "/v1/credit-notes/validate",
         json=v1_credit_note("CN-BAD", bill["id"], customer=nit_customer(dv="2")),
     )
-    assert rejected.status_code == 422 and "FAK24" in rejected.json()["data"]["errors"]
+    assert rejected.status_code == 422
+    assert "FAK24" in rejected.json()["data"]["errors"]
 
     blocked = api.post("/v1/credit-notes/validate", json=v1_credit_note("CN-NEXT", bill["id"]))
     bills_still_work = api.post("/v1/bills/validate", json=v1_bill("BILL-WHILE-CN-BLOCKED"))
@@ -166,10 +171,8 @@ def test_credit_note_reads_downloads_delete_and_email(api: httpx.Client):
     delete_validated = api.delete("/v1/credit-notes/reference/CN-READ")
 
     assert [row["number"] for row in listed["data"]] == [number]
-    assert (
-        shown.status_code == 200
-        and shown.json()["data"]["credit_note"]["reference_code"] == "CN-READ"
-    )
+    assert shown.status_code == 200
+    assert shown.json()["data"]["credit_note"]["reference_code"] == "CN-READ"
     assert pdf["file_name"].startswith("nc0901724254")
     assert base64.b64decode(pdf["pdf_base_64_encoded"]).startswith(b"%PDF")
     assert b"CreditNote" in base64.b64decode(xml["xml_base_64_encoded"])
@@ -192,7 +195,8 @@ def test_a_credit_note_without_bill_needs_a_billing_period_and_a_customer(api: h
 
     response = api.post("/v1/credit-notes/validate", json=body)
 
-    assert missing.status_code == 422 and set(missing.json()["errors"]) == {
+    assert missing.status_code == 422
+    assert set(missing.json()["errors"]) == {
         "billing_period",
         "customer",
     }

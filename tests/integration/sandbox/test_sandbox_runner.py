@@ -40,7 +40,8 @@ def test_startup_faults_and_accounts_reach_the_child_process_and_survive_resets(
         faults["token_expires_in"],
         faults["seed"],
     ) == (1.0, None, 600, 9)
-    assert answer.status_code == 201 and answer.json()["data"]["bill"]["status"] == 0
+    assert answer.status_code == 201
+    assert answer.json()["data"]["bill"]["status"] == 0
     assert "X-RateLimit-Limit" not in answer.headers
     assert accounts == ["sandbox-client/sandbox@einvoice.test", "boot-client/boot@einvoice.test"]
 

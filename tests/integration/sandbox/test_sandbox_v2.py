@@ -63,7 +63,8 @@ def test_a_v2_bill_is_validated_with_v2_shapes(v2_api: httpx.Client):
     # Then the answer is flat under data, with booleans, links and totals from the net price
     assert response.status_code == 201, response.text
     data = response.json()["data"]
-    assert data["is_validated"] is True and VALIDATED_AT.match(data["validated_at"])
+    assert data["is_validated"] is True
+    assert VALIDATED_AT.match(data["validated_at"])
     assert re.fullmatch(r"[0-9a-f]{96}", data["cufe"])
     assert data["links"]["qr"].endswith(data["cufe"])
     assert data["links"]["public_url"].startswith("https://app-sandbox.factus.com.co/documents/")
@@ -102,8 +103,11 @@ def test_the_reference_lookup_lists_the_bill_without_cufe_then_show_gives_it(
         True,
         "17850.00",
     )
-    assert "cufe" not in row and "links" not in row and isinstance(row["errors"], dict)
-    assert shown.status_code == 200 and shown.json()["data"]["cufe"]
+    assert "cufe" not in row
+    assert "links" not in row
+    assert isinstance(row["errors"], dict)
+    assert shown.status_code == 200
+    assert shown.json()["data"]["cufe"]
     assert v2_api.get("/v2/bills/SETP1").status_code == 404
 
 
@@ -148,7 +152,8 @@ def test_a_v2_only_account_gets_403_on_v1_and_a_v1_only_one_on_v2(sandbox_clean:
 
     assert (v2_on_v1.status_code, v2_on_v1.json()["status"]) == (403, "Forbidden")
     assert v2_on_v2.status_code == 201
-    assert v1_on_v2.status_code == 403 and "v2" in v1_on_v2.json()["message"]
+    assert v1_on_v2.status_code == 403
+    assert "v2" in v1_on_v2.json()["message"]
     assert v1_on_v1.status_code == 201
 
 
@@ -163,7 +168,8 @@ def test_a_pending_v2_bill_blocks_new_bills_on_both_versions_with_409(
     blocked_v1 = v2_api.post("/v1/bills/validate", json=v1_bill("V1-NEXT"))
     listed = v2_api.get("/v2/bills", params={"filter[status]": "0"}).json()["data"]["data"]
 
-    assert pending["is_validated"] is False and pending["validated_at"] is None
+    assert pending["is_validated"] is False
+    assert pending["validated_at"] is None
     assert blocked_v2.status_code == 409
     assert blocked_v2.json()["errors"][0]["api_version"] == "v2"
     assert "pendiente por enviar a la DIAN" in blocked_v2.json()["errors"][0]["message"]
@@ -171,7 +177,8 @@ def test_a_pending_v2_bill_blocks_new_bills_on_both_versions_with_409(
     assert [row["reference_code"] for row in listed] == ["V2-SLOW"]
     # The resend with the same reference validates it (manejo-errores "demora de la DIAN")
     resend = v2_api.post("/v2/bills/validate", json=v2_bill("V2-SLOW")).json()["data"]
-    assert resend["is_validated"] is True and resend["number"] == pending["number"]
+    assert resend["is_validated"] is True
+    assert resend["number"] == pending["number"]
 
 
 def test_a_dian_rejection_is_a_422_with_rule_texts_and_can_be_deleted(
@@ -207,8 +214,10 @@ def test_v1_and_v2_calls_share_the_account_quota(sandbox_clean: SandboxServer):
         fifth = client.get("/v2/bills")
 
     # Then both versions draw from the same quota
-    assert fourth.status_code == 200 and fourth.headers["X-RateLimit-Remaining"] == "0"
-    assert fifth.status_code == 429 and "Retry-After" in fifth.headers
+    assert fourth.status_code == 200
+    assert fourth.headers["X-RateLimit-Remaining"] == "0"
+    assert fifth.status_code == 429
+    assert "Retry-After" in fifth.headers
 
 
 def test_a_v2_credit_note_has_a_cude_and_its_own_reads(v2_api: httpx.Client):
@@ -219,9 +228,11 @@ def test_a_v2_credit_note_has_a_cude_and_its_own_reads(v2_api: httpx.Client):
 
     assert created.status_code == 201, created.text
     note = created.json()["data"]
-    assert re.fullmatch(r"[0-9a-f]{96}", note["cude"]) and "cufe" not in note
+    assert re.fullmatch(r"[0-9a-f]{96}", note["cude"])
+    assert "cufe" not in note
     assert note["bill_number"] == bill["number"]
-    assert unknown_bill.status_code == 422 and "bill_number" in unknown_bill.json()["errors"]
+    assert unknown_bill.status_code == 422
+    assert "bill_number" in unknown_bill.json()["errors"]
     number = note["number"]
     assert v2_api.get(f"/v2/credit-notes/{number}").json()["data"]["cude"] == note["cude"]
     listed = v2_api.get("/v2/credit-notes", params={"filter[reference_code]": "V2-CN"})
@@ -241,9 +252,12 @@ def test_v2_downloads_and_email(v2_api: httpx.Client):
     without_address = v2_api.post(f"/v2/bills/{number}/send-email", json={})
     sent = v2_api.post(f"/v2/bills/{number}/send-email", json={"email": "a@example.com"})
 
-    assert pdf["pdf_base_64_encoded"] and pdf["file_name"].startswith("fv")
-    assert attached["xml_base_64_encoded"] and attached["file_name"].startswith("ad")
-    assert without_address.status_code == 422 and "email" in without_address.json()["errors"]
+    assert pdf["pdf_base_64_encoded"]
+    assert pdf["file_name"].startswith("fv")
+    assert attached["xml_base_64_encoded"]
+    assert attached["file_name"].startswith("ad")
+    assert without_address.status_code == 422
+    assert "email" in without_address.json()["errors"]
     assert sent.status_code == 200
 
 
@@ -278,8 +292,10 @@ def test_ranges_must_be_created_from_dian_before_use(sandbox_clean: SandboxServe
         listed = client.get("/v2/numbering-ranges").json()["data"]["data"]
 
     # Then the bill is refused before and numbered from the created range after
-    assert before.status_code == 422 and "numbering_range_id" in before.json()["errors"]
-    assert invoice.status_code == 201 and notes.status_code == 201
+    assert before.status_code == 422
+    assert "numbering_range_id" in before.json()["errors"]
+    assert invoice.status_code == 201
+    assert notes.status_code == 201
     assert notes.json()["data"]["resolution_number"] is None
     assert unknown.status_code == 422
     assert after.status_code == 201, after.text
@@ -302,7 +318,8 @@ def test_v1_send_email_requires_the_address(v2_api: httpx.Client):
 
     response = v2_api.post(f"/v1/bills/send-email/{bill['number']}", json={})
 
-    assert response.status_code == 422 and "email" in response.json()["errors"]
+    assert response.status_code == 422
+    assert "email" in response.json()["errors"]
 
 
 @pytest.mark.parametrize(

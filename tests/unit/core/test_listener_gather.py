@@ -62,7 +62,8 @@ def test_gathering_never_outlasts_its_window():
 
     dispatch._gather(conn, batch, gather_seconds=0.0, quiet_seconds=0.002, max_batch=1000)
 
-    assert batch == ["first"] and conn.calls == []
+    assert batch == ["first"]
+    assert conn.calls == []
 
 
 def test_a_job_that_arrives_after_a_pause_is_handed_over_without_waiting():

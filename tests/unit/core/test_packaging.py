@@ -62,7 +62,8 @@ def test_the_production_dependencies_leave_the_simulator_out() -> None:
     assert production & sandbox == set()
     # And the development install (make test, make demo) still has the simulator
     dev = [r for r in _requirements("dev") if canonicalize_name(r.name) == "einvoice"]
-    assert dev and {"sandbox", "embedded"} <= dev[0].extras
+    assert dev
+    assert {"sandbox", "embedded"} <= dev[0].extras
 
 
 def test_only_the_simulator_imports_the_simulator_dependencies() -> None:
@@ -121,4 +122,5 @@ def test_every_pre_commit_hook_runs_from_the_local_virtualenv() -> None:
     assert [repo["repo"] for repo in config["repos"]] == ["local"]  # nothing downloaded
     assert "ruff" in {hook["id"] for hook in hooks}
     for hook in hooks:
-        assert hook["language"] == "system" and hook["entry"].startswith(".venv/bin/"), hook
+        assert hook["language"] == "system", hook
+        assert hook["entry"].startswith(".venv/bin/"), hook

@@ -47,7 +47,7 @@ def test_statuses_and_document_types_are_the_seed_values() -> None:
 
 
 def test_every_status_is_either_active_or_final() -> None:
-    assert ACTIVE_STATUSES | FINAL_STATUSES == set(JobStatus)
+    assert set(JobStatus) == ACTIVE_STATUSES | FINAL_STATUSES
     assert not ACTIVE_STATUSES & FINAL_STATUSES
 
 
@@ -92,7 +92,8 @@ def test_illegal_transitions_raise_a_job_error(current: str, target: str) -> Non
     with pytest.raises(IllegalTransitionError) as caught:
         check_transition(current, target)
     error = caught.value
-    assert isinstance(error, JobError) and isinstance(error, EinvoiceError)
+    assert isinstance(error, JobError)
+    assert isinstance(error, EinvoiceError)
     assert error.reason == "illegal_transition"
     assert (error.current, error.target) == (current, target)
     assert f"{current!r} cannot move to {target!r}" in str(error)
@@ -107,7 +108,7 @@ def test_final_statuses_only_leave_by_operator_action() -> None:
 
 
 def test_unknown_status_text_is_a_value_error() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'done' is not a valid JobStatus"):
         check_transition("pending", "done")
 
 
@@ -138,7 +139,8 @@ def test_backoff_stays_within_the_exponential_ceiling() -> None:
         delays = [backoff_delay(attempt, base=2.0, cap=300.0, rng=rng) for _ in range(200)]
         assert all(0.0 <= delay <= ceiling for delay in delays), attempt
         # full jitter spreads over the whole interval, not just near the ceiling
-        assert min(delays) < ceiling * 0.1 and max(delays) > ceiling * 0.9, attempt
+        assert min(delays) < ceiling * 0.1, attempt
+        assert max(delays) > ceiling * 0.9, attempt
 
 
 def test_backoff_is_capped_even_after_very_many_attempts() -> None:
@@ -158,7 +160,7 @@ def test_backoff_is_reproducible_with_a_seeded_generator() -> None:
     ("attempt", "base", "cap"), [(0, 2.0, 300.0), (1, 0.0, 300.0), (1, 2.0, -1.0)]
 )
 def test_backoff_refuses_meaningless_arguments(attempt: int, base: float, cap: float) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"attempt counts from 1|must be positive"):
         backoff_delay(attempt, base=base, cap=cap)
 
 
@@ -167,11 +169,14 @@ def test_retry_policy_schedules_until_max_attempts_then_stops() -> None:
     rng = random.Random(3)
     first = policy.next_retry_at(NOW, 1, rng=rng)
     second = policy.next_retry_at(NOW, 2, rng=rng)
-    assert first is not None and NOW <= first <= NOW + timedelta(seconds=10)
-    assert second is not None and NOW <= second <= NOW + timedelta(seconds=20)
+    assert first is not None
+    assert NOW <= first <= NOW + timedelta(seconds=10)
+    assert second is not None
+    assert NOW <= second <= NOW + timedelta(seconds=20)
     # the third attempt was the last one allowed: no more retries, the job should fail
     assert policy.next_retry_at(NOW, 3, rng=rng) is None
-    assert policy.can_retry(2) and not policy.can_retry(3)
+    assert policy.can_retry(2)
+    assert not policy.can_retry(3)
 
 
 def test_retry_policy_defaults_match_the_settings_defaults() -> None:
@@ -180,11 +185,11 @@ def test_retry_policy_defaults_match_the_settings_defaults() -> None:
 
 def test_retry_policy_needs_an_aware_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        RetryPolicy().next_retry_at(datetime(2025, 3, 14, 15, 0), 1)
+        RetryPolicy().next_retry_at(datetime(2025, 3, 14, 15, 0), 1)  # noqa: DTZ001 - naive on purpose
 
 
 def test_retry_policy_refuses_zero_attempts() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_attempts must be at least 1"):
         RetryPolicy(max_attempts=0)
 
 

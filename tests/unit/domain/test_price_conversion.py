@@ -114,7 +114,8 @@ def test_prices_are_json_numbers_with_at_most_two_decimals(
     invoice: InvoiceData, build: Build
 ) -> None:
     whole = sent_item(build, invoice, unit_price=Decimal("20000.00"))
-    assert whole["price"] == 23800 and isinstance(whole["price"], int)
+    assert whole["price"] == 23800
+    assert isinstance(whole["price"], int)
     fractional = sent_item(build, invoice, unit_price=Decimal("1234.5678"))
     assert isinstance(fractional["price"], float)
     assert Decimal(str(fractional["price"])) == Decimal(str(fractional["price"])).quantize(CENT)

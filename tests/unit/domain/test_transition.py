@@ -47,14 +47,17 @@ def test_a_claim_moves_a_due_job_to_processing(previous: JobStatus) -> None:
     decision = decide(Outcome.CLAIMED, status=previous)
     # then it is processing, with a "claimed" event and its attempt counted.
     assert (decision.status, decision.event_type) == (PROCESSING, EventType.CLAIMED)
-    assert decision.count_attempt and decision.delay is None
+    assert decision.count_attempt
+    assert decision.delay is None
 
 
 def test_acceptance_is_final_and_clears_the_error() -> None:
     decision = decide(Outcome.ACCEPTED, code="ignored")
     assert (decision.status, decision.event_type, decision.error_code) == (
         JobStatus.ACCEPTED, EventType.ACCEPTED, None)
-    assert decision.final and not decision.outcome_unknown and decision.delay is None
+    assert decision.final
+    assert not decision.outcome_unknown
+    assert decision.delay is None
 
 
 @pytest.mark.parametrize(("kind", "status", "code"), [
@@ -67,14 +70,17 @@ def test_a_refusal_or_a_permanent_error_ends_the_job_with_its_reason(
         kind: Outcome, status: JobStatus, code: str) -> None:
     decision = decide(kind, code=code)
     assert (decision.status, decision.event_type, decision.error_code) == (status, status, code)
-    assert decision.final and decision.count_attempt and not decision.gave_up
+    assert decision.final
+    assert decision.count_attempt
+    assert not decision.gave_up
 
 
 def test_a_failure_that_may_have_reached_factus_keeps_the_outcome_unknown() -> None:
     # Given an internal error after the request may have left (or DIAN pending past the bound),
     decision = decide(Outcome.FAILED, code="dian_timeout", outcome_unknown=True)
     # then the job fails but an operator's retry will look the reference up first.
-    assert decision.status == JobStatus.FAILED and decision.outcome_unknown
+    assert decision.status == JobStatus.FAILED
+    assert decision.outcome_unknown
 
 
 def test_a_claim_past_the_last_attempt_fails_attempts_exhausted() -> None:
@@ -95,7 +101,9 @@ def test_a_transient_error_with_attempts_left_backs_off_with_full_jitter(attempt
     assert (decision.status, decision.event_type, decision.error_code) == (
         JobStatus.PENDING, EventType.RETRY_SCHEDULED, "server_error")
     assert decision.delay == (expected or 1.0)
-    assert decision.count_attempt and not decision.gave_up and not decision.last_look
+    assert decision.count_attempt
+    assert not decision.gave_up
+    assert not decision.last_look
 
 
 def test_a_retry_of_a_document_pending_at_dian_stays_sent() -> None:
@@ -109,21 +117,26 @@ def test_the_last_transient_error_with_a_known_outcome_gives_up() -> None:
     decision = decide(Outcome.RETRYABLE, attempt=5, code="server_error")
     assert (decision.status, decision.error_code, decision.event_type) == (
         JobStatus.FAILED, "server_error", EventType.FAILED)
-    assert decision.gave_up and not decision.outcome_unknown
+    assert decision.gave_up
+    assert not decision.outcome_unknown
 
 
 def test_the_last_transient_error_with_an_unknown_outcome_gets_one_lookup_pass() -> None:
     # Given the 5th of 5 attempts timed out after the request left,
     decision = decide(Outcome.RETRYABLE, attempt=5, code="timeout", outcome_unknown=True)
     # then one more (counted) pass is scheduled, which only looks the reference up.
-    assert decision.status == JobStatus.PENDING and decision.last_look
-    assert decision.count_attempt and decision.outcome_unknown and not decision.gave_up
+    assert decision.status == JobStatus.PENDING
+    assert decision.last_look
+    assert decision.count_attempt
+    assert decision.outcome_unknown
+    assert not decision.gave_up
 
 
 def test_a_409_for_a_foreign_document_backs_off_from_at_least_five_seconds() -> None:
     decision = decide(Outcome.FOREIGN_CONFLICT, attempt=3, code="pending_document", seed=3)
     expected = backoff_delay(3, base=5.0, cap=300.0, rng=random.Random(3))
-    assert decision.delay == (expected or 1.0) and decision.count_attempt
+    assert decision.delay == (expected or 1.0)
+    assert decision.count_attempt
     assert decision.error_code == "pending_document"
 
 
@@ -145,7 +158,8 @@ def test_a_step_that_sent_nothing_retries_soon(spread: float) -> None:
     decision = decide(Outcome.RETRY_SOON, code="redis_unavailable", spread=spread, seed=11)
     # then it retries after base * (1 + spread * U), uncounted.
     assert decision.delay == pytest.approx(2.0 * (1 + spread * random.Random(11).random()))
-    assert not decision.count_attempt and decision.status == JobStatus.PENDING
+    assert not decision.count_attempt
+    assert decision.status == JobStatus.PENDING
 
 
 # --- waits without an attempt ---------------------------------------------------------------
@@ -160,7 +174,8 @@ def test_dian_slow_puts_the_job_sent_and_rechecks_with_growing_waits(rechecks: i
     expected = min(5.0 * 2 ** min(rechecks, 16), 300.0) * jitter
     assert (decision.status, decision.event_type, decision.error_code) == (
         JobStatus.SENT, EventType.DIAN_SLOW, "dian_slow")
-    assert decision.delay == pytest.approx(expected) and not decision.count_attempt
+    assert decision.delay == pytest.approx(expected)
+    assert not decision.count_attempt
     assert not decision.outcome_unknown
 
 
@@ -182,7 +197,8 @@ def test_an_expired_lease_hands_the_job_back_due_now_keeping_its_attempt() -> No
     decision = decide(Outcome.LEASE_EXPIRED, outcome_unknown=True)
     assert (decision.status, decision.event_type, decision.delay) == (
         JobStatus.PENDING, EventType.LEASE_EXPIRED, 0.0)
-    assert decision.count_attempt and decision.outcome_unknown
+    assert decision.count_attempt
+    assert decision.outcome_unknown
 
 
 def test_the_policy_waits_behind_a_blocker_until_its_recheck_then_spreads() -> None:
@@ -252,7 +268,8 @@ def test_a_followup_transient_error_backs_off_like_a_job_then_gives_up() -> None
     # Given an archive download answered 503 at attempt 2 of 5,
     retry = followup_transition(2, FollowupOutcome.RETRYABLE, POLICY, rng=random.Random(4))
     # then it is pending after the jobs' backoff, its attempt counted;
-    assert retry.status == FollowupStatus.PENDING and retry.count_attempt
+    assert retry.status == FollowupStatus.PENDING
+    assert retry.count_attempt
     assert retry.delay == backoff_delay(2, base=2.0, cap=300.0, rng=random.Random(4))
     # and at attempt 5 of 5 it gives up.
     last = followup_transition(5, FollowupOutcome.RETRYABLE, POLICY)

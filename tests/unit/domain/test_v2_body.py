@@ -336,7 +336,8 @@ def test_v2_credit_note_names_its_bill_by_number() -> None:
     body = v2_body.credit_note_body(_document(note))
     request, bag = validate_credit_note_v2(json.loads(json.dumps(body)))
     assert not bag, bag.errors
-    assert request is not None and request.bill_number == "SETP990002519"
+    assert request is not None
+    assert request.bill_number == "SETP990002519"
     assert (body["correction_concept_code"], body["customization_id"]) == ("2", "20")
     assert body["payment_details"][0]["amount"] == "83300.00"
     # A note whose bill has no known number yet cannot go to v2

@@ -93,9 +93,12 @@ def test_a_token_lock_held_elsewhere_is_waited_for_only_until_the_deadline() -> 
     taken.wait(5)
     started = time.monotonic()
     try:
-        with deadline.attempt_deadline(time.monotonic() + 0.2), pytest.raises(TokenUnavailableError):
-            with locks.hold("acct"):
-                pass
+        with (
+            deadline.attempt_deadline(time.monotonic() + 0.2),
+            pytest.raises(TokenUnavailableError),
+            locks.hold("acct"),
+        ):
+            pass
     finally:
         release.set()
         thread.join()
@@ -106,9 +109,11 @@ def test_nested_deadlines_keep_the_earlier_one() -> None:
     soon = time.monotonic() + 1
     with deadline.attempt_deadline(soon), deadline.attempt_deadline(soon + 100):
         left = deadline.remaining()
-        assert left is not None and left <= 1
+        assert left is not None
+        assert left <= 1
         assert deadline.cap(50) <= 1
-    assert deadline.remaining() is None and deadline.cap(50) == 50
+    assert deadline.remaining() is None
+    assert deadline.cap(50) == 50
 
 
 @pytest.mark.parametrize(("code", "valid"), [

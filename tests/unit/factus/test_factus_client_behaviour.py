@@ -71,7 +71,8 @@ def test_first_call_logs_in_with_a_form_encoded_password_grant(
     assert call.headers["accept"] == "application/json"
     assert call.headers["content-type"] == "application/json"
     assert request_json(call) == PAYLOAD
-    assert bill.number == "SETP990010377" and bill.is_validated
+    assert bill.number == "SETP990010377"
+    assert bill.is_validated
 
 
 def test_the_token_is_reused_until_it_nears_expiry(
@@ -114,7 +115,8 @@ def test_a_second_401_is_an_authentication_error(
     client = make_client()
     with pytest.raises(AuthenticationError) as caught:
         client.validate_bill(PAYLOAD)
-    assert caught.value.reason == "factus_401" and not caught.value.transient
+    assert caught.value.reason == "factus_401"
+    assert not caught.value.transient
     assert len(factus.api_requests()) == 2
     assert len(factus.grants) == 2
 
@@ -166,7 +168,9 @@ def test_wrong_credentials_fail_without_retrying(
     client = make_client()
     with pytest.raises(AuthenticationError):
         client.show_bill("SETP1")
-    assert len(factus.grants) == 1 and sleeps.calls == [] and factus.api_requests() == []
+    assert len(factus.grants) == 1
+    assert sleeps.calls == []
+    assert factus.api_requests() == []
 
 
 def test_reads_are_retried_with_backoff_on_server_errors(
@@ -182,7 +186,8 @@ def test_reads_are_retried_with_backoff_on_server_errors(
     bill = make_client().show_bill("SETP1")
     assert bill.number == "SETP990010377"
     assert len(factus.api_requests()) == 3
-    assert len(sleeps.calls) == 2 and all(0 <= s <= 1.0 for s in sleeps.calls)
+    assert len(sleeps.calls) == 2
+    assert all(0 <= s <= 1.0 for s in sleeps.calls)
 
 
 def test_reads_give_up_after_the_configured_attempts(
@@ -224,7 +229,8 @@ def test_a_validate_with_an_unknown_outcome_is_never_resent(
     # Then the bill was sent exactly once
     assert len(factus.api_requests()) == 1
     assert caught.value.reason == reason
-    assert caught.value.transient and caught.value.may_have_reached
+    assert caught.value.transient
+    assert caught.value.may_have_reached
     assert sleeps.calls == []
 
 
@@ -272,7 +278,8 @@ def test_a_long_retry_after_is_handed_to_the_job_layer(
     with pytest.raises(RateLimitedError) as caught:
         make_client().validate_bill(PAYLOAD)
     assert caught.value.retry_after == 120.0
-    assert sleeps.calls == [] and len(factus.api_requests()) == 1
+    assert sleeps.calls == []
+    assert len(factus.api_requests()) == 1
 
 
 def test_validate_gets_the_long_timeout_and_reads_the_short_one(
@@ -344,7 +351,8 @@ def test_find_by_reference_ignores_partial_matches(
 
     found = make_client().find_bill_by_reference("INV-1")
 
-    assert found is not None and found.number == "SETP1"
+    assert found is not None
+    assert found.number == "SETP1"
     lookup = factus.api_requests()[0].url.params
     assert lookup["filter[reference_code]"] == "INV-1"
     assert lookup["per_page"] == "100"  # big pages: partial matches can be many

@@ -188,7 +188,8 @@ def test_other_409_is_a_permanent_conflict() -> None:
             },
         )
     )
-    assert isinstance(error, ConflictError) and not isinstance(error, PendingDocumentConflict)
+    assert isinstance(error, ConflictError)
+    assert not isinstance(error, PendingDocumentConflict)
     assert (error.reason, error.transient) == ("conflict", False)
 
 
@@ -244,9 +245,11 @@ def test_503_is_distinguishable_as_maintenance() -> None:
         _answer(503, text="<html>Down for maintenance</html>", **{"Retry-After": "12"})
     )
     generic = error_from_response(_answer(502, text="<html>Bad gateway</html>"))
-    assert isinstance(maintenance, ServerError) and maintenance.maintenance
+    assert isinstance(maintenance, ServerError)
+    assert maintenance.maintenance
     assert maintenance.retry_after == 12.0
-    assert isinstance(generic, ServerError) and not generic.maintenance
+    assert isinstance(generic, ServerError)
+    assert not generic.maintenance
     assert "Bad gateway" in generic.message
 
 
@@ -260,14 +263,14 @@ def test_429_carries_the_seconds_to_wait() -> None:
     )
     without_headers = error_from_response(_answer(429, {}))
     assert isinstance(from_retry_after, RateLimitedError)
-    assert from_retry_after.retry_after == 17.0 and from_retry_after.transient
-    assert (
-        isinstance(from_reset_seconds, RateLimitedError) and from_reset_seconds.retry_after == 9.0
-    )
-    assert (
-        isinstance(from_reset_epoch, RateLimitedError) and 25 <= from_reset_epoch.retry_after <= 30
-    )
-    assert isinstance(without_headers, RateLimitedError) and without_headers.retry_after == 1.0
+    assert from_retry_after.retry_after == 17.0
+    assert from_retry_after.transient
+    assert isinstance(from_reset_seconds, RateLimitedError)
+    assert from_reset_seconds.retry_after == 9.0
+    assert isinstance(from_reset_epoch, RateLimitedError)
+    assert 25 <= from_reset_epoch.retry_after <= 30
+    assert isinstance(without_headers, RateLimitedError)
+    assert without_headers.retry_after == 1.0
 
 
 def test_an_empty_or_broken_body_still_maps_by_status() -> None:
@@ -288,7 +291,7 @@ def test_errors_survive_pickling_with_their_details() -> None:
         ServerError("down", maintenance=True, retry_after=None, status_code=503),
     ]
     for error in errors:
-        copy = pickle.loads(pickle.dumps(error))
+        copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
         assert type(copy) is type(error)
         assert copy.__dict__ == error.__dict__
         assert str(copy) == str(error)
@@ -301,4 +304,5 @@ def test_a_server_error_ignores_the_rate_window_headers() -> None:
             500, {"message": "Server Error"}, **{"X-RateLimit-Reset": str(int(time.time()) + 50)}
         )
     )
-    assert isinstance(error, ServerError) and error.retry_after is None
+    assert isinstance(error, ServerError)
+    assert error.retry_after is None

@@ -42,7 +42,8 @@ from einvoice.factus.schemas import (
 def test_every_documented_datetime_format_becomes_utc(text: str, expected: datetime) -> None:
     parsed = parse_factus_datetime(text)
     assert parsed == expected
-    assert parsed is not None and parsed.utcoffset() is not None
+    assert parsed is not None
+    assert parsed.utcoffset() is not None
 
 
 @pytest.mark.parametrize(
@@ -71,15 +72,20 @@ def test_validate_answer_of_the_docs_parses_into_a_bill_result() -> None:
     assert bill.id == 10412
     assert bill.number == "SETP990010377"
     assert bill.reference_code == "POS-1"
-    assert bill.is_validated and not bill.is_pending and not bill.is_rejected
+    assert bill.is_validated
+    assert not bill.is_pending
+    assert not bill.is_rejected
     assert bill.cufe == CUFE
-    assert bill.qr is not None and bill.qr.endswith(CUFE)
-    assert bill.qr_image is not None and bill.qr_image.startswith("data:image/png;base64,")
+    assert bill.qr is not None
+    assert bill.qr.endswith(CUFE)
+    assert bill.qr_image is not None
+    assert bill.qr_image.startswith("data:image/png;base64,")
     assert bill.validated_at == datetime(2025, 3, 14, 15, 21, 7, tzinfo=UTC)
     assert bill.created_at == datetime(2025, 3, 14, 15, 21, 4, tzinfo=UTC)
     assert bill.totals.total == Decimal("47600.00")
     assert bill.totals.tax_amount == Decimal("7600.00")
-    assert bill.message is not None and "registrado y validado" in bill.message
+    assert bill.message is not None
+    assert "registrado y validado" in bill.message
     # and the notification is a rule, not a rejection
     assert bill.errors == [
         DianRule(
@@ -88,7 +94,8 @@ def test_validate_answer_of_the_docs_parses_into_a_bill_result() -> None:
             text="Nombre informado No corresponde al registrado en el RUT",
         )
     ]
-    assert bill.notifications == bill.errors and bill.rejections == []
+    assert bill.notifications == bill.errors
+    assert bill.rejections == []
     # and the whole data object is kept for the job's response_payload
     assert bill.raw["bill"]["cufe"] == CUFE
 
@@ -103,7 +110,8 @@ def test_an_older_answer_with_other_fields_still_parses() -> None:
 
     bill = v1.parse_bill(body)
 
-    assert bill.totals.discount_amount is None and bill.totals.surcharge_amount is None
+    assert bill.totals.discount_amount is None
+    assert bill.totals.surcharge_amount is None
     assert bill.totals.total == Decimal("47600.00")
     assert bill.reference_code == "731"
     assert bill.qr_image is None
@@ -113,7 +121,9 @@ def test_an_older_answer_with_other_fields_still_parses() -> None:
 def test_dian_slow_answer_is_pending_not_rejected() -> None:
     # §5.5: 201 with status 0 and no "Rechazo"
     bill = v1.parse_bill(bill_body(status=0, cufe=None, validated=None, errors=[]))
-    assert bill.is_pending and not bill.is_validated and not bill.is_rejected
+    assert bill.is_pending
+    assert not bill.is_validated
+    assert not bill.is_rejected
 
 
 def test_a_stored_rejected_bill_shows_its_rejection_rules_as_an_object() -> None:
@@ -131,7 +141,8 @@ def test_unparseable_money_and_dates_become_unknown_instead_of_failing_the_answe
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bill = v1.parse_bill(bill_body(total="cuarenta mil", validated="ayer por la tarde"))
-    assert bill.totals.total is None and bill.validated_at is None
+    assert bill.totals.total is None
+    assert bill.validated_at is None
     assert bill.cufe == CUFE
     assert "unparseable" in caplog.text
 
@@ -263,7 +274,8 @@ def test_numbering_ranges_parse_with_mixed_flag_types() -> None:
         995000000,
         990010378,
     )
-    assert found.is_active and not found.is_expired
+    assert found.is_active
+    assert not found.is_expired
     assert found.end_date == date(2030, 1, 19)
 
 
@@ -341,4 +353,5 @@ def test_a_token_answer_never_shows_its_tokens_in_repr() -> None:
         }
     )
     assert token.expires_in == 600
-    assert "jwt-xyz" not in repr(token) and "r-xyz" not in repr(token)
+    assert "jwt-xyz" not in repr(token)
+    assert "r-xyz" not in repr(token)

@@ -128,7 +128,8 @@ def test_the_rotated_refresh_token_is_stored_and_used_next_time() -> None:
         clock.advance(3600)
         tokens.access_token()
     stored = store.load("default")
-    assert stored is not None and stored.refresh_token == "refresh-4"
+    assert stored is not None
+    assert stored.refresh_token == "refresh-4"
     # every renewal spent the newest refresh token, none was refused
     assert grants.calls == ["password", "refresh", "refresh", "refresh"]
 
@@ -192,7 +193,9 @@ def test_the_redis_store_keeps_tokens_encrypted() -> None:
     store.save("default", token)
 
     raw = client.get("einvoice:factus:token:default")
-    assert raw is not None and b"jwt-secret-value" not in raw and b"refresh-secret-value" not in raw
+    assert raw is not None
+    assert b"jwt-secret-value" not in raw
+    assert b"refresh-secret-value" not in raw
     assert store.load("default") == token
     assert 0 < client.ttl("einvoice:factus:token:default") <= 30 * 24 * 3600
 
@@ -231,7 +234,8 @@ def test_the_default_account_comes_from_the_factus_variables(
         "cid",
     )
     assert account.password.get_secret_value() == "pw"
-    assert "csecret" not in repr(account) and "pw'" not in repr(account)
+    assert "csecret" not in repr(account)
+    assert "pw'" not in repr(account)
 
 
 def test_a_missing_factus_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
@@ -95,11 +95,15 @@ def test_a_validated_v2_bill_parses_into_the_same_result_as_v1(
     assert body["payment_details"][0]["amount"] == "83300.00"
     # and the answer is the neutral BillResult services know
     assert isinstance(bill, BillResult)
-    assert bill.is_validated and bill.status == 1 and bill.cufe == CUFE
-    assert bill.number == "SETP990000550" and bill.reference_code == "FACT-2026-0124"
+    assert bill.is_validated
+    assert bill.status == 1
+    assert bill.cufe == CUFE
+    assert bill.number == "SETP990000550"
+    assert bill.reference_code == "FACT-2026-0124"
     # "08-10-2026 09:23:26 PM" is Bogotá time (UTC-5): 02:23:26 UTC the next day
     assert bill.validated_at == datetime(2026, 10, 9, 2, 23, 26, tzinfo=UTC)
-    assert bill.qr is not None and bill.qr.endswith(CUFE)
+    assert bill.qr is not None
+    assert bill.qr.endswith(CUFE)
     assert bill.public_url == "https://app-sandbox.factus.com.co/documents/bills/abc"
     assert (bill.totals.gross_value, bill.totals.tax_amount, bill.totals.total) == (
         Decimal("70000.00"), Decimal("13300.00"), Decimal("83300.00"))
@@ -107,7 +111,8 @@ def test_a_validated_v2_bill_parses_into_the_same_result_as_v1(
     assert [(r.code, r.kind) for r in bill.errors] == [("FAJ44b", "notification")]
     assert bill.raw["customer"]["identification"] == "123456789"
     # v2 documents carry neither Factus's internal id nor a QR image
-    assert bill.id is None and bill.qr_image is None
+    assert bill.id is None
+    assert bill.qr_image is None
 
 
 def test_a_v2_bill_still_at_dian_is_pending_and_a_rejected_one_is_rejected() -> None:
@@ -117,8 +122,11 @@ def test_a_v2_bill_still_at_dian_is_pending_and_a_rejected_one_is_rejected() -> 
         is_validated=False, validated_at=None,
         errors={"FAJ43b": "Regla: FAJ43b, Rechazo: razón del rechazo"}))
 
-    assert slow.is_pending and not slow.is_validated and slow.validated_at is None
-    assert rejected.is_rejected and [r.code for r in rejected.rejections] == ["FAJ43b"]
+    assert slow.is_pending
+    assert not slow.is_validated
+    assert slow.validated_at is None
+    assert rejected.is_rejected
+    assert [r.code for r in rejected.rejections] == ["FAJ43b"]
 
 
 def test_a_v2_credit_note_keeps_its_cude_and_the_bill_it_corrects() -> None:
@@ -128,7 +136,8 @@ def test_a_v2_credit_note_keeps_its_cude_and_the_bill_it_corrects() -> None:
     note = v2.parse_credit_note(body)
     with_cufe_only = v2.parse_credit_note(v2_bill_body(number="NC2"))
 
-    assert isinstance(note, CreditNoteResult) and note.is_validated
+    assert isinstance(note, CreditNoteResult)
+    assert note.is_validated
     assert (note.cude, note.bill_number, note.bill_cufe) == ("c" * 96, "SETP990000550", CUFE)
     # a "cufe" key is never taken for the note's own code (in v1 it is the bill's)
     assert with_cufe_only.cude is None
@@ -154,7 +163,8 @@ def test_the_v2_reference_lookup_lists_then_shows_the_exact_match(
 
     found = make_client().find_bill_by_reference("INV-1")
 
-    assert found is not None and (found.number, found.cufe) == ("SETP1", CUFE)
+    assert found is not None
+    assert (found.number, found.cufe) == ("SETP1", CUFE)
     lookup = factus.api_requests()[0].url.params
     assert lookup["filter[reference_code]"] == "INV-1"
     assert lookup["filter[per_page]"] == "100"  # v2's page-size parameter
@@ -169,7 +179,7 @@ def test_v2_list_rows_read_is_validated_as_the_status(
          "errors": {"FAD06": "Regla: FAD06, Rechazo: CUFE mal calculado"}},
     ])))
 
-    rows = make_client().list_bills(status=0, created_from=datetime(2026, 10, 1).date())
+    rows = make_client().list_bills(status=0, created_from=date(2026, 10, 1))
 
     assert [(r.number, r.status, r.is_validated) for r in rows] == [("SETP7", 0, False)]
     assert [rule.code for rule in rows[0].errors] == ["FAD06"]
@@ -239,8 +249,10 @@ def test_a_range_is_created_from_what_dian_associated(
         "document": "21", "prefix": "SETP", "resolution_number": "18760000001",
         "current": 990000000}
     assert (created.id, created.document, created.document_name) == (15, "21", "Factura de Venta")
-    assert created.is_active and not created.is_expired
-    assert setp.end_date is not None and setp.end_date.year == 2030
+    assert created.is_active
+    assert not created.is_expired
+    assert setp.end_date is not None
+    assert setp.end_date.year == 2030
 
 
 def test_a_malformed_range_is_refused_before_any_call(
@@ -275,22 +287,25 @@ def test_a_v2_dian_rejection_is_a_dian_rejection_in_either_shape(
     with pytest.raises(DianRejectionError) as caught:
         make_client().validate_bill(V2_PAYLOAD)
 
-    assert caught.value.rule_codes == ["FAK24"] and caught.value.reason == "dian_rejected"
-    assert not caught.value.transient and len(factus.api_requests()) == 1
+    assert caught.value.rule_codes == ["FAK24"]
+    assert caught.value.reason == "dian_rejected"
+    assert not caught.value.transient
+    assert len(factus.api_requests()) == 1
 
 
 def test_a_v2_rule_90_rejection_keyed_by_rule_needs_an_operator() -> None:
     error = error_from_response(_response(422, {"status": "Validation error", "data": {
         "errors": {"90": "Regla: 90, Rechazo: Documento procesado anteriormente."}}}))
-    assert isinstance(error, DianRejectionError) and error.already_processed
+    assert isinstance(error, DianRejectionError)
+    assert error.already_processed
     assert error.reason == "dian_already_processed"
 
 
 def test_a_v2_field_error_is_a_payload_error_on_v2_field_names() -> None:
     error = error_from_response(_response(422, {
         "message": "El campo items.0.quantity no debe tener más de 2 decimales.",
-        "errors": {"items.0.quantity": ["El campo items.0.quantity no debe tener más de 2 "
-                                        "decimales."],
+        "errors": {"items.0.quantity": [("El campo items.0.quantity no debe tener más de 2 "
+                                        "decimales.")],
                    "payment_details": ["La suma de los pagos no coincide con el total."]}}))
     assert isinstance(error, PayloadValidationError)
     assert set(error.field_errors) == {"items.0.quantity", "payment_details"}
@@ -309,14 +324,15 @@ def test_a_403_naming_the_api_version_is_version_not_enabled(
     path: str, message: str, version: str
 ) -> None:
     error = error_from_response(_response(403, {"status": "Forbidden", "message": message}, path))
-    assert isinstance(error, ApiVersionNotEnabled) and isinstance(error, ForbiddenError)
+    assert isinstance(error, ApiVersionNotEnabled)
+    assert isinstance(error, ForbiddenError)
     assert (error.version, error.reason, error.transient) == (
         version, "factus_version_not_enabled", False)
 
 
 def test_version_not_enabled_survives_pickling() -> None:
     error = ApiVersionNotEnabled("Factus 403", version="v1", status_code=403)
-    copy = pickle.loads(pickle.dumps(error))
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
     assert isinstance(copy, ApiVersionNotEnabled)
     assert (copy.version, copy.reason, copy.status_code) == ("v1", "factus_version_not_enabled",
                                                              403)

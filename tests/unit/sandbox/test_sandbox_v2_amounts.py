@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal as D
+from decimal import Decimal as D  # noqa: N817 - short, for the amount tables below
 
 from einvoice.sandbox.amounts import (
     ItemInput,
@@ -57,7 +57,8 @@ def test_an_excluded_tax_adds_nothing_and_shows_rate_zero():
     amounts = document_amounts([net("5000", "1", TaxInput(1, "01", D("19"), is_excluded=True))])
 
     assert amounts.tax_amount == D("0.00")
-    assert amounts.items[0].taxes[0].rate == D("0.00") and amounts.items[0].taxes[0].is_excluded
+    assert amounts.items[0].taxes[0].rate == D("0.00")
+    assert amounts.items[0].taxes[0].is_excluded
 
 
 def test_v2_withholdings_use_the_unrounded_iva_and_the_taxable_base():

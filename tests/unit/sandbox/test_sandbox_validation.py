@@ -82,7 +82,9 @@ def test_quantity_must_be_an_integer(quantity: Any):
 def test_integer_quantities_are_accepted_as_laravel_accepts_them(quantity: Any):
     request, bag = validate_bill(with_item(quantity=quantity))
 
-    assert not bag and request is not None and request.items[0].quantity == 2
+    assert not bag
+    assert request is not None
+    assert request.items[0].quantity == 2
 
 
 def test_a_missing_item_field_is_named_with_its_index():
@@ -175,7 +177,9 @@ def test_credit_payment_needs_a_due_date_in_y_m_d():
         "payment_due_date": ["El campo payment due date es obligatorio cuando payment form es 2."]
     }
     assert list(malformed.errors) == ["payment_due_date"]
-    assert not fine and request is not None and request.payment_form == "2"
+    assert not fine
+    assert request is not None
+    assert request.payment_form == "2"
 
 
 @pytest.mark.parametrize(
@@ -239,7 +243,10 @@ CREDIT_NOTE: dict[str, Any] = {
 def test_a_credit_note_referencing_a_bill_is_accepted_without_a_customer():
     request, bag = validate_credit_note(dict(CREDIT_NOTE))
 
-    assert not bag and request is not None and request.customer is None and request.bill_id == 10001
+    assert not bag
+    assert request is not None
+    assert request.customer is None
+    assert request.bill_id == 10001
 
 
 def test_a_credit_note_of_type_20_needs_a_bill_and_type_22_a_billing_period_and_customer():
