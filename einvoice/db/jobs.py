@@ -199,6 +199,13 @@ class Sql:
 
 
 NOW = Sql("now()")
+#: ``attempt_count`` one lower: a claimed attempt given back (a wait is not an attempt).
+ATTEMPT_GIVEN_BACK = Sql("attempt_count - 1")
+
+
+def due_in(seconds: float) -> Sql:
+    """``next_retry_at`` ``seconds`` from the database's ``now()`` (UTC), for :func:`update_job`."""
+    return Sql("now() + make_interval(secs => :delay)", delay=float(seconds))
 
 
 #: The invoice's side of an acceptance, written by :func:`update_job`'s statement: the CUFE (or

@@ -72,10 +72,9 @@ class JobChange:
         """
         if not count_attempt:
             self.attempt -= 1
-            self.values["attempt_count"] = job_repo.Sql("attempt_count - 1")
+            self.values["attempt_count"] = job_repo.ATTEMPT_GIVEN_BACK
         self.values.update(status=status, dispatched_at=None, lease_expires_at=None,
-                           next_retry_at=job_repo.Sql("now() + make_interval(secs => :delay)",
-                                                      delay=float(delay)),
+                           next_retry_at=job_repo.due_in(delay),
                            error_code=code, error_message=message, updated_at=job_repo.NOW)
         self.event(event_type, code, message, {"attempt": self.attempt,
                                                "from": JobStatus.PROCESSING, "to": status,

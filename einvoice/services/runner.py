@@ -6,8 +6,9 @@ transaction), call Factus outside any transaction, record the outcome (another t
 only while the same worker still holds the same attempt. This module holds what those steps
 share:
 
-* :class:`WorkerContext`: the per-process resources (sessions, Factus clients, settings,
-  the worker's id, the secret box, the jitter source, and per-process caches);
+* :class:`WorkerContext`: the per-process resources (the database session factory, Factus
+  clients, settings, the worker's id, the secret box, the jitter source, and per-process
+  caches);
 * :func:`thread_worker_id`: the ``leased_by`` value of the calling thread;
 * :func:`retry_policy`: the one retry policy, built from the settings and the row's attempts;
 * :data:`INFRASTRUCTURE_ERRORS` and :func:`is_infrastructure_error`: PostgreSQL or Redis
