@@ -61,7 +61,11 @@ def _start_job_listener(**_: object) -> None:
     import threading  # noqa: PLC0415
 
     from einvoice.errors import ConfigError  # noqa: PLC0415
-    from einvoice.services.dispatch import dispatch_new_jobs, listen_for_new_jobs  # noqa: PLC0415
+    from einvoice.services.dispatch import (  # noqa: PLC0415
+        dispatch_due_jobs,
+        dispatch_new_jobs,
+        listen_for_new_jobs,
+    )
     from einvoice.settings import libpq_url  # noqa: PLC0415
     from workers.resources import get_resources  # noqa: PLC0415
 
@@ -85,6 +89,8 @@ def _start_job_listener(**_: object) -> None:
               lambda ids: dispatch_new_jobs(res.worker.session_factory, res.publisher, ids,
                                            res.settings, res.clients.limiter),
               stop),
+        kwargs={"on_active": lambda: dispatch_due_jobs(res.worker.session_factory, res.publisher,
+                                                        res.settings, res.clients.limiter)},
         name="einvoice-job-listener", daemon=True,
     )
     thread.start()

@@ -147,6 +147,7 @@ def listen_for_new_jobs(
     on_jobs: Callable[[list[uuid.UUID]], object],
     stop: threading.Event,
     *,
+    on_active: Callable[[], object] | None = None,
     poll_seconds: float = 1.0,
     standby_seconds: float = 5.0,
     gather_seconds: float = 0.01,
@@ -173,12 +174,19 @@ def listen_for_new_jobs(
       handed over at once, without the quiet wait: steady 100/s arrivals are 10 ms apart, and
       each one saves 2 ms of its insert-to-accepted time (benchmark B2). Notifications that
       follow each other closer than that (1,000/s producers) are gathered as above.
-    * A lost connection (PostgreSQL restarted) is re-opened after a pause; notifications sent
-      meanwhile are not lost work, because the beat dispatcher finds those jobs anyway.
+    * **Catch-up on becoming active.** Inserts committed before this connection's ``LISTEN``
+      (while the worker started, while a standby waited for the lock, while PostgreSQL was
+      away) sent their NOTIFY to nobody. Right after ``LISTEN``, ``on_active()`` runs once
+      (the workers pass :func:`dispatch_due_jobs`), so those jobs start at once instead of at
+      the next beat tick, or never on a deployment that runs workers without beat.
+    * A lost connection (PostgreSQL restarted) is re-opened after a pause, then caught up as
+      above.
 
     Args:
         dsn: a libpq URL (``postgresql://...``).
         on_jobs: called with each batch of new job ids; its exceptions are logged and swallowed.
+        on_active: called once each time this listener becomes the active one, after ``LISTEN``
+            (so nothing committed later is missed); its exceptions are logged and swallowed.
     """
     while not stop.is_set():
         try:
@@ -191,6 +199,8 @@ def listen_for_new_jobs(
                     return
                 listener.listen(conn)
                 log.info("job listener active")
+                if on_active is not None:
+                    _catch_up(on_active)
                 last = float("-inf")  # when the previous batch's last notification was read
                 while not stop.is_set():
                     batch = [n.payload for n in conn.notifies(timeout=poll_seconds, stop_after=1)]
@@ -204,6 +214,14 @@ def listen_for_new_jobs(
         except listener.ConnectionLost as exc:
             log.warning("job listener lost PostgreSQL (%s); reconnecting", exc)
             stop.wait(2.0)
+
+
+def _catch_up(on_active: Callable[[], object]) -> None:
+    """Run the listener's catch-up; a failure is the beat dispatcher's to repair, not fatal."""
+    try:
+        on_active()
+    except Exception:
+        log.exception("job listener catch-up failed; the beat dispatcher will find those jobs")
 
 
 def _collect(conn: Any, batch: list[str], *, after_pause: bool, gather_seconds: float,

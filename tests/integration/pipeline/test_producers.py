@@ -275,8 +275,8 @@ def test_one_listener_publishes_each_plain_insert_once_and_a_standby_takes_over(
 
     stops[active].set()
     threads[active].join(timeout=5)
-    # The standby takes the lock within its standby interval, then LISTENs (inserts before that
-    # are left to the beat dispatcher, by design).
+    # The standby takes the lock within its standby interval, then LISTENs (this test gives it
+    # no catch-up; the next test covers inserts made before LISTEN).
     assert _wait(lambda: bool(session.execute(text(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
         "AND objid = :key"), {"key": LISTENER_LOCK_KEY}).scalar()))
@@ -285,6 +285,34 @@ def test_one_listener_publishes_each_plain_insert_once_and_a_standby_takes_over(
     later = _insert_plain(session, 5)
     assert _wait(lambda: set(publishers[1 - active].sent) == later)
     stops[1 - active].set()
+
+
+def test_a_listener_becoming_active_catches_up_inserts_it_could_not_hear(
+    session: Session, session_factory: sessionmaker[Session], db_url: str
+) -> None:
+    """Inserts committed before the listener's LISTEN (a worker starting, a standby waiting for
+    the lock) notified nobody: the listener dispatches them as soon as it is active, without
+    waiting for beat (a deployment may run workers only). Each job is published once."""
+    before = _insert_plain(session, 7)
+    publisher = RecordingPublisher()
+    settings = load_settings()
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=listen_for_new_jobs, daemon=True,
+        args=(libpq_url(db_url), lambda ids: dispatch_new_jobs(session_factory, publisher, ids),
+              stop),
+        kwargs={"poll_seconds": 0.1, "standby_seconds": 0.2,
+                "on_active": lambda: dispatch_due_jobs(session_factory, publisher, settings)})
+    thread.start()
+    try:
+        assert _wait(lambda: set(publisher.sent) == before)
+        after = _insert_plain(session, 3)  # heard the usual way, not caught up twice
+        assert _wait(lambda: set(publisher.sent) == before | after)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert len(publisher.sent) == 10
 
 
 def test_enqueue_without_a_publisher_is_woken_by_the_listener_after_commit_only(
