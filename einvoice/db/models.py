@@ -242,6 +242,12 @@ class InvoiceSale(Base):
     exchange_rate: Mapped[Decimal | None] = mapped_column(Numeric)
     order_reference: Mapped[str | None] = mapped_column(Text)
     order_issue_date: Mapped[date | None] = mapped_column(Date)
+    # Migration 0010: the last final outcome of the invoice's document, written by the
+    # ``einvoice_job_outcome`` trigger on every final transition of one of its jobs.
+    einvoice_job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    einvoice_error_code: Mapped[str | None] = mapped_column(Text)
+    einvoice_error_message: Mapped[str | None] = mapped_column(Text)
+    einvoice_outcome_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
 
 
 class InvoicePayment(Base):
@@ -723,8 +729,9 @@ class DianStandardCode(Base):
 # Follow-ups of accepted jobs: documents archive and e-mail resend (migration 0002)
 # --------------------------------------------------------------------------------------------
 
-#: Follow-up kinds: download and keep the PDF and XML once; send the document by e-mail.
-FOLLOWUP_KINDS = ("archive", "email")
+#: Follow-up kinds: download and keep the PDF and XML once; send the document by e-mail;
+#: deliver one outcome event to one webhook endpoint (migration 0010).
+FOLLOWUP_KINDS = ("archive", "email", "webhook")
 #: Follow-up statuses: ``pending`` (due at ``next_retry_at``) → ``processing`` (leased) →
 #: ``done`` | ``failed`` | back to ``pending`` (retry). ``done`` and ``failed`` are final.
 FOLLOWUP_STATUSES: tuple[str, ...] = tuple(status.value for status in FollowupStatus)
@@ -768,9 +775,25 @@ class ElectronicInvoicingFollowup(Base):
     completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, server_default=text("now()"))
+    # Kind ``webhook`` (migration 0010, inserted by the ``einvoice_job_outcome`` trigger): the
+    # endpoint, the event type (``job.accepted``...), its id (the ``webhook-id`` header, unique)
+    # and the payload frozen at the transition.
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("webhook_endpoints.id"))
+    event_type: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         CheckConstraint(_in("kind", FOLLOWUP_KINDS), name="electronic_invoicing_followups_kind_check"),
+        CheckConstraint(
+            "kind <> 'webhook' OR (endpoint_id IS NOT NULL AND event_type IS NOT NULL "
+            "AND event_id IS NOT NULL AND payload IS NOT NULL)",
+            name="electronic_invoicing_followups_webhook_check"),
+        Index("ux_ei_followups_event_id", "event_id", unique=True,
+              postgresql_where=text("event_id IS NOT NULL")),
+        Index("ix_ei_followups_endpoint", "endpoint_id", "created_at",
+              postgresql_where=text("endpoint_id IS NOT NULL")),
         CheckConstraint(
             _in("status", FOLLOWUP_STATUSES), name="electronic_invoicing_followups_status_check"
         ),
@@ -828,3 +851,110 @@ class ElectronicInvoicingDocument(Base):
         ),
         UniqueConstraint("job_id", "kind", name="uq_ei_documents_job_kind"),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The ways in and back (migration 0010): webhooks, API keys, idempotency
+# --------------------------------------------------------------------------------------------
+
+
+class WebhookEndpoint(Base):
+    """``webhook_endpoints``: where an organization wants its outcome events (Standard Webhooks).
+
+    ``secret_encrypted`` is the endpoint's ``whsec_...`` secret encrypted with
+    ``EINVOICE_SECRET_KEY`` (:class:`einvoice.crypto.SecretBox`); ``event_types`` empty means
+    every type. A disabled endpoint (``disabled_at``) gets no new deliveries.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
+    organization_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    secret_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    event_types: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    description: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    created_at: Mapped[datetime] = mapped_column(
+        TIMESTAMPTZ, nullable=False, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(
+        TIMESTAMPTZ, nullable=False, server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint("url ~ '^https?://'", name="webhook_endpoints_url_check"),
+        Index("ix_webhook_endpoints_organization", "organization_id",
+              postgresql_where=text("disabled_at IS NULL")),
+    )
+
+    def __repr__(self) -> str:
+        return (f"WebhookEndpoint(id={self.id!r}, organization_id={self.organization_id!r}, "
+                f"url={self.url!r})")
+
+
+class WebhookDeliveryAttempt(Base):
+    """``webhook_delivery_attempts``: the delivery log, one row per attempt of a ``webhook``
+    follow-up: the receiver's HTTP status (None when none came), the error, the duration (ms)."""
+
+    __tablename__ = "webhook_delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    followup_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("electronic_invoicing_followups.id", ondelete="CASCADE"),
+        nullable=False)
+    attempt: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(
+        TIMESTAMPTZ, nullable=False, server_default=text("now()"))
+
+    __table_args__ = (
+        Index("ix_webhook_delivery_attempts_followup", "followup_id", "attempt"),
+    )
+
+
+class ApiKey(Base):
+    """``api_keys``: an organization's HTTP API key. Only its public ``prefix`` (shown in lists
+    and logs) and the SHA-256 of the whole key are stored; the key is shown once at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
+    organization_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    prefix: Mapped[str] = mapped_column(Text, nullable=False)
+    key_sha256: Mapped[str] = mapped_column(CHAR(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        TIMESTAMPTZ, nullable=False, server_default=text("now()"))
+    last_used_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    revoked_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+
+    __table_args__ = (
+        UniqueConstraint("prefix", name="uq_api_keys_prefix"),
+        UniqueConstraint("key_sha256", name="uq_api_keys_key_sha256"),
+        Index("ix_api_keys_organization", "organization_id"),
+    )
+
+
+class ApiIdempotencyKey(Base):
+    """``api_idempotency_keys``: the first answer to an ``Idempotency-Key`` of an organization.
+
+    ``request_sha256`` identifies the method, path and body; ``response_status`` is None while
+    the first request is still being answered.
+    """
+
+    __tablename__ = "api_idempotency_keys"
+
+    organization_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    method: Mapped[str] = mapped_column(Text, nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    request_sha256: Mapped[str] = mapped_column(CHAR(64), nullable=False)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[Any | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
+        TIMESTAMPTZ, nullable=False, server_default=text("now()"))
+    completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
