@@ -106,15 +106,15 @@ FOLLOWUP_COLUMNS = [
 ]
 
 INDEXES = [
-    "CREATE INDEX ix_webhook_endpoints_organization ON webhook_endpoints (organization_id) "
-    "WHERE disabled_at IS NULL",
-    "CREATE INDEX ix_webhook_delivery_attempts_followup ON webhook_delivery_attempts "
-    "(followup_id, attempt)",
+    ("CREATE INDEX ix_webhook_endpoints_organization ON webhook_endpoints (organization_id) "
+    "WHERE disabled_at IS NULL"),
+    ("CREATE INDEX ix_webhook_delivery_attempts_followup ON webhook_delivery_attempts "
+    "(followup_id, attempt)"),
     "CREATE INDEX ix_api_keys_organization ON api_keys (organization_id)",
-    "CREATE UNIQUE INDEX ux_ei_followups_event_id ON electronic_invoicing_followups (event_id) "
-    "WHERE event_id IS NOT NULL",
-    "CREATE INDEX ix_ei_followups_endpoint ON electronic_invoicing_followups "
-    "(endpoint_id, created_at) WHERE endpoint_id IS NOT NULL",
+    ("CREATE UNIQUE INDEX ux_ei_followups_event_id ON electronic_invoicing_followups (event_id) "
+    "WHERE event_id IS NOT NULL"),
+    ("CREATE INDEX ix_ei_followups_endpoint ON electronic_invoicing_followups "
+    "(endpoint_id, created_at) WHERE endpoint_id IS NOT NULL"),
 ]
 
 OUTCOME_FUNCTION = """
