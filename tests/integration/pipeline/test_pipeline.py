@@ -145,6 +145,13 @@ def test_invalid_invoice_is_rejected_with_rule_code_and_no_http_call(
     assert "1.5" in done[1].error_message
     assert _validate_posts(pipeline) == 0
     assert ("rejected", "invalid_dv") in pipeline.events(jobs[0])
+    # The ERP reads the outcome on its own invoice row too.
+    written = session.execute(text(
+        "SELECT status, einvoice_error_code, einvoice_error_message, einvoice_job_id "
+        "FROM invoice_sales WHERE id = :i"), {"i": wrong_dv}).one()
+    assert written[:2] == ("rejected", "invalid_dv")
+    assert "customers.dv" in written[2]
+    assert written[3] == jobs[0]
 
 
 @BOTH_VERSIONS
