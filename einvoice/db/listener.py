@@ -20,6 +20,9 @@ LISTENER_LOCK_KEY = 1_624_093_187
 
 #: The channel the jobs table's insert trigger notifies (migration 0004).
 CHANNEL = "einvoice_jobs"
+#: The channel the outcome trigger notifies when a final transition created webhook deliveries
+#: (migration 0010); the payload is the job id.
+WEBHOOKS_CHANNEL = "einvoice_webhooks"
 
 #: Raised by psycopg when PostgreSQL cannot be reached or drops the listener's connection.
 ConnectionLost = psycopg.OperationalError
@@ -46,6 +49,9 @@ def try_become_listener(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def listen(conn: psycopg.Connection) -> None:
-    """Subscribe ``conn`` to :data:`CHANNEL`; read the payloads with ``conn.notifies()``."""
+def listen(conn: psycopg.Connection, *, webhooks: bool = False) -> None:
+    """Subscribe ``conn`` to :data:`CHANNEL` (and :data:`WEBHOOKS_CHANNEL` with ``webhooks``);
+    read the notifications with ``conn.notifies()``."""
     conn.execute("LISTEN einvoice_jobs")
+    if webhooks:
+        conn.execute("LISTEN einvoice_webhooks")

@@ -148,6 +148,7 @@ def listen_for_new_jobs(
     stop: threading.Event,
     *,
     on_active: Callable[[], object] | None = None,
+    on_webhooks: Callable[[list[uuid.UUID]], object] | None = None,
     poll_seconds: float = 1.0,
     standby_seconds: float = 5.0,
     gather_seconds: float = 0.01,
@@ -187,6 +188,11 @@ def listen_for_new_jobs(
         on_jobs: called with each batch of new job ids; its exceptions are logged and swallowed.
         on_active: called once each time this listener becomes the active one, after ``LISTEN``
             (so nothing committed later is missed); its exceptions are logged and swallowed.
+        on_webhooks: when given, the listener also LISTENs on ``einvoice_webhooks`` (sent by
+            the outcome trigger, migration 0010, when a final transition created webhook
+            deliveries) and calls it with the job ids of each batch, so deliveries start in
+            milliseconds instead of at the follow-up dispatcher's next tick; its exceptions
+            are logged and swallowed.
     """
     while not stop.is_set():
         try:
@@ -197,20 +203,20 @@ def listen_for_new_jobs(
                     stop.wait(standby_seconds)
                 if stop.is_set():
                     return
-                listener.listen(conn)
+                listener.listen(conn, webhooks=on_webhooks is not None)
                 log.info("job listener active")
                 if on_active is not None:
                     _catch_up(on_active)
                 last = float("-inf")  # when the previous batch's last notification was read
                 while not stop.is_set():
-                    batch = [n.payload for n in conn.notifies(timeout=poll_seconds, stop_after=1)]
+                    batch = _entries(conn.notifies(timeout=poll_seconds, stop_after=1))
                     if not batch:
                         continue
                     _collect(conn, batch, after_pause=time.monotonic() - last > pause_seconds,
                              gather_seconds=gather_seconds, quiet_seconds=quiet_seconds,
                              max_batch=max_batch)
                     last = time.monotonic()
-                    _hand_over(batch, on_jobs)
+                    _hand_over(batch, on_jobs, on_webhooks)
         except listener.ConnectionLost as exc:
             log.warning("job listener lost PostgreSQL (%s); reconnecting", exc)
             stop.wait(2.0)
@@ -233,8 +239,7 @@ def _collect(conn: Any, batch: list[str], *, after_pause: bool, gather_seconds: 
     goes as it is. Otherwise (a burst, or notifications that keep coming), :func:`_gather`.
     """
     if after_pause and len(batch) < max_batch:
-        batch += [n.payload for n in conn.notifies(timeout=0.0,
-                                                   stop_after=max_batch - len(batch))]
+        batch += _entries(conn.notifies(timeout=0.0, stop_after=max_batch - len(batch)))
         if len(batch) == 1:
             return
     _gather(conn, batch, gather_seconds, quiet_seconds, max_batch)
@@ -250,21 +255,48 @@ def _gather(conn: Any, batch: list[str], gather_seconds: float, quiet_seconds: f
         left = deadline - time.monotonic()
         if left <= 0:
             return
-        more = [n.payload for n in conn.notifies(timeout=min(quiet_seconds, left),
-                                                 stop_after=max_batch - len(batch))]
+        more = _entries(conn.notifies(timeout=min(quiet_seconds, left),
+                                      stop_after=max_batch - len(batch)))
         if not more:
             return
         batch += more
 
 
-def _hand_over(payloads: list[str], on_jobs: Callable[[list[uuid.UUID]], object]) -> None:
+#: How a batch entry from ``einvoice_webhooks`` is told apart from a job id of ``einvoice_jobs``
+#: (entries stay strings, so the gathering code does not care where they came from).
+_WEBHOOKS_TAG = "webhooks:"
+
+
+def _entries(notifies: Any) -> list[str]:
+    """The batch entries of ``notifies``: a job id, or :data:`_WEBHOOKS_TAG` + a job id."""
+    return [n.payload if getattr(n, "channel", listener.CHANNEL) == listener.CHANNEL
+            else _WEBHOOKS_TAG + n.payload for n in notifies]
+
+
+def _parse_ids(payloads: list[str], channel: str) -> list[uuid.UUID]:
     ids: list[uuid.UUID] = []
     for payload in payloads:
         try:
             ids.append(uuid.UUID(payload))
         except ValueError:
-            log.warning("ignoring a malformed einvoice_jobs notification %r", payload[:80])
-    try:
-        on_jobs(ids)
-    except Exception:
-        log.exception("could not dispatch %d new jobs; the dispatcher will", len(ids))
+            log.warning("ignoring a malformed %s notification %r", channel, payload[:80])
+    return ids
+
+
+def _hand_over(entries: list[str], on_jobs: Callable[[list[uuid.UUID]], object],
+               on_webhooks: Callable[[list[uuid.UUID]], object] | None = None) -> None:
+    jobs = [e for e in entries if not e.startswith(_WEBHOOKS_TAG)]
+    if jobs:
+        ids = _parse_ids(jobs, listener.CHANNEL)
+        try:
+            on_jobs(ids)
+        except Exception:
+            log.exception("could not dispatch %d new jobs; the dispatcher will", len(ids))
+    if on_webhooks is not None and len(jobs) < len(entries):
+        ids = _parse_ids([e[len(_WEBHOOKS_TAG):] for e in entries if e.startswith(_WEBHOOKS_TAG)],
+                         listener.WEBHOOKS_CHANNEL)
+        try:
+            on_webhooks(ids)
+        except Exception:
+            log.exception("could not dispatch the webhook deliveries of %d jobs; the follow-up "
+                          "dispatcher will", len(ids))

@@ -15,7 +15,9 @@
     type, status, error code);
   - one webhook delivery per subscribed endpoint of the organization (a follow-up of kind
     ``webhook``), in the same transaction as the outcome: committed together or not at all,
-    so no outcome is ever without its deliveries.
+    so no outcome is ever without its deliveries; when there is any, ``NOTIFY
+    einvoice_webhooks`` with the job id wakes the workers' listener to publish them (an
+    organization without endpoints costs its workers nothing).
 * ``webhook_endpoints``: per organization, a URL, its Standard Webhooks secret (encrypted at rest
   with ``EINVOICE_SECRET_KEY``), the event types it wants (empty: all).
 * ``electronic_invoicing_followups`` accepts kind ``webhook`` with its endpoint, event type,
@@ -121,6 +123,7 @@ OUTCOME_FUNCTION = """
 CREATE OR REPLACE FUNCTION einvoice_job_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     event_type text;
+    deliveries integer;
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.status = NEW.status THEN
         RETURN NULL;
@@ -161,6 +164,11 @@ BEGIN
       FROM webhook_endpoints e
      WHERE e.organization_id = NEW.organization_id AND e.disabled_at IS NULL
        AND (cardinality(e.event_types) = 0 OR event_type = ANY (e.event_types));
+    GET DIAGNOSTICS deliveries = ROW_COUNT;
+    IF deliveries > 0 THEN
+        -- Wakes the workers' listener to publish them at once (beat would within seconds).
+        PERFORM pg_notify('einvoice_webhooks', NEW.id::text);
+    END IF;
     RETURN NULL;
 END $$"""
 

@@ -315,6 +315,47 @@ def test_a_listener_becoming_active_catches_up_inserts_it_could_not_hear(
     assert len(publisher.sent) == 10
 
 
+def test_the_listener_hands_over_the_jobs_whose_outcome_created_webhook_deliveries(
+    session: Session, session_factory: sessionmaker[Session], db_url: str
+) -> None:
+    """``NOTIFY einvoice_webhooks`` comes only from a final transition that created deliveries
+    (an organization with an endpoint); the listener hands those job ids over in batches."""
+    session.execute(text("INSERT INTO webhook_endpoints (organization_id, url, secret_encrypted) "
+                         "VALUES (1, 'https://erp.example/hook', 'encrypted')"))
+    session.commit()
+    heard: list[uuid.UUID] = []
+    publisher = RecordingPublisher()
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=listen_for_new_jobs, daemon=True,
+        args=(libpq_url(db_url), lambda ids: dispatch_new_jobs(session_factory, publisher, ids),
+              stop),
+        kwargs={"poll_seconds": 0.1, "standby_seconds": 0.2, "on_webhooks": heard.extend})
+    thread.start()
+    try:
+        assert _wait(lambda: bool(session.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objid = :key"), {"key": LISTENER_LOCK_KEY}).scalar()))
+        session.commit()
+        time.sleep(0.3)
+        with_endpoint = _insert_plain(session, 3)
+        [without] = session.execute(text(
+            "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id) "
+            "VALUES (2, gen_random_uuid()) RETURNING id")).scalars().all()
+        session.commit()
+        assert _wait(lambda: set(publisher.sent) == with_endpoint | {without})  # the usual way
+        session.execute(text("UPDATE electronic_invoicing_jobs SET status = 'rejected', "
+                             "error_code = 'invalid_dv' WHERE id = ANY(:ids)"),
+                        {"ids": [*with_endpoint, without]})
+        session.commit()
+        assert _wait(lambda: set(heard) == with_endpoint)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert sorted(heard) == sorted(with_endpoint)  # organization 2 has no endpoint: no wake-up
+
+
 def test_enqueue_without_a_publisher_is_woken_by_the_listener_after_commit_only(
     session: Session, session_factory: sessionmaker[Session], db_url: str
 ) -> None:
