@@ -31,8 +31,11 @@ from einvoice.queueing import (
     QUEUE_MAINTENANCE,
     QUEUE_REFERENCE,
     QUEUE_SUBMISSION,
+    QUEUE_WEBHOOKS,
+    TASK_DELIVER_WEBHOOK,
     TASK_DISPATCH,
     TASK_DISPATCH_FOLLOWUPS,
+    TASK_DISPATCH_WEBHOOKS,
     TASK_FOLLOWUP,
     TASK_RECOVER,
     TASK_REFRESH_TOKENS,
@@ -94,6 +97,7 @@ task_queues = (
     Queue(QUEUE_SUBMISSION, Exchange(QUEUE_SUBMISSION), routing_key=QUEUE_SUBMISSION),
     Queue(QUEUE_REFERENCE, Exchange(QUEUE_REFERENCE), routing_key=QUEUE_REFERENCE),
     Queue(QUEUE_MAINTENANCE, Exchange(QUEUE_MAINTENANCE), routing_key=QUEUE_MAINTENANCE),
+    Queue(QUEUE_WEBHOOKS, Exchange(QUEUE_WEBHOOKS), routing_key=QUEUE_WEBHOOKS),
 )
 task_routes = {
     TASK_SUBMIT: {"queue": QUEUE_SUBMISSION},
@@ -106,6 +110,9 @@ task_routes = {
     # that must never wait in front of a submission.
     TASK_FOLLOWUP: {"queue": QUEUE_REFERENCE},
     TASK_DISPATCH_FOLLOWUPS: {"queue": QUEUE_MAINTENANCE},
+    # Webhook deliveries wait on the ERP's receivers (up to 10 s each): a queue of their own.
+    TASK_DELIVER_WEBHOOK: {"queue": QUEUE_WEBHOOKS},
+    TASK_DISPATCH_WEBHOOKS: {"queue": QUEUE_MAINTENANCE},
 }
 
 # One beat instance; every periodic task is idempotent.
@@ -119,6 +126,11 @@ beat_schedule = {
     },
     "dispatch-due-followups": {
         "task": TASK_DISPATCH_FOLLOWUPS,
+        "schedule": DISPATCH_INTERVAL_SECONDS,
+        "options": {"expires": 10},
+    },
+    "dispatch-due-webhooks": {
+        "task": TASK_DISPATCH_WEBHOOKS,
         "schedule": DISPATCH_INTERVAL_SECONDS,
         "options": {"expires": 10},
     },

@@ -340,7 +340,8 @@ def secrets_rotate() -> None:
         client.close()
     console.print(f"re-encrypted with the first of {box.key_count} key(s): "
                   f"{report.values} values in {report.rows} factus_credentials rows, "
-                  f"{report.redis_tokens} Redis tokens", soft_wrap=True)
+                  f"{report.redis_tokens} Redis tokens, {report.webhook_secrets} webhook "
+                  "secrets", soft_wrap=True)
     if report.unreadable:
         for name in report.unreadable:
             err_console.print(f"[red]unreadable with every key:[/red] {escape(name)}",
@@ -896,6 +897,13 @@ def _mount_optional_groups() -> None:
 
     app.add_typer(docs_app, name="docs", help="Stored PDF/XML of accepted jobs.")
     jobs_app.command("resend-email")(jobs_resend_email)
+    from einvoice.cli_api import api_app, keys_app  # noqa: PLC0415
+
+    app.add_typer(api_app, name="api", help="The HTTP API for ERPs (FastAPI).")
+    app.add_typer(keys_app, name="api-keys", help="API keys of an organization.")
+    from einvoice.cli_webhooks import webhooks_app  # noqa: PLC0415
+
+    app.add_typer(webhooks_app, name="webhooks", help="Signed outcome webhooks to ERP endpoints.")
     try:
         from einvoice.sandbox.cli import app as sandbox_app  # noqa: PLC0415
     except ModuleNotFoundError as exc:

@@ -14,12 +14,16 @@ What it does, in order:
    ``FACTUS_*`` credentials point at a real Factus account, which is then used instead;
 3. recreates the demo database, migrates it and loads the deterministic sample ERP dataset
    (:mod:`einvoice.sample`);
-4. starts a Celery worker (threads pool), beat and Flower (:mod:`einvoice.launch`);
-5. enqueues every invoice: half through the Python producer (:func:`enqueue_invoice`), half as
-   plain SQL inserts, as an ERP in another language would; credit notes too;
+4. starts a Celery worker (threads pool), beat, Flower (:mod:`einvoice.launch`) and the HTTP API
+   (``einvoice api serve``), creates an API key per organization and registers a webhook
+   endpoint per organization on a receiver in this process (:mod:`einvoice.demo_erp`), which
+   verifies every delivery's signature;
+5. enqueues every invoice: a third through the Python producer (:func:`enqueue_invoice`), a third
+   as plain SQL inserts and a third over HTTP, as ERPs in other languages would; credit notes too;
 6. shows progress until every job is final, then prints the summary: counts by status, time,
-   invoices per minute, each accepted invoice's number and CUFE, each rejection's reason, and the
-   Flower URL. ``--keep`` leaves everything running for exploring.
+   invoices per minute, each accepted invoice's number and CUFE, each rejection's reason, the
+   webhooks received and verified, and the Flower and API URLs. ``--keep`` leaves everything
+   running for exploring.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from einvoice.launch import (
     ProcessGroup,
     beat_args,
     celery_command,
+    einvoice_command,
     flower_args,
     worker_args,
 )
@@ -152,8 +157,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     from einvoice.db import migrate  # noqa: PLC0415
     from einvoice.db.engine import make_engine, make_session_factory  # noqa: PLC0415
     from einvoice.db.models import ElectronicInvoicingJob  # noqa: PLC0415
+    from einvoice.demo_erp import WebhookReceiver, wait_healthy  # noqa: PLC0415
     from einvoice.sample import generate_sample  # noqa: PLC0415
-    from einvoice.services.enqueue import enqueue_invoice  # noqa: PLC0415
 
     out = console or Console()
     # `timeout` or a supervisor stops us with SIGTERM: unwind through `finally` like Ctrl-C, so
@@ -185,6 +190,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                EINVOICE_RETRY_CAP_SECONDS="20", EINVOICE_REDISPATCH_SECONDS="30")
     procs = ProcessGroup()
     sandbox = None
+    receiver = WebhookReceiver(free_port()).start()
     try:
         if _real_factus_configured():
             out.print(f"using the real Factus account at [b]{env['FACTUS_BASE_URL']}[/b]")
@@ -231,49 +237,34 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         flower_port = options.flower_port if not _port_busy(options.flower_port) else free_port()
         procs.spawn(ChildProcess("flower", celery_command(*flower_args(flower_port)), env,
                                  log_dir / "flower.log"))
+        api_port = free_port()
+        api_url = f"http://127.0.0.1:{api_port}"
+        procs.spawn(ChildProcess("api", einvoice_command("api", "serve", "--port", str(api_port)), env, log_dir / "api.log"))
+        api_keys = _connect_erp(factory, env["EINVOICE_SECRET_KEY"], sample.organization_ids,
+                                receiver)
         worker.wait_for(WORKER_READY, timeout=60)
-        out.print(f"worker, beat and Flower started (logs in {log_dir})")
+        wait_healthy(api_url)
+        out.print(f"worker, beat, Flower and the HTTP API started (logs in {log_dir}); "
+                  f"a webhook endpoint per organization at {receiver.url('/org/N')}")
 
         started = time.monotonic()
         invoice_ids = list(sample.valid_invoice_ids) + [w["invoice_id"] for w in sample.wrong_invoices]
-        by_python, by_sql = invoice_ids[0::2], invoice_ids[1::2]
-        with factory() as session:
-            for invoice_id in by_python:
-                enqueue_invoice(session, invoice_id)
-                session.commit()
-            for invoice_id in by_sql:
-                session.execute(text(
-                    "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, "
-                    "document_type, provider) SELECT organization_id, id, 'invoice', 'factus' "
-                    "FROM invoice_sales WHERE id = :id"), {"id": invoice_id})
-                session.commit()
-            for note_id in sample.credit_note_ids:
-                enqueue_invoice(session, note_id, "credit_note")
-                session.commit()
+        by_python, by_sql, by_http = _enqueue(factory, invoice_ids, sample.credit_note_ids,
+                                              api_url, api_keys)
         total = len(invoice_ids) + len(sample.credit_note_ids)
         out.print(f"enqueued {len(by_python)} invoices with the Python producer, {len(by_sql)} "
-                  f"with plain SQL inserts, and {len(sample.credit_note_ids)} credit notes")
+                  f"with plain SQL inserts, {len(by_http)} over HTTP, and "
+                  f"{len(sample.credit_note_ids)} credit notes")
 
-        final = ("accepted", "rejected", "failed", "cancelled")
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=out) as progress:
-            bar = progress.add_task("jobs final", total=total)
-            deadline = time.monotonic() + options.timeout
-            while time.monotonic() < deadline:
-                with factory() as session:
-                    counts = dict(session.execute(select(ElectronicInvoicingJob.status, func.count())
-                                                  .group_by(ElectronicInvoicingJob.status)).all())
-                done = sum(counts.get(s, 0) for s in final)
-                progress.update(bar, completed=done, description=_describe(counts))
-                if done >= total:
-                    break
-                time.sleep(0.5)
+        _wait_final(out, factory, total, options.timeout)
         elapsed = time.monotonic() - started
         with factory() as session:
             jobs = list(session.scalars(select(ElectronicInvoicingJob)
                                         .order_by(ElectronicInvoicingJob.document_number)))
         _summary(out, jobs, elapsed, flower_port, sample)
-        ok = all(j.status in final for j in jobs)
+        _webhook_summary(out, receiver, len(jobs))
+        out.print(f"HTTP API: {api_url}/docs")
+        ok = all(j.status in FINAL for j in jobs)
         if options.keep:
             out.print(f"[yellow]--keep:[/yellow] services stay up. Flower: http://127.0.0.1:{flower_port}"
                       f"  DATABASE_URL={db_url}  REDIS_URL={services.redis.url}. Ctrl-C to stop.")
@@ -286,10 +277,103 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         return 0 if ok else 1
     finally:
         procs.stop_all(timeout=20)
+        receiver.stop()
         if sandbox is not None:
             sandbox.stop()
         if not options.keep:
             services.down()
+
+
+#: The final job statuses.
+FINAL = ("accepted", "rejected", "failed", "cancelled")
+
+
+def _wait_final(out: Console, factory: Any, total: int, timeout: float) -> None:
+    """Show a progress bar until ``total`` jobs are final or ``timeout`` seconds pass."""
+    from einvoice.db.models import ElectronicInvoicingJob  # noqa: PLC0415
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+            "{task.completed}/{task.total}"), TimeElapsedColumn(), console=out) as progress:
+        bar = progress.add_task("jobs final", total=total)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with factory() as session:
+                counts = dict(session.execute(select(ElectronicInvoicingJob.status, func.count())
+                                              .group_by(ElectronicInvoicingJob.status)).all())
+            done = sum(counts.get(s, 0) for s in FINAL)
+            progress.update(bar, completed=done, description=_describe(counts))
+            if done >= total:
+                return
+            time.sleep(0.5)
+
+
+def _webhook_summary(out: Console, receiver: Any, final_jobs: int) -> None:
+    """Wait up to 15 s for one verified delivery per final job, then print what came."""
+    deadline = time.monotonic() + 15
+    while receiver.received() < final_jobs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    out.print(f"webhooks received and verified: {receiver.received()}/{final_jobs} ("
+              + ", ".join(f"{k} {v}" for k, v in sorted(receiver.events.items()))
+              + f"); refused signatures: {receiver.refused}")
+
+
+def _connect_erp(factory: Any, secret_key: str, organization_ids: Iterable[int],
+                 receiver: Any) -> dict[int, str]:
+    """Create an API key and a webhook endpoint (on ``receiver``) per organization.
+
+    Returns:
+        Organization id -> its API key (in clear: the demo is the ERP here).
+    """
+    from einvoice.crypto import SecretBox  # noqa: PLC0415
+    from einvoice.services.api_keys import create_key  # noqa: PLC0415
+    from einvoice.services.webhooks import add_endpoint  # noqa: PLC0415
+
+    keys: dict[int, str] = {}
+    with factory() as session:
+        box = SecretBox(secret_key)
+        for org in organization_ids:
+            keys[org] = create_key(session, org, "demo").key
+            endpoint = add_endpoint(session, box, organization_id=org,
+                                    url=receiver.url(f"/org/{org}"))
+            receiver.secrets[f"/org/{org}"] = endpoint.secret
+        session.commit()
+    return keys
+
+
+def _enqueue(factory: Any, invoice_ids: list[Any], credit_note_ids: Iterable[Any], api_url: str,
+             api_keys: dict[int, str]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Enqueue a third of ``invoice_ids`` each way (Python producer, plain SQL, HTTP), then the
+    credit notes with the Python producer. Returns the three thirds.
+
+    Raises:
+        ConfigError: the HTTP API refused an invoice.
+    """
+    from einvoice.demo_erp import post_job  # noqa: PLC0415
+    from einvoice.services.enqueue import enqueue_invoice  # noqa: PLC0415
+
+    by_python, by_sql, by_http = invoice_ids[0::3], invoice_ids[1::3], invoice_ids[2::3]
+    with factory() as session:
+        organization_of = dict(session.execute(text(
+            "SELECT id, organization_id FROM invoice_sales WHERE id = ANY(:ids)"),
+            {"ids": by_http}).tuples().all())
+    for invoice_id in by_http:
+        status, body = post_job(api_url, api_keys[organization_of[invoice_id]], invoice_id)
+        if status not in (200, 201):
+            raise ConfigError(f"the HTTP API refused invoice {invoice_id}: {status} {body}")
+    with factory() as session:
+        for invoice_id in by_python:
+            enqueue_invoice(session, invoice_id)
+            session.commit()
+        for invoice_id in by_sql:
+            session.execute(text(
+                "INSERT INTO electronic_invoicing_jobs (organization_id, invoice_id, "
+                "document_type, provider) SELECT organization_id, id, 'invoice', 'factus' "
+                "FROM invoice_sales WHERE id = :id"), {"id": invoice_id})
+            session.commit()
+        for note_id in credit_note_ids:
+            enqueue_invoice(session, note_id, "credit_note")
+            session.commit()
+    return by_python, by_sql, by_http
 
 
 def register_demo_account(sandbox: Any, api_version: str | None) -> None:

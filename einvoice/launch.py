@@ -32,8 +32,8 @@ from typing import Self
 from einvoice.devservices import project_root
 from einvoice.errors import EinvoiceError
 
-#: The queues a worker consumes unless told otherwise (celeryconfig's routes use all three).
-ALL_QUEUES = "submission,maintenance,reference"
+#: The queues a worker consumes unless told otherwise (celeryconfig's routes use all four).
+ALL_QUEUES = "submission,maintenance,reference,webhooks"
 #: The log line of a worker that takes tasks (Celery's ``celery@host ready.``; needs INFO level).
 WORKER_READY = "ready."
 #: The log line of beat once its scheduler runs (INFO level).
@@ -49,6 +49,11 @@ class LaunchError(EinvoiceError):
 def celery_command(*args: str) -> list[str]:
     """``[python, -m, celery, -A, workers, *args]`` with this interpreter (the same virtualenv)."""
     return [sys.executable, "-m", "celery", "-A", "workers", *args]
+
+
+def einvoice_command(*args: str) -> list[str]:
+    """``[python, -m, einvoice.cli, *args]``: the ``einvoice`` CLI with this interpreter."""
+    return [sys.executable, "-m", "einvoice.cli", *args]
 
 
 def worker_args(*, concurrency: int, name: str, queues: str = ALL_QUEUES,

@@ -23,11 +23,15 @@ TASK_REFRESH_TOKENS = "einvoice.refresh_tokens"
 TASK_SYNC = "einvoice.sync_reference_data"
 TASK_FOLLOWUP = "einvoice.run_followup"
 TASK_DISPATCH_FOLLOWUPS = "einvoice.dispatch_due_followups"
+TASK_DELIVER_WEBHOOK = "einvoice.deliver_webhook"
+TASK_DISPATCH_WEBHOOKS = "einvoice.dispatch_due_webhooks"
 
-# Queues: submissions must never wait behind a slow reference sync or a sweep.
+# Queues: submissions must never wait behind a slow reference sync or a sweep; webhook
+# deliveries have their own, so a slow or dead receiver delays nothing else.
 QUEUE_SUBMISSION = "submission"
 QUEUE_REFERENCE = "reference"
 QUEUE_MAINTENANCE = "maintenance"
+QUEUE_WEBHOOKS = "webhooks"
 
 
 #: A burst of up to this many jobs gets one wake-up message per job (see :func:`wakeup_chunks`).
@@ -116,6 +120,10 @@ class CeleryPublisher:
         """Send ``einvoice.run_followup(str(followup_id))`` to the ``reference`` queue (follow-ups
         of accepted jobs must never delay a submission, like the reference syncs)."""
         self.app.send_task(TASK_FOLLOWUP, args=[str(followup_id)], queue=QUEUE_REFERENCE)
+
+    def publish_webhook(self, followup_id: uuid.UUID) -> None:
+        """Send ``einvoice.deliver_webhook(str(followup_id))`` to the ``webhooks`` queue."""
+        self.app.send_task(TASK_DELIVER_WEBHOOK, args=[str(followup_id)], queue=QUEUE_WEBHOOKS)
 
 
 _default: CeleryPublisher | None = None

@@ -32,9 +32,13 @@ and beat as subprocesses, and this driver. Scenarios:
   (:func:`einvoice.db.dispatcher.select_due_for_dispatch` with the default settings) timed 300
   times, each committed as the real dispatcher commits (the picked jobs are then made due again,
   untimed), and its ``EXPLAIN ANALYZE`` plan printed.
+* **B7 HTTP and webhooks.** ``POST /api/invoices/{id}/jobs`` per second on one API process
+  (8 client threads) as a ratio to ``enqueue_invoice`` (4 threads) in the same run (target
+  ≥ 0.5); its p50/p99 at 200 requests/s; then, at B2's arrival rate with 200 ms of Factus
+  latency, each ``job.accepted`` webhook's delay from the acceptance to the verified delivery.
 
 Output: ``# ...`` progress and detail lines, then one summary line per scenario (``B1 ...`` to
-``B6 ...``, each ending PASS or MISS against its target), then ``RATIO=`` (B1's ratio at 50
+``B7 ...``, each ending PASS or MISS against its target), then ``RATIO=`` (B1's ratio at 50
 in flight). ``--quick`` runs every scenario with small numbers in well under a minute, to prove
 the script works (its figures mean nothing). Exit status 0 when every scenario ran, 1 otherwise
 (a missed target is reported, not an error).
@@ -75,6 +79,7 @@ from benchmarks.b2_latency import b2_latency, b2_line, soak
 from benchmarks.b3_production import b3_line, b3_production
 from benchmarks.b4_producers import b4_line, b4_producers
 from benchmarks.b6_scale import b6_line, b6_scale
+from benchmarks.b7_http import b7_http, b7_line
 from benchmarks.common import FULL, QUICK, Context, stop_system
 from loadkit import Stack, log
 
@@ -120,7 +125,7 @@ def machine_line(stack: Stack) -> str:
             f"{reference_loop_seconds():.2f} s of CPU")
 
 
-SCENARIOS = ("B1", "B2", "B3", "B4", "B6")
+SCENARIOS = ("B1", "B2", "B3", "B4", "B6", "B7")
 
 
 def minutes(text: str) -> float:
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small numbers, a few seconds each")
     parser.add_argument("--only", default=",".join(SCENARIOS),
-                        help="comma-separated scenarios (B1,B2,B3,B4,B6; B5 comes with B1)")
+                        help="comma-separated scenarios (B1,B2,B3,B4,B6,B7; B5 comes with B1)")
     parser.add_argument("--workers", type=int, default=2,
                         help="worker processes sharing the threads (default 2, one per core)")
     parser.add_argument("--soak", type=minutes, default=0.0, metavar="MINUTES",
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     steps: list[tuple[str, Callable[[Context], Any]]] = [
         ("B1", b1_throughput), ("B2", b2_latency), ("B3", b3_production), ("B4", b4_producers),
-        ("B6", b6_scale)]
+        ("B6", b6_scale), ("B7", b7_http)]
     try:
         log("starting PostgreSQL and Redis")
         stack.up()
@@ -202,9 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         "B4": lambda: b4_line(results["B4"]),
         "B5": lambda: b5_line(results.get("B1"), results.get("soak")),
         "B6": lambda: b6_line(results["B6"]),
+        "B7": lambda: b7_line(results["B7"]),
     }
     print()
-    for name in ("B1", "B2", "B3", "B4", "B5", "B6"):
+    for name in ("B1", "B2", "B3", "B4", "B5", "B6", "B7"):
         if name in results or (name == "B5" and ("B1" in results or "soak" in results)):
             print(lines[name]())
         elif name in failed:

@@ -50,6 +50,7 @@ app.config_from_object("celeryconfig")
 # One autodiscovery per task module: task modules never import each other (no import cycle).
 app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
 app.autodiscover_tasks(["workers"], related_name="followups", force=True)
+app.autodiscover_tasks(["workers"], related_name="webhooks", force=True)
 
 
 def _start_job_listener(**_: object) -> None:
@@ -66,6 +67,7 @@ def _start_job_listener(**_: object) -> None:
         dispatch_new_jobs,
         listen_for_new_jobs,
     )
+    from einvoice.services.webhooks import dispatch_deliveries_for_jobs  # noqa: PLC0415
     from einvoice.settings import libpq_url  # noqa: PLC0415
     from workers.resources import get_resources  # noqa: PLC0415
 
@@ -90,7 +92,9 @@ def _start_job_listener(**_: object) -> None:
                                            res.settings, res.clients.limiter),
               stop),
         kwargs={"on_active": lambda: dispatch_due_jobs(res.worker.session_factory, res.publisher,
-                                                        res.settings, res.clients.limiter)},
+                                                        res.settings, res.clients.limiter),
+                "on_webhooks": lambda ids: dispatch_deliveries_for_jobs(
+                    res.worker.session_factory, res.publisher, ids)},
         name="einvoice-job-listener", daemon=True,
     )
     thread.start()

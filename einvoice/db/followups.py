@@ -151,6 +151,8 @@ def select_due_for_dispatch(
             Followup.status == FollowupStatus.PENDING,
             Followup.next_retry_at <= func.now(),
             or_(Followup.dispatched_at.is_(None), Followup.dispatched_at < stale),
+            # Webhook deliveries have their own dispatcher and queue (einvoice.db.webhooks).
+            Followup.kind != "webhook",
         )
         .order_by(Followup.next_retry_at)
         .limit(limit)
@@ -171,7 +173,7 @@ def expired_leases(session: Session, *, limit: int) -> list[Followup]:
         session.scalars(
             select(Followup)
             .where(Followup.status == FollowupStatus.PROCESSING,
-                   Followup.lease_expires_at < func.now())
+                   Followup.lease_expires_at < func.now(), Followup.kind != "webhook")
             .order_by(Followup.lease_expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from einvoice.crypto import SecretBox, SecretDecryptError
 from einvoice.db import accounts as account_repo
 from einvoice.db import reference as ref_repo
+from einvoice.db import webhooks as webhook_repo
 from einvoice.db.models import FactusCredential
 from einvoice.db.uow import UnitOfWork
 from einvoice.errors import ConfigError, EinvoiceError
@@ -483,13 +484,15 @@ class RotationReport:
         rows: ``factus_credentials`` rows read.
         values: encrypted column values re-encrypted with the first key.
         redis_tokens: token entries in Redis re-encrypted.
-        unreadable: values no key opens, left as they are: ``factus_credentials <id>.<column>``
-            or ``redis <key>``.
+        webhook_secrets: ``webhook_endpoints`` secrets re-encrypted.
+        unreadable: values no key opens, left as they are: ``factus_credentials <id>.<column>``,
+            ``webhook_endpoints <id>.secret_encrypted`` or ``redis <key>``.
     """
 
     rows: int = 0
     values: int = 0
     redis_tokens: int = 0
+    webhook_secrets: int = 0
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -497,9 +500,10 @@ def rotate_secrets(session_factory: sessionmaker[Session], redis_client: redis.R
                    box: SecretBox) -> RotationReport:
     """Re-encrypt every stored secret with ``box``'s first key (``einvoice secrets rotate``).
 
-    Covers each ``factus_credentials`` row's client secret, password and tokens (one
-    transaction, rows locked ``FOR UPDATE`` so that a worker saving a renewed token waits instead
-    of being overwritten by the old one) and the Redis token cache (``WATCH``ed per key, its time
+    Covers each ``factus_credentials`` row's client secret, password and tokens and each
+    ``webhook_endpoints`` row's secret (one transaction, rows locked ``FOR UPDATE`` so that a
+    worker saving a renewed token waits instead of being overwritten by the old one) and the
+    Redis token cache (``WATCH``ed per key, its time
     to live kept). Values no key opens are reported, not touched. Safe to run again.
 
     Args:
@@ -525,6 +529,12 @@ def rotate_secrets(session_factory: sessionmaker[Session], redis_client: redis.R
                     report.values += 1
                 except SecretDecryptError:
                     report.unreadable.append(f"factus_credentials {row.id}.{column}")
+        for endpoint in webhook_repo.endpoints_for_update(uow.session):
+            try:
+                endpoint.secret_encrypted = box.rotate(endpoint.secret_encrypted)
+                report.webhook_secrets += 1
+            except SecretDecryptError:
+                report.unreadable.append(f"webhook_endpoints {endpoint.id}.secret_encrypted")
         uow.commit()
     if redis_client is not None:
         for key in redis_client.scan_iter(match=TOKEN_KEY_PREFIX + "*", count=500):

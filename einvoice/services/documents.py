@@ -63,6 +63,7 @@ from einvoice.factus.errors import (
 from einvoice.factus.schemas import DownloadedFile
 from einvoice.factus.tokens import FactusAccount
 from einvoice.queueing import default_publisher
+from einvoice.services import webhooks
 from einvoice.services.accounts import account_for_organization
 from einvoice.services.runner import (
     WorkerContext,
@@ -553,7 +554,8 @@ def _record(ctx: WorkerContext, claimed: _Claimed, worker: str, outcome: _Outcom
 
 
 def run_followup(ctx: WorkerContext, followup_id: uuid.UUID | str) -> str:
-    """Run one follow-up of an accepted job: archive its files or send one e-mail.
+    """Run one follow-up of an accepted job: archive its files or send one e-mail (a webhook
+    delivery is handed to :func:`einvoice.services.webhooks.deliver`).
 
     Args:
         ctx: the process's resources.
@@ -567,6 +569,9 @@ def run_followup(ctx: WorkerContext, followup_id: uuid.UUID | str) -> str:
             recovers the row).
     """
     key = uuid.UUID(str(followup_id))
+    # A webhook delivery has its own claim, sender and record (the same lease pattern).
+    if webhooks.is_delivery(ctx.session_factory, key):
+        return webhooks.deliver(ctx, key)
     worker = thread_worker_id(ctx)
     claimed = _claim(ctx, key, worker)
     if isinstance(claimed, str):

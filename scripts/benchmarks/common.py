@@ -40,14 +40,15 @@ class Profile:
     b6_rows: int
     b6_iterations: int
     profile_seconds: float
+    b7_seconds: float
 
 
 FULL = Profile(b1_invoices=6000, b1_warmup=300, b2_rate=100.0, b2_seconds=60.0, b3_orgs=10,
                b3_latency_ms=3000, b3_minutes=3.0, b4_jobs=5000, b6_rows=1_000_000,
-               b6_iterations=300, profile_seconds=10.0)
+               b6_iterations=300, profile_seconds=10.0, b7_seconds=20.0)
 QUICK = Profile(b1_invoices=120, b1_warmup=20, b2_rate=20.0, b2_seconds=2.0, b3_orgs=2,
                 b3_latency_ms=200, b3_minutes=0.1, b4_jobs=200, b6_rows=20_000,
-                b6_iterations=20, profile_seconds=0.0)
+                b6_iterations=20, profile_seconds=0.0, b7_seconds=1.0)
 
 
 @dataclass

@@ -150,6 +150,7 @@ def test_every_service_the_issue_names_exists() -> None:
         "beat",
         "flower",
         "sandbox",
+        "api",
     }
 
 
@@ -221,14 +222,14 @@ def test_worker_runs_the_threads_pool_on_every_queue_celeryconfig_declares() -> 
     declared = {queue.name for queue in celeryconfig.task_queues}
 
     # Then it is the command the pipeline tests run (tests/fixtures/worker.py): threads pool,
-    # 32 threads, all three queues
+    # 32 threads, all four queues
     assert argv[:4] == ["celery", "-A", "workers", "worker"]
     assert option_value(argv, "--pool", "-P") == "threads"
     assert option_value(argv, "-c", "--concurrency") == "32"
     queues = option_value(argv, "-Q", "--queues")
     assert queues is not None
     assert set(queues.split(",")) == declared
-    assert declared == {"submission", "maintenance", "reference"}
+    assert declared == {"submission", "maintenance", "reference", "webhooks"}
     tested_queues = inspect.signature(CeleryLauncher.worker).parameters["queues"].default
     assert set(tested_queues.split(",")) == declared
 

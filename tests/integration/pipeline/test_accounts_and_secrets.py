@@ -190,6 +190,10 @@ def test_secrets_rotate_leaves_every_secret_readable_with_the_new_key_alone(
     session.execute(text("UPDATE factus_credentials SET access_token = :a, refresh_token = :r, "
                          "token_expires_at = now() + interval '1 hour' WHERE organization_id = 1"),
                     {"a": old_box.encrypt("access-1"), "r": old_box.encrypt("refresh-1")})
+    # and a webhook endpoint's secret
+    session.execute(text("INSERT INTO webhook_endpoints (organization_id, url, secret_encrypted) "
+                         "VALUES (1, 'https://erp.example/hook', :s)"),
+                    {"s": old_box.encrypt("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")})
     session.commit()
     now = datetime.now(UTC)
     token = StoredToken("access-default", "refresh-default", now + timedelta(hours=1),
@@ -202,11 +206,15 @@ def test_secrets_rotate_leaves_every_secret_readable_with_the_new_key_alone(
 
     # Then it reports what it re-encrypted
     assert result.returncode == 0, result.stderr
-    assert "6 values in 2 factus_credentials rows, 1 Redis tokens" in result.stdout
+    assert ("6 values in 2 factus_credentials rows, 1 Redis tokens, 1 webhook secrets"
+            in result.stdout)
     # and every stored value now opens with NEW alone
     new_only = SecretBox(new)
     assert sorted(new_only.decrypt(v) for v in _stored_values(session)) == sorted(
         ["secret-1", "pass-1", "access-1", "refresh-1", "secret-2", "pass-2"])
+    endpoint_secret = session.execute(text(
+        "SELECT secret_encrypted FROM webhook_endpoints")).scalar_one()
+    assert new_only.decrypt(endpoint_secret) == "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     assert RedisTokenStore(redis_client, new_only).load("default:0123456789abcdef") == token
     # and the cached token kept its time to live
     assert ttl_before - 5 <= redis_client.ttl(TOKEN_KEY_PREFIX + "default:0123456789abcdef") <= ttl_before
