@@ -33,7 +33,7 @@ and beat as subprocesses, and this driver. Scenarios:
   times, each committed as the real dispatcher commits (the picked jobs are then made due again,
   untimed), and its ``EXPLAIN ANALYZE`` plan printed.
 * **B7 HTTP and webhooks.** ``POST /api/invoices/{id}/jobs`` per second on one API process
-  (8 client threads) as a ratio to ``enqueue_invoice`` (4 threads) in the same run (target
+  (16 keep-alive connections) as a ratio to ``enqueue_invoice`` (4 threads) in the same run (target
   ≥ 0.5); its p50/p99 at 200 requests/s; then, at B2's arrival rate with 200 ms of Factus
   latency, each ``job.accepted`` webhook's delay from the acceptance to the verified delivery.
 

@@ -525,8 +525,9 @@ class Stack:
         return workers
 
     def wait_ready(self, process: CeleryProcess, database: Database, timeout: float = 90.0) -> None:
-        """Wait until ``process``'s job listener is connected: listening (``LISTEN einvoice_jobs``)
-        or standing by for the listener lock (one worker of all listens at a time).
+        """Wait until ``process``'s job listener is connected: listening (its last statement is
+        ``LISTEN einvoice_jobs`` or ``LISTEN einvoice_webhooks``) or standing by for the listener
+        lock (one worker of all listens at a time).
 
         Raises:
             RuntimeError: the process exited, or was not ready within ``timeout`` seconds.
@@ -539,7 +540,7 @@ class Stack:
                 with database.connect() as conn:
                     ports = {r[0] for r in conn.execute(
                         "SELECT client_port FROM pg_stat_activity WHERE datname = %s "
-                        "AND (query = 'LISTEN einvoice_jobs' "
+                        "AND (query IN ('LISTEN einvoice_jobs', 'LISTEN einvoice_webhooks') "
                         "OR query LIKE 'SELECT pg_try_advisory_lock%%')",
                         (database.name,)).fetchall()}
             except psycopg.OperationalError:

@@ -130,3 +130,43 @@ def test_a_rejected_invoice_fixed_and_retried_over_http_is_accepted(
     assert job["status"] == "accepted", (job["error_code"], job["error_message"])
     assert job["reference_code"] == rejected["reference_code"]
     assert [e["type"] for e in job["events"]].count("operator_retry") == 1
+
+
+def test_enqueued_over_http_accepted_and_told_back_by_one_signed_webhook(
+    make_pipeline: Callable[..., Pipeline], session: Session, db_url: str, redis_url: str,
+) -> None:
+    """The whole round trip of an ERP in another language: enqueue over HTTP, the worker gets
+    it accepted, and the ERP's endpoint receives one ``job.accepted`` it can verify. No beat
+    runs: the delivery is woken by the outcome trigger's NOTIFY through the workers' listener."""
+    from einvoice.crypto import SecretBox
+    from einvoice.services.webhooks import add_endpoint
+    from tests.integration.pipeline.conftest import seed_invoice
+    from tests.integration.webhooks.conftest import Receiver
+
+    pipeline = make_pipeline()  # a worker on every queue, webhooks included; no beat
+    seed_organization(session)
+    invoice_id = seed_invoice(session)
+    created = create_key(session, 1, "erp")
+    receiver = Receiver().start()
+    endpoint = add_endpoint(session, SecretBox(pipeline.env["EINVOICE_SECRET_KEY"]),
+                            organization_id=1, url=receiver.url)
+    session.commit()
+    try:
+        with running_api(db_url, redis_url) as base_url, httpx.Client(
+                base_url=base_url, headers={"Authorization": f"Bearer {created.key}"},
+                timeout=30) as erp:
+            answer = erp.post(f"/api/invoices/{invoice_id}/jobs",
+                              headers={"Idempotency-Key": f"sale-{invoice_id}"})
+            assert answer.status_code == 201, answer.text
+            job = _wait_final(erp, answer.json()["job"]["id"])
+        assert job["status"] == "accepted", (job["error_code"], job["error_message"])
+        [delivery] = receiver.wait_for(1, timeout=20)
+        event = delivery.verify(endpoint.secret)  # raises unless signed with the secret
+        time.sleep(1.0)  # nothing more comes: delivered once
+    finally:
+        receiver.stop()
+    assert len(receiver.received) == 1
+    assert event["type"] == "job.accepted"
+    assert event["data"]["job_id"] == job["id"]
+    assert event["data"]["cufe"] == job["cufe"]
+    assert event["data"]["document_number"] == job["document_number"]
