@@ -210,13 +210,18 @@ def due_in(seconds: float) -> Sql:
 
 #: The invoice's side of an acceptance, written by :func:`update_job`'s statement: the CUFE (or
 #: CUDE) into ``xml_uuid``, the Factus ``number``, the QR ``qr_image`` (data-URI PNG) and DIAN's
-#: ``validated_at`` (now() when None), ``status`` ``validated`` (the
-#: columns :class:`einvoice.db.models.InvoiceSale` documents).
+#: ``validated_at`` (now() when None), ``status`` ``validated``, and the outcome columns of
+#: migration 0010 (the job, no error) that the ``einvoice_job_outcome`` trigger would otherwise
+#: write in a second update of the same row (the columns
+#: :class:`einvoice.db.models.InvoiceSale` documents). One update: a row the transaction already
+#: updated is re-checked against its foreign keys when updated again, and an ERP's rows written
+#: before the tenant keys would fail that check.
 _MARK_VALIDATED_OF_JOB = """, validated AS (
     UPDATE invoice_sales
        SET xml_uuid = :m_cufe, number = :m_number, qr_image = :m_qr_image,
            validated_at = coalesce(CAST(:m_validated_at AS timestamptz), now()),
-           status = 'validated'
+           status = 'validated', einvoice_job_id = :job_id, einvoice_error_code = NULL,
+           einvoice_error_message = NULL, einvoice_outcome_at = now()
       FROM job WHERE invoice_sales.id = job.invoice_id
 )"""
 

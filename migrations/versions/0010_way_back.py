@@ -129,10 +129,13 @@ BEGIN
         RETURN NULL;
     END IF;
     IF NEW.status = 'accepted' THEN
+        -- The worker's recording statement writes these with the CUFE (one update of the row:
+        -- a second one in the same transaction would re-check its foreign keys); this is for
+        -- any other path to acceptance.
         UPDATE invoice_sales
            SET einvoice_job_id = NEW.id, einvoice_error_code = NULL,
                einvoice_error_message = NULL, einvoice_outcome_at = now()
-         WHERE id = NEW.invoice_id;
+         WHERE id = NEW.invoice_id AND einvoice_job_id IS DISTINCT FROM NEW.id;
     ELSE
         -- A validated invoice stays validated whatever a later job of it does.
         UPDATE invoice_sales
