@@ -108,7 +108,7 @@ def claim(
 
     A compare-and-set ``UPDATE ... WHERE status = 'pending' AND next_retry_at <= now()``: a second
     delivery, a message for a row already claimed or final, or an early one, all get None
-    (STYLE.md habit 5). On success ``attempt_count`` is incremented and the row is returned.
+    (STYLE.md habit 5); a ``webhook`` delivery is never claimed here. On success ``attempt_count`` is incremented and the row is returned.
     """
     stmt = (
         update(Followup)
@@ -116,6 +116,8 @@ def claim(
             Followup.id == followup_id,
             Followup.status == FollowupStatus.PENDING,
             Followup.next_retry_at <= func.now(),
+            # Webhook deliveries are claimed by their own runner (einvoice.db.webhooks).
+            Followup.kind != "webhook",
         )
         .values(
             status=FollowupStatus.PROCESSING,

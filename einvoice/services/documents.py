@@ -569,12 +569,13 @@ def run_followup(ctx: WorkerContext, followup_id: uuid.UUID | str) -> str:
             recovers the row).
     """
     key = uuid.UUID(str(followup_id))
-    # A webhook delivery has its own claim, sender and record (the same lease pattern).
-    if webhooks.is_delivery(ctx.session_factory, key):
-        return webhooks.deliver(ctx, key)
     worker = thread_worker_id(ctx)
     claimed = _claim(ctx, key, worker)
     if isinstance(claimed, str):
+        # The archive's claim never takes a webhook delivery, which has its own claim, sender
+        # and record; only then is the kind looked up (no extra query for archives and e-mails).
+        if claimed == "not_due" and webhooks.is_delivery(ctx.session_factory, key):
+            return webhooks.deliver(ctx, key)
         return claimed
     client = ctx.clients.for_account(claimed.account)
     if claimed.kind == "archive":

@@ -464,7 +464,7 @@ def deliver(ctx: WorkerContext, followup_id: uuid.UUID | str, *,
     """Run one delivery: claim it, POST the signed message, record the attempt and outcome.
 
     Args:
-        ctx: the process's resources (sessions, settings, the secret box).
+        ctx: the process's resources (database, settings, the secret box).
         followup_id: a ``webhook`` follow-up's id.
         sender: the HTTP sender (default: the process's :func:`default_sender`).
     Returns:
