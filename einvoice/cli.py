@@ -532,10 +532,17 @@ def jobs_list(
 
 @jobs_app.command("show")
 @friendly_errors
-def jobs_show(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """The job, its payload summary and its event timeline."""
+def jobs_show(
+    job_id: str,
+    as_json: bool = typer.Option(False, "--json"),
+    lang: Literal["es", "en"] = typer.Option(
+        "es", "--lang", help="Language of the error's explanation (es or en)."),
+) -> None:
+    """The job, its payload summary, the explanation of its error (docs/dian-errors.md) and its
+    event timeline."""
     from rich.table import Table  # noqa: PLC0415
 
+    from einvoice.domain.catalogue import explain_job, render_lines  # noqa: PLC0415
     from einvoice.services.operator import job_detail  # noqa: PLC0415
     from einvoice.settings import get_settings  # noqa: PLC0415
 
@@ -545,13 +552,17 @@ def jobs_show(job_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
         events = [{"at": e.created_at, "type": e.event_type, "code": e.event_code,
                    "message": e.event_message, "metadata": e.metadata_} for e in detail.events]
         account = _account_dict(detail.account) if detail.account is not None else None
+    explained = explain_job(data["error_code"], data["error_message"], lang)
     if as_json:
         _print_json({"job": data, "payload": detail.payload_summary, "account": account,
-                     "events": events})
+                     "events": events, "explanation": [e.as_dict() for e in explained]})
         return
     for key, value in data.items():
         if value is not None:
             console.print(f"[b]{key}[/b]: {value}")
+        if key == "error_message":  # the explanation right under the error it explains
+            for line in render_lines(explained, lang):
+                console.print(line, markup=False, highlight=False)
     if account is not None:
         console.print(f"[b]account now[/b]: {account['username']} ({account['environment']}), "
                       f"API {_version_text(account)}")

@@ -3,8 +3,10 @@
 ``{"type", "title", "status", "detail", "code", "instance"}``: ``code`` is the reason code a job
 or a service would carry (``invoice_not_found``, ``already_accepted``, ``validation_error``,
 ``unauthorized``, ``not_found``...), ``type`` a URN naming it
-(``urn:einvoice:problem:<code>``). An error the caller cannot fix (a bug, the database down) is a
-500/503 problem whose detail says nothing of the internals.
+(``urn:einvoice:problem:<code>``). A problem whose ``code`` the error catalogue explains
+(docs/dian-errors.md) carries an ``explanation`` member in the ``Accept-Language`` language. An
+error the caller cannot fix (a bug, the database down) is a 500/503 problem whose detail says
+nothing of the internals.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from einvoice.api.schemas import Problem
+from einvoice.domain.catalogue import explain, language_of
 from einvoice.errors import ConfigError, EinvoiceError, JobError
 from einvoice.services.api_invoices import ApiInputError
 from einvoice.services.api_keys import ApiKeyError
@@ -74,6 +77,13 @@ def problem_response(status: int, code: str, detail: str, instance: str | None =
                         status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def explanation_member(code: str, accept_language: str | None) -> dict[str, Any]:
+    """``{"explanation": {...}}`` when the error catalogue explains ``code`` (in the language of
+    the ``Accept-Language`` header, Spanish by default), else ``{}``."""
+    found = explain(code, language_of(accept_language))
+    return {} if found is None else {"explanation": found.as_dict()}
+
+
 def problem_of(exc: EinvoiceError) -> ApiProblem:
     """The problem that answers a service error (status from :data:`STATUS_OF_REASON`)."""
     if isinstance(exc, ApiInputError):
@@ -98,6 +108,10 @@ def _location(loc: tuple[Any, ...]) -> str:
     return text or "body"
 
 
+def _accept_language(request: Request) -> str | None:
+    return request.headers.get("accept-language")
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem."""
 
@@ -105,13 +119,15 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, ApiProblem)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return problem_response(exc.status, exc.code, exc.detail, request.url.path,
-                                headers=headers, **exc.extra)
+                                headers=headers, **exc.extra,
+                                **explanation_member(exc.code, _accept_language(request)))
 
     async def service_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, EinvoiceError)
         problem = problem_of(exc)
         return problem_response(problem.status, problem.code, problem.detail, request.url.path,
-                                **problem.extra)
+                                **problem.extra,
+                                **explanation_member(problem.code, _accept_language(request)))
 
     async def validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -119,7 +135,8 @@ def install(app: FastAPI) -> None:
                    "type": str(e.get("type", ""))} for e in exc.errors()]
         first = errors[0] if errors else {"loc": "body", "msg": "invalid request"}
         return problem_response(422, "validation_error", f"{first['loc']}: {first['msg']}",
-                                request.url.path, errors=errors)
+                                request.url.path, errors=errors,
+                                **explanation_member("validation_error", _accept_language(request)))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

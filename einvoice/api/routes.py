@@ -1,8 +1,9 @@
 """The routes under ``/api``: thin adapters over :mod:`einvoice.services`.
 
 Every route is scoped to the key's organization (another organization's job or invoice is 404)
-and is a plain ``def`` (run in the thread pool): the database driver is synchronous, and each
-request is one unit of work on the process's engine. Every POST honours ``Idempotency-Key``
+and is ``async``, handing its blocking work (the database driver is synchronous) to the
+process's executor (:meth:`einvoice.api.context.ApiContext.run`); each request is one unit of
+work on the process's engine. Every POST honours ``Idempotency-Key``
 (:mod:`einvoice.api.idempotency`).
 """
 
@@ -31,6 +32,7 @@ from einvoice.api.schemas import (
     EnqueueOut,
     EnqueueRequest,
     EventOut,
+    ExplanationOut,
     InvoiceCreatedOut,
     InvoiceIn,
     JobDetailOut,
@@ -42,6 +44,7 @@ from einvoice.api.schemas import (
 )
 from einvoice.db import api_jobs as api_repo
 from einvoice.db.uow import UnitOfWork
+from einvoice.domain.catalogue import explain_job, language_of
 from einvoice.domain.jobs import ACTIVE_STATUSES, JobStatus
 from einvoice.services import api_invoices as service
 from einvoice.services.api_keys import Principal
@@ -80,7 +83,7 @@ def _enqueued(result: service.EnqueueResult, **extra: Any) -> Answer:
     responses={200: {"model": EnqueueOut, "description": "The invoice's existing job: in "
                      "flight, or accepted already (already_accepted true)."},
                **responses(401, 404, 409, 422, 503)})
-def enqueue_invoice(
+async def enqueue_invoice(
     request: Request, invoice_id: uuid.UUID, principal: Auth,
     idempotency_key: IdempotencyKey = None,
     body: Annotated[EnqueueRequest | None, Body()] = None,
@@ -95,9 +98,9 @@ def enqueue_invoice(
         return _enqueued(service.enqueue_for_organization(
             session, principal.organization_id, invoice_id, document_type.value))
 
-    return run_atomic(context_of(request), principal, key=idempotency_key, method="POST",
-                      path=_path(request), body={"document_type": document_type.value},
-                      work=work)
+    return await context_of(request).run(
+        run_atomic, context_of(request), principal, key=idempotency_key, method="POST",
+        path=_path(request), body={"document_type": document_type.value}, work=work)
 
 
 def _new_invoice(payload: InvoiceIn) -> service.NewInvoice:
@@ -122,7 +125,7 @@ def _new_invoice(payload: InvoiceIn) -> service.NewInvoice:
     "/invoices", status_code=201, response_model=InvoiceCreatedOut, tags=["invoices"],
     summary="Submit a whole invoice and validate it",
     responses=responses(401, 409, 422, 503))
-def create_invoice(request: Request, payload: InvoiceIn, principal: Auth,
+async def create_invoice(request: Request, payload: InvoiceIn, principal: Auth,
                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Store a whole invoice (customer, lines, payments) in the ERP tables and enqueue its job,
     in one transaction. The data rules that need DIAN's tables run in the worker: a bad value
@@ -133,8 +136,9 @@ def create_invoice(request: Request, payload: InvoiceIn, principal: Auth,
         invoice_id, result = service.create_invoice(session, principal.organization_id, new)
         return _enqueued(result, invoice_id=str(invoice_id))
 
-    return run_atomic(context_of(request), principal, key=idempotency_key, method="POST",
-                      path=_path(request), body=payload.model_dump(mode="json"), work=work)
+    return await context_of(request).run(
+        run_atomic, context_of(request), principal, key=idempotency_key, method="POST",
+        path=_path(request), body=payload.model_dump(mode="json"), work=work)
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,7 +173,7 @@ _LIST_PARAMETERS = frozenset({"status", "document_type", "invoice_id", "created_
 
 @router.get("/jobs", response_model=JobPage, tags=["jobs"], summary="List jobs",
             responses=responses(401, 422, 503))
-def list_jobs(
+async def list_jobs(
     request: Request, principal: Auth, *,
     status: Annotated[list[JobStatus] | None, Query(description="Repeatable.")] = None,
     document_type: DocumentType | None = None,
@@ -187,30 +191,45 @@ def list_jobs(
         raise ApiProblem(422, "validation_error", f"{unknown[0] or '(empty)'}: unknown query "
                          "parameter", field=unknown[0])
     after = _decode_cursor(cursor) if cursor else None
-    with UnitOfWork(context_of(request).session_factory) as uow:
-        jobs = api_repo.list_jobs(
-            uow.session, principal.organization_id,
-            statuses=[s.value for s in status or ()],
-            document_type=document_type.value if document_type else None,
-            invoice_id=invoice_id, created_from=_utc(created_from), created_to=_utc(created_to),
-            after=after, limit=limit + 1)
-        page = jobs[:limit]
-        next_cursor = (_encode_cursor(page[-1].created_at, page[-1].id)
-                       if len(jobs) > limit else None)
-        body = JobPage(items=[JobOut.of(j) for j in page],
-                       next_cursor=next_cursor).model_dump(mode="json")
-    return JSONResponse(body)
+    context = context_of(request)
+
+    def read() -> JSONResponse:
+        with UnitOfWork(context.session_factory) as uow:
+            jobs = api_repo.list_jobs(
+                uow.session, principal.organization_id,
+                statuses=[s.value for s in status or ()],
+                document_type=document_type.value if document_type else None,
+                invoice_id=invoice_id, created_from=_utc(created_from),
+                created_to=_utc(created_to), after=after, limit=limit + 1)
+            page = jobs[:limit]
+            next_cursor = (_encode_cursor(page[-1].created_at, page[-1].id)
+                           if len(jobs) > limit else None)
+            body = JobPage(items=[JobOut.of(j) for j in page],
+                           next_cursor=next_cursor).model_dump(mode="json")
+        return JSONResponse(body)
+
+    return await context.run(read)
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetailOut, tags=["jobs"],
             summary="A job with its event timeline", responses=responses(401, 404, 422, 503))
-def get_job(request: Request, job_id: uuid.UUID, principal: Auth) -> JSONResponse:
-    """The job and its events, oldest first (``enqueued``, ``claimed``, ``accepted``...)."""
-    with UnitOfWork(context_of(request).session_factory) as uow:
-        job = service.require_job(uow.session, principal.organization_id, job_id)
-        events = [EventOut.of(e) for e in service.job_events(uow.session, job)]
-        detail = JobDetailOut(**JobOut.of(job).model_dump(), events=events)
-    return JSONResponse(detail.model_dump(mode="json"))
+async def get_job(request: Request, job_id: uuid.UUID, principal: Auth) -> JSONResponse:
+    """The job and its events, oldest first (``enqueued``, ``claimed``, ``accepted``...), and
+    its error explained (``explanation``; ``Accept-Language: en`` for English)."""
+    lang = language_of(request.headers.get("accept-language"))
+    context = context_of(request)
+
+    def read() -> JSONResponse:
+        with UnitOfWork(context.session_factory) as uow:
+            job = service.require_job(uow.session, principal.organization_id, job_id)
+            events = [EventOut.of(e) for e in service.job_events(uow.session, job)]
+            explained = [ExplanationOut.of(e)
+                         for e in explain_job(job.error_code, job.error_message, lang)]
+            detail = JobDetailOut(**JobOut.of(job).model_dump(), events=events,
+                                  explanation=explained)
+        return JSONResponse(detail.model_dump(mode="json"))
+
+    return await context.run(read)
 
 
 def _document(request: Request, principal: Principal, job_id: uuid.UUID, kind: str,
@@ -229,10 +248,11 @@ def _document(request: Request, principal: Principal, job_id: uuid.UUID, kind: s
                              "content": {"application/pdf": {"schema": {
                                  "type": "string", "format": "binary"}}}},
                        **responses(401, 404, 409, 422, 502, 503)})
-def get_pdf(request: Request, job_id: uuid.UUID, principal: Auth) -> Response:
+async def get_pdf(request: Request, job_id: uuid.UUID, principal: Auth) -> Response:
     """The PDF of an accepted job: from the archive, or downloaded once from Factus and
     archived. 409 ``not_accepted`` for a job that is not accepted."""
-    return _document(request, principal, job_id, "pdf", "application/pdf")
+    return await context_of(request).run(_document, request, principal, job_id, "pdf",
+                                         "application/pdf")
 
 
 @router.get("/jobs/{job_id}/xml", response_class=Response, tags=["documents"],
@@ -240,15 +260,16 @@ def get_pdf(request: Request, job_id: uuid.UUID, principal: Auth) -> Response:
             responses={200: {"description": "DIAN's signed XML (AttachedDocument).",
                              "content": {"application/xml": {"schema": {"type": "string"}}}},
                        **responses(401, 404, 409, 422, 502, 503)})
-def get_xml(request: Request, job_id: uuid.UUID, principal: Auth) -> Response:
+async def get_xml(request: Request, job_id: uuid.UUID, principal: Auth) -> Response:
     """The XML of an accepted job (as the PDF)."""
-    return _document(request, principal, job_id, "xml", "application/xml")
+    return await context_of(request).run(_document, request, principal, job_id, "xml",
+                                         "application/xml")
 
 
 @router.post("/jobs/{job_id}/retry", response_model=ActionOut, tags=["jobs"],
              summary="Re-queue a failed or rejected job",
              responses=responses(401, 404, 409, 422, 503))
-def retry(request: Request, job_id: uuid.UUID, principal: Auth,
+async def retry(request: Request, job_id: uuid.UUID, principal: Auth,
           idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Re-queue a ``failed`` or ``rejected`` job after its data was fixed (same reference code,
     history kept; :func:`einvoice.services.operator.retry_job`). 409 ``not_retryable``,
@@ -259,14 +280,15 @@ def retry(request: Request, job_id: uuid.UUID, principal: Auth,
         return 200, ActionOut(job=JobOut.of(job),
                               message=f"job {job.id} re-queued").model_dump(mode="json")
 
-    return run_atomic(context_of(request), principal, key=idempotency_key, method="POST",
-                      path=_path(request), body=None, work=work)
+    return await context_of(request).run(
+        run_atomic, context_of(request), principal, key=idempotency_key, method="POST",
+        path=_path(request), body=None, work=work)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=ActionOut, tags=["jobs"],
              summary="Cancel a job not yet accepted",
              responses=responses(401, 404, 409, 422, 502, 503))
-def cancel(request: Request, job_id: uuid.UUID, principal: Auth,
+async def cancel(request: Request, job_id: uuid.UUID, principal: Auth,
            idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Cancel a job that is not accepted, deleting its unvalidated document at Factus when one
     may exist (:func:`einvoice.services.operator.cancel_job`). 409 ``cannot_cancel_accepted``
@@ -282,8 +304,8 @@ def cancel(request: Request, job_id: uuid.UUID, principal: Auth,
             job = service.require_job(uow.session, principal.organization_id, job_id)
             return 200, ActionOut(job=JobOut.of(job), message=message).model_dump(mode="json")
 
-    return run_in_steps(context, principal, key=idempotency_key, method="POST",
-                        path=_path(request), body=None, work=work)
+    return await context.run(run_in_steps, context, principal, key=idempotency_key,
+                             method="POST", path=_path(request), body=None, work=work)
 
 
 @router.post("/jobs/{job_id}/credit-note", status_code=201, response_model=CreditNoteOut,
@@ -291,7 +313,7 @@ def cancel(request: Request, job_id: uuid.UUID, principal: Auth,
              responses={200: {"model": CreditNoteOut,
                               "description": "The credit note's existing job."},
                         **responses(401, 404, 409, 422, 503)})
-def credit_note(request: Request, job_id: uuid.UUID, payload: CreditNoteIn, principal: Auth,
+async def credit_note(request: Request, job_id: uuid.UUID, payload: CreditNoteIn, principal: Auth,
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Create the credit note of an accepted invoice job (full without ``lines``, partial with
     them) and enqueue it. 409 ``not_accepted`` for a job that is not an accepted invoice."""
@@ -305,8 +327,9 @@ def credit_note(request: Request, job_id: uuid.UUID, payload: CreditNoteIn, prin
             lines=lines, notes=payload.notes)
         return _enqueued(result, credit_note_id=str(note_id))
 
-    return run_atomic(context_of(request), principal, key=idempotency_key, method="POST",
-                      path=_path(request), body=payload.model_dump(mode="json"), work=work)
+    return await context_of(request).run(
+        run_atomic, context_of(request), principal, key=idempotency_key, method="POST",
+        path=_path(request), body=payload.model_dump(mode="json"), work=work)
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,23 +339,34 @@ def credit_note(request: Request, job_id: uuid.UUID, payload: CreditNoteIn, prin
 
 @router.get("/numbering-ranges", response_model=NumberingRangesOut, tags=["organization"],
             summary="The organization's numbering ranges", responses=responses(401, 503))
-def numbering_ranges(request: Request, principal: Auth) -> JSONResponse:
+async def numbering_ranges(request: Request, principal: Auth) -> JSONResponse:
     """Every DIAN numbering range of the organization, with the numbers left."""
-    with UnitOfWork(context_of(request).session_factory) as uow:
-        rows = api_repo.numbering_ranges(uow.session, principal.organization_id)
-        out = NumberingRangesOut(items=[NumberingRangeOut.of(r) for r in rows])
-    return JSONResponse(out.model_dump(mode="json"))
+    context = context_of(request)
+
+    def read() -> JSONResponse:
+        with UnitOfWork(context.session_factory) as uow:
+            rows = api_repo.numbering_ranges(uow.session, principal.organization_id)
+            out = NumberingRangesOut(items=[NumberingRangeOut.of(r) for r in rows])
+        return JSONResponse(out.model_dump(mode="json"))
+
+    return await context.run(read)
 
 
 @router.get("/stats", response_model=StatsOut, tags=["organization"],
             summary="Job counts by status", responses=responses(401, 503))
-def stats(request: Request, principal: Auth) -> JSONResponse:
+async def stats(request: Request, principal: Auth) -> JSONResponse:
     """The organization's job counts by status (every status listed, 0 when none) and the age
     of its oldest unfinished job."""
-    with UnitOfWork(context_of(request).session_factory) as uow:
-        counts = api_repo.counts_by_status(uow.session, principal.organization_id)
-        oldest = api_repo.oldest_active_age_seconds(
-            uow.session, principal.organization_id, [s.value for s in ACTIVE_STATUSES])
+    context = context_of(request)
+
+    def read() -> tuple[dict[str, int], float | None]:
+        with UnitOfWork(context.session_factory) as uow:
+            return (api_repo.counts_by_status(uow.session, principal.organization_id),
+                    api_repo.oldest_active_age_seconds(
+                        uow.session, principal.organization_id,
+                        [s.value for s in ACTIVE_STATUSES]))
+
+    counts, oldest = await context.run(read)
     by_status = {s.value: counts.get(s.value, 0) for s in JobStatus}
     return JSONResponse(StatsOut(by_status=by_status, total=sum(by_status.values()),
                                  oldest_unfinished_age_s=oldest).model_dump(mode="json"))

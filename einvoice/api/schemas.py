@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from einvoice.db.models import ElectronicInvoicingEvent, ElectronicInvoicingJob, InvoiceSequence
+from einvoice.domain.catalogue import Explanation
 
 _LIMIT = 10**13  # 13 integer digits: what Factus's 2-decimal JSON numbers carry exactly
 
@@ -327,10 +328,36 @@ class EventOut(BaseModel):
                    message=event.event_message, metadata=event.metadata_)
 
 
+class ExplanationOut(BaseModel):
+    """An error code explained for the person who fixes it (the catalogue of
+    docs/dian-errors.md), in the language of ``Accept-Language`` (Spanish unless English is
+    preferred)."""
+
+    code: str = Field(description="The catalogue's code: ours (invalid_dv, dian_rejected, "
+                      "factus_4xx) or a DIAN rule (FAK24, FAJ43b, 90).")
+    kind: Literal["einvoice", "dian"]
+    message: str = Field(description="What happened.")
+    fix: str = Field(description="What to do about it.")
+    erp_field: str | None = Field(description="The ERP column to fix (customers.dv), if any.")
+    retryable: Literal["yes", "no", "after_fix"] = Field(
+        description="yes: einvoice retries, or a plain retry may succeed; after_fix: retry once "
+        "the data is fixed; no: a retry does not help.")
+    source: str = Field(description="Where the rule is defined (a module, a document, DIAN's "
+                        "Anexo técnico).")
+
+    @classmethod
+    def of(cls, explanation: Explanation) -> ExplanationOut:
+        """The response model of a catalogue explanation."""
+        return cls.model_validate(explanation.as_dict())
+
+
 class JobDetailOut(JobOut):
-    """A job with its event timeline, oldest first."""
+    """A job with its event timeline, oldest first, and the explanation of its error."""
 
     events: list[EventOut]
+    explanation: list[ExplanationOut] = Field(
+        default_factory=list, description="The job's error_code explained, then each DIAN rule "
+        "its code or message names; empty when the job has no error.")
 
 
 class JobPage(BaseModel):
@@ -414,3 +441,6 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="validation_error: one entry per bad field, with its "
         "location (loc) and message (msg).")
+    explanation: ExplanationOut | None = Field(
+        default=None, description="The code explained (what to fix, where, whether to retry), "
+        "when the error catalogue has it.")
