@@ -24,18 +24,24 @@ def api_serve(
         "revoked key keeps working)."),
 ) -> None:
     """Serve the API with uvicorn (one process; OpenAPI at /docs and /openapi.json)."""
-    import logging  # noqa: PLC0415
-
     import uvicorn  # noqa: PLC0415
+    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415
 
+    from einvoice import logs, metrics  # noqa: PLC0415
     from einvoice.api import create_app  # noqa: PLC0415
     from einvoice.settings import get_settings  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app(get_settings(), key_cache_seconds=key_cache_seconds)
+    settings = get_settings()
+    # EINVOICE_LOG_FORMAT for every line, uvicorn's too (with json, its loggers get no
+    # handlers of their own and write through the root's); this process's own Factus
+    # counters go to PROMETHEUS_MULTIPROC_DIR with the workers'.
+    logs.configure(settings)
+    metrics.setup(settings.prometheus_multiproc_dir)
+    app = create_app(settings, key_cache_seconds=key_cache_seconds)
+    json_logs = settings.einvoice_log_format == "json"
     # uvicorn's own access log would repeat einvoice.api.access without the organization.
     uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=True,
-                log_level="info")
+                log_level="info", log_config=None if json_logs else LOGGING_CONFIG)
 
 
 @keys_app.command("create")

@@ -22,6 +22,9 @@ EINVOICE_SECRET_KEY         Fernet key that encrypts credentials and tokens at r
                             (``einvoice secrets generate-key`` prints a new one);      read secrets
                             several comma-separated keys: the first encrypts, all
                             decrypt (``einvoice secrets rotate``)
+PROMETHEUS_MULTIPROC_DIR    folder where workers leave their metrics for the API's     none (metrics stay in
+                            ``/metrics`` (prometheus_client's multiprocess mode; a     each process)
+                            volume both containers share)
 ==========================  =========================================================  =====================
 
 Accounts of several organizations (optional):
@@ -213,6 +216,37 @@ class Settings(BaseSettings):
     # Celery task events always on. Off, workers send them only while Flower (or another
     # monitor) asks for them: each costs a Redis PUBLISH, about a tenth of a worker's CPU per job.
     einvoice_task_events: bool = False
+
+    # --- Observability (docs/metrics.md) ---
+    # Bearer token of the API's GET /metrics (Prometheus); unset, /metrics answers 404.
+    einvoice_metrics_token: SecretStr | None = None
+    # Log lines as ``text`` or ``json`` (one object per line with time, level, logger, message,
+    # job_id, organization_id, reference_code, request_id): workers, beat, `einvoice api serve`.
+    einvoice_log_format: Literal["text", "json"] = "text"
+    # prometheus_client's multiprocess folder (its own variable name): workers write their
+    # counters there, the API's /metrics reads them; the same folder (a shared volume) for both.
+    prometheus_multiproc_dir: str | None = None
+
+    @field_validator("einvoice_metrics_token", mode="before")
+    @classmethod
+    def _check_metrics_token(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            return None
+        if isinstance(value, str) and len(value.strip()) < 16:
+            raise ValueError("use at least 16 characters (openssl rand -hex 32 prints one)")
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("einvoice_log_format", mode="before")
+    @classmethod
+    def _blank_log_format_is_text(cls, value: object) -> object:
+        return (value.strip().lower() or "text") if isinstance(value, str) else value
+
+    @field_validator("prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _blank_multiproc_dir_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip() == "" else value
 
     @field_validator("database_url")
     @classmethod

@@ -17,7 +17,9 @@ How a worker (or beat) meets a start problem:
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any
 
 from celery import Celery
 
@@ -147,8 +149,70 @@ def _check_secret_key(**_: object) -> None:
             type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
 
 
-from celery.signals import worker_init, worker_ready  # noqa: E402
+_heartbeat: list[Any] = []  # this worker's WorkerHeartbeat, once started
+
+
+def _setup_observability(**_: object) -> None:
+    """On worker init: Factus counters to ``PROMETHEUS_MULTIPROC_DIR`` (read by the API's
+    /metrics; einvoice.metrics)."""
+    from einvoice import metrics  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    metrics.setup(get_settings().prometheus_multiproc_dir)
+
+
+def _log_format(logger: Any, **_: object) -> None:
+    """After Celery set up a logger (worker and beat): ``EINVOICE_LOG_FORMAT`` (einvoice.logs)."""
+    from einvoice.logs import use_format  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    use_format(logger, get_settings().einvoice_log_format)
+
+
+def _start_heartbeat(sender: object, **_: object) -> None:
+    """On worker ready: stamp this worker alive in Redis every 10 s (einvoice.services.
+    system_health); ``sender`` is the consumer, whose ``hostname`` is the node name."""
+    from einvoice.services.system_health import WorkerHeartbeat, health_redis  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    name = str(getattr(sender, "hostname", None) or f"worker@{os.getpid()}")
+    _heartbeat.append(WorkerHeartbeat(health_redis(get_settings().redis_url), name).start())
+
+
+def _worker_stopped(**_: object) -> None:
+    """On worker shutdown: its heartbeat removed, its live metric files released."""
+    from einvoice import metrics  # noqa: PLC0415
+
+    for beat in _heartbeat:
+        beat.stop()
+    metrics.mark_process_dead()
+
+
+def _beat_started(**_: object) -> None:
+    """In beat's process only: stamp beat's heartbeat whenever it publishes a task."""
+    from einvoice.services.system_health import BeatHeartbeat, health_redis  # noqa: PLC0415
+    from einvoice.settings import get_settings  # noqa: PLC0415
+
+    stamp = BeatHeartbeat(lambda: health_redis(get_settings().redis_url))
+    after_task_publish.connect(stamp, weak=False)
+
+
+from celery.signals import (  # noqa: E402
+    after_setup_logger,
+    after_setup_task_logger,
+    after_task_publish,
+    beat_init,
+    worker_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 worker_init.connect(_remember_concurrency, weak=False)
 worker_init.connect(_check_secret_key, weak=False)
+worker_init.connect(_setup_observability, weak=False)
 worker_ready.connect(_start_job_listener, weak=False)
+worker_ready.connect(_start_heartbeat, weak=False)
+worker_shutdown.connect(_worker_stopped, weak=False)
+after_setup_logger.connect(_log_format, weak=False)
+after_setup_task_logger.connect(_log_format, weak=False)
+beat_init.connect(_beat_started, weak=False)

@@ -67,5 +67,8 @@ def create_app(settings: Settings, *, key_cache_seconds: float = 30.0,
     problems.install(app)
     app.add_middleware(AccessLog)
     app.include_router(health.router)
+    from einvoice.api.metrics import router as metrics_router  # noqa: PLC0415 - /metrics
+
+    app.include_router(metrics_router)  # Prometheus, behind EINVOICE_METRICS_TOKEN
     app.include_router(routes.router)
     return app

@@ -46,6 +46,7 @@ from pydantic import BaseModel
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
+from einvoice import metrics
 from einvoice.crypto import SecretBox
 from einvoice.factus import deadline, v1, v2
 from einvoice.factus.errors import (
@@ -849,6 +850,7 @@ class FactusClient:
             )
         except httpx.TransportError as exc:
             error = _transport_error(method, path, exc)
+            metrics.observe_factus(method, path, error.reason, time.perf_counter() - started)
             logger.warning(
                 "factus %s %s -> %s after %.0f ms (account %s)",
                 method,
@@ -860,6 +862,7 @@ class FactusClient:
             )
             raise error from exc
         elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.observe_factus(method, path, response.status_code, elapsed_ms / 1000)
         body = response_json(response)
         message = (
             "" if path == v1.TOKEN_PATH and response.is_success else factus_message(body, response)

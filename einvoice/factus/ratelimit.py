@@ -37,6 +37,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from einvoice import metrics
 from einvoice.factus import deadline
 from einvoice.factus.errors import RateLimitedError
 
@@ -95,6 +96,7 @@ class RedisRateLimiter:
     ) -> None:
         if limit < 1 or window_seconds < 1:
             raise ValueError("limit and window_seconds must be at least 1")
+        self._client = client
         self._storage = RedisStorage(
             "redis://", connection_pool=client.connection_pool, key_prefix=key_prefix
         )
@@ -130,6 +132,7 @@ class RedisRateLimiter:
             redis.RedisError: when Redis is unreachable.
         """
         started = self._clock()
+        slept = False
         while True:
             # The pace first, then the minute's window. When the pace lets a request through
             # but the window is full, that pace slot is wasted (the account's next request
@@ -138,9 +141,12 @@ class RedisRateLimiter:
                 # The pace's slot frees within a second.
                 reset_at, _ = self._limiter.get_window_stats(self._pace, account_key)
                 self._wait_until(reset_at, started, account_key)
+                slept = True
                 continue
             if self._limiter.hit(self._item, account_key):
                 waited = self._clock() - started
+                if slept:
+                    metrics.rate_limit_waited(account_key, waited)
                 if waited > 1.0:
                     logger.info(
                         "Factus rate limit: waited %.1f s for account %s", waited, account_key
@@ -148,6 +154,7 @@ class RedisRateLimiter:
                 return waited
             reset_at, _remaining = self._limiter.get_window_stats(self._item, account_key)
             self._wait_until(reset_at, started, account_key)
+            slept = True
 
     def _wait_until(self, reset_at: float, started: float, account_key: str) -> None:
         """Sleep until ``reset_at`` (epoch s) plus jitter, or raise when past the maximum wait
@@ -159,6 +166,7 @@ class RedisRateLimiter:
         if now + delay - started > self._max_wait or (left is not None and delay > left):
             bound = (f"{self._max_wait:.0f} s" if left is None or delay <= left
                      else "the attempt's deadline")
+            metrics.rate_limit_refused(account_key)
             raise RateLimitedError(
                 f"no Factus request slot for account {account_key} within "
                 f"{bound} (limit {self.limit} per {self.window_seconds} s)",
@@ -179,6 +187,27 @@ class RedisRateLimiter:
         """
         _reset_at, remaining = self._limiter.get_window_stats(self._item, account_key)
         return max(int(remaining), 0)
+
+    def usage(self) -> dict[str, int]:
+        """Requests each account sent within the current window, by account key; read-only.
+
+        The accounts are those with a window in Redis (one that sent a request within the last
+        ``window_seconds``); taking no slot, it can run as often as a scrape or a page asks.
+
+        Raises:
+            redis.RedisError: when Redis is unreachable.
+        """
+        # The window's Redis key with "{}" where the account key goes (the limits library's
+        # layout: <prefix>:<namespace>/<account>/<limit>/<seconds>/second).
+        template = self._storage.prefixed_key(self._item.key_for("{}"))
+        head, tail = template.split("{}")
+        used: dict[str, int] = {}
+        for raw in self._client.scan_iter(match=f"{head}*{tail}", count=500):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            account = key[len(head):len(key) - len(tail)]
+            if account and "/" not in account:
+                used[account] = max(self.limit - self.remaining(account), 0)
+        return used
 
     def reset(self, account_key: str) -> None:
         """Forget the recorded hits of ``account_key`` (tests, operator tools)."""

@@ -40,6 +40,7 @@ import redis.lock
 from pydantic import SecretStr
 from redis.exceptions import LockError
 
+from einvoice import metrics
 from einvoice.crypto import SecretBox, SecretDecryptError
 from einvoice.errors import ConfigError
 from einvoice.factus import deadline
@@ -547,6 +548,7 @@ class TokenManager:
             try:
                 response = self._grants.refresh_grant(current.refresh_token)
             except FactusError as exc:
+                metrics.token_renewed("refresh", "error")
                 logger.warning(
                     "Factus refresh grant failed for account %s (%s); trying the password grant",
                     self._key,
@@ -555,7 +557,12 @@ class TokenManager:
         grant = "refresh"
         if response is None:
             grant = "password"
-            response = self._grants.password_grant()
+            try:
+                response = self._grants.password_grant()
+            except FactusError:
+                metrics.token_renewed(grant, "error")
+                raise
+        metrics.token_renewed(grant, "ok")
         token = StoredToken.from_response(response, now=self._clock(), margin_seconds=self._margin)
         if token.refresh_token is None and current is not None and current.refresh_token:
             # Factus returned no new refresh token: keep the one we have (it was not rotated).

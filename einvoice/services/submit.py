@@ -60,6 +60,7 @@ from einvoice.factus.errors import (
     PayloadValidationError,
     PendingDocumentConflict,
 )
+from einvoice.logs import bind, log_context
 from einvoice.services.claim import (
     Claimed,
     LeaseLost,
@@ -272,12 +273,15 @@ def submit_job(ctx: WorkerContext, job_id: uuid.UUID | str) -> str:
         Nothing else: any other exception ends the job (``internal_error``).
     """
     job_uuid = uuid.UUID(str(job_id))
-    result = _submit_once(ctx, job_uuid)
-    if result == "version_switched":
-        # The account's version was just stored (and this process's cache dropped): run the
-        # step again now, through it, instead of waiting for the dispatcher. Once: a second
-        # switch cannot happen (auto only moves v1 -> v2).
+    # Every line logged for this job carries its id (and, once claimed, its organization and
+    # reference code: einvoice.logs).
+    with log_context(job_id=str(job_uuid)):
         result = _submit_once(ctx, job_uuid)
+        if result == "version_switched":
+            # The account's version was just stored (and this process's cache dropped): run
+            # the step again now, through it, instead of waiting for the dispatcher. Once: a
+            # second switch cannot happen (auto only moves v1 -> v2).
+            result = _submit_once(ctx, job_uuid)
     return result
 
 
@@ -295,6 +299,7 @@ def _submit_once(ctx: WorkerContext, job_uuid: uuid.UUID) -> str:
         return _fail_unclaimed(ctx, job_uuid, worker, exc)
     if isinstance(claimed, str):
         return claimed
+    bind(organization_id=claimed.organization_id, reference_code=claimed.reference_code)
     try:
         outcome = _call_factus(ctx, claimed, worker, until, unfenced_until)
     except Exception as exc:

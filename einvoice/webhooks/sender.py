@@ -44,6 +44,8 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
+from einvoice import metrics
+
 #: Seconds to open the TCP (and TLS) connection.
 CONNECT_TIMEOUT_SECONDS = 5.0
 #: Seconds for the whole exchange once connected (each read or write is bounded by it too).
@@ -200,6 +202,7 @@ class WebhookSender:
     @staticmethod
     def _result(verdict: Verdict, status: int | None, error: str | None,
                 started: float) -> SendResult:
+        metrics.webhook_delivered(verdict.value)
         return SendResult(verdict, status, error,
                           round((time.monotonic() - started) * 1000))
 
