@@ -915,6 +915,9 @@ def _mount_optional_groups() -> None:
     from einvoice.cli_webhooks import webhooks_app  # noqa: PLC0415
 
     app.add_typer(webhooks_app, name="webhooks", help="Signed outcome webhooks to ERP endpoints.")
+    from einvoice.cli_users import users_app  # noqa: PLC0415
+
+    app.add_typer(users_app, name="users", help="Accounts of the operator console (/console).")
     try:
         from einvoice.sandbox.cli import app as sandbox_app  # noqa: PLC0415
     except ModuleNotFoundError as exc:

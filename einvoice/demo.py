@@ -29,7 +29,10 @@ What it does, in order:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -264,6 +267,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         _summary(out, jobs, elapsed, flower_port, sample)
         _webhook_summary(out, receiver, len(jobs))
         out.print(f"HTTP API: {api_url}/docs")
+        _console_screenshots(out, factory, api_url)
         ok = all(j.status in FINAL for j in jobs)
         if options.keep:
             out.print(f"[yellow]--keep:[/yellow] services stay up. Flower: http://127.0.0.1:{flower_port}"
@@ -305,6 +309,40 @@ def _wait_final(out: Console, factory: Any, total: int, timeout: float) -> None:
             if done >= total:
                 return
             time.sleep(0.5)
+
+
+#: Where ``make demo`` leaves the console's screenshots, under the checkout.
+SCREENSHOTS_DIR = Path(".einvoice") / "console-screenshots"
+
+
+def _console_screenshots(out: Console, factory: Any, api_url: str) -> None:
+    """Create a demo admin of the operator console and write a PNG of each console page into
+    :data:`SCREENSHOTS_DIR` with ``scripts/console_screenshots.py`` (a real chromium). Skipped,
+    with a line saying why, outside a checkout or without chromium: the demo's outcome does not
+    depend on it."""
+    import secrets  # noqa: PLC0415
+
+    from einvoice.services.console_auth import create_user  # noqa: PLC0415
+
+    root = project_root()
+    script = root / "scripts" / "console_screenshots.py"
+    if not script.exists() or shutil.which("chromium") is None:
+        out.print("console screenshots skipped (needs the checkout's scripts/ and chromium)")
+        return
+    password = secrets.token_urlsafe(18)
+    with factory() as session:
+        create_user(session, username="demo-admin", password=password, role="admin")
+        session.commit()
+    env = {**os.environ, "CONSOLE_PASSWORD": password}
+    done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+        [sys.executable, str(script), "--base-url", api_url, "--username", "demo-admin",
+         "--out", str(root / SCREENSHOTS_DIR)], env=env, capture_output=True, text=True, check=False,
+        timeout=180)
+    if done.returncode != 0:
+        out.print(f"[yellow]console screenshots failed:[/yellow] {done.stderr.strip()[-300:]}")
+        return
+    out.print(f"console: {api_url}/console/ ({len(done.stdout.split())} screenshots in "
+              f"{SCREENSHOTS_DIR}/)")
 
 
 def _webhook_summary(out: Console, receiver: Any, final_jobs: int) -> None:

@@ -71,4 +71,7 @@ def create_app(settings: Settings, *, key_cache_seconds: float = 30.0,
 
     app.include_router(metrics_router)  # Prometheus, behind EINVOICE_METRICS_TOKEN
     app.include_router(routes.router)
+    from einvoice.console import create_console  # noqa: PLC0415 - the console's own app
+
+    app.mount("/console", create_console(context))  # HTML pages with their own error pages
     return app

@@ -958,3 +958,91 @@ class ApiIdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(
         TIMESTAMPTZ, nullable=False, server_default=text("now()"))
     completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+
+
+# --------------------------------------------------------------------------------------------
+# The operator's web console (migration 0011): its accounts, sessions and the job table's indexes
+# --------------------------------------------------------------------------------------------
+
+#: Console roles, weakest first: ``viewer`` reads, ``operator`` also acts on jobs, ``admin`` also
+#: configures accounts, ranges, webhooks and API keys.
+OPERATOR_ROLES = ("viewer", "operator", "admin")
+
+
+class OperatorUser(Base):
+    """``operator_users``: a person who may sign in to the console.
+
+    ``password_hash`` is an argon2id hash (argon2-cffi's encoded form), never the password.
+    ``organization_id`` None: every organization; else the only one the operator sees.
+    ``failed_attempts`` / ``locked_until``: the lock-out after repeated failures (UTC);
+    ``disabled_at``: turned off (sessions revoked, sign-in refused). Usernames are lower case.
+    """
+
+    __tablename__ = "operator_users"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    username: Mapped[str] = mapped_column(Text, nullable=False)
+    password_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+    organization_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("organizations.id"))
+    failed_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    disabled_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, nullable=False,
+                                                 server_default=text("now()"))
+
+    __table_args__ = (
+        UniqueConstraint("username", name="uq_operator_users_username"),
+        CheckConstraint(_in("role", OPERATOR_ROLES), name="operator_users_role_check"),
+        CheckConstraint("username = lower(username) AND length(username) BETWEEN 1 AND 64",
+                        name="operator_users_username_check"),
+    )
+
+    def __repr__(self) -> str:
+        # Never the hash: a repr ends up in logs and tracebacks.
+        return (f"OperatorUser(id={self.id!r}, username={self.username!r}, role={self.role!r}, "
+                f"organization_id={self.organization_id!r})")
+
+
+class OperatorSession(Base):
+    """``operator_sessions``: one signed-in browser.
+
+    ``token_sha256`` is the SHA-256 (hex) of the session cookie's value (the cookie itself is
+    never stored); ``csrf_token`` is what every state-changing request of the session must
+    carry; ``revoked_at`` is set at sign-out or when the user is disabled. Times are UTC.
+    """
+
+    __tablename__ = "operator_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(CHAR(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("operator_users.id", ondelete="CASCADE"), nullable=False)
+    csrf_token: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, nullable=False,
+                                                 server_default=text("now()"))
+    expires_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(TIMESTAMPTZ, nullable=False,
+                                                   server_default=text("now()"))
+    revoked_at: Mapped[datetime | None] = mapped_column(TIMESTAMPTZ)
+
+    __table_args__ = (Index("ix_operator_sessions_user", "user_id"),)
+
+    def __repr__(self) -> str:
+        return f"OperatorSession(user_id={self.user_id!r}, expires_at={self.expires_at!r})"
+
+
+# The console's job table (migration 0011 says why each exists and what it costs); declared here,
+# beside the console, rather than in the job model's own list.
+_JOB = ElectronicInvoicingJob
+Index("ix_ei_jobs_created", _JOB.created_at, _JOB.id)
+Index("ix_ei_jobs_status_created", _JOB.status, _JOB.created_at, _JOB.id)
+Index("ix_ei_jobs_org_created", _JOB.organization_id, _JOB.created_at, _JOB.id)
+Index("ix_ei_jobs_error_created", _JOB.error_code, _JOB.created_at, _JOB.id,
+      postgresql_where=text("error_code IS NOT NULL"))
+Index("ix_ei_jobs_document_number", _JOB.document_number,
+      postgresql_where=text("document_number IS NOT NULL"))
+Index("ix_ei_jobs_accepted_at", _JOB.processed_at, postgresql_where=text("status = 'accepted'"))
+# On the ERP's tables, created only where no index starts with the column.
+Index("ix_customers_identification", Customer.identification_number)
+Index("ix_invoice_sales_customer", InvoiceSale.customer_id)
