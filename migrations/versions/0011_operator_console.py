@@ -136,8 +136,17 @@ def _build(name: str, definition: str) -> None:
     _exec(f"COMMENT ON INDEX {name} IS '{MARK}'")
 
 
+#: An organization's jobs are not spread over the statuses like the whole table's (one company's
+#: bad master data makes most of its rejections): without these statistics PostgreSQL multiplies
+#: the two columns' frequencies, under-estimates "organization N and rejected" a
+#: hundredfold and picks a plan that reads every such job to show fifty.
+JOB_STATISTICS = ("CREATE STATISTICS IF NOT EXISTS st_ei_jobs_org_status (mcv) "
+                  "ON organization_id, status FROM electronic_invoicing_jobs")
+
+
 def upgrade() -> None:
-    """Create the two tables, then build the indexes concurrently."""
+    """Create the two tables, the job table's statistics, then build the indexes concurrently."""
+    _exec(JOB_STATISTICS)
     _exec(OPERATOR_USERS)
     _exec(OPERATOR_SESSIONS)
     _exec(SESSION_INDEX)
@@ -161,5 +170,6 @@ def downgrade() -> None:
                          name=name).scalar()
             if mark == MARK:
                 _exec(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    _exec("DROP STATISTICS IF EXISTS st_ei_jobs_org_status")
     _exec("DROP TABLE IF EXISTS operator_sessions")
     _exec("DROP TABLE IF EXISTS operator_users")
