@@ -88,7 +88,7 @@ def users_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @users_app.command("disable")
 @friendly_errors
 def users_disable(username: str = typer.Argument(...)) -> None:
-    """Turn an account off: its sessions end at once and it can no longer sign in."""
+    """Turn an account off: it is signed out everywhere at once and it can no longer sign in."""
     from einvoice.services.console_auth import disable_user  # noqa: PLC0415
 
     with _session_factory()() as session:
@@ -118,7 +118,8 @@ def users_password(
     password_stdin: bool = typer.Option(False, "--password-stdin",
                                         help="Read the password from standard input."),
 ) -> None:
-    """Set a new password (asked twice); the account's sessions end and a lock-out is lifted."""
+    """Set a new password (asked twice); the account is signed out everywhere and a lock-out
+    is lifted."""
     from einvoice.services.console_auth import set_password  # noqa: PLC0415
 
     password = _read_password(password_stdin)

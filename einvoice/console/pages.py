@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from einvoice.api.context import LazyClients
 from einvoice.console import i18n
@@ -149,7 +148,7 @@ def _sign_in(request: Request, username: str, password: str) -> str | None:
 @router.post("/login", include_in_schema=False)
 async def login(request: Request, form: FormData) -> Response:
     """Check the username and password; on success set the session cookie and go on."""
-    token = await run_in_threadpool(_sign_in, request, field(form, "username"),
+    token = await context_of(request).run(_sign_in, request, field(form, "username"),
                                     (form.get("password") or [""])[-1])
     next_url = field(form, "next")
     if token is None:
@@ -325,13 +324,13 @@ async def job_action(request: Request, job_id: str, action: str, identity: Opera
     form = await form_of(request)
     key = console_views.parse_job_id(job_id)
     try:
-        await run_in_threadpool(_perform, request, identity, key, action, form)
+        await context_of(request).run(_perform, request, identity, key, action, form)
     except JobError as exc:
         if exc.reason == "job_not_found":
             raise
-        return await run_in_threadpool(_job_page, request, identity, job_id, status=409,
+        return await context_of(request).run(_job_page, request, identity, job_id, status=409,
                                        failure=exc)
     except EinvoiceError as exc:
-        return await run_in_threadpool(_job_page, request, identity, job_id, status=409,
+        return await context_of(request).run(_job_page, request, identity, job_id, status=409,
                                        failure=exc)
     return redirect(f"{base_of(request)}/jobs/{key}?done={action}")

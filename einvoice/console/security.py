@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from einvoice.api.context import ApiContext
 from einvoice.db.uow import UnitOfWork
@@ -113,7 +112,7 @@ async def identity_of(request: Request) -> Identity | None:
         cached: Identity | None = request.state.console_identity
         return cached
     token = request.cookies.get(SESSION_COOKIE)
-    identity = await run_in_threadpool(_identify, context_of(request), token) if token else None
+    identity = await context_of(request).run(_identify, context_of(request), token) if token else None
     request.state.console_identity = identity
     return identity
 
